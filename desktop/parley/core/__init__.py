@@ -1,0 +1,1 @@
+"""Parley's headless core. Nothing below this package imports Qt."""
