@@ -67,7 +67,9 @@ class RateLimited(ParleyError):
 class QuotaExhausted(ParleyError):
     """Billing quota or a spend limit was reached: retrying cannot help."""
 
-    default_message = "The account's quota or spend limit is used up. Check billing with the provider."
+    default_message = (
+        "The account's quota or spend limit is used up. Check billing with the provider."
+    )
 
 
 class ContextTooLong(ParleyError):

@@ -80,13 +80,18 @@ def connect(
     try:
         if readonly:
             conn = sqlite3.connect(
-                f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None, check_same_thread=False,
+                f"file:{path}?mode=ro",
+                uri=True,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
             )
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
                 check_same_thread=False,
             )
         conn.row_factory = sqlite3.Row
@@ -121,9 +126,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[s
             continue
         with transaction(conn):
             # Another process may have applied it while we waited for the write lock.
-            if conn.execute(
-                "SELECT 1 FROM _parley_migrations WHERE name=?", (m.name,)
-            ).fetchone():
+            if conn.execute("SELECT 1 FROM _parley_migrations WHERE name=?", (m.name,)).fetchone():
                 continue
             m.apply(conn)
             conn.execute("INSERT INTO _parley_migrations(name) VALUES (?)", (m.name,))

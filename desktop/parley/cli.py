@@ -1,0 +1,448 @@
+"""``parley`` opens the window; ``parley ask|keys|models|conversations|index|search`` run headless.
+
+Start-up is kept cheap (``parley --version`` must take well under 300 ms): only argparse
+and Parley's own small modules load here; the SDKs, chromadb and Qt are imported inside
+the commands that need them.
+
+Errors print one line on stderr (the user message, never a traceback) and exit 2;
+Ctrl+C exits 130 after saving whatever part of the answer had arrived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from parley import __version__
+
+if TYPE_CHECKING:
+    from parley.core.paths import Paths
+    from parley.core.services import Services
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("parley")
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(f"parley: {message}\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The full command-line grammar."""
+    p = argparse.ArgumentParser(
+        prog="parley",
+        description="Parley: a desktop chat assistant. With no command, opens the window.",
+    )
+    p.add_argument("--version", action="version", version=f"parley {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    ask = sub.add_parser("ask", help="ask a question; the answer streams to stdout")
+    ask.add_argument("question", nargs="?", help="the question ('-' or omitted: read stdin)")
+    ask.add_argument("--provider", help="openai, anthropic, openai-compatible, or a preset")
+    ask.add_argument("--model", help="model id (default: from settings or the catalog)")
+    ask.add_argument("--base-url", help="endpoint for the provider (OpenAI-compatible servers)")
+    ask.add_argument("--system", help="system prompt for this question")
+    ask.add_argument("--conversation", type=int, metavar="ID", help="continue a conversation")
+    ask.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    ask.add_argument("--tools", action="store_true", help="let the model use local tools")
+    ask.add_argument(
+        "--folder",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="allow a folder for tools/knowledge in this run (repeatable)",
+    )
+    ask.add_argument("--knowledge", action="store_true", help="answer from your indexed folders")
+    ask.set_defaults(func=cmd_ask)
+
+    keys = sub.add_parser("keys", help="manage API keys in the OS keyring")
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    kset = ksub.add_parser("set", help="store a key (read from stdin or a hidden prompt)")
+    kset.add_argument("provider")
+    kclear = ksub.add_parser("clear", help="remove a stored key")
+    kclear.add_argument("provider")
+    kstatus = ksub.add_parser("status", help="which providers have a key, and from where")
+    kstatus.add_argument("--json", action="store_true")
+    keys.set_defaults(func=cmd_keys)
+
+    models = sub.add_parser("models", help="list models with context windows and prices")
+    models.add_argument("--json", action="store_true")
+    models.add_argument("--provider", help="only this provider")
+    models.add_argument(
+        "--remote",
+        action="store_true",
+        help="ask the provider's /v1/models endpoint instead of the catalog",
+    )
+    models.add_argument("--base-url", help="endpoint to ask with --remote")
+    models.set_defaults(func=cmd_models)
+
+    convs = sub.add_parser("conversations", help="list stored conversations")
+    convs.add_argument("--json", action="store_true")
+    convs.add_argument("--search", help="only those whose title or text contains this")
+    convs.set_defaults(func=cmd_conversations)
+
+    try:
+        from parley.cli_knowledge import add_commands
+    except ImportError:  # the knowledge feature is optional at this layer
+        pass
+    else:
+        add_commands(sub)
+    return p
+
+
+# ---------------------------------------------------------------- entry
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``parley``; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list:
+        return _open_window()
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if not getattr(args, "func", None):
+        return _open_window()
+    logging.basicConfig(level=logging.WARNING, format="parley: %(levelname)s: %(message)s")
+    from parley.core.errors import ParleyError
+
+    try:
+        paths = _paths()
+        return int(args.func(args, paths))
+    except ParleyError as exc:
+        _err(exc.user_message)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # last resort: one line, no traceback for the person
+        log.debug("unexpected error", exc_info=True)
+        _err(f"internal error: {type(exc).__name__}: {exc}")
+        return 1
+
+
+def _paths() -> Paths:
+    from parley.core.paths import default_paths
+
+    return default_paths()
+
+
+def _services(paths: Paths) -> Services:
+    from parley.core.services import build_services
+
+    return build_services(paths)
+
+
+def _open_window() -> int:
+    try:
+        from parley.ui.app import main as gui_main
+    except ImportError as exc:
+        _err(f"the window cannot start: {exc}")
+        return EXIT_ERROR
+    return int(gui_main())
+
+
+# ---------------------------------------------------------------- ask
+def _read_question(arg: str | None) -> str:
+    from parley.core.errors import ConfigError
+
+    if arg is not None and arg != "-":
+        return arg
+    if sys.stdin is None or (arg is None and sys.stdin.isatty()):
+        raise ConfigError("No question given. Usage: parley ask QUESTION (or pipe it on stdin).")
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"The question on stdin is not valid UTF-8 (bad byte at position {exc.start})."
+        ) from None
+
+
+def cmd_ask(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley ask``."""
+    question = _read_question(args.question)
+    services = _services(paths)
+    provider = args.provider or services.settings.current.default_provider
+    services.catalog.provider(provider)  # unknown provider: one clear line
+    if args.base_url:
+        services.providers.overrides.setdefault(provider, {})["base_url"] = args.base_url
+    options = services.turn_options(
+        provider=provider,
+        model=args.model,
+        system=args.system,
+        use_tools=args.tools,
+        use_knowledge=args.knowledge,
+        folders=tuple(os.path.abspath(f) for f in args.folder),
+    )
+    if args.knowledge:
+        _attach_knowledge(services)
+    return asyncio.run(_ask(services, question, options, args))
+
+
+def _attach_knowledge(services: Services) -> None:
+    try:
+        from parley.core.knowledge.grounding import attach_knowledge
+    except ImportError:
+        from parley.core.errors import ConfigError
+
+        raise ConfigError("The knowledge feature is not available in this build.") from None
+    attach_knowledge(services)
+
+
+async def _ask(services: Services, question: str, options: Any, args: argparse.Namespace) -> int:
+    from parley.core.agent import AgentStopped, ToolRunFinished, ToolRunStarted
+    from parley.core.chat import TurnFinished, TurnStarted
+    from parley.core.providers.base import FallbackUsed, RetryScheduled, TextDelta
+
+    out = sys.stdout
+    finished: TurnFinished | None = None
+    started: TurnStarted | None = None
+    streamed = False
+    try:
+        async for ev in services.chat.send(question, options, conversation_id=args.conversation):
+            if isinstance(ev, TextDelta):
+                if not args.json:
+                    out.write(ev.text)
+                    out.flush()
+                    streamed = True
+            elif isinstance(ev, TurnStarted):
+                started = ev
+            elif isinstance(ev, RetryScheduled):
+                _err(f"{ev.message} Retrying in {ev.wait_s:.1f} s (attempt {ev.attempt}).")
+            elif isinstance(ev, FallbackUsed):
+                _err(ev.message)
+            elif isinstance(ev, ToolRunStarted):
+                _err(f"tool {ev.call.name}({_short(ev.call.arguments)}) ...")
+            elif isinstance(ev, ToolRunFinished):
+                state = "error" if ev.is_error else "ok"
+                _err(f"tool {ev.call.name}: {state} in {ev.ms:.0f} ms: {_short(ev.content)}")
+            elif isinstance(ev, AgentStopped):
+                _err(ev.message)
+            elif isinstance(ev, TurnFinished):
+                finished = ev
+    except asyncio.CancelledError:
+        if streamed:
+            out.write("\n")
+        if started is not None:
+            _err(f"stopped; the partial answer is saved in conversation {started.conversation_id}")
+        raise KeyboardInterrupt from None
+    finally:
+        await services.aclose()
+    assert finished is not None
+    if streamed and not args.json:
+        out.write("\n")
+        out.flush()
+    if args.json:
+        payload: dict[str, Any] = {
+            "text": finished.text,
+            "provider": finished.provider,
+            "model": finished.model,
+            "status": finished.status,
+            "usage": {
+                "input_tokens": finished.usage.input_tokens,
+                "output_tokens": finished.usage.output_tokens,
+                "cached_input_tokens": finished.usage.cached_input_tokens,
+            },
+            "cost_usd": finished.cost_usd,
+            "conversation_id": finished.conversation_id,
+            "attempts": finished.attempts,
+        }
+        if finished.error is not None:
+            payload["error"] = finished.error.user_message
+        if args.tools:
+            payload["tool_calls"] = [
+                {
+                    "name": t.call.name,
+                    "arguments": _json_or_text(t.call.arguments),
+                    "result": None if t.is_error else t.content,
+                    "error": t.content if t.is_error else None,
+                    "ms": round(t.ms, 1),
+                }
+                for t in finished.tool_calls
+            ]
+        if args.knowledge:
+            payload["sources"] = [_source_json(i + 1, s) for i, s in enumerate(finished.sources)]
+        out.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        out.flush()
+    if finished.error is not None:
+        _err(finished.error.user_message)
+        return EXIT_ERROR
+    if finished.status != "complete":
+        return EXIT_ERROR
+    return 0
+
+
+def _short(text: str, n: int = 120) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= n else one[: n - 1] + "…"
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _source_json(n: int, source: Any) -> dict[str, Any]:
+    to_dict = getattr(source, "to_dict", None)
+    d = dict(to_dict()) if callable(to_dict) else {}
+    return {"n": n, "path": d.get("path"), "location": d.get("location")}
+
+
+# ---------------------------------------------------------------- keys
+def cmd_keys(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley keys set|clear|status``."""
+    from parley.core.errors import ConfigError
+    from parley.core.providers.catalog import load_catalog
+    from parley.core.secrets import KeyringSecretStore, Secrets
+
+    catalog = load_catalog(paths.user_models_file)
+    secrets = Secrets(KeyringSecretStore())
+    if args.keys_command == "status":
+        rows = []
+        for pid, info in catalog.providers.items():
+            resolved = secrets.resolve(pid, env_var=info.key_env)
+            rows.append(
+                {
+                    "provider": pid,
+                    "has_key": resolved is not None,
+                    "source": resolved.source if resolved else None,
+                    "optional": info.key_optional,
+                }
+            )
+        if args.json:
+            print(json.dumps({"keyring": secrets.store.describe(), "providers": rows}))
+        else:
+            print(f"keyring: {secrets.store.describe()}")
+            for r in rows:
+                where = r["source"] or ("not needed" if r["optional"] else "no key")
+                print(f"  {r['provider']:<18} {where}")
+        return 0
+    info = catalog.provider(args.provider)
+    if args.keys_command == "clear":
+        removed = secrets.clear(info.id)
+        print(f"{info.label}: key removed" if removed else f"{info.label}: no stored key")
+        return 0
+    # set
+    if sys.stdin is not None and not sys.stdin.isatty():
+        raw = sys.stdin.buffer.read()
+        try:
+            value = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise ConfigError("The key on stdin is not valid UTF-8.") from None
+    else:
+        import getpass
+
+        value = getpass.getpass(f"{info.label} API key (input hidden): ").strip()
+    if not value:
+        raise ConfigError("No key given; nothing was stored.")
+    if any(c.isspace() for c in value) or len(value) > 4096:
+        raise ConfigError("That does not look like an API key (spaces or too long); not stored.")
+    secrets.save(info.id, value)
+    print(f"{info.label}: key stored in {secrets.store.describe()}")
+    return 0
+
+
+# ---------------------------------------------------------------- models
+def cmd_models(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley models``."""
+    if args.remote:
+        return _remote_models(args, paths)
+    from parley.core.providers.catalog import load_catalog
+
+    catalog = load_catalog(paths.user_models_file)
+    if args.provider:
+        catalog.provider(args.provider)
+    rows = [
+        {
+            "id": m.id,
+            "provider": m.provider,
+            "label": m.label,
+            "context_window": m.context_window,
+            "max_output": m.max_output,
+            "price_input_per_mtok": m.price_input,
+            "price_output_per_mtok": m.price_output,
+            "price_cached_input_per_mtok": m.price_cached_input,
+        }
+        for m in catalog.models.values()
+        if not args.provider or m.provider == args.provider
+    ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+
+    def price(v: float | None) -> str:
+        return "unknown" if v is None else f"${v:g}"
+
+    print(f"{'model':<26} {'provider':<12} {'context':>9}  {'in/1M':>8} {'out/1M':>8}")
+    for r in rows:
+        ctx = f"{r['context_window']:,}" if r["context_window"] else "?"
+        print(
+            f"{r['id']:<26} {r['provider']:<12} {ctx:>9}  "
+            f"{price(r['price_input_per_mtok']):>8} {price(r['price_output_per_mtok']):>8}"
+        )
+    return 0
+
+
+def _remote_models(args: argparse.Namespace, paths: Paths) -> int:
+    services = _services(paths)
+    provider = args.provider or "openai-compatible"
+    if args.base_url:
+        services.providers.overrides.setdefault(provider, {})["base_url"] = args.base_url
+
+    async def run() -> list[Any]:
+        try:
+            return await services.providers.raw(provider).list_models()
+        finally:
+            await services.aclose()
+
+    found = asyncio.run(run())
+    if args.json:
+        print(json.dumps([{"id": m.id, "provider": provider} for m in found]))
+    else:
+        for m in found:
+            print(m.id)
+    return 0
+
+
+# ---------------------------------------------------------------- conversations
+def cmd_conversations(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley conversations``."""
+    import datetime as dt
+
+    from parley.core.store.conversations import ConversationStore
+
+    store = ConversationStore(paths.db_file)
+    try:
+        rows = [
+            {
+                "id": c.id,
+                "title": c.title,
+                "updated_at": dt.datetime.fromtimestamp(c.updated_at, dt.UTC).isoformat(),
+                "messages": store.count_messages(c.id),
+            }
+            for c in store.list(query=args.search)
+        ]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        for r in rows:
+            print(f"{r['id']:>5}  {r['updated_at'][:16].replace('T', ' ')}  {r['title']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

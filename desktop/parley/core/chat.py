@@ -1,0 +1,447 @@
+"""One chat turn end to end: persist the question, stream the answer, persist the result.
+
+:class:`ChatSession` is what the window and the CLI call. It never raises a
+:class:`~parley.core.errors.ParleyError` at its caller: the turn ends with a
+:class:`TurnFinished` whose ``status`` says how (complete / partial / error) and which
+carries the error. Cancellation (Stop, Esc, Ctrl+C) propagates as ``CancelledError`` after
+the partial answer has been saved with status ``cancelled``.
+
+Streamed text is flushed to SQLite at least every ``FLUSH_INTERVAL_S`` (so a kill -9 loses
+at most that much); writes go through one single-thread executor, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from parley.core.agent import Agent, AgentEvent, AgentStopped, ToolRunFinished
+from parley.core.errors import ConfigError, ParleyError, StorageError
+from parley.core.providers.base import (
+    AttemptStarted,
+    ChatRequest,
+    FallbackUsed,
+    Message,
+    Provider,
+    TextDelta,
+    Usage,
+)
+from parley.core.store.conversations import ConversationStore, StoredMessage
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.25
+"""Streamed text reaches the database at least this often (the issue allows 500 ms)."""
+
+MAX_QUESTION_CHARS = 2_000_000
+"""Questions longer than this are refused before anything is sent."""
+
+TurnStatus = Literal["complete", "partial", "error", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    """The question is saved; the answer (``assistant_message_id``) is on its way."""
+
+    conversation_id: int
+    user_message_id: int
+    assistant_message_id: int
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourcesAttached:
+    """Knowledge sources put into the prompt (grounded answers)."""
+
+    sources: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFinished:
+    """The turn is over and saved."""
+
+    conversation_id: int
+    message_id: int
+    status: TurnStatus
+    text: str
+    provider: str
+    model: str
+    usage: Usage
+    cost_usd: float | None
+    attempts: int
+    error: ParleyError | None = None
+    tool_calls: tuple[ToolRunFinished, ...] = ()
+    sources: tuple[Any, ...] = ()
+
+
+TurnEvent = AgentEvent | TurnStarted | TurnFinished | SourcesAttached
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """What retrieval adds to a turn: a system-prompt addendum and the sources used."""
+
+    system_addendum: str
+    sources: tuple[Any, ...] = ()
+
+
+class Grounder(Protocol):
+    """Retrieves knowledge for a question (the knowledge feature implements it)."""
+
+    async def ground(self, question: str, *, folders: Sequence[str] = ()) -> Grounding:
+        """Sources for ``question``."""
+        ...
+
+
+@dataclass
+class TurnOptions:
+    """Per-turn choices (the caller resolves defaults from settings and the conversation)."""
+
+    provider: str
+    model: str
+    system: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_output_tokens: int | None = None
+    use_tools: bool = False
+    use_knowledge: bool = False
+    folders: Sequence[str] = field(default_factory=tuple)
+
+
+class ChatSession:
+    """Runs turns against providers and keeps the conversation store in step.
+
+    Args:
+        conversations: The store.
+        provider_for: Builds the (resilient) provider for a provider id and model.
+        cost_for: Prices a usage for a provider id and model (None: unknown).
+        agent_for: Builds the agent for a turn (tools on or off, allowed folders).
+        grounder: Knowledge retrieval, when the knowledge feature is available.
+        writer: Executor for database writes (one thread: writes stay ordered).
+    """
+
+    def __init__(
+        self,
+        conversations: ConversationStore,
+        *,
+        provider_for: Callable[[str, str], Provider],
+        cost_for: Callable[[str, str, Usage], float | None],
+        agent_for: Callable[[TurnOptions], Agent] | None = None,
+        grounder: Grounder | None = None,
+        writer: Executor | None = None,
+    ) -> None:
+        self.conversations = conversations
+        self._provider_for = provider_for
+        self._cost_for = cost_for
+        self._agent_for = agent_for or (lambda _opts: Agent(None))
+        self.grounder = grounder
+        self._writer = writer or ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-db")
+
+    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
+
+    # ---- Public API
+    async def send(
+        self,
+        text: str,
+        options: TurnOptions,
+        *,
+        conversation_id: int | None = None,
+        parent_id: int | Literal["leaf"] | None = "leaf",
+        attachments: Sequence[dict[str, str]] = (),
+    ) -> AsyncIterator[TurnEvent]:
+        """Ask ``text`` in a conversation (a new one when ``conversation_id`` is None).
+
+        ``attachments`` are ``{"name", "text"}`` dicts (dropped files), sent with the
+        question and kept with it.
+
+        ``parent_id`` places the question: under the current leaf (default), or under an
+        earlier message (edit and resend: the old branch stays).
+
+        Raises:
+            ConfigError: empty or oversized question, unknown conversation (before anything
+                is saved or sent).
+            StorageError: the question could not be saved.
+        """
+        if not text or not text.strip():
+            raise ConfigError("The question is empty.")
+        if len(text) > MAX_QUESTION_CHARS:
+            raise ConfigError(
+                f"The question is too long ({len(text):,} characters; "
+                f"the limit is {MAX_QUESTION_CHARS:,})."
+            )
+        if conversation_id is None:
+            conv = await self._db(self.conversations.create)
+            conversation_id = conv.id
+        elif await self._db(self.conversations.get, conversation_id) is None:
+            raise ConfigError(f"There is no conversation {conversation_id}.")
+        user = await self._db(
+            self.conversations.add_message,
+            conversation_id,
+            "user",
+            text,
+            parent_id=parent_id,
+            meta={"attachments": list(attachments)} if attachments else None,
+        )
+        async for ev in self._answer(conversation_id, user, options):
+            yield ev
+
+    async def regenerate(
+        self, conversation_id: int, options: TurnOptions
+    ) -> AsyncIterator[TurnEvent]:
+        """Answer the current branch's last question again (the old answer stays reachable).
+
+        Raises:
+            ConfigError: the conversation has no question to answer.
+        """
+        branch = await self._db(self.conversations.branch, conversation_id)
+        users = [m for m in branch if m.role == "user"]
+        if not users:
+            raise ConfigError("There is no question to answer again.")
+        async for ev in self._answer(conversation_id, users[-1], options):
+            yield ev
+
+    async def edit(
+        self, message_id: int, new_text: str, options: TurnOptions
+    ) -> AsyncIterator[TurnEvent]:
+        """Replace an earlier question with ``new_text`` as a new branch and answer it."""
+        msg = await self._db(self.conversations.message, message_id)
+        if msg is None or msg.role != "user":
+            raise ConfigError("Only your own messages can be edited.")
+        async for ev in self.send(
+            new_text, options, conversation_id=msg.conversation_id, parent_id=msg.parent_id
+        ):
+            yield ev
+
+    def history(self, conversation_id: int, upto: StoredMessage) -> tuple[Message, ...]:
+        """The branch ending at ``upto`` as provider messages (finished text only)."""
+        out: list[Message] = []
+        for m in self.conversations.branch(conversation_id, upto.id):
+            if m.role not in ("user", "assistant"):
+                continue
+            if m.role == "assistant" and not m.content:
+                continue  # a failed answer with no text: leave it out of the context
+            content = m.content
+            attachments = m.meta.get("attachments") if m.role == "user" else None
+            if attachments:
+                content = _with_attachments(content, attachments)
+            out.append(Message(m.role, content))  # type: ignore[arg-type]
+        return tuple(out)
+
+    # ---- the turn
+    async def _answer(
+        self, conversation_id: int, user: StoredMessage, options: TurnOptions
+    ) -> AsyncIterator[TurnEvent]:
+        conv = await self._db(self.conversations.get, conversation_id)
+        history = await self._db(self.history, conversation_id, user)
+        system = options.system
+        if conv is not None and conv.system_prompt:
+            system = conv.system_prompt
+        assistant = await self._db(
+            self.conversations.add_message,
+            conversation_id,
+            "assistant",
+            "",
+            parent_id=user.id,
+            provider=options.provider,
+            model=options.model,
+            status="streaming",
+        )
+        yield TurnStarted(conversation_id, user.id, assistant.id, options.provider, options.model)
+
+        state = _TurnState(provider=options.provider, model=options.model)
+        pending_flush: asyncio.Future[Any] | None = None
+        try:
+            if options.use_knowledge and self.grounder is not None:
+                grounding = await self.grounder.ground(user.content, folders=options.folders)
+                state.sources = grounding.sources
+                if grounding.system_addendum:
+                    system = (
+                        f"{system}\n\n{grounding.system_addendum}"
+                        if system
+                        else (grounding.system_addendum)
+                    )
+                await self._db(
+                    self.conversations.update_message,
+                    assistant.id,
+                    meta={"sources": [_source_meta(s) for s in grounding.sources]},
+                )
+                yield SourcesAttached(grounding.sources)
+
+            provider = self._provider_for(options.provider, options.model)
+            request = ChatRequest(
+                model=options.model,
+                messages=history,
+                system=system or None,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                max_output_tokens=options.max_output_tokens,
+            )
+            agent = self._agent_for(options)
+            last_flush = time.monotonic()
+            async for ev in agent.run(provider, request):
+                if isinstance(ev, TextDelta):
+                    state.parts.append(ev.text)
+                    now = time.monotonic()
+                    if now - last_flush >= FLUSH_INTERVAL_S:
+                        last_flush = now
+                        pending_flush = asyncio.get_running_loop().run_in_executor(
+                            self._writer,
+                            self._flush,
+                            assistant.id,
+                            "".join(state.parts),
+                        )
+                elif isinstance(ev, Usage):
+                    state.usage = state.usage + ev
+                elif isinstance(ev, AttemptStarted):
+                    state.attempts += 1
+                elif isinstance(ev, FallbackUsed):
+                    state.provider, state.model = ev.provider, ev.model
+                    state.fallback_note = ev.message
+                elif isinstance(ev, ToolRunFinished):
+                    state.tools.append(ev)
+                    await self._db(
+                        self.conversations.add_tool_call,
+                        assistant.id,
+                        ev.call.id,
+                        ev.call.name,
+                        ev.call.arguments,
+                        result=ev.content,
+                        is_error=ev.is_error,
+                        ms=ev.ms,
+                    )
+                elif isinstance(ev, AgentStopped):
+                    state.stopped = ev
+                yield ev
+        except asyncio.CancelledError:
+            # Save synchronously: the task is being torn down; this is one short write.
+            if pending_flush is not None:
+                pending_flush.cancel()
+            self._finish_sync(conversation_id, assistant.id, state, "cancelled", None)
+            raise
+        except ParleyError as exc:
+            status: TurnStatus = "partial" if state.text() else "error"
+            yield await self._finish(conversation_id, assistant.id, state, status, exc)
+            return
+        # A loop, step cap or budget stop keeps what was said, marked incomplete.
+        status = "partial" if state.stopped is not None else "complete"
+        yield await self._finish(conversation_id, assistant.id, state, status, None)
+
+    def _flush(self, message_id: int, text: str) -> None:
+        try:
+            self.conversations.update_message(message_id, content=text)
+        except StorageError as exc:  # keep streaming; the final write reports it
+            log.warning("could not save streamed text: %s", exc.user_message)
+
+    async def _finish(
+        self,
+        conversation_id: int,
+        message_id: int,
+        state: _TurnState,
+        status: TurnStatus,
+        error: ParleyError | None,
+    ) -> TurnFinished:
+        return await self._db(self._finish_sync, conversation_id, message_id, state, status, error)
+
+    def _finish_sync(
+        self,
+        conversation_id: int,
+        message_id: int,
+        state: _TurnState,
+        status: TurnStatus,
+        error: ParleyError | None,
+    ) -> TurnFinished:
+        text = state.text()
+        usage = state.usage
+        reported = usage.input_tokens is not None or usage.output_tokens is not None
+        cost = self._cost_for(state.provider, state.model, usage) if reported else None
+        err_text = (
+            error.user_message if error else (state.stopped.message if state.stopped else None)
+        )
+        meta: dict[str, Any] = {"attempts": state.attempts}
+        if state.fallback_note:
+            meta["fallback"] = state.fallback_note
+        usage_tuple = (
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_input_tokens,
+            usage.cache_write_tokens,
+        )
+        try:
+            self.conversations.update_message(
+                message_id,
+                content=text,
+                status=status,
+                error=err_text,
+                provider=state.provider,
+                model=state.model,
+                usage=usage_tuple if reported else None,
+                cost_usd=cost,
+                meta=meta,
+            )
+            if reported:
+                self.conversations.record_usage(
+                    provider=state.provider,
+                    model=state.model,
+                    usage=usage_tuple,
+                    cost_usd=cost,
+                    conversation_id=conversation_id,
+                    message_id=message_id,
+                )
+        except StorageError as exc:
+            log.error("could not save the answer: %s", exc.user_message)
+            if error is None:
+                error = exc
+                status = "error" if not text else "partial"
+        return TurnFinished(
+            conversation_id=conversation_id,
+            message_id=message_id,
+            status=status,
+            text=text,
+            provider=state.provider,
+            model=state.model,
+            usage=usage,
+            cost_usd=cost,
+            attempts=state.attempts,
+            error=error,
+            tool_calls=tuple(state.tools),
+            sources=state.sources,
+        )
+
+
+@dataclass
+class _TurnState:
+    provider: str
+    model: str
+    parts: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    attempts: int = 0
+    fallback_note: str | None = None
+    tools: list[ToolRunFinished] = field(default_factory=list)
+    stopped: AgentStopped | None = None
+    sources: tuple[Any, ...] = ()
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _with_attachments(text: str, attachments: list[dict[str, Any]]) -> str:
+    parts = [text]
+    for a in attachments:
+        name = a.get("name", "attachment")
+        parts.append(f'\n\n<attachment name="{name}">\n{a.get("text", "")}\n</attachment>')
+    return "".join(parts)
+
+
+def _source_meta(source: Any) -> dict[str, Any]:
+    to_dict = getattr(source, "to_dict", None)
+    if callable(to_dict):
+        return dict(to_dict())
+    return {"repr": repr(source)}

@@ -1,0 +1,303 @@
+"""Anthropic Messages adapter over the official ``anthropic`` SDK.
+
+System prompt is a top-level field; tool calls are ``tool_use`` blocks and their results
+``tool_result`` blocks in the next user message. Usage comes from ``message_start``
+(input and cache tokens) and ``message_delta`` (output tokens) and is reported once, as
+totals, just before :class:`Finished`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from parley.core.errors import BadRequest, ParleyError, ProviderDown, ProviderTimeout
+from parley.core.providers.base import (
+    ChatRequest,
+    Finished,
+    FinishReason,
+    ModelInfo,
+    StreamEvent,
+    TextDelta,
+    Timeouts,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallDone,
+    ToolCallStarted,
+    Usage,
+)
+from parley.core.providers.http_errors import error_for_status, is_transport_error, redact
+
+DEFAULT_MAX_TOKENS = 8192
+"""Anthropic requires max_tokens; used when neither settings nor the catalog say."""
+
+_FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "other",
+}
+
+
+def to_anthropic_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """Our messages as Messages API turns: tool results merged into one user turn."""
+    out: list[dict[str, Any]] = []
+
+    def push(role: str, blocks: list[dict[str, Any]]) -> None:
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+
+    for m in request.messages:
+        if m.role == "system":
+            continue  # the system prompt travels in the top-level field
+        if m.role == "tool":
+            block: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": m.tool_call_id or "",
+                "content": m.content,
+            }
+            if m.is_error:
+                block["is_error"] = True
+            push("user", [block])
+        elif m.role == "assistant":
+            blocks: list[dict[str, Any]] = []
+            if m.content:
+                blocks.append({"type": "text", "text": m.content})
+            for c in m.tool_calls:
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": c.id,
+                        "name": c.name,
+                        "input": _json_object(c.arguments),
+                    }
+                )
+            if blocks:
+                push("assistant", blocks)
+        else:
+            push("user", [{"type": "text", "text": m.content}])
+    return out
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    # The API requires tool_use.input to be an object; a model's invalid JSON is sent back
+    # as {} (the tool_result that follows tells the model what was wrong).
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class AnthropicProvider:
+    """Messages API over the official SDK.
+
+    Args:
+        api_key: The key.
+        base_url: Endpoint override (or ``ANTHROPIC_BASE_URL``, read by the SDK).
+        timeouts: Connect / first byte / idle limits.
+        default_max_tokens: ``max_tokens`` when the request has none.
+        client: A ready-made ``AsyncAnthropic``.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "anthropic",
+        label: str = "Anthropic",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeouts: Timeouts | None = None,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        client: Any = None,
+    ) -> None:
+        self.name = name
+        self.label = label
+        self.timeouts = timeouts or Timeouts()
+        self.default_max_tokens = default_max_tokens
+        self._api_key = api_key
+        self._base_url = base_url
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The SDK client, created on first use (``import anthropic`` costs ~0.9 s)."""
+        if self._client is None:
+            import anthropic
+
+            t = self.timeouts
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self._api_key,
+                base_url=self._base_url,
+                max_retries=0,
+                timeout=anthropic.Timeout(
+                    connect=t.connect, read=max(t.first_byte, t.idle), write=30.0, pool=t.connect
+                ),
+            )
+        return self._client
+
+    # ---- Public API
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Stream one message as events."""
+        import anthropic
+
+        params: dict[str, Any] = {
+            "model": request.model,
+            "messages": to_anthropic_messages(request),
+            "max_tokens": request.max_output_tokens or self.default_max_tokens,
+            "stream": True,
+        }
+        if request.system:
+            params["system"] = request.system
+        if request.tools:
+            params["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters}
+                for t in request.tools
+            ]
+        if request.temperature is not None:
+            params["temperature"] = min(request.temperature, 1.0)  # Anthropic's range is 0..1
+        if request.top_p is not None:
+            params["top_p"] = request.top_p
+
+        loop = asyncio.get_running_loop()
+        t = self.timeouts
+        stream = None
+        started = False
+        usage_in = usage_cached = usage_write = None
+        usage_out: int | None = None
+        finish: Finished | None = None
+        blocks: dict[int, list[Any]] = {}  # index -> [tool id, name, json text]
+        try:
+            async with asyncio.timeout(t.first_byte) as deadline:
+                stream = await self.client.messages.create(**params)
+                async for ev in stream:
+                    deadline.reschedule(None)
+                    started = True
+                    kind = ev.type
+                    if kind == "content_block_delta":
+                        d = ev.delta
+                        if d.type == "text_delta":
+                            yield TextDelta(d.text)
+                        elif d.type == "input_json_delta" and ev.index in blocks:
+                            blocks[ev.index][2] += d.partial_json
+                            yield ToolCallDelta(ev.index, d.partial_json)
+                    elif kind == "content_block_start":
+                        cb = ev.content_block
+                        if cb.type == "tool_use":
+                            blocks[ev.index] = [cb.id, cb.name, ""]
+                            yield ToolCallStarted(ev.index, cb.id, cb.name)
+                        elif cb.type == "text" and cb.text:
+                            yield TextDelta(cb.text)
+                    elif kind == "content_block_stop":
+                        entry = blocks.pop(ev.index, None)
+                        if entry is not None:
+                            yield ToolCallDone(
+                                ev.index, ToolCall(entry[0], entry[1], entry[2] or "{}")
+                            )
+                    elif kind == "message_start":
+                        u = ev.message.usage
+                        usage_cached = u.cache_read_input_tokens or 0
+                        usage_write = u.cache_creation_input_tokens or 0
+                        usage_in = (u.input_tokens or 0) + usage_cached + usage_write
+                        usage_out = u.output_tokens
+                    elif kind == "message_delta":
+                        if ev.usage is not None:
+                            usage_out = ev.usage.output_tokens
+                            if ev.usage.input_tokens is not None:
+                                usage_cached = ev.usage.cache_read_input_tokens or usage_cached
+                                usage_write = ev.usage.cache_creation_input_tokens or usage_write
+                                usage_in = (
+                                    ev.usage.input_tokens + (usage_cached or 0) + (usage_write or 0)
+                                )
+                        reason = ev.delta.stop_reason
+                        if reason:
+                            finish = Finished(_FINISH.get(reason, "other"), reason)
+                    deadline.reschedule(loop.time() + t.idle)
+        except TimeoutError:
+            if started:
+                msg = f"{self.label} stopped sending within {t.idle:.0f} s; the answer was cut off."
+            else:
+                msg = f"{self.label} did not start answering within {t.first_byte:.0f} s."
+            raise ProviderTimeout(msg) from None
+        except asyncio.CancelledError:
+            raise
+        except ParleyError:
+            raise
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc, self.label, request.model) from None
+        except anthropic.APITimeoutError:
+            raise ProviderTimeout(f"{self.label} took too long to answer.") from None
+        except anthropic.APIConnectionError as exc:
+            raise ProviderDown(
+                f"Could not reach {self.label}"
+                + (" (the connection dropped mid-answer)." if started else "."),
+                detail=redact(repr(exc.__cause__ or exc)),
+            ) from None
+        except anthropic.APIError as exc:
+            raise ProviderDown(
+                f"{self.label} failed mid-answer.", detail=redact(str(exc))
+            ) from None
+        except Exception as exc:
+            if not is_transport_error(exc):
+                raise
+            raise ProviderDown(
+                f"Could not reach {self.label}"
+                + (" (the connection dropped mid-answer)." if started else "."),
+                detail=redact(repr(exc)),
+            ) from None
+        finally:
+            if stream is not None:
+                await stream.close()
+        if usage_in is not None or usage_out is not None:
+            yield Usage(usage_in, usage_out, usage_cached, usage_write)
+        yield finish or Finished("other", None)
+
+    async def list_models(self) -> list[ModelInfo]:
+        """``GET /v1/models``."""
+        import anthropic
+
+        try:
+            async with asyncio.timeout(self.timeouts.first_byte):
+                page = await self.client.models.list()
+                return [ModelInfo(m.id, None) async for m in page]
+        except TimeoutError:
+            raise ProviderTimeout(f"{self.label} did not list its models in time.") from None
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc, self.label, "(models)") from None
+        except anthropic.APIConnectionError:
+            raise ProviderDown(f"Could not reach {self.label}.") from None
+        except anthropic.APIError as exc:
+            raise BadRequest(
+                f"{self.label} gave an unexpected model list.", detail=str(exc)
+            ) from None
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connections."""
+        if self._client is not None:
+            await self._client.close()
+
+
+def _status_error(exc: Any, label: str, model: str) -> ParleyError:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    err = body.get("error", {}) if isinstance(body, dict) else {}
+    if not isinstance(err, dict):
+        err = {}
+    err_type = err.get("type")
+    # The SDK has dedicated classes for spend limits; their names say so.
+    cls = type(exc).__name__
+    if "SpendLimit" in cls or "Billing" in cls or cls == "PaymentRequiredError":
+        err_type = f"{err_type or ''} spend limit billing".strip()
+    return error_for_status(
+        exc.status_code,
+        provider_label=label,
+        model=model,
+        headers=dict(exc.response.headers) if exc.response is not None else None,
+        err_type=err_type,
+        message=str(err.get("message") or ""),
+    )

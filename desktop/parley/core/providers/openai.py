@@ -1,0 +1,290 @@
+"""OpenAI Chat Completions adapter (also every OpenAI-compatible server).
+
+The official ``openai`` SDK does the HTTP and SSE parsing; this module maps our request
+to its parameters and its chunks to our events. SDK retries are off (``max_retries=0``):
+``resilient.py`` owns retrying, so one failure never becomes nine requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from parley.core.errors import (
+    BadRequest,
+    ParleyError,
+    ProviderDown,
+    ProviderTimeout,
+)
+from parley.core.providers.base import (
+    ChatRequest,
+    Finished,
+    FinishReason,
+    Message,
+    ModelInfo,
+    StreamEvent,
+    TextDelta,
+    Timeouts,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallDone,
+    ToolCallStarted,
+    Usage,
+)
+from parley.core.providers.http_errors import error_for_status, is_transport_error, redact
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+def to_openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """Our messages in Chat Completions form (system first)."""
+    out: list[dict[str, Any]] = []
+    if request.system:
+        out.append({"role": "system", "content": request.system})
+    for m in request.messages:
+        out.append(_message(m))
+    return out
+
+
+def _message(m: Message) -> dict[str, Any]:
+    if m.role == "tool":
+        return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
+    if m.role == "assistant" and m.tool_calls:
+        return {
+            "role": "assistant",
+            "content": m.content or None,
+            "tool_calls": [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in m.tool_calls
+            ],
+        }
+    return {"role": m.role, "content": m.content}
+
+
+class OpenAIProvider:
+    """Chat Completions over the official SDK.
+
+    Args:
+        name: Provider id ("openai", "openai-compatible", or a preset like "groq").
+        label: Name shown to people in errors.
+        api_key: The key; local servers accept any placeholder.
+        base_url: Endpoint; None means the SDK's default (or ``OPENAI_BASE_URL``).
+        timeouts: Connect / first byte / idle limits.
+        client: A ready-made ``AsyncOpenAI`` (tests, shared clients).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "openai",
+        label: str = "OpenAI",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeouts: Timeouts | None = None,
+        client: Any = None,
+    ) -> None:
+        self.name = name
+        self.label = label
+        self.timeouts = timeouts or Timeouts()
+        self._api_key = api_key
+        self._base_url = base_url
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The SDK client, created on first use (the SDK import is lazy: ~0.4 s)."""
+        if self._client is None:
+            import openai
+
+            t = self.timeouts
+            self._client = openai.AsyncOpenAI(
+                api_key=self._api_key or "not-needed",
+                base_url=self._base_url,
+                max_retries=0,
+                timeout=openai.Timeout(
+                    connect=t.connect, read=max(t.first_byte, t.idle), write=30.0, pool=t.connect
+                ),
+            )
+        return self._client
+
+    # ---- Public API
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Stream one completion as events. See :class:`~parley.core.providers.base.Provider`."""
+        import openai
+
+        params: dict[str, Any] = {
+            "model": request.model,
+            "messages": to_openai_messages(request),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.tools:
+            params["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in request.tools
+            ]
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        if request.top_p is not None:
+            params["top_p"] = request.top_p
+        if request.max_output_tokens is not None:
+            # OpenAI's newer models reject max_tokens; local servers mostly know only it.
+            key = "max_completion_tokens" if self.name == "openai" else "max_tokens"
+            params[key] = request.max_output_tokens
+
+        loop = asyncio.get_running_loop()
+        t = self.timeouts
+        stream = None
+        calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
+        finish: Finished | None = None
+        started = False
+        try:
+            async with asyncio.timeout(t.first_byte) as deadline:
+                stream = await self.client.chat.completions.create(**params)
+                async for chunk in stream:
+                    deadline.reschedule(None)  # never time out while the consumer works
+                    started = True
+                    usage = chunk.usage
+                    if usage is not None:
+                        details = getattr(usage, "prompt_tokens_details", None)
+                        yield Usage(
+                            input_tokens=usage.prompt_tokens,
+                            output_tokens=usage.completion_tokens,
+                            cached_input_tokens=getattr(details, "cached_tokens", None) or 0,
+                        )
+                    for choice in chunk.choices:
+                        delta = choice.delta
+                        if delta is not None:
+                            if delta.content:
+                                yield TextDelta(delta.content)
+                            if delta.tool_calls:
+                                for ev in _tool_deltas(delta.tool_calls, calls):
+                                    yield ev
+                        if choice.finish_reason:
+                            for idx in sorted(calls):
+                                cid, name, args = calls.pop(idx)
+                                yield ToolCallDone(idx, ToolCall(cid, name, args))
+                            finish = Finished(
+                                _FINISH.get(choice.finish_reason, "other"), choice.finish_reason
+                            )
+                    deadline.reschedule(loop.time() + t.idle)
+        except TimeoutError:
+            which = "stopped sending" if started else "did not start answering"
+            limit = t.idle if started else t.first_byte
+            raise ProviderTimeout(
+                f"{self.label} {which} within {limit:.0f} s; the answer was cut off."
+                if started
+                else f"{self.label} {which} within {limit:.0f} s."
+            ) from None
+        except asyncio.CancelledError:
+            raise
+        except ParleyError:
+            raise
+        except openai.APIStatusError as exc:
+            raise _status_error(exc, self.label, request.model) from None
+        except openai.APITimeoutError:
+            raise ProviderTimeout(f"{self.label} took too long to answer.") from None
+        except openai.APIConnectionError as exc:
+            raise ProviderDown(
+                f"Could not reach {self.label}"
+                + (" (the connection dropped mid-answer)." if started else "."),
+                detail=redact(repr(exc.__cause__ or exc)),
+            ) from None
+        except openai.APIError as exc:
+            # Mid-stream error events and malformed payloads.
+            raise ProviderDown(
+                f"{self.label} failed mid-answer.", detail=redact(str(exc))
+            ) from None
+        except Exception as exc:
+            if not is_transport_error(exc):
+                raise
+            raise ProviderDown(
+                f"Could not reach {self.label}"
+                + (" (the connection dropped mid-answer)." if started else "."),
+                detail=redact(repr(exc)),
+            ) from None
+        finally:
+            if stream is not None:
+                await stream.close()
+        for idx in sorted(calls):  # a server that never sent finish_reason
+            cid, name, args = calls[idx]
+            yield ToolCallDone(idx, ToolCall(cid, name, args))
+        yield finish or Finished("other", None)
+
+    async def list_models(self) -> list[ModelInfo]:
+        """``GET /v1/models``."""
+        import openai
+
+        try:
+            async with asyncio.timeout(self.timeouts.first_byte):
+                page = await self.client.models.list()
+                return [ModelInfo(m.id, getattr(m, "owned_by", None)) async for m in page]
+        except TimeoutError:
+            raise ProviderTimeout(f"{self.label} did not list its models in time.") from None
+        except openai.APIStatusError as exc:
+            raise _status_error(exc, self.label, "(models)") from None
+        except openai.APIConnectionError:
+            raise ProviderDown(f"Could not reach {self.label}.") from None
+        except openai.APIError as exc:
+            raise BadRequest(
+                f"{self.label} gave an unexpected model list.", detail=str(exc)
+            ) from None
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connections."""
+        if self._client is not None:
+            await self._client.close()
+
+
+def _tool_deltas(deltas: Any, calls: dict[int, list[str]]) -> list[StreamEvent]:
+    out: list[StreamEvent] = []
+    for tc in deltas:
+        idx = tc.index if tc.index is not None else len(calls)
+        fn = tc.function
+        entry = calls.get(idx)
+        if entry is None:
+            entry = calls[idx] = [tc.id or f"call_{idx}", (fn.name if fn else None) or "", ""]
+            out.append(ToolCallStarted(idx, entry[0], entry[1]))
+        elif fn is not None and fn.name and not entry[1]:
+            entry[1] = fn.name
+        if fn is not None and fn.arguments:
+            entry[2] += fn.arguments
+            out.append(ToolCallDelta(idx, fn.arguments))
+    return out
+
+
+def _status_error(exc: Any, label: str, model: str) -> ParleyError:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    err = body.get("error", body) if isinstance(body, dict) else {}
+    if not isinstance(err, dict):
+        err = {}
+    return error_for_status(
+        exc.status_code,
+        provider_label=label,
+        model=model,
+        headers=dict(exc.response.headers) if exc.response is not None else None,
+        err_type=err.get("type") or getattr(exc, "type", None),
+        err_code=str(err.get("code") or getattr(exc, "code", None) or "") or None,
+        message=str(err.get("message") or exc.message or ""),
+    )
+
+
+__all__ = ["OpenAIProvider", "to_openai_messages"]

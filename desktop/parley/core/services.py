@@ -1,0 +1,289 @@
+"""The composition root: ``build_services(paths, settings, secrets) -> Services``.
+
+The CLI and ``ui/app.py`` both call it; nothing else constructs collaborators, and there
+are no module-level singletons (STYLE.md §5). Each class gets only what it uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from parley.core import tokens
+from parley.core.agent import Agent
+from parley.core.chat import ChatSession, Grounder, TurnOptions
+from parley.core.costs import is_local_url, usage_cost
+from parley.core.errors import ConfigError, MissingKeyError
+from parley.core.paths import Paths
+from parley.core.providers.base import Provider, Timeouts, Usage
+from parley.core.providers.catalog import Catalog, load_catalog
+from parley.core.providers.resilient import Fallback, ResilientProvider
+from parley.core.secrets import ResolvedKey, Secrets
+from parley.core.settings import Settings, SettingsStore
+from parley.core.store.conversations import ConversationStore
+
+if TYPE_CHECKING:
+    from parley.core.tools.registry import ToolRegistry
+
+
+class ProviderFactory:
+    """Builds providers from the catalog, the settings and the keys; caches SDK clients.
+
+    Base URL order: explicit > settings > the vendor's environment variable
+    (``OPENAI_BASE_URL`` / ``ANTHROPIC_BASE_URL``, as the SDKs do) > the catalog preset.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: SettingsStore,
+        secrets: Secrets,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.secrets = secrets
+        self._environ = environ
+        self._cache: dict[tuple[str, str | None, str | None], Provider] = {}
+        self.overrides: dict[str, dict[str, str]] = {}
+        """Per-run overrides (``--base-url``, ``--api-key``): provider id -> field -> value."""
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The environment consulted for base URLs and keys."""
+        return os.environ if self._environ is None else self._environ
+
+    def base_url(self, provider_id: str) -> str | None:
+        """Where ``provider_id`` is reached (None: the SDK default)."""
+        info = self.catalog.provider(provider_id)
+        explicit = self.overrides.get(provider_id, {}).get("base_url")
+        if explicit:
+            return explicit
+        configured = self.settings.current.provider(provider_id).base_url
+        if configured:
+            return configured
+        if info.base_url_env and self.environ.get(info.base_url_env):
+            return self.environ[info.base_url_env]
+        return info.base_url
+
+    def key(self, provider_id: str) -> ResolvedKey | None:
+        """The key for ``provider_id`` and where it came from."""
+        info = self.catalog.provider(provider_id)
+        explicit = self.overrides.get(provider_id, {}).get("api_key")
+        return self.secrets.resolve(provider_id, explicit=explicit, env_var=info.key_env)
+
+    def is_local(self, provider_id: str) -> bool:
+        """Whether the provider is a server on this machine (costs nothing)."""
+        info = self.catalog.provider(provider_id)
+        return info.key_optional and is_local_url(self.base_url(provider_id))
+
+    def timeouts(self) -> Timeouts:
+        """Network limits from settings."""
+        t = self.settings.current.timeouts
+        return Timeouts(connect=t.connect_s, first_byte=t.first_byte_s, idle=t.idle_s)
+
+    def raw(self, provider_id: str) -> Provider:
+        """The adapter for ``provider_id`` (cached per base URL and key).
+
+        Raises:
+            ConfigError: unknown provider.
+            MissingKeyError: the provider needs a key and none is set.
+        """
+        info = self.catalog.provider(provider_id)
+        resolved = self.key(provider_id)
+        if resolved is None and not info.key_optional:
+            env = f" or the {info.key_env} environment variable" if info.key_env else ""
+            raise MissingKeyError(
+                f"No API key for {info.label}. Add one in Settings, with "
+                f"`parley keys set {provider_id}`{env}."
+            )
+        base_url = self.base_url(provider_id)
+        key = resolved.value if resolved else None
+        cache_key = (provider_id, base_url, key)
+        cached = self._cache.get(cache_key)
+        if cached is not None:
+            return cached
+        provider: Provider
+        if info.protocol == "anthropic":
+            from parley.core.providers.anthropic import AnthropicProvider
+
+            provider = AnthropicProvider(
+                name=provider_id,
+                label=info.label,
+                api_key=key,
+                base_url=base_url,
+                timeouts=self.timeouts(),
+            )
+        elif info.protocol == "openai":
+            from parley.core.providers.openai import OpenAIProvider
+
+            provider = OpenAIProvider(
+                name=provider_id,
+                label=info.label,
+                api_key=key,
+                base_url=base_url,
+                timeouts=self.timeouts(),
+            )
+        else:
+            raise ConfigError(f"Provider '{provider_id}' has unknown protocol '{info.protocol}'.")
+        self._cache[cache_key] = provider
+        return provider
+
+    def resilient(self, provider_id: str, model: str) -> ResilientProvider:
+        """The adapter wrapped with retries and the settings' fallback model."""
+        primary = self.raw(provider_id)
+        s = self.settings.current
+        fallback = None
+        if s.fallback_model and (s.fallback_model, s.fallback_provider or provider_id) != (
+            model,
+            provider_id,
+        ):
+            try:
+                fallback = Fallback(self.raw(s.fallback_provider or provider_id), s.fallback_model)
+            except (ConfigError, MissingKeyError):
+                fallback = None  # an unusable fallback must not block the primary
+        return ResilientProvider(primary, fallback=fallback)
+
+    def default_model(self, provider_id: str) -> str:
+        """The model to use when none was chosen.
+
+        Raises:
+            ConfigError: nothing configured and the catalog has no default.
+        """
+        s = self.settings.current
+        if s.default_model and s.default_provider == provider_id:
+            return s.default_model
+        configured = s.provider(provider_id).default_model
+        if configured:
+            return configured
+        info = self.catalog.provider(provider_id)
+        if info.default_model:
+            return info.default_model
+        raise ConfigError(
+            f"No model chosen for {info.label}. Pass --model or pick one in Settings."
+        )
+
+    def cost(self, provider_id: str, model: str, usage: Usage) -> float | None:
+        """Price of ``usage``; None when unknown (never a made-up $0)."""
+        return usage_cost(
+            usage, self.catalog.model(model, provider_id), local=self.is_local(provider_id)
+        )
+
+    async def aclose(self) -> None:
+        """Close every cached SDK client."""
+        for p in list(self._cache.values()):
+            await p.aclose()
+        self._cache.clear()
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a front end needs, built once."""
+
+    paths: Paths
+    settings: SettingsStore
+    secrets: Secrets
+    catalog: Catalog
+    conversations: ConversationStore
+    providers: ProviderFactory
+    chat: ChatSession
+    extras: dict[str, Any]
+    """Late-bound features (knowledge) keyed by name; filled by their builders."""
+
+    def turn_options(
+        self,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        system: str | None = None,
+        use_tools: bool = False,
+        use_knowledge: bool = False,
+        folders: tuple[str, ...] = (),
+    ) -> TurnOptions:
+        """Options for a turn, defaults from settings."""
+        s = self.settings.current
+        provider = provider or s.default_provider
+        self.catalog.provider(provider)  # validates the id
+        model = model or self.providers.default_model(provider)
+        return TurnOptions(
+            provider=provider,
+            model=model,
+            system=system if system is not None else (s.system_prompt or None),
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_output_tokens=s.max_output_tokens,
+            use_tools=use_tools,
+            use_knowledge=use_knowledge,
+            folders=(*s.knowledge.folders, *folders),
+        )
+
+    async def aclose(self) -> None:
+        """Close network clients and the database."""
+        await self.providers.aclose()
+        for extra in self.extras.values():
+            close = getattr(extra, "close", None)
+            if callable(close):
+                close()
+        self.conversations.close()
+
+
+def tool_registry_for(options: TurnOptions, grounder: Grounder | None = None) -> ToolRegistry:
+    """The tools offered in a turn: calculator, file tools for the allowed folders, knowledge."""
+    from parley.core.tools import default_registry
+    from parley.core.tools.files import FolderPolicy
+
+    folders = [Path(f).expanduser() for f in options.folders]
+    policy = FolderPolicy([f for f in folders if f.is_dir()])
+    search = getattr(grounder, "search_for_tool", None) if grounder is not None else None
+    return default_registry(policy, knowledge_search=search)
+
+
+def build_services(
+    paths: Paths,
+    settings: SettingsStore | Settings | None = None,
+    secrets: Secrets | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Services:
+    """Wire Parley's core for one front end.
+
+    Raises:
+        StorageError: the data folder or database cannot be used.
+        ConfigError: settings or the model catalog are invalid.
+    """
+    from parley.core.secrets import KeyringSecretStore
+
+    paths.ensure()
+    tokens.configure(paths.assets_dir)
+    if settings is None:
+        settings = SettingsStore(paths.settings_file)
+    elif isinstance(settings, Settings):
+        settings = SettingsStore(paths.settings_file, settings)
+    secrets = secrets or Secrets(KeyringSecretStore(), environ=environ)
+    catalog = load_catalog(paths.user_models_file)
+    conversations = ConversationStore(paths.db_file)
+    providers = ProviderFactory(catalog, settings, secrets, environ=environ)
+    extras: dict[str, Any] = {}
+    store = settings
+
+    def agent_for(options: TurnOptions) -> Agent:
+        if not options.use_tools:
+            return Agent(None)
+        t = store.current.tools
+        return Agent(
+            tool_registry_for(options, extras.get("grounder")),
+            step_cap=t.step_cap,
+            max_tool_output_tokens=t.max_output_tokens,
+        )
+
+    chat = ChatSession(
+        conversations,
+        provider_for=providers.resilient,
+        cost_for=providers.cost,
+        agent_for=agent_for,
+    )
+    return Services(paths, settings, secrets, catalog, conversations, providers, chat, extras)
