@@ -54,3 +54,12 @@ def _guarded_connect(self: socket.socket, address: object) -> object:
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Refuse connections that leave loopback (fixture-scoped, not a global flag)."""
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+@pytest.fixture
+def fake_llm():  # type: ignore[no-untyped-def]
+    """A fake OpenAI + Anthropic server on 127.0.0.1 (the real SDKs talk to it)."""
+    from tests.fakes.server import FakeLLMServer
+
+    with FakeLLMServer() as srv:
+        yield srv

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from parley.core.store.db import Migration, connect, sql_migration, transaction
+from parley.core.store.db import (
+    BUSY_TIMEOUT_MS,
+    Migration,
+    connect,
+    sql_migration,
+    transaction,
+)
 
 MessageStatus = Literal["complete", "streaming", "partial", "error", "cancelled"]
 
@@ -201,10 +207,10 @@ def _locked(cls: type) -> type:
 class ConversationStore:
     """SQLite-backed conversations, safe to call from several threads."""
 
-    def __init__(self, db_file: Path) -> None:
+    def __init__(self, db_file: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.db_file = db_file
         self._lock = threading.RLock()
-        self.conn = connect(db_file, MIGRATIONS)
+        self.conn = connect(db_file, MIGRATIONS, busy_timeout_ms=busy_timeout_ms)
 
     def close(self) -> None:
         """Close the connection."""

@@ -54,8 +54,21 @@ def _split_sql(script: str) -> list[str]:
     return out
 
 
+def _writable(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder`` (root ignores mode bits)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def _describe(exc: BaseException, path: Path) -> StorageError:
     text = str(exc).lower()
+    if "unable to open" in text and path.parent.is_dir() and not _writable(path.parent):
+        text = "readonly"
     if "readonly" in text or "read-only" in text or "permission" in text:
         msg = f"Parley's data folder is read-only: {path.parent}"
     elif "locked" in text or "busy" in text:
@@ -70,7 +83,11 @@ def _describe(exc: BaseException, path: Path) -> StorageError:
 
 
 def connect(
-    path: Path, migrations: Sequence[Migration] = (), *, readonly: bool = False
+    path: Path,
+    migrations: Sequence[Migration] = (),
+    *,
+    readonly: bool = False,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
 ) -> sqlite3.Connection:
     """Open ``path`` (creating it), set WAL and the busy timeout, apply pending migrations.
 
@@ -82,7 +99,7 @@ def connect(
             conn = sqlite3.connect(
                 f"file:{path}?mode=ro",
                 uri=True,
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=busy_timeout_ms / 1000,
                 isolation_level=None,
                 check_same_thread=False,
             )
@@ -90,12 +107,12 @@ def connect(
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=busy_timeout_ms / 1000,
                 isolation_level=None,
                 check_same_thread=False,
             )
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         if not readonly:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
