@@ -275,7 +275,7 @@ def test_ctrl_c_mid_stream_keeps_partial(parley_home: Path, fake_llm: Any) -> No
         got += os.read(proc.stdout.fileno(), 1024)
     time.sleep(0.3)  # let the turn reach its next await; the signal is the test's input
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
+    _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
     assert b"Traceback" not in err
     last = stored(parley_home)[-1]

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from parley.core.errors import ProviderDown, QuotaExhausted, RateLimited
+from parley.core.providers.anthropic import AnthropicProvider
 from parley.core.providers.base import (
     AttemptStarted,
     ChatRequest,
@@ -16,7 +17,6 @@ from parley.core.providers.base import (
     StreamResult,
 )
 from parley.core.providers.openai import OpenAIProvider
-from parley.core.providers.anthropic import AnthropicProvider
 from parley.core.providers.resilient import Fallback, ResilientProvider
 from tests.fakes.script import Drop, HTTPError, Text
 
