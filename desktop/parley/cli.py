@@ -11,9 +11,6 @@ Ctrl+C exits 130 after saving whatever part of the answer had arrived.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -27,8 +24,6 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
-
-log = logging.getLogger("parley")
 
 
 def _err(message: str) -> None:
@@ -110,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     if not getattr(args, "func", None):
         return _open_window()
+    import logging
+
     logging.basicConfig(level=logging.WARNING, format="parley: %(levelname)s: %(message)s")
     from parley.core.errors import ParleyError
 
@@ -125,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # last resort: one line, no traceback for the person
-        log.debug("unexpected error", exc_info=True)
+        logging.getLogger("parley").debug("unexpected error", exc_info=True)
         _err(f"internal error: {type(exc).__name__}: {exc}")
         return 1
 
@@ -170,6 +167,8 @@ def _read_question(arg: str | None) -> str:
 
 def cmd_ask(args: argparse.Namespace, paths: Paths) -> int:
     """``parley ask``."""
+    import asyncio
+
     question = _read_question(args.question)
     services = _services(paths)
     provider = args.provider or services.settings.current.default_provider
@@ -200,6 +199,9 @@ def _attach_knowledge(services: Services) -> None:
 
 
 async def _ask(services: Services, question: str, options: Any, args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
     from parley.core.agent import AgentStopped, ToolRunFinished, ToolRunStarted
     from parley.core.chat import TurnFinished, TurnStarted
     from parley.core.providers.base import FallbackUsed, RetryScheduled, TextDelta
@@ -288,6 +290,8 @@ def _short(text: str, n: int = 120) -> str:
 
 
 def _json_or_text(text: str) -> Any:
+    import json
+
     try:
         return json.loads(text)
     except ValueError:
@@ -303,6 +307,8 @@ def _source_json(n: int, source: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- keys
 def cmd_keys(args: argparse.Namespace, paths: Paths) -> int:
     """``parley keys set|clear|status``."""
+    import json
+
     from parley.core.errors import ConfigError
     from parley.core.providers.catalog import load_catalog
     from parley.core.secrets import KeyringSecretStore, Secrets
@@ -357,6 +363,8 @@ def cmd_keys(args: argparse.Namespace, paths: Paths) -> int:
 # ---------------------------------------------------------------- models
 def cmd_models(args: argparse.Namespace, paths: Paths) -> int:
     """``parley models``."""
+    import json
+
     if args.remote:
         return _remote_models(args, paths)
     from parley.core.providers.catalog import load_catalog
@@ -396,6 +404,9 @@ def cmd_models(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _remote_models(args: argparse.Namespace, paths: Paths) -> int:
+    import asyncio
+    import json
+
     services = _services(paths)
     provider = args.provider or "openai-compatible"
     if args.base_url:
@@ -420,6 +431,7 @@ def _remote_models(args: argparse.Namespace, paths: Paths) -> int:
 def cmd_conversations(args: argparse.Namespace, paths: Paths) -> int:
     """``parley conversations``."""
     import datetime as dt
+    import json
 
     from parley.core.store.conversations import ConversationStore
 
