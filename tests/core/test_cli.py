@@ -332,3 +332,28 @@ def test_read_only_data_dir(parley_home: Path, fake_llm: Any) -> None:
             p = parley(parley_home, "ask", "hi", srv=fake_llm)
     assert_one_line_error(p, "read-only")
     assert fake_llm.requests == []
+
+
+def test_ask_tools_json_and_stderr(parley_home: Path, fake_llm: Any, tmp_path: Path) -> None:
+    from tests.fakes.script import Call, ToolCalls
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "q3.txt").write_text("Q3 budget: 1.2M\n")
+    fake_llm.enqueue(
+        ToolCalls([Call("calculator", '{"expression": "2.1/8.9"}'),
+                   Call("read_file", '{"path": "q3.txt"}'),
+                   Call("read_file", '{"path": "/etc/passwd"}')]),
+        Text("Done."),
+    )
+    p = parley(parley_home, "ask", "--tools", "--folder", str(folder), "--json", "go", srv=fake_llm)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    calls = out["tool_calls"]
+    assert [c["name"] for c in calls] == ["calculator", "read_file", "read_file"]
+    assert set(calls[0]) == {"name", "arguments", "result", "error", "ms"}
+    assert calls[0]["arguments"] == {"expression": "2.1/8.9"}
+    assert calls[0]["result"].startswith("0.2359") and calls[0]["error"] is None
+    assert "1.2M" in calls[1]["result"]
+    assert calls[2]["result"] is None and "outside the folders" in calls[2]["error"]
+    assert "tool calculator" in p.stderr and "Traceback" not in p.stderr
