@@ -1,0 +1,248 @@
+"""Scripted replies for :class:`tests.fakes.server.FakeLLMServer`.
+
+Each dataclass describes what the fake server does with ONE chat request (OpenAI
+``POST /v1/chat/completions`` or Anthropic ``POST /v1/messages``). The same reply renders in
+the wire format of whichever endpoint was called, so one script drives either SDK.
+
+Token counts follow Parley's ``Usage`` convention (``parley.core.providers.base.Usage``):
+``input_tokens`` counts EVERY prompt token, cached ones included; ``cached_input_tokens`` is
+the part read from the prompt cache and ``cache_write_tokens`` the part written to it. The
+server renders that the way each vendor reports it: OpenAI ``prompt_tokens`` =
+``input_tokens`` (with ``prompt_tokens_details.cached_tokens``); Anthropic ``input_tokens`` =
+``input_tokens - cached_input_tokens - cache_write_tokens`` (the uncached rest), plus
+``cache_read_input_tokens`` and ``cache_creation_input_tokens``. So a Parley adapter that
+normalises correctly gets the same numbers back from both vendors.
+
+``None`` token counts mean "estimate": about 4 characters per token of the request
+(messages, system, tools) or of the answer, never 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+TextFinish = Literal["stop", "length", "content_filter"]
+"""How a :class:`Text` answer ends. OpenAI ``finish_reason`` as is; Anthropic ``stop_reason``
+``end_turn`` / ``max_tokens`` / ``refusal``."""
+
+
+def _check_tokens(
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cached_input_tokens: int,
+    cache_write_tokens: int,
+) -> None:
+    for name, value in (
+        ("input_tokens", input_tokens),
+        ("output_tokens", output_tokens),
+        ("cached_input_tokens", cached_input_tokens),
+        ("cache_write_tokens", cache_write_tokens),
+    ):
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    if input_tokens is not None and input_tokens < cached_input_tokens + cache_write_tokens:
+        raise ValueError(
+            "input_tokens counts every prompt token (cached ones included), so it must be >= "
+            f"cached_input_tokens + cache_write_tokens ({input_tokens} < "
+            f"{cached_input_tokens} + {cache_write_tokens})"
+        )
+
+
+def _check_pacing(chunk_chars: int, first_byte_delay: float, delay: float) -> None:
+    if chunk_chars < 1:
+        raise ValueError(f"chunk_chars must be >= 1, got {chunk_chars}")
+    if first_byte_delay < 0 or delay < 0:
+        raise ValueError("delays must be >= 0")
+
+
+@dataclass(frozen=True)
+class Text:
+    """A streamed text answer.
+
+    Attributes:
+        text: The whole answer.
+        chunk_chars: Characters per streamed delta.
+        chunks: Explicit deltas (must join to ``text``); overrides ``chunk_chars``.
+        input_tokens: Prompt tokens incl. cached ones; ``None`` estimates from the request.
+        output_tokens: Answer tokens; ``None`` estimates from the text (~4 chars per token).
+        cached_input_tokens: Part of the prompt read from the cache.
+        cache_write_tokens: Part of the prompt written to the cache.
+        finish: ``"stop"``, ``"length"`` (Anthropic ``max_tokens``) or ``"content_filter"``
+            (Anthropic ``refusal``).
+        first_byte_delay: Seconds to wait before the status line and headers are sent.
+        delay: Seconds to wait between two deltas (0: the whole answer in a few writes).
+        model: Model name reported in the answer; ``None`` echoes the requested model.
+    """
+
+    text: str
+    chunk_chars: int = 6
+    chunks: tuple[str, ...] | list[str] | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    finish: TextFinish = "stop"
+    first_byte_delay: float = 0.0
+    delay: float = 0.0
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        """Reject scripts no server could honour, at enqueue time rather than mid-test."""
+        _check_pacing(self.chunk_chars, self.first_byte_delay, self.delay)
+        _check_tokens(
+            self.input_tokens, self.output_tokens, self.cached_input_tokens, self.cache_write_tokens
+        )
+        if self.chunks is not None and "".join(self.chunks) != self.text:
+            raise ValueError("Text.chunks must join to Text.text")
+        if self.finish not in ("stop", "length", "content_filter"):
+            raise ValueError(f"unknown finish {self.finish!r}")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One tool call inside :class:`ToolCalls`.
+
+    Attributes:
+        name: Tool name.
+        arguments: The arguments JSON text, sent exactly as given (may be invalid on purpose).
+        id: Call id; ``None`` gives ``call_<n>`` (OpenAI) or ``toolu_<n>`` (Anthropic), ``n``
+            counting up per server so ids never repeat across rounds.
+    """
+
+    name: str
+    arguments: str = "{}"
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """An answer that calls tools: optional leading text, then the calls, arguments streamed.
+
+    For a non-streaming Anthropic request the arguments are parsed into the ``tool_use``
+    block's ``input`` object; invalid JSON is then sent as a raw string (the API itself never
+    does that, the streamed form is the one to use for invalid-JSON tests).
+
+    Attributes:
+        calls: The tool calls, in order (``index`` 0, 1, ...).
+        text: Text streamed before the calls ("" for none).
+        chunk_chars: Characters per streamed text delta and per arguments fragment.
+        input_tokens: See :class:`Text`.
+        output_tokens: See :class:`Text` (estimated from text, names and arguments).
+        cached_input_tokens: See :class:`Text`.
+        cache_write_tokens: See :class:`Text`.
+        first_byte_delay: See :class:`Text`.
+        delay: See :class:`Text`.
+        model: See :class:`Text`.
+    """
+
+    calls: list[Call] | tuple[Call, ...] = field(default_factory=list)
+    text: str = ""
+    chunk_chars: int = 12
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    first_byte_delay: float = 0.0
+    delay: float = 0.0
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        """Reject scripts no server could honour, at enqueue time rather than mid-test."""
+        _check_pacing(self.chunk_chars, self.first_byte_delay, self.delay)
+        _check_tokens(
+            self.input_tokens, self.output_tokens, self.cached_input_tokens, self.cache_write_tokens
+        )
+        if not self.calls:
+            raise ValueError("ToolCalls needs at least one Call")
+        for call in self.calls:
+            if not isinstance(call, Call):
+                raise TypeError(f"ToolCalls.calls takes Call objects, got {type(call).__name__}")
+
+
+@dataclass(frozen=True)
+class HTTPError:
+    """An error response with the vendor's exact error body.
+
+    OpenAI: ``{"error": {"message", "type", "param", "code"}}`` and an ``x-request-id``
+    header. Anthropic: ``{"type": "error", "error": {"type", "message"}, "request_id"}`` and a
+    ``request-id`` header; a ``code`` goes to ``error.details.error_code`` (the SDK picks its
+    exception subclass from it).
+
+    Attributes:
+        status: HTTP status, e.g. 400, 401, 404, 429, 500, 503, 529.
+        message: ``error.message``; ``None`` gives a vendor-like default for the status.
+        type: ``error.type``; ``None`` gives the vendor's default for the status (OpenAI
+            ``invalid_request_error`` / ``requests`` / ``server_error``; Anthropic
+            ``authentication_error``, ``rate_limit_error``, ``overloaded_error`` (529)...).
+        code: OpenAI ``error.code`` (``insufficient_quota``, ``context_length_exceeded``...);
+            ``None`` gives ``invalid_api_key`` for 401, ``model_not_found`` for 404,
+            ``rate_limit_exceeded`` for 429, else null.
+        retry_after: ``retry-after`` header value in seconds, when set.
+        retry_after_ms: ``retry-after-ms`` header value in milliseconds, when set.
+    """
+
+    status: int
+    message: str | None = None
+    type: str | None = None
+    code: str | None = None
+    retry_after: float | None = None
+    retry_after_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        """Only error statuses make sense here."""
+        if not 400 <= self.status <= 599:
+            raise ValueError(f"HTTPError status must be 4xx or 5xx, got {self.status}")
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Stream ``text``, then close the TCP connection abruptly.
+
+    No terminating chunk, no ``[DONE]`` / ``message_stop``: the SDK sees a broken stream
+    after the partial text. With ``before_response=True`` the server reads the request and
+    closes the connection without answering at all (a connection error before the first
+    byte, the case a retry layer may retry).
+
+    Attributes:
+        text: Partial text streamed before the connection breaks ("" for none).
+        chunk_chars: Characters per streamed delta.
+        before_response: Close before sending any status line.
+    """
+
+    text: str = "partial answer"
+    chunk_chars: int = 6
+    before_response: bool = False
+
+    def __post_init__(self) -> None:
+        """Validate pacing."""
+        _check_pacing(self.chunk_chars, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Stream ``text``, then keep the connection open and silent for ``seconds``.
+
+    After the stall the answer finishes normally (finish reason ``stop``), so a client whose
+    idle timeout is longer than the stall still gets a complete answer. The stall does not
+    block other requests, ends early when the client disconnects, and ``stop()`` cuts it.
+
+    Attributes:
+        text: Text streamed before the silence.
+        seconds: Length of the silence.
+        chunk_chars: Characters per streamed delta.
+    """
+
+    text: str = "partial"
+    seconds: float = 30.0
+    chunk_chars: int = 6
+
+    def __post_init__(self) -> None:
+        """Validate pacing."""
+        _check_pacing(self.chunk_chars, self.seconds, 0.0)
+
+
+Reply = Text | ToolCalls | HTTPError | Drop | Stall
+"""Anything :meth:`FakeLLMServer.enqueue` accepts."""
+
+__all__ = ["Call", "Drop", "HTTPError", "Reply", "Stall", "Text", "TextFinish", "ToolCalls"]
