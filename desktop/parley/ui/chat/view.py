@@ -1,0 +1,1917 @@
+"""The chat view: a lazily laid out, virtualised list of rendered messages.
+
+Structure (measured, see ``tests/bench/bench_render.py``):
+
+- A :class:`~parley.ui.chat.model.ChatModel` holds the data; :class:`ChatView` is the public
+  widget (data in, signals out) and wraps a private ``_ChatCanvas``, a ``QAbstractScrollArea``
+  that lays out and paints the messages itself.
+- Why not ``QListView`` + delegate (the Ruqola pattern DESIGN.md suggests)? ``QListView``
+  re-runs its whole item layout (one Python ``sizeHint`` call per row) whenever one row
+  changes height, which a streaming answer does 30 times a second: 13-20 ms per update with
+  1,000 rows here, which alone breaks the 16 ms frame budget. The canvas keeps Ruqola's good
+  parts (a model, one cached ``QTextDocument`` per visible item in an LRU, anchors hit-tested
+  with ``documentLayout().anchorAt()``) but owns the geometry: a list of row heights with
+  prefix sums, so a height change of the last row costs O(1).
+- Lazy: rows get an *estimated* height from their text length and font metrics; only rows
+  that become visible are rendered and measured exactly (their documents go into an LRU of
+  :data:`LAYOUT_CACHE_SIZE` messages; exact heights are remembered after eviction). When an
+  estimate above the viewport is corrected, the scroll position moves with it so what the
+  person is looking at does not jump (heights are whole pixels, so this is exact). While
+  idle, the rows just off screen are prepared a few milliseconds at a time. Answers longer
+  than :data:`_LAZY_MIN_CHARS` are lazy inside too: split into blocks cheaply, each block
+  rendered when it first comes near the viewport.
+- Each message is a stack of small documents ("parts"): a header (role, status, "answered
+  by", Copy), one document per Markdown block (see :mod:`parley.ui.chat.markdown`), an error
+  line with Retry, and footer items. While streaming, finished blocks keep their documents;
+  only the open tail is rebuilt, on a timer (at most ~30 times a second), with a time budget
+  per tick so text arriving faster than it can be shown delays the view, never the window.
+  Following the stream blits the pixels already painted and repaints only the changed strip.
+- Text selection is the view's own: press and drag within one message (across its blocks),
+  double-click selects a word, Ctrl+A the focused message, Ctrl+C / the context menu copy it;
+  "Copy message" copies the raw Markdown and a code block's Copy copies only its code (both
+  without bidi or hidden characters). Selecting across several messages is not supported:
+  the per-message Copy and the context menu cover copying whole messages.
+- Safe: documents never load resources (:class:`SafeTextDocument`), only http(s) anchors
+  are emitted (``sig_link_activated``; the main window confirms with ``display_url``).
+- Everything here runs on the GUI thread (a daemon thread only pre-builds Pygments lexers).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import html
+import itertools
+import logging
+import math
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
+
+from PySide6.QtCore import (
+    QByteArray,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPoint,
+    QPointF,
+    QRectF,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import (
+    QAbstractTextDocumentLayout,
+    QColor,
+    QContextMenuEvent,
+    QFont,
+    QFontDatabase,
+    QFontMetricsF,
+    QGuiApplication,
+    QHelpEvent,
+    QImage,
+    QKeyEvent,
+    QKeySequence,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPaintEvent,
+    QPalette,
+    QResizeEvent,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+    QTextOption,
+    QTextTable,
+)
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QFrame,
+    QMenu,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
+
+from parley.ui.chat.markdown import (
+    BlockPlan,
+    IncrementalMarkdown,
+    MarkdownRenderer,
+    MarkdownTheme,
+    RenderedBlock,
+    display_url,
+    link_is_openable,
+    render_plain_text,
+    reveal_invisible,
+    strip_invisible,
+    warm_up,
+)
+from parley.ui.chat.model import (
+    ChatItem,
+    ChatModel,
+    ChatRole,
+    FooterItem,
+    ItemRole,
+    MessageStatus,
+)
+
+__all__ = [
+    "LAYOUT_CACHE_SIZE",
+    "UPDATE_INTERVAL_MS",
+    "ChatView",
+    "SafeTextDocument",
+    "guard_none_refcount",
+    "theme_from_palette",
+]
+
+log = logging.getLogger(__name__)
+
+UPDATE_INTERVAL_MS = 33
+"""Streaming deltas are coalesced into at most one re-render per this many milliseconds."""
+
+_TICK_BUDGET_S = 0.004
+"""Time one timer tick may spend turning buffered text into blocks (the rest waits)."""
+
+_TICK_CHUNK = 256
+"""Characters fed to the Markdown splitter between two checks of the tick budget."""
+
+_LAZY_MIN_CHARS = 12_000
+"""Answers at least this long render block by block as they come into view."""
+
+_PREFETCH_DELAY_MS = 60
+_PREFETCH_BUDGET_S = 0.004
+"""Idle prefetch: how long after a paint it starts, and how long one tick may work."""
+
+LAYOUT_CACHE_SIZE = 96
+"""How many messages keep their rendered documents (far more than fit on a screen)."""
+
+# Geometry, in ems (font heights), so it scales with the font and the screen.
+_MAX_COLUMN_EM = 52.0
+_SIDE_MARGIN_EM = 0.8
+_PAD_EM = 0.6
+_MESSAGE_GAP_EM = 0.7
+_HEADER_GAP_EM = 0.3
+_ERROR_GAP_EM = 0.45
+_FOOTER_GAP_EM = 0.25
+_FOOTER_FIRST_GAP_EM = 0.7
+_FOLLOW_TOLERANCE_EM = 0.5
+
+_ANCHOR_COPY_CODE = "parley-copy:"
+_ANCHOR_COPY_MESSAGE = "parley-copy-message:"
+_ANCHOR_RETRY = "parley-retry:"
+_ANCHOR_INTERNAL = "parley-"
+
+_STATUS_LABELS = {
+    MessageStatus.COMPLETE: "",
+    MessageStatus.STREAMING: "writing…",
+    MessageStatus.PARTIAL: "incomplete: the answer broke off",
+    MessageStatus.ERROR: "failed",
+    MessageStatus.CANCELLED: "stopped",
+}
+
+
+# ---------------------------------------------------------------- shiboken6 6.12 workaround
+
+_NONE_GUARDED = False
+_WARMED_UP = False
+
+
+def _warm_up_in_background() -> None:
+    """Prepare Pygments lexers off the GUI thread, once per process (see ``warm_up``)."""
+    global _WARMED_UP
+    if _WARMED_UP:
+        return
+    _WARMED_UP = True
+    threading.Thread(target=warm_up, name="parley-lexer-warm-up", daemon=True).start()
+
+
+class _RefcountProbe(QObject):
+    probed = Signal()
+
+
+def guard_none_refcount() -> bool:
+    """Protect the process from reference-counting bugs in shiboken6 6.12.0 on Python 3.11.
+
+    Measured here (PySide6-Essentials 6.12.0, CPython 3.11.7; 6.11.3 is not affected):
+
+    - every call of a Qt method returning ``void`` (``QPainter.translate``,
+      ``QTextDocument.setTextWidth``, ``QTimer.setInterval``…) hands back ``None`` without
+      a new reference, so ``None``'s reference count drops by one per call;
+    - every ``SignalInstance.emit()`` does the same to ``True``.
+
+    CPython aborts ("none_dealloc" / "bool_dealloc: deallocating None/True") once a count
+    reaches zero: a bare script dies after ~100 emits, the chat view within a minute of
+    streaming. Python 3.12+ made these objects immortal (PEP 683), which hides the bug
+    there; on 3.11 we do the same by giving them a huge reference count, once. The probes
+    make this a no-op with a fixed shiboken (pinning ``PySide6-Essentials<6.12`` is the
+    real fix; this guard keeps a user's environment with 6.12.0 from crashing).
+
+    It is process-wide and idempotent; call it early (``ui/app.py`` before the window, and
+    the UI test set-up). ``ChatView`` calls it too, being the heaviest caller.
+
+    Returns:
+        True if a bug was detected and the guard applied (now or before).
+    """
+    global _NONE_GUARDED
+    if _NONE_GUARDED:
+        return True
+    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
+        return False
+    point = QPointF()
+    none_before = sys.getrefcount(None)
+    for _ in range(8):
+        point.setX(1.0)
+    none_leaks = sys.getrefcount(None) < none_before
+    probe = _RefcountProbe()
+    true_before = sys.getrefcount(True)
+    for _ in range(8):
+        probe.probed.emit()
+    true_leaks = sys.getrefcount(True) < true_before
+    if not (none_leaks or true_leaks):
+        return False
+    # ob_refcnt is the first field of every CPython 3.11 object; 2**48 leaked references
+    # is ~9 years at a million calls per second.
+    for singleton in (None, True, False):
+        ctypes.c_ssize_t.from_address(id(singleton)).value += 1 << 48
+    _NONE_GUARDED = True
+    log.info(
+        "applied the shiboken6 reference-count guard (None: %s, True: %s)", none_leaks, true_leaks
+    )
+    return True
+
+
+# ---------------------------------------------------------------- documents and theme
+
+
+class SafeTextDocument(QTextDocument):
+    """A QTextDocument that never loads a resource (no images, no style sheets, no files).
+
+    Rendering model output must not touch the disk or the network, whatever HTML reaches the
+    document; the Markdown renderer already emits no ``<img>``, this is the second lock.
+    Returning nothing is not enough: when ``loadResource`` gives no image, Qt's image handler
+    falls back to ``QImage.load()`` on the file name itself (measured: a ``file://`` image
+    still loads). So images get a blank 1×1 image, everything else an empty byte array.
+    """
+
+    def loadResource(self, type: int, name: QUrl | str) -> Any:
+        """Answer every resource request with an empty resource, never the real one."""
+        if type == QTextDocument.ResourceType.ImageResource:
+            return _blank_image()
+        return QByteArray()
+
+
+_BLANK: list[QImage] = []
+
+
+def _blank_image() -> QImage:
+    if not _BLANK:
+        image = QImage(1, 1, QImage.Format.Format_ARGB32)
+        image.fill(Qt.GlobalColor.transparent)
+        _BLANK.append(image)
+    return _BLANK[0]
+
+
+def _blend(a: QColor, b: QColor, t: float) -> str:
+    """``a`` moved ``t`` of the way towards ``b``, as #rrggbb."""
+    r = round(a.red() + (b.red() - a.red()) * t)
+    g = round(a.green() + (b.green() - a.green()) * t)
+    bl = round(a.blue() + (b.blue() - a.blue()) * t)
+    return QColor(r, g, bl).name()
+
+
+def _luminance(c: QColor) -> float:
+    def channel(v: float) -> float:
+        return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(c.redF()) + 0.7152 * channel(c.greenF()) + 0.0722 * channel(c.blueF())
+
+
+def _contrast_ok(fg: QColor, bg: QColor) -> bool:
+    """WCAG contrast of at least 3.5:1 (links are also underlined)."""
+    hi, lo = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05) >= 3.5
+
+
+def theme_from_palette(palette: QPalette, font: QFont) -> MarkdownTheme:
+    """A Markdown theme that follows a widget's palette and font.
+
+    Args:
+        palette: The palette (light or dark is read from the base colour's lightness).
+        font: The body font; code uses the system monospace font at the same size.
+
+    Returns:
+        The theme: colours blended from the palette, sizes from the font metrics.
+    """
+    base = palette.color(QPalette.ColorRole.Base)
+    text = palette.color(QPalette.ColorRole.Text)
+    dark = base.lightnessF() < 0.5
+    link = palette.color(QPalette.ColorRole.Link)
+    if not _contrast_ok(link, base):  # Qt's default link blue is unreadable on dark bases
+        link = QColor("#4493f8" if dark else "#0969da")
+    mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
+    return MarkdownTheme(
+        text=text.name(),
+        muted=_blend(text, base, 0.4),
+        link=link.name(),
+        code_background=_blend(base, text, 0.09 if dark else 0.05),
+        border=_blend(base, text, 0.22 if dark else 0.16),
+        table_header_background=_blend(base, text, 0.12 if dark else 0.06),
+        quote_bar=_blend(base, text, 0.3),
+        warning="#f0883e" if dark else "#bc4c00",
+        mono_family=mono,
+        pygments_style="github-dark" if dark else "default",
+        em=QFontMetricsF(font).height(),
+        dark=dark,
+    )
+
+
+# ---------------------------------------------------------------- layout structures
+
+
+@dataclass(eq=False)
+class _Part:
+    """One laid-out document inside a message (or, for a lazy part, a placeholder for one)."""
+
+    doc: QTextDocument | None
+    """None while lazy: the block is rendered when it first comes near the viewport."""
+    kind: str
+    """``header``, ``error``, ``footer``, ``plain`` or a block kind (``fence``, ``table``…)."""
+    block: RenderedBlock | None = None
+    plan: BlockPlan | None = None
+    """For a lazy part not rendered yet: what to render."""
+    top: float = 0.0
+    height: float = 0.0
+    gap: float = 0.0
+    """Space above this part, in pixels."""
+
+
+def _doc_height(doc: QTextDocument) -> int:
+    """A document's height in whole pixels: every top is then an integer, so scroll
+    compensation is exact and re-painted strips line up with blitted pixels."""
+    return math.ceil(doc.size().height())
+
+
+def _part_top(part: _Part) -> float:
+    return part.top
+
+
+def _part_end(part: _Part) -> int:
+    """The last cursor position of a part's document (0 while it is lazy)."""
+    return 0 if part.doc is None else part.doc.characterCount() - 1
+
+
+@dataclass(eq=False)
+class _MessageLayout:
+    """The rendered documents of one message at one width."""
+
+    message_id: str
+    text_rev: int
+    meta_rev: int
+    theme_gen: int
+    width: float
+    header: _Part
+    body: list[_Part] = field(default_factory=list)
+    error: _Part | None = None
+    footer: list[_Part] = field(default_factory=list)
+    height: float = 0.0
+    body_top: float = 0.0
+    lazy: int = 0
+    """How many body parts are not rendered yet."""
+
+    def parts(self) -> list[_Part]:
+        out = [self.header, *self.body]
+        if self.error is not None:
+            out.append(self.error)
+        out.extend(self.footer)
+        return out
+
+
+@dataclass(eq=False)
+class _Stream:
+    """A message whose text is still arriving."""
+
+    inc: IncrementalMarkdown
+    frozen: int = 0
+    """How many of the layout's body parts are frozen blocks (the rest is the open tail)."""
+    layout: _MessageLayout | None = None
+    """The documents, once the message has been on screen (kept until the stream ends)."""
+    ending: bool = False
+    """end_stream() was called: finish once the buffered text is rendered."""
+    consumed: int = 0
+    """How many characters of the message text the Markdown state has been fed."""
+
+
+@dataclass(frozen=True)
+class _TextPos:
+    message_id: str
+    part: int
+    pos: int
+
+
+@dataclass(frozen=True)
+class _Hit:
+    row: int
+    message_id: str
+    layout: _MessageLayout
+    part_index: int
+    part: _Part
+    local: QPointF
+    anchor: str
+
+
+# ---------------------------------------------------------------- the canvas
+
+
+class _ChatCanvas(QAbstractScrollArea):
+    """Lays out, paints and hit-tests the messages of a :class:`ChatModel`."""
+
+    link_activated = Signal(str)
+    retry_requested = Signal(str)
+    copy_done = Signal(str)
+    footer_activated = Signal(str, str)
+
+    def __init__(self, model: ChatModel, parent: QWidget | None = None) -> None:
+        guard_none_refcount()
+        _warm_up_in_background()
+        super().__init__(parent)
+        self._model = model
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Always on: a scroll bar appearing mid-stream would change the width and re-wrap
+        # every visible message under the reader.
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.viewport().setMouseTracking(True)
+        self.viewport().setAutoFillBackground(True)
+        self.viewport().setBackgroundRole(QPalette.ColorRole.Base)
+        self.setAccessibleName("Conversation")
+
+        self._theme_gen = 0
+        self._apply_theme()
+
+        # Row geometry: heights (estimated or exact) and prefix sums of tops.
+        self._heights: list[float] = []
+        self._exact_key: list[tuple[float, int, int, int] | None] = []
+        self._tops: list[float] = [0.0]
+        self._layouts: OrderedDict[str, _MessageLayout] = OrderedDict()
+        self._streams: dict[str, _Stream] = {}
+        self._dirty_streams: set[str] = set()
+        self._follow = True
+        self._programmatic_scroll = False
+        self._blit_ok = False
+        self._quiet_scroll = False
+        self._settling = False
+
+        # Interaction state.
+        self._sel_anchor: _TextPos | None = None
+        self._sel_cursor: _TextPos | None = None
+        self._press: _Hit | None = None
+        self._press_pos = QPoint()
+        self._dragging = False
+        self._focus_message: str | None = None
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(UPDATE_INTERVAL_MS)
+        self._timer.timeout.connect(self._flush_timer)
+        self._prefetch_timer = QTimer(self)
+        self._prefetch_timer.setSingleShot(True)
+        self._prefetch_timer.setInterval(_PREFETCH_DELAY_MS)
+        self._prefetch_timer.timeout.connect(self._prefetch)
+
+        self.verticalScrollBar().valueChanged.connect(self._on_scroll_value)
+        self.verticalScrollBar().rangeChanged.connect(self._on_scroll_range)
+        model.modelReset.connect(self._on_model_reset)
+        model.rowsInserted.connect(self._on_rows_inserted)
+        model.rowsRemoved.connect(self._on_rows_removed)
+        model.dataChanged.connect(self._on_data_changed)
+        self._on_model_reset()
+
+    # ---- geometry helpers
+
+    def _px(self, em: float) -> float:
+        return em * self._em
+
+    def _gap(self, em: float) -> int:
+        """A vertical gap of ``em`` font heights, in whole pixels."""
+        return round(em * self._em)
+
+    def _column(self) -> tuple[float, float]:
+        """(x, width) of the message column in the viewport."""
+        vw = self.viewport().width()
+        margin = self._px(_SIDE_MARGIN_EM)
+        width = round(max(self._px(8), min(vw - 2 * margin, self._px(_MAX_COLUMN_EM))))
+        return float(max(0, (vw - width) // 2)), float(width)
+
+    def _doc_width(self) -> float:
+        return max(self._px(4), self._column()[1] - 2 * self._px(_PAD_EM))
+
+    def _content_height(self) -> float:
+        return self._tops[-1] + self._gap(_MESSAGE_GAP_EM)
+
+    def _row_at(self, y: float) -> int:
+        """The row whose box contains content y (clamped to the valid rows)."""
+        row = bisect.bisect_right(self._tops, y) - 1
+        return min(max(row, 0), len(self._heights) - 1)
+
+    def _recompute_tops(self, from_row: int = 0) -> None:
+        gap = self._gap(_MESSAGE_GAP_EM)
+        start = self._tops[from_row] if from_row < len(self._tops) else 0.0
+        del self._tops[from_row + 1 :]
+        tops = itertools.accumulate((h + gap for h in self._heights[from_row:]), initial=start)
+        next(tops)
+        self._tops.extend(tops)
+
+    # ---- estimates
+
+    def _estimate(self, item: ChatItem) -> float:
+        """A cheap height guess from the text, used until the message is first shown."""
+        per_line = max(8.0, self._doc_width() / max(self._char_w, 1.0))
+        lines = 0.0
+        fences = 0
+        for line in item.text.split("\n"):
+            lines += 1.0 + int(len(line) / per_line)
+            if line.lstrip().startswith(("```", "~~~")):
+                fences += 1
+        line_h = self._em * 1.1
+        header = self._em * 1.3
+        extra = 0.0
+        if item.error:
+            extra += self._px(1.5)
+        extra += len(item.footer) * self._px(1.3)
+        extra += (fences // 2) * self._px(2.0)  # code block header rows and padding
+        return math.ceil(header + lines * line_h + extra + 2 * self._px(_PAD_EM))
+
+    def _reestimate_all(self) -> None:
+        n = self._model.rowCount()
+        self._heights = [self._estimate(self._model.item_at(r)) for r in range(n)]
+        self._exact_key = [None] * n
+        self._recompute_tops(0)
+
+    # ---- model signals
+
+    def _on_model_reset(self) -> None:
+        self._layouts.clear()
+        self._streams.clear()
+        self._dirty_streams.clear()
+        self._clear_selection()
+        self._reestimate_all()
+        self._follow = True
+        self._update_scroll_range()
+        self._scroll_to_bottom()
+        self.viewport().update()
+
+    def _on_rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
+        was_following = self._follow
+        new = [self._estimate(self._model.item_at(r)) for r in range(first, last + 1)]
+        self._heights[first:first] = new
+        self._exact_key[first:first] = [None] * len(new)
+        self._recompute_tops(first)
+        self._update_scroll_range()
+        if was_following:
+            self._scroll_to_bottom()
+        elif first <= self._row_at(self._scroll_y()):
+            self._set_scroll(self._scroll_y() + sum(new) + len(new) * self._gap(_MESSAGE_GAP_EM))
+        self.viewport().update()
+
+    def _on_rows_removed(self, parent: QModelIndex, first: int, last: int) -> None:
+        live = {self._model.item_at(r).message_id for r in range(self._model.rowCount())}
+        for mid in [m for m in self._layouts if m not in live]:
+            del self._layouts[mid]
+        for mid in [m for m in self._streams if m not in live]:
+            del self._streams[mid]
+            self._dirty_streams.discard(mid)
+        if self._sel_anchor is not None and self._sel_anchor.message_id not in live:
+            self._clear_selection()
+        del self._heights[first : last + 1]
+        del self._exact_key[first : last + 1]
+        self._recompute_tops(min(first, len(self._heights)))
+        self._update_scroll_range()
+        if self._follow:
+            self._scroll_to_bottom()
+        self.viewport().update()
+
+    def _on_data_changed(self, top: QModelIndex, bottom: QModelIndex, roles: Sequence[int]) -> None:
+        changed = False
+        for row in range(top.row(), bottom.row() + 1):
+            mid = self._model.item_at(row).message_id
+            if mid in self._streams:
+                # Streamed text is the stream path's business (it caused this signal); a
+                # status or footer change is picked up at the next tick.
+                if not roles or ItemRole.META_REVISION in roles:
+                    self._dirty_streams.add(mid)
+                    self._schedule()
+                continue
+            changed = True
+            if self._exact_key[row] is not None:
+                self._exact_key[row] = None
+                if self._row_visible(row):
+                    self._ensure_exact(row)
+                else:
+                    self._set_row_height(row, self._estimate(self._model.item_at(row)))
+        if changed:
+            self.viewport().update()
+
+    def _row_visible(self, row: int) -> bool:
+        y0 = self._scroll_y()
+        y1 = y0 + self.viewport().height()
+        return self._tops[row] < y1 and self._tops[row] + self._heights[row] > y0
+
+    # ---- theme
+
+    def changeEvent(self, event: QEvent) -> None:
+        """Re-theme on palette or font changes (light/dark switch, zoom)."""
+        super().changeEvent(event)
+        if hasattr(self, "_theme_gen") and event.type() in (
+            QEvent.Type.PaletteChange,
+            QEvent.Type.FontChange,
+            QEvent.Type.StyleChange,
+        ):
+            self.refresh_theme()
+
+    def _apply_theme(self) -> None:
+        """Derive the theme, renderer and document settings from the palette and font."""
+        self._theme = theme_from_palette(self.palette(), self.font())
+        self._renderer = MarkdownRenderer(self._theme)
+        self._em = self._theme.em
+        self._char_w = QFontMetricsF(self.font()).averageCharWidth() or self._em / 2
+        self._doc_font = QFont(self.font())
+        self._indent = self._px(1.6)
+        self._text_option = QTextOption()
+        # Long URLs and tokens wrap instead of overflowing the column.
+        self._text_option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self._text_option.setTabStopDistance(QFontMetricsF(self.font()).horizontalAdvance(" ") * 4)
+
+    def refresh_theme(self) -> None:
+        """Rebuild the theme from the palette and font and re-render what is shown."""
+        self._theme_gen += 1
+        self._apply_theme()
+        self._layouts.clear()
+        for mid, old in list(self._streams.items()):
+            row = self._model.row_of(mid)
+            if row >= 0:  # re-render the streamed text so far with the new theme
+                text = self._model.item_at(row).text
+                self._streams[mid] = replace(self._new_stream(text), ending=old.ending)
+                self._dirty_streams.add(mid)
+                self._schedule()
+        self._reestimate_all()
+        self._update_scroll_range()
+        if self._follow:
+            self._scroll_to_bottom()
+        self.viewport().update()
+
+    # ---- documents
+
+    def _new_doc(self, html_text: str, width: float) -> QTextDocument:
+        # No Qt parent: the LRU (Python) owns the document, so evicting it frees it.
+        doc = SafeTextDocument()
+        doc.setUndoRedoEnabled(False)
+        doc.setDocumentMargin(0)
+        doc.setDefaultFont(self._doc_font)
+        doc.setIndentWidth(self._indent)
+        doc.setDefaultTextOption(self._text_option)
+        doc.setHtml(html_text)
+        doc.setTextWidth(width)
+        return doc
+
+    def _block_part(self, block: RenderedBlock, width: float) -> _Part:
+        doc = self._new_doc(block.html, width)
+        return _Part(
+            doc=doc,
+            kind=block.kind,
+            block=block,
+            height=_doc_height(doc),
+            gap=self._gap(block.space_before),
+        )
+
+    def _header_html(self, item: ChatItem) -> str:
+        t = self._theme
+        who = "You" if item.role == ChatRole.USER else "Assistant"
+        bits = [f"<b>{who}</b>"]
+        if item.answered_by:
+            model = html.escape(reveal_invisible(item.answered_by))
+            bits.append(f'<span style="color:{t.muted}">· answered by {model}</span>')
+        label = _STATUS_LABELS.get(item.status, "")
+        if label:
+            colour = {
+                MessageStatus.STREAMING: t.link,
+                MessageStatus.ERROR: t.warning,
+                MessageStatus.PARTIAL: t.warning,
+            }.get(item.status, t.muted)
+            bits.append(f'<span style="color:{colour}">· {html.escape(label)}</span>')
+        copy = (
+            f'<a href="{_ANCHOR_COPY_MESSAGE}" style="color:{t.muted};'
+            ' text-decoration:none">Copy</a>'
+        )
+        return (
+            '<table width="100%" cellspacing="0" cellpadding="0" border="0"><tr>'
+            f'<td>{" ".join(bits)}</td><td align="right">{copy}</td></tr></table>'
+        )
+
+    def _error_html(self, item: ChatItem) -> str:
+        t = self._theme
+        text = html.escape(reveal_invisible(item.error or ""))
+        retry = ""
+        if item.retryable:
+            retry = (
+                f'&nbsp;&nbsp;<a href="{_ANCHOR_RETRY}" style="color:{t.link};'
+                ' text-decoration:underline">Retry</a>'
+            )
+        return f'<p style="margin:0"><span style="color:{t.warning}">⚠ {text}</span>{retry}</p>'
+
+    def _footer_html(self, footer: FooterItem) -> str:
+        t = self._theme
+        text = html.escape(reveal_invisible(footer.text))
+        href = footer.href or ""
+        if href.startswith(_ANCHOR_INTERNAL) or link_is_openable(href):
+            text = f'<a href="{html.escape(href)}" style="color:{t.link}">{text}</a>'
+        return f'<p style="margin:0; color:{t.muted}">{text}</p>'
+
+    def _build_meta(self, layout: _MessageLayout, item: ChatItem) -> None:
+        width = layout.width
+        header_doc = self._new_doc(self._header_html(item), width)
+        layout.header = _Part(header_doc, "header", height=_doc_height(header_doc))
+        layout.error = None
+        if item.error:
+            doc = self._new_doc(self._error_html(item), width)
+            layout.error = _Part(
+                doc, "error", height=_doc_height(doc), gap=self._gap(_ERROR_GAP_EM)
+            )
+        layout.footer = []
+        for f in item.footer:
+            doc = self._new_doc(self._footer_html(f), width)
+            gap = _FOOTER_GAP_EM if layout.footer else _FOOTER_FIRST_GAP_EM
+            layout.footer.append(_Part(doc, "footer", height=_doc_height(doc), gap=self._gap(gap)))
+
+    def _body_parts(self, item: ChatItem, width: float) -> list[_Part]:
+        if not item.text:
+            return []
+        if item.role == ChatRole.USER:
+            # People type plain text: show it as written (line breaks kept, nothing parsed).
+            doc = self._new_doc(render_plain_text(item.text, self._theme), width)
+            return [_Part(doc, "plain", height=_doc_height(doc))]
+        if len(item.text) < _LAZY_MIN_CHARS:
+            return [self._block_part(b, width) for b in self._renderer.render(item.text)]
+        # A long answer: split it (cheap) and render only the blocks that get near the
+        # viewport; the others keep an estimated height (see _realize).
+        return [
+            self._lazy_part(plan.kind, plan.source, plan.space_before, width, plan=plan)
+            for plan in self._renderer.plan(item.text)
+        ]
+
+    def _lazy_part(
+        self,
+        kind: str,
+        source: str,
+        space_before: float,
+        width: float,
+        *,
+        plan: BlockPlan | None = None,
+        block: RenderedBlock | None = None,
+    ) -> _Part:
+        return _Part(
+            None,
+            kind,
+            block=block,
+            plan=plan,
+            height=self._estimate_block(kind, source, width),
+            gap=self._gap(space_before),
+        )
+
+    def _estimate_block(self, kind: str, source: str, width: float) -> float:
+        """A height guess for an unrendered block from its source and the font metrics."""
+        per_line = max(8.0, width / max(self._char_w, 1.0))
+        lines = sum(1 + int(len(line) / per_line) for line in source.split("\n"))
+        line_h = self._em * 1.15
+        if kind == "fence":
+            guess = max(1, lines - 2) * line_h + self._px(2.6)  # fences out, header row in
+        elif kind == "table":
+            guess = max(1, lines - 1) * line_h * 1.45
+        elif kind == "heading":
+            guess = line_h * 1.8
+        else:
+            guess = lines * line_h
+        return math.ceil(guess)
+
+    def _realize(self, row: int, layout: _MessageLayout, indices: Iterable[int]) -> None:
+        """Render lazy body parts, keeping what is on screen still."""
+        view_top = self._scroll_y() - self._tops[row]  # the viewport's top, message coords
+        shift = 0.0
+        first: int | None = None
+        for index in indices:
+            part = layout.body[index]
+            if part.doc is not None:
+                continue
+            block = part.block
+            if block is None:
+                assert part.plan is not None
+                block = self._renderer.render_block(part.plan)
+            doc = self._new_doc(block.html, layout.width)
+            old = part.height
+            part.doc, part.block, part.plan = doc, block, None
+            part.height = _doc_height(doc)
+            layout.lazy -= 1
+            if part.top < view_top:  # starts above the viewport: keep its bottom still
+                shift += part.height - old
+            first = index if first is None else min(first, index)
+        if first is None:
+            return
+        self._position(layout, from_body=first)
+        self._set_row_height(row, layout.height, shift=shift)
+
+    def _realize_visible(self, row: int, layout: _MessageLayout) -> bool:
+        """Render the lazy parts of a row that intersect the viewport (plus a margin)."""
+        if not layout.lazy:
+            return False
+        vh = self.viewport().height()
+        top = self._scroll_y() - self._tops[row] - vh / 2
+        bottom = top + 2 * vh
+        body = layout.body
+        index = max(0, bisect.bisect_right(body, top, key=_part_top) - 1)
+        wanted = []
+        while index < len(body) and body[index].top < bottom:
+            if body[index].doc is None:
+                wanted.append(index)
+            index += 1
+        self._realize(row, layout, wanted)
+        return bool(wanted)
+
+    def _realize_all(self, row: int) -> _MessageLayout:
+        layout = self._layout_for(row)
+        if layout.lazy:
+            self._realize(row, layout, range(len(layout.body)))
+        return layout
+
+    def _position(self, layout: _MessageLayout, from_body: int = 0) -> None:
+        """Place the parts vertically; body parts before ``from_body`` keep their places."""
+        pad = self._gap(_PAD_EM)
+        header = layout.header
+        header.top = pad
+        y = header.top + header.height + self._gap(_HEADER_GAP_EM)
+        layout.body_top = y
+        if from_body > 0 and from_body <= len(layout.body):
+            prev = layout.body[from_body - 1]
+            y = prev.top + prev.height
+        else:
+            from_body = 0
+        for part in layout.body[from_body:]:
+            y += part.gap
+            part.top = y
+            y += part.height
+        for part in ([layout.error] if layout.error else []) + layout.footer:
+            y += part.gap
+            part.top = y
+            y += part.height
+        layout.height = y + pad
+
+    def _layout_for(self, row: int) -> _MessageLayout:
+        """The (cached) rendered layout of a row at the current width and theme."""
+        item = self._model.item_at(row)
+        mid = item.message_id
+        text_rev, meta_rev = self._model.revisions(row)
+        width = self._doc_width()
+        stream = self._streams.get(mid)
+        layout = stream.layout if stream is not None else self._layouts.get(mid)
+        if layout is not None and layout.theme_gen != self._theme_gen:
+            layout = None
+        if layout is not None and stream is None and layout.text_rev != text_rev:
+            layout = None
+        reposition = False
+        if layout is None:
+            header = _Part(QTextDocument(), "header")
+            layout = _MessageLayout(mid, text_rev, -1, self._theme_gen, width, header)
+            if stream is not None:
+                # First time on screen while streaming: frozen blocks plus the current tail.
+                stream.layout = layout
+                layout.body = [
+                    self._lazy_part(b.kind, b.source, b.space_before, width, block=b)
+                    for b in stream.inc.blocks
+                ]
+                stream.frozen = len(layout.body)
+                layout.body += [self._block_part(b, width) for b in stream.inc.tail()]
+            else:
+                layout.body = self._body_parts(item, width)
+            layout.lazy = sum(1 for part in layout.body if part.doc is None)
+            reposition = True
+        if layout.width != width:
+            for part in layout.parts():
+                if part.doc is not None:
+                    part.doc.setTextWidth(width)
+                    part.height = _doc_height(part.doc)
+                else:
+                    source = part.block.source if part.block else part.plan.source  # type: ignore[union-attr]
+                    part.height = self._estimate_block(part.kind, source, width)
+            layout.width = width
+            layout.meta_rev = -1  # the header table is laid out for the width too
+        if layout.meta_rev != meta_rev:
+            self._build_meta(layout, item)
+            layout.meta_rev = meta_rev
+            reposition = True
+        if reposition:
+            self._position(layout)
+        if stream is None:
+            self._layouts[mid] = layout
+            self._layouts.move_to_end(mid)
+            while len(self._layouts) > LAYOUT_CACHE_SIZE:
+                self._layouts.popitem(last=False)
+        return layout
+
+    def _ensure_exact(self, row: int, *, quiet: bool = False) -> _MessageLayout:
+        layout = self._layout_for(row)
+        key = (self._doc_width(), *self._model.revisions(row), self._theme_gen)
+        height = math.ceil(layout.height)
+        if self._exact_key[row] != key or self._heights[row] != height:
+            self._exact_key[row] = key
+            self._set_row_height(row, height, repaint=not quiet, quiet=quiet)
+        return layout
+
+    def _set_row_height(
+        self,
+        row: int,
+        height: float,
+        *,
+        repaint: bool = True,
+        quiet: bool = False,
+        shift: float | None = None,
+    ) -> None:
+        """Change one row's height, keeping the follow/anchor scroll policy.
+
+        With ``repaint=False`` the caller repaints what changed itself (the streaming path);
+        a scroll caused here then blits the unchanged pixels. ``quiet`` is for rows off
+        screen (prefetch): a compensating scroll then changes nothing visible, so nothing is
+        repainted. Heights are whole pixels, so compensation is exact. ``shift`` overrides
+        the compensation when the caller knows which part of the row changed (lazy blocks
+        rendered inside a long message).
+        """
+        height = math.ceil(height)
+        old = self._heights[row]
+        if old == height:
+            return
+        # A row that starts above the viewport's top keeps its *bottom* edge still (the part
+        # the person sees); rows below it move with their own content.
+        above = self._tops[row] < self._scroll_y()
+        self._heights[row] = height
+        self._recompute_tops(row)
+        # Blitting is right only when the view follows the stream: everything above the
+        # changed part moves up together. A compensating scroll (anchor kept) must repaint.
+        self._blit_ok = not repaint and self._follow
+        self._quiet_scroll = quiet and not self._follow
+        try:
+            self._update_scroll_range()
+            if self._follow:
+                self._scroll_to_bottom()
+            elif shift is not None:
+                if shift:
+                    self._set_scroll(self._scroll_y() + shift)
+            elif above:
+                # Keep what the person is reading still when something above it changes size.
+                self._set_scroll(self._scroll_y() + (height - old))
+        finally:
+            self._blit_ok = False
+            self._quiet_scroll = False
+        if repaint:
+            self.viewport().update()
+
+    def _settle(self) -> None:
+        """Make every visible row exact, keeping the scroll anchor, until nothing changes."""
+        if self._settling or not self._heights:
+            return
+        self._settling = True
+        try:
+            for _ in range(8):
+                changed = False
+                y0 = self._scroll_y()
+                y1 = y0 + self.viewport().height()
+                row = self._row_at(y0)
+                while row < len(self._heights) and self._tops[row] < y1:
+                    key = (self._doc_width(), *self._model.revisions(row), self._theme_gen)
+                    before = self._heights[row]
+                    if self._exact_key[row] != key:
+                        self._ensure_exact(row)
+                    if self._realize_visible(row, self._layout_for(row)):
+                        changed = True
+                    changed = changed or before != self._heights[row]
+                    row += 1
+                if not changed:
+                    break
+        finally:
+            self._settling = False
+
+    # ---- scrolling
+
+    def _scroll_y(self) -> float:
+        return float(self.verticalScrollBar().value())
+
+    def _set_scroll(self, y: float) -> None:
+        bar = self.verticalScrollBar()
+        self._programmatic_scroll = True
+        try:
+            bar.setValue(round(min(max(0.0, y), bar.maximum())))
+        finally:
+            self._programmatic_scroll = False
+
+    def _scroll_to_bottom(self) -> None:
+        self._set_scroll(self.verticalScrollBar().maximum())
+
+    def _update_scroll_range(self) -> None:
+        bar = self.verticalScrollBar()
+        self._programmatic_scroll = True
+        try:
+            vh = self.viewport().height()
+            bar.setRange(0, max(0, round(self._content_height() - vh)))
+            bar.setPageStep(max(1, vh))
+            bar.setSingleStep(max(1, round(self._em * 3)))
+        finally:
+            self._programmatic_scroll = False
+
+    def _on_scroll_value(self, value: int) -> None:
+        if not self._programmatic_scroll:
+            bar = self.verticalScrollBar()
+            self._follow = value >= bar.maximum() - self._px(_FOLLOW_TOLERANCE_EM)
+            self._settle()  # rows scrolled into view for the first time get laid out
+
+    def _on_scroll_range(self, _minimum: int, maximum: int) -> None:
+        if self._follow and self.verticalScrollBar().value() != maximum:
+            self._scroll_to_bottom()
+
+    def scroll_to_bottom(self) -> None:
+        """Jump to the end and follow new text again."""
+        self._follow = True
+        self._settle()
+        self._scroll_to_bottom()
+        self._settle()
+        self.viewport().update()
+
+    def is_following(self) -> bool:
+        """Whether the view sticks to the bottom as text arrives."""
+        return self._follow
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        """Move the pixels already painted when only the scroll position changed.
+
+        A scroll by the person, or the stream pushing the view down, blits the viewport and
+        repaints only the strip that came into view. Programmatic scrolls that compensate a
+        geometry change (an estimate corrected above the viewport) repaint everything.
+        """
+        if self._quiet_scroll:
+            return  # an off-screen row changed height and the scroll compensated it exactly
+        if self._programmatic_scroll and not self._blit_ok:
+            self.viewport().update()
+        else:
+            self.viewport().scroll(dx, dy)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Re-estimate at the new width, keeping the top visible row in place."""
+        old_width = event.oldSize().width()
+        super().resizeEvent(event)
+        anchor_row = self._row_at(self._scroll_y()) if self._heights else 0
+        offset = self._scroll_y() - self._tops[anchor_row] if self._heights else 0.0
+        if old_width != event.size().width():
+            for row in range(len(self._heights)):
+                if self._exact_key[row] is not None:
+                    self._exact_key[row] = None
+                    self._heights[row] = self._estimate(self._model.item_at(row))
+            self._recompute_tops(0)
+        self._update_scroll_range()
+        if self._follow:
+            self._scroll_to_bottom()
+        elif self._heights:
+            self._set_scroll(self._tops[anchor_row] + offset)
+
+    # ---- streaming
+
+    def _new_stream(self, text: str) -> _Stream:
+        stream = _Stream(IncrementalMarkdown(self._renderer))
+        if text:
+            stream.inc.feed(text, render_tail=False)
+        stream.consumed = len(text)
+        return stream
+
+    def _backlog(self, message_id: str, stream: _Stream) -> int:
+        """Characters of a streaming message not rendered yet (buffered or applied)."""
+        item = self._model.item(message_id)
+        return 0 if item is None else len(item.text) - stream.consumed
+
+    def begin_stream(self, message_id: str) -> None:
+        row = self._model.row_of(message_id)
+        if row < 0:
+            return
+        self._layouts.pop(message_id, None)
+        self._streams[message_id] = self._new_stream(self._model.item_at(row).text)
+        self._dirty_streams.add(message_id)
+        self._schedule()
+
+    def note_delta(self, message_id: str) -> None:
+        if message_id in self._streams:
+            self._dirty_streams.add(message_id)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _append_frozen(self, stream: _Stream, blocks: list[RenderedBlock]) -> None:
+        layout = stream.layout
+        if layout is None or not blocks:
+            return
+        first = stream.frozen
+        del layout.body[first:]  # the old tail: these blocks replace it
+        layout.body.extend(self._block_part(b, layout.width) for b in blocks)
+        stream.frozen = len(layout.body)
+        self._position(layout, from_body=first)
+
+    def _replace_tail(self, stream: _Stream, blocks: list[RenderedBlock]) -> None:
+        layout = stream.layout
+        if layout is None:
+            return
+        del layout.body[stream.frozen :]
+        layout.body.extend(self._block_part(b, layout.width) for b in blocks)
+        self._position(layout, from_body=stream.frozen)
+
+    def flush_streams(self, *, drain: bool = True) -> None:
+        """Render the text that arrived since the last update.
+
+        Args:
+            drain: Render everything buffered (explicit flushes). The coalescing timer passes
+                False: each tick then renders what fits in :data:`_TICK_BUDGET_S` and leaves
+                the rest for the next tick, so text arriving faster than it can be rendered
+                never freezes the window; the view catches up a moment later instead.
+        """
+        dirty = list(self._dirty_streams)
+        self._dirty_streams.clear()
+        for mid in dirty:
+            self._flush_one(mid, drain=drain)
+        self._settle()
+
+    def _flush_timer(self) -> None:
+        self.flush_streams(drain=False)
+
+    def _flush_one(self, message_id: str, *, drain: bool) -> None:
+        stream = self._streams.get(message_id)
+        row = self._model.row_of(message_id)
+        if stream is None or row < 0:
+            return
+        self._model.take_pending(message_id)
+        text = self._model.item_at(row).text
+        if stream.consumed > len(text):  # the text was replaced under the stream: start over
+            stream = self._streams[message_id] = replace(self._new_stream(""), ending=stream.ending)
+        layout = stream.layout
+        first_changed = stream.frozen
+        started = time.perf_counter()
+        # Feed in chunks: whole blocks get frozen (and their documents built) as we go; the
+        # tail is rendered once at the end. Stop when the tick's time is used up.
+        while stream.consumed < len(text):
+            end = len(text) if drain else stream.consumed + _TICK_CHUNK
+            update = stream.inc.feed(text[stream.consumed : end], render_tail=False)
+            stream.consumed = min(end, len(text))
+            self._append_frozen(stream, update.frozen)
+            if not drain and time.perf_counter() - started > _TICK_BUDGET_S:
+                break
+        if stream.consumed < len(text):
+            self._dirty_streams.add(message_id)
+            self._schedule()
+        finishing = stream.ending and stream.consumed >= len(text)
+        if finishing:
+            self._append_frozen(stream, stream.inc.finish().frozen)
+            self._replace_tail(stream, [])
+        else:
+            self._replace_tail(stream, stream.inc.tail())
+        if layout is not None:
+            layout.text_rev = self._model.revisions(row)[0]
+        if finishing:
+            # The stream's documents are exactly what a fresh render gives: keep them.
+            del self._streams[message_id]
+            self._dirty_streams.discard(message_id)
+            if layout is not None:
+                self._layouts[message_id] = layout
+        if layout is None:
+            # Never shown: only the Markdown state is kept; documents are built when painted.
+            self._set_row_height(row, self._estimate(self._model.item_at(row)))
+            return
+        if layout.width != self._doc_width() or layout.meta_rev != self._model.revisions(row)[1]:
+            # Resized, or the status/footer changed: re-wrap or rebuild once, repaint all.
+            self._ensure_exact(row)
+            self.viewport().update()
+            return
+        self._exact_key[row] = (self._doc_width(), *self._model.revisions(row), self._theme_gen)
+        # Repaint only from the first rebuilt block down; the rest of the view is blitted
+        # when following (the per-frame paint cost does not grow with the message).
+        body = layout.body
+        if first_changed < len(body):
+            changed = body[first_changed].top - body[first_changed].gap
+        elif body:
+            changed = body[-1].top + body[-1].height
+        else:
+            changed = layout.body_top
+        changed_top = self._tops[row] + changed
+        self._set_row_height(row, layout.height, repaint=False)
+        top = max(0, int(changed_top - self._scroll_y()) - 1)
+        if top < self.viewport().height():
+            self.viewport().update(0, top, self.viewport().width(), self.viewport().height() - top)
+
+    def end_stream(self, message_id: str) -> None:
+        """Finish a stream: render what is left, then keep its documents as a cached layout.
+
+        A small backlog is rendered now; a large one (text arrived faster than it could be
+        shown) keeps draining on the timer, tick by tick, so the window stays responsive.
+        """
+        stream = self._streams.get(message_id)
+        if stream is None:
+            return
+        stream.ending = True
+        if self._backlog(message_id, stream) <= 4 * _TICK_CHUNK:
+            self._flush_one(message_id, drain=True)
+            self._settle()
+        else:
+            self._dirty_streams.add(message_id)
+            self._schedule()
+
+    # ---- painting
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        """Paint the messages that intersect the exposed rectangle (and nothing else)."""
+        self._settle()
+        if not self._heights:
+            return
+        exposed = QRectF(event.rect())
+        painter = QPainter(self.viewport())
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pal = self.palette()
+        y0 = self._scroll_y()
+        col_x, col_w = self._column()
+        row = self._row_at(y0 + exposed.top())
+        while row < len(self._heights) and self._tops[row] < y0 + exposed.bottom():
+            layout = self._layout_for(row)
+            top = self._tops[row] - y0
+            self._paint_message(painter, pal, row, layout, col_x, col_w, top, exposed)
+            row += 1
+        painter.end()
+        if not self._streams and not self._prefetch_timer.isActive():
+            self._prefetch_timer.start()
+
+    def _prefetch(self) -> None:
+        """Lay out the messages just off screen while idle, so scrolling finds them ready.
+
+        Works a few milliseconds per timer tick, nearest rows first, up to a screen above and
+        below; never while a stream is rendering (it has the time budget then).
+        """
+        if self._streams or not self._heights:
+            return
+        started = time.perf_counter()
+        y0 = self._scroll_y()
+        vh = self.viewport().height()
+        first, last = self._row_at(y0 - vh), self._row_at(y0 + 2 * vh)
+        top, bottom = self._row_at(y0), self._row_at(y0 + vh)
+        order = sorted(range(first, last + 1), key=lambda r: min(abs(r - top), abs(r - bottom)))
+        for row in order:
+            key = (self._doc_width(), *self._model.revisions(row), self._theme_gen)
+            if self._exact_key[row] == key:
+                continue
+            self._ensure_exact(row, quiet=not self._row_visible(row))
+            if time.perf_counter() - started > _PREFETCH_BUDGET_S:
+                self._prefetch_timer.start()
+                return
+
+    def _paint_message(
+        self,
+        painter: QPainter,
+        pal: QPalette,
+        row: int,
+        layout: _MessageLayout,
+        col_x: float,
+        col_w: float,
+        top: float,
+        exposed: QRectF,
+    ) -> None:
+        item = self._model.item_at(row)
+        if item.role == ChatRole.USER:
+            base = pal.color(QPalette.ColorRole.Base)
+            bubble = QColor(_blend(base, pal.color(QPalette.ColorRole.Highlight), 0.12))
+            path = QPainterPath()
+            radius = self._px(0.5)
+            path.addRoundedRect(QRectF(col_x, top, col_w, layout.height), radius, radius)
+            painter.fillPath(path, bubble)
+        pad = self._px(_PAD_EM)
+        sel = self._selection_ranges(layout)
+        parts = layout.parts()
+        # Parts are sorted by top: start at the first one reaching the exposed area, so a
+        # long answer costs the same per frame as a short one.
+        first = self._part_index_at(parts, exposed.top() - top)
+        for index in range(first, len(parts)):
+            part = parts[index]
+            part_top = top + part.top
+            if part_top > exposed.bottom():
+                break
+            if part_top + part.height < exposed.top() or part.doc is None:
+                continue
+            ctx = QAbstractTextDocumentLayout.PaintContext()
+            ctx.palette = pal
+            clip_top = max(0.0, exposed.top() - part_top)
+            ctx.clip = QRectF(0, clip_top, layout.width, exposed.bottom() - part_top - clip_top)
+            rng = sel.get(index)
+            if rng is not None:
+                selection = QAbstractTextDocumentLayout.Selection()
+                cursor = QTextCursor(part.doc)
+                cursor.setPosition(rng[0])
+                cursor.setPosition(rng[1], QTextCursor.MoveMode.KeepAnchor)
+                selection.cursor = cursor
+                fmt = QTextCharFormat()
+                fmt.setBackground(pal.brush(QPalette.ColorRole.Highlight))
+                fmt.setForeground(pal.brush(QPalette.ColorRole.HighlightedText))
+                selection.format = fmt
+                ctx.selections = [selection]
+            painter.save()
+            painter.translate(col_x + pad, part_top)
+            part.doc.documentLayout().draw(painter, ctx)
+            painter.restore()
+
+    # ---- hit testing
+
+    def _hit(self, pos: QPointF) -> _Hit | None:
+        if not self._heights:
+            return None
+        y = pos.y() + self._scroll_y()
+        row = self._row_at(y)
+        if not self._tops[row] <= y < self._tops[row] + self._heights[row]:
+            return None
+        layout = self._layout_for(row)
+        col_x, _ = self._column()
+        lx = pos.x() - col_x - self._px(_PAD_EM)
+        ly = y - self._tops[row]
+        parts = layout.parts()
+        index = self._part_index_at(parts, ly)
+        part = parts[index]
+        local = QPointF(lx, ly - part.top)
+        anchor = ""
+        if part.doc is not None and 0 <= local.y() <= part.height and 0 <= lx <= layout.width:
+            anchor = part.doc.documentLayout().anchorAt(local)
+        return _Hit(row, layout.message_id, layout, index, part, local, anchor)
+
+    @staticmethod
+    def _part_index_at(parts: list[_Part], y: float) -> int:
+        index = bisect.bisect_right(parts, y, key=_part_top) - 1
+        return min(max(index, 0), len(parts) - 1)
+
+    def _text_pos(self, hit: _Hit) -> _TextPos:
+        local = hit.local
+        part = hit.part
+        if part.doc is None or local.y() < 0:
+            pos = 0
+        elif local.y() > part.height:
+            pos = _part_end(part)
+        else:
+            pos = part.doc.documentLayout().hitTest(local, Qt.HitTestAccuracy.FuzzyHit)
+            pos = max(0, pos)
+        return _TextPos(hit.message_id, hit.part_index, pos)
+
+    # ---- selection
+
+    def _clear_selection(self) -> None:
+        self._sel_anchor = self._sel_cursor = None
+
+    def has_selection(self) -> bool:
+        a, c = self._sel_anchor, self._sel_cursor
+        return a is not None and c is not None and (a.part, a.pos) != (c.part, c.pos)
+
+    def _ordered_selection(self) -> tuple[_TextPos, _TextPos] | None:
+        if not self.has_selection():
+            return None
+        a, c = self._sel_anchor, self._sel_cursor
+        assert a is not None and c is not None
+        return (a, c) if (a.part, a.pos) <= (c.part, c.pos) else (c, a)
+
+    def _selection_ranges(self, layout: _MessageLayout) -> dict[int, tuple[int, int]]:
+        sel = self._ordered_selection()
+        if sel is None or sel[0].message_id != layout.message_id:
+            return {}
+        start, end = sel
+        parts = layout.parts()
+        out: dict[int, tuple[int, int]] = {}
+        for index in range(start.part, min(end.part, len(parts) - 1) + 1):
+            if parts[index].doc is None:
+                continue  # not rendered: off screen, and selected_text renders it first
+            last = _part_end(parts[index])
+            a = start.pos if index == start.part else 0
+            b = end.pos if index == end.part else last
+            a, b = min(a, last), min(b, last)
+            if b > a:
+                out[index] = (a, b)
+        return out
+
+    def selected_text(self) -> str:
+        """The selected text as plain text ("" if nothing is selected)."""
+        sel = self._ordered_selection()
+        if sel is None:
+            return ""
+        row = self._model.row_of(sel[0].message_id)
+        if row < 0:
+            return ""
+        layout = self._realize_all(row)
+        parts = layout.parts()
+        pieces: list[str] = []
+        prev: _Part | None = None
+        for index, (a, b) in sorted(self._selection_ranges(layout).items()):
+            part = parts[index]
+            assert part.doc is not None
+            if part.kind == "fence":
+                a, b = _clamp_to_code(part.doc, a, b)
+                if b <= a:
+                    continue
+            cursor = QTextCursor(part.doc)
+            cursor.setPosition(a)
+            cursor.setPosition(b, QTextCursor.MoveMode.KeepAnchor)
+            text = cursor.selection().toPlainText()
+            if prev is not None:
+                same_list = part.kind == "list_item" and prev.kind == "list_item"
+                pieces.append("\n" if same_list else "\n\n")
+            pieces.append(text)
+            prev = part
+        return "".join(pieces)
+
+    def select_message(self, message_id: str) -> None:
+        """Select all the text of one message's body (header excluded)."""
+        row = self._model.row_of(message_id)
+        if row < 0:
+            return
+        layout = self._realize_all(row)
+        parts = layout.parts()
+        first = 1 if layout.body else 0
+        last = len(layout.body) if layout.body else 0
+        self._sel_anchor = _TextPos(message_id, first, 0)
+        self._sel_cursor = _TextPos(message_id, last, _part_end(parts[last]))
+        self._focus_message = message_id
+        self.viewport().update()
+
+    def copy_selection(self) -> bool:
+        """Copy the selection to the clipboard; False if there is none."""
+        text = self.selected_text()
+        if not text:
+            return False
+        QGuiApplication.clipboard().setText(text)
+        self.copy_done.emit("selection")
+        return True
+
+    # ---- actions
+
+    def copy_message(self, message_id: str) -> bool:
+        item = self._model.item(message_id)
+        if item is None:
+            return False
+        QGuiApplication.clipboard().setText(strip_invisible(item.text))
+        self.copy_done.emit("message")
+        return True
+
+    def copy_code(self, message_id: str, part: _Part, href: str) -> bool:
+        codes = part.block.codes if part.block is not None else ()
+        try:
+            code = codes[int(href[len(_ANCHOR_COPY_CODE) :])]
+        except (ValueError, IndexError):
+            return False
+        QGuiApplication.clipboard().setText(strip_invisible(code, code=True))
+        self.copy_done.emit("code")
+        return True
+
+    def activate_anchor(self, hit: _Hit) -> None:
+        href = hit.anchor
+        if href.startswith(_ANCHOR_COPY_MESSAGE):
+            self.copy_message(hit.message_id)
+        elif href.startswith(_ANCHOR_COPY_CODE):
+            self.copy_code(hit.message_id, hit.part, href)
+        elif href.startswith(_ANCHOR_RETRY):
+            self.retry_requested.emit(hit.message_id)
+        elif href.startswith(_ANCHOR_INTERNAL):
+            self.footer_activated.emit(hit.message_id, href)
+        elif link_is_openable(href):
+            self.link_activated.emit(href)
+        else:  # defensive: the renderer emits no other anchors
+            log.warning("ignored a link that may not be opened: %s", display_url(href))
+
+    # ---- mouse and keyboard
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        """Start a selection, or remember the anchor under the pointer for the release."""
+        if event.button() != Qt.MouseButton.LeftButton:
+            super().mousePressEvent(event)
+            return
+        self.setFocus(Qt.FocusReason.MouseFocusReason)
+        hit = self._hit(event.position())
+        self._press = hit
+        self._press_pos = event.position().toPoint()
+        self._dragging = False
+        if hit is None:
+            self._clear_selection()
+        else:
+            self._focus_message = hit.message_id
+            # Also on a link: a click activates it on release, a drag selects from here.
+            pos = self._text_pos(hit)
+            if (
+                event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+                and self._sel_anchor is not None
+                and self._sel_anchor.message_id == hit.message_id
+            ):
+                self._sel_cursor = pos
+            else:
+                self._sel_anchor = self._sel_cursor = pos
+        self.viewport().update()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        """Extend the selection while dragging; show the right cursor while hovering."""
+        pos = event.position()
+        if event.buttons() & Qt.MouseButton.LeftButton and self._press is not None:
+            if (pos.toPoint() - self._press_pos).manhattanLength() >= 3:
+                self._dragging = True
+            if self._dragging:
+                self._drag_to(pos)
+            return
+        hit = self._hit(pos)
+        if hit is not None and hit.anchor:
+            self.viewport().setCursor(Qt.CursorShape.PointingHandCursor)
+        elif hit is not None and 0 <= hit.local.y() <= hit.part.height:
+            self.viewport().setCursor(Qt.CursorShape.IBeamCursor)
+        else:
+            self.viewport().setCursor(Qt.CursorShape.ArrowCursor)
+
+    def _drag_to(self, pos: QPointF) -> None:
+        vh = self.viewport().height()
+        if pos.y() < 0 or pos.y() > vh:  # drag past an edge: scroll along
+            over = pos.y() if pos.y() < 0 else pos.y() - vh
+            self._set_scroll(self._scroll_y() + over)
+            self._follow = self.verticalScrollBar().value() >= self.verticalScrollBar().maximum()
+        if self._sel_anchor is None:
+            self.viewport().update()
+            return
+        row = self._model.row_of(self._sel_anchor.message_id)
+        if row < 0:
+            return
+        layout = self._layout_for(row)
+        y = pos.y() + self._scroll_y()
+        parts = layout.parts()
+        top = self._tops[row]
+        if y < top:
+            self._sel_cursor = _TextPos(layout.message_id, 0, 0)
+        elif y >= top + layout.height:
+            last = len(parts) - 1
+            self._sel_cursor = _TextPos(layout.message_id, last, _part_end(parts[last]))
+        else:
+            col_x, _ = self._column()
+            ly = y - top
+            index = self._part_index_at(parts, ly)
+            part = parts[index]
+            local = QPointF(pos.x() - col_x - self._px(_PAD_EM), ly - part.top)
+            hit = _Hit(row, layout.message_id, layout, index, part, local, "")
+            self._sel_cursor = self._text_pos(hit)
+        self.viewport().update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        """Activate the anchor pressed if the pointer did not move off it."""
+        if event.button() != Qt.MouseButton.LeftButton:
+            super().mouseReleaseEvent(event)
+            return
+        press, self._press = self._press, None
+        if press is not None and press.anchor and not self._dragging:
+            hit = self._hit(event.position())
+            if hit is not None and hit.anchor == press.anchor and hit.row == press.row:
+                self.activate_anchor(hit)
+        self._dragging = False
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        """Select the word under the pointer."""
+        hit = self._hit(event.position())
+        if hit is None or hit.anchor or hit.part.doc is None:
+            return
+        pos = self._text_pos(hit)
+        cursor = QTextCursor(hit.part.doc)
+        cursor.setPosition(pos.pos)
+        cursor.select(QTextCursor.SelectionType.WordUnderCursor)
+        self._sel_anchor = _TextPos(hit.message_id, hit.part_index, cursor.selectionStart())
+        self._sel_cursor = _TextPos(hit.message_id, hit.part_index, cursor.selectionEnd())
+        self._focus_message = hit.message_id
+        self.viewport().update()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Copy, select all (in the focused message), and Home/End scrolling."""
+        if event.matches(QKeySequence.StandardKey.Copy):
+            self.copy_selection()
+            return
+        if event.matches(QKeySequence.StandardKey.SelectAll):
+            if self._focus_message is not None:
+                self.select_message(self._focus_message)
+            return
+        if (
+            event.key() == Qt.Key.Key_End
+            and event.modifiers() & Qt.KeyboardModifier.ControlModifier
+        ):
+            self.scroll_to_bottom()
+            return
+        if (
+            event.key() == Qt.Key.Key_Home
+            and event.modifiers() & Qt.KeyboardModifier.ControlModifier
+        ):
+            self._follow = False
+            self._set_scroll(0)
+            return
+        super().keyPressEvent(event)
+
+    def viewportEvent(self, event: QEvent) -> bool:
+        """Show the full (punycode) URL as the tooltip of a link."""
+        if event.type() == QEvent.Type.ToolTip:
+            help_event = cast(QHelpEvent, event)
+            hit = self._hit(QPointF(help_event.pos()))
+            if hit is not None and hit.anchor and link_is_openable(hit.anchor):
+                QToolTip.showText(help_event.globalPos(), display_url(hit.anchor), self)
+            else:
+                QToolTip.hideText()
+            return True
+        return super().viewportEvent(event)
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        """Offer copy actions for what is under the pointer."""
+        menu = self.build_context_menu(QPointF(event.pos()))
+        if menu is not None:
+            menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            menu.popup(event.globalPos())
+
+    def build_context_menu(self, pos: QPointF) -> QMenu | None:
+        """The context menu for a viewport position (None over empty space)."""
+        hit = self._hit(pos)
+        if hit is None:
+            return None
+        menu = QMenu(self)
+        copy = menu.addAction("Copy")
+        copy.setShortcut(QKeySequence(QKeySequence.StandardKey.Copy))
+        copy.setEnabled(self.has_selection())
+        copy.triggered.connect(self.copy_selection)
+        if hit.part.kind == "fence" and hit.part.block and hit.part.block.codes:
+            part = hit.part
+            menu.addAction("Copy code").triggered.connect(
+                lambda: self.copy_code(hit.message_id, part, f"{_ANCHOR_COPY_CODE}0")
+            )
+        if hit.anchor and link_is_openable(hit.anchor):
+            href = hit.anchor
+            menu.addAction("Copy link address").triggered.connect(lambda: self._copy_link(href))
+        mid = hit.message_id
+        menu.addAction("Copy message").triggered.connect(lambda: self.copy_message(mid))
+        menu.addSeparator()
+        menu.addAction("Select message text").triggered.connect(lambda: self.select_message(mid))
+        return menu
+
+    def _copy_link(self, href: str) -> None:
+        QGuiApplication.clipboard().setText(href)
+        self.copy_done.emit("link")
+
+    # ---- introspection (tests, benchmarks, the main window's status)
+
+    def active_streams(self) -> list[str]:
+        """Ids of messages still streaming or still rendering their buffered text."""
+        return list(self._streams)
+
+    def block_counts(self, message_id: str) -> tuple[int, int]:
+        """(rendered, total) Markdown blocks of a message's current layout (lazy answers)."""
+        row = self._model.row_of(message_id)
+        if row < 0:
+            return (0, 0)
+        layout = self._layout_for(row)
+        return len(layout.body) - layout.lazy, len(layout.body)
+
+    def rendered_message_ids(self) -> list[str]:
+        """Ids of the messages that currently have rendered documents (cached or streaming)."""
+        ids = list(self._layouts)
+        ids += [m for m, s in self._streams.items() if s.layout is not None and m not in ids]
+        return ids
+
+    def rendered_text(self, message_id: str) -> str:
+        """The text a message shows on screen (header, body, error line, footer), one part
+        per line: what a person would read, invisible characters shown as markers.
+
+        Lays the message out if needed. Useful for tests and accessibility descriptions.
+        """
+        row = self._model.row_of(message_id)
+        if row < 0:
+            return ""
+        stream = self._streams.get(message_id)
+        if message_id in self._dirty_streams or (stream and self._backlog(message_id, stream)):
+            self._dirty_streams.add(message_id)
+            self.flush_streams()
+        layout = self._realize_all(row)
+        return "\n".join(part.doc.toPlainText() for part in layout.parts() if part.doc)
+
+    def message_rect(self, message_id: str) -> QRectF | None:
+        """The rectangle of a message in viewport coordinates (None if unknown)."""
+        row = self._model.row_of(message_id)
+        if row < 0:
+            return None
+        self._settle()
+        col_x, col_w = self._column()
+        return QRectF(col_x, self._tops[row] - self._scroll_y(), col_w, self._heights[row])
+
+    def anchor_point(self, message_id: str, href_prefix: str) -> QPointF | None:
+        """Viewport point of the first anchor in a message whose href starts with a prefix.
+
+        Lets tests and UI automation click links and buttons where a person would. The point
+        is verified with ``anchorAt`` before it is returned.
+        """
+        row = self._model.row_of(message_id)
+        if row < 0:
+            return None
+        self._settle()
+        layout = self._realize_all(row)
+        col_x, _ = self._column()
+        origin_y = self._tops[row] - self._scroll_y()
+        for part in layout.parts():
+            if part.doc is None:
+                continue
+            point = _anchor_in_doc(part.doc, href_prefix)
+            if point is not None:
+                return QPointF(
+                    col_x + self._px(_PAD_EM) + point.x(), origin_y + part.top + point.y()
+                )
+        return None
+
+
+def _anchor_in_doc(doc: QTextDocument, href_prefix: str) -> QPointF | None:
+    """Document coordinates of the middle of the first matching anchor."""
+    doc_layout = doc.documentLayout()
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            frag = it.fragment()
+            fmt = frag.charFormat()
+            if fmt.isAnchor() and fmt.anchorHref().startswith(href_prefix):
+                text_layout = block.layout()
+                rel = frag.position() - block.position() + frag.length() // 2
+                line = text_layout.lineForTextPosition(rel)
+                # PySide6 returns (x, position) for this overload.
+                x = float(cast(tuple[float, int], line.cursorToX(rel))[0])
+                rect = doc_layout.blockBoundingRect(block)
+                origin = rect.topLeft() - text_layout.boundingRect().topLeft()
+                point = QPointF(origin.x() + x, origin.y() + line.y() + line.height() / 2)
+                if doc_layout.anchorAt(point) == fmt.anchorHref():
+                    return point
+            it += 1
+        block = block.next()
+    return None
+
+
+def _clamp_to_code(doc: QTextDocument, a: int, b: int) -> tuple[int, int]:
+    """Clamp a selection in a code block document to the code cell (no header text)."""
+    for frame in doc.rootFrame().childFrames():
+        outer = frame if isinstance(frame, QTextTable) else None
+        inner = None
+        if outer is not None:
+            for child in outer.childFrames():
+                if isinstance(child, QTextTable):
+                    inner = child
+                    break
+        table = inner or outer
+        if table is not None and table.rows() >= 2:
+            cell = table.cellAt(1, 0)
+            lo = cell.firstCursorPosition().position()
+            hi = cell.lastCursorPosition().position()
+            return max(a, lo), min(b, hi)
+    return a, b
+
+
+# ---------------------------------------------------------------- the public widget
+
+
+class ChatView(QWidget):
+    """The conversation: rendered messages, streaming updates, copy and link handling.
+
+    Data goes in through the methods below; what the person does comes out as signals. It
+    knows nothing of core: the main window feeds it from the chat controller.
+
+    Args:
+        parent: Optional parent widget.
+    """
+
+    # ---- Signals
+
+    sig_link_activated = Signal(str)
+    """An http(s) link was clicked: the URL (ask before opening; show ``display_url(url)``)."""
+    sig_retry_requested = Signal(str)
+    """Retry was clicked on a message's error line: the message id."""
+    sig_copy_done = Signal(str)
+    """Something was copied to the clipboard: ``code``, ``message``, ``selection`` or ``link``."""
+    sig_footer_activated = Signal(str, str)
+    """A ``parley-…:`` link in a footer item was clicked: (message id, href)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._model = ChatModel(self)
+        self._canvas = _ChatCanvas(self._model, self)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._canvas)
+        self.setFocusProxy(self._canvas)
+        self._canvas.link_activated.connect(self.sig_link_activated)
+        self._canvas.retry_requested.connect(self.sig_retry_requested)
+        self._canvas.copy_done.connect(self.sig_copy_done)
+        self._canvas.footer_activated.connect(self.sig_footer_activated)
+
+    # ---- Public API
+
+    def model(self) -> ChatModel:
+        """The model behind the view (read it; change it through this class)."""
+        return self._model
+
+    def set_messages(self, items: Iterable[ChatItem]) -> None:
+        """Show a conversation (replaces everything; rendering is lazy)."""
+        self._model.set_items(items)
+
+    def append(self, item: ChatItem) -> None:
+        """Add a message at the end; a message from the person scrolls to the bottom.
+
+        Raises:
+            ValueError: If a message with this id is already shown.
+        """
+        self._model.append(item)
+        if item.role == ChatRole.USER:
+            self._canvas.scroll_to_bottom()
+        if item.status == MessageStatus.STREAMING:
+            self._canvas.begin_stream(item.message_id)
+
+    def begin_stream(self, message_id: str) -> None:
+        """Mark a message as streaming (an empty assistant message is added if unknown)."""
+        if self._model.row_of(message_id) < 0:
+            self._model.append(ChatItem(message_id, ChatRole.ASSISTANT))
+        self._canvas.begin_stream(message_id)
+        self._model.update(message_id, status=MessageStatus.STREAMING, error=None)
+
+    def append_delta(self, message_id: str, text: str) -> None:
+        """Add streamed text to a message; rendering is coalesced to ~30 updates a second.
+
+        Deltas for a message that is no longer shown (the chat was cleared) are dropped.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"delta must be str, not {type(text).__name__}")
+        if self._model.append_text(message_id, text):
+            self._canvas.note_delta(message_id)
+
+    def end_stream(
+        self,
+        message_id: str,
+        status: MessageStatus | str = MessageStatus.COMPLETE,
+        error: str | None = None,
+        *,
+        retryable: bool = False,
+    ) -> None:
+        """Finish a stream: render what is left and set the final status (and error line)."""
+        if self._model.row_of(message_id) < 0:
+            return
+        self._canvas.end_stream(message_id)
+        self._model.update(
+            message_id, status=MessageStatus(status), error=error, retryable=retryable
+        )
+
+    def set_error(self, message_id: str, text: str, retryable: bool) -> None:
+        """Show an error line under a message (with Retry if ``retryable``)."""
+        if self._model.row_of(message_id) < 0:
+            return
+        self._canvas.end_stream(message_id)
+        self._model.update(message_id, status=MessageStatus.ERROR, error=text, retryable=retryable)
+
+    def set_answered_by(self, message_id: str, model: str | None) -> None:
+        """Show "answered by <model>" (a fallback model answered), or hide it with None."""
+        self._model.update(message_id, answered_by=model)
+
+    def set_footer(self, message_id: str, items: Sequence[FooterItem]) -> None:
+        """Replace the footer items (tool calls, citations, notes) under a message."""
+        self._model.update(message_id, footer=tuple(items))
+
+    def item(self, message_id: str) -> ChatItem | None:
+        """The current data of a message (streamed text included), or None."""
+        return self._model.item(message_id)
+
+    def clear(self) -> None:
+        """Remove every message."""
+        self._model.clear()
+
+    def flush(self) -> None:
+        """Render pending streamed text now instead of at the next timer tick."""
+        self._canvas.flush_streams()
+
+    def scroll_to_bottom(self) -> None:
+        """Jump to the newest message and follow the stream again."""
+        self._canvas.scroll_to_bottom()
+
+    def is_following(self) -> bool:
+        """Whether new text keeps the view scrolled to the bottom."""
+        return self._canvas.is_following()
+
+    def selected_text(self) -> str:
+        """The selected text ("" if none)."""
+        return self._canvas.selected_text()
+
+    def copy_message(self, message_id: str) -> bool:
+        """Copy a message's raw Markdown (invisible characters removed) to the clipboard."""
+        return self._canvas.copy_message(message_id)
+
+    def canvas(self) -> _ChatCanvas:
+        """The scroll area that paints the messages (for event filters and tests)."""
+        return self._canvas
