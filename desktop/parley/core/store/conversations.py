@@ -8,6 +8,7 @@ earlier message or regenerating an answer adds a sibling, so the old branch stay
 
 from __future__ import annotations
 
+import builtins
 import functools
 import json
 import sqlite3
@@ -244,7 +245,7 @@ class ConversationStore:
         ).fetchone()
         return _conv(row) if row else None
 
-    def list(self, *, query: str | None = None, limit: int = 1000) -> list[Conversation]:
+    def list(self, *, query: str | None = None, limit: int = 1000) -> builtins.list[Conversation]:
         """Conversations, most recently updated first; ``query`` matches titles and text."""
         if query:
             like = f"%{_escape_like(query)}%"
@@ -408,7 +409,9 @@ class ConversationStore:
         row = self.conn.execute("SELECT * FROM messages WHERE id=?", (message_id,)).fetchone()
         return _msg(row) if row else None
 
-    def branch(self, conversation_id: int, leaf_id: int | None = None) -> list[StoredMessage]:
+    def branch(
+        self, conversation_id: int, leaf_id: int | None = None
+    ) -> builtins.list[StoredMessage]:
         """The messages from the root to ``leaf_id`` (default: the current leaf), in order."""
         if leaf_id is None:
             conv = self.get(conversation_id, include_deleted=True)
@@ -425,7 +428,7 @@ class ConversationStore:
         ).fetchall()
         return [_msg(r) for r in rows]
 
-    def siblings(self, message_id: int) -> list[StoredMessage]:
+    def siblings(self, message_id: int) -> builtins.list[StoredMessage]:
         """Messages sharing ``message_id``'s parent (its alternatives), oldest first."""
         m = self.message(message_id)
         if m is None:
@@ -487,7 +490,7 @@ class ConversationStore:
             )
             return int(cur.lastrowid or 0)
 
-    def tool_calls(self, message_id: int) -> list[StoredToolCall]:
+    def tool_calls(self, message_id: int) -> builtins.list[StoredToolCall]:
         """Tool calls of a message, in order."""
         rows = self.conn.execute(
             "SELECT * FROM tool_calls WHERE message_id=? ORDER BY id", (message_id,)
