@@ -1,0 +1,256 @@
+"""App start: QApplication, the qasync loop, the window first, the core right after.
+
+``main()`` creates the QApplication, then runs :func:`amain` on a qasync loop through
+``asyncio.Runner(loop_factory=...)`` (Python 3.11's ``asyncio.run`` has no ``loop_factory``;
+STYLE.md §3). :func:`amain` is the composition root of the window:
+
+1. install the :class:`~parley.ui.errors.ErrorPresenter` (excepthook + loop handler),
+2. show the window shell and wait for its first paint (nothing slow is imported before),
+3. build the core (``build_services``) in a worker thread, so the SDK/pydantic imports do not
+   freeze the painted window, and bind the window to it,
+4. wait for quit (window closed, Ctrl+Q, SIGINT/SIGTERM, or the session ending), then stop
+   running streams (their partial answers are saved), cancel background work and close the
+   SDK clients and the database.
+
+``PARLEY_FIRST_PAINT_EXIT=1`` prints ``PARLEY_FIRST_PAINT <unix time>`` on stdout at the first
+paint and quits: the first-paint benchmark (``tests/bench/bench_ui.py``) uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import qasync
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from parley import __version__
+from parley.core.errors import ParleyError
+from parley.ui.errors import ErrorPresenter
+from parley.ui.main_window import MainWindow
+from parley.ui.tasks import TaskSet
+from parley.ui.theme import app_icon, apply_theme
+
+if TYPE_CHECKING:
+    from parley.core.paths import Paths
+    from parley.core.services import Services
+
+log = logging.getLogger("parley")
+
+FIRST_PAINT_ENV = "PARLEY_FIRST_PAINT_EXIT"
+FIRST_PAINT_MARK = "PARLEY_FIRST_PAINT"
+
+
+def _setup_logging(paths: Paths) -> logging.Handler | None:
+    """Log to ``<log_dir>/parley.log`` (rotated); never keys (core never logs them).
+
+    Returns:
+        The handler added (removed again when the window quits), or None if one exists.
+    """
+    root = logging.getLogger("parley")
+    if any(getattr(h, "_parley", False) for h in root.handlers):
+        return None
+    try:
+        paths.log_dir.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            paths.log_dir / "parley.log", maxBytes=1_000_000, backupCount=3, encoding="utf-8"
+        )
+    except OSError:
+        handler = logging.StreamHandler(sys.stderr)
+    handler._parley = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    return handler
+
+
+def bind_services(window: MainWindow, services: Services) -> None:
+    """Give the window the collaborators it uses (never the Services object itself)."""
+    window.bind(
+        settings=services.settings,
+        secrets=services.secrets,
+        catalog=services.catalog,
+        conversations=services.conversations,
+        providers=services.providers,
+        chat=services.chat,
+        turn_options=services.turn_options,
+    )
+
+
+def _warm_imports() -> None:
+    """Import the slow modules in a worker thread (pure Python; no Qt objects are made)."""
+    import parley.core.services
+    import parley.ui.chat.view
+    import parley.ui.controllers
+    import parley.ui.message_actions  # noqa: F401
+
+
+async def amain(
+    app: QApplication,
+    *,
+    paths: Paths | None = None,
+    services_factory: Callable[[Paths], Services] | None = None,
+    probe_ports: Mapping[str, int] | None = None,
+    window_ready: Callable[[MainWindow], Any] | None = None,
+) -> int:
+    """Run the window until quit; returns the exit code.
+
+    Args:
+        app: The QApplication.
+        paths: Parley's folders (default: from the environment).
+        services_factory: Builds the core (default: ``build_services``); tests inject one.
+        probe_ports: Ports the onboarding panel probes (tests point it at a fake server).
+        window_ready: Called with the window once it is bound (tests and benchmarks drive it).
+    """
+    from parley.core.paths import default_paths
+
+    paths = paths or default_paths()
+    log_handler = _setup_logging(paths)
+    loop = asyncio.get_running_loop()
+    presenter = ErrorPresenter()
+    presenter.install(loop)
+    tasks = TaskSet()
+    quit_event = asyncio.Event()
+    window = MainWindow(
+        tasks=tasks,
+        presenter=presenter,
+        probe_ports=probe_ports,
+        geometry_file=paths.config_dir / "window.ini",
+    )
+    presenter.set_window(window)
+    on_quit = quit_event.set
+    window.sig_quit_requested.connect(on_quit)
+    app.aboutToQuit.connect(on_quit)
+    _install_signal_handlers(loop, quit_event)
+    painted = asyncio.Event()
+    window.sig_first_paint.connect(painted.set)
+    window.show()
+
+    services: Services | None = None
+    try:
+        await painted.wait()
+        if os.environ.get(FIRST_PAINT_ENV):
+            print(f"{FIRST_PAINT_MARK} {time.time():.6f}", flush=True)
+            return 0
+        try:
+            services = await asyncio.to_thread(_build, paths, services_factory)
+        except ParleyError as exc:
+            presenter.show_exception(exc, context="starting Parley")
+            window.fail(exc.user_message)
+        else:
+            bind_services(window, services)
+            log.info("window ready (Parley %s)", __version__)
+            tasks.spawn(settle_after_startup(window), name="settle")
+            if window_ready is not None:
+                window_ready(window)
+        await quit_event.wait()
+        log.info("quitting")
+        return 0
+    finally:
+        with contextlib.suppress(RuntimeError, TypeError):
+            app.aboutToQuit.disconnect(on_quit)
+        await _shutdown(window, services, presenter)
+        if log_handler is not None:
+            logging.getLogger("parley").removeHandler(log_handler)
+            log_handler.close()
+
+
+async def settle_after_startup(window: MainWindow) -> None:
+    """Once start-up work is done, freeze the objects that live for the whole session.
+
+    CPython's full (generation 2) collection walks every tracked object; with Qt, pydantic
+    and an SDK imported that is ~130,000 objects and a ~100 ms pause, which showed up as the
+    largest stall while streaming (``tests/bench/bench_ui.py``; ``gc.callbacks`` timing).
+    ``gc.freeze()`` moves what exists now (modules, classes, the window) out of the
+    collector's sight; a full collection then takes ~20 ms. Those objects live until exit
+    anyway, so nothing is leaked that would otherwise be reclaimed in practice.
+    """
+    await window.wait_startup()
+    gc.collect()
+    gc.freeze()
+
+
+def _build(paths: Paths, factory: Callable[[Paths], Services] | None) -> Services:
+    _warm_imports()
+    if factory is not None:
+        return factory(paths)
+    from parley.core.services import build_services
+
+    return build_services(paths)
+
+
+async def _shutdown(
+    window: MainWindow, services: Services | None, presenter: ErrorPresenter
+) -> None:
+    try:
+        await window.shutdown()
+        if services is not None:
+            await services.aclose()
+    except Exception:  # quitting must always finish
+        log.exception("error while quitting")
+    finally:
+        window.close_now()
+        presenter.uninstall()
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, quit_event: asyncio.Event) -> None:
+    """Ctrl+C / SIGTERM quit gracefully (Qt alone would ignore Ctrl+C)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, quit_event.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            with contextlib.suppress(ValueError):  # not the main thread
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(quit_event.set))
+
+
+def create_application(argv: Sequence[str] | None = None) -> QApplication:
+    """The process's QApplication (made once), styled and named."""
+    os.environ.setdefault("QT_API", "pyside6")
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        app = existing
+    else:
+        QApplication.setHighDpiScaleFactorRoundingPolicy(
+            Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+        )
+        app = QApplication(list(argv) if argv is not None else sys.argv[:1])
+    app.setApplicationName("Parley")
+    app.setApplicationDisplayName("Parley")
+    app.setApplicationVersion(__version__)
+    app.setOrganizationName("Parley")
+    app.setDesktopFileName("parley")
+    app.setWindowIcon(app_icon())
+    # The window decides when to quit (after saving streams), not Qt's last-window rule.
+    app.setQuitOnLastWindowClosed(False)
+    apply_theme(app, "system")
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the window; returns the exit code."""
+    app = create_application(argv)
+    with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+        try:
+            return runner.run(amain(app))
+        except RuntimeError as exc:
+            # Qt quit by itself (the desktop session ended): the Runner's close cancels
+            # amain, whose finally block still stops streams and closes the clients.
+            log.info("event loop stopped early: %s", exc)
+            return 0
+        except KeyboardInterrupt:
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

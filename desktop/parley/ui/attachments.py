@@ -1,0 +1,134 @@
+"""Files dropped on the window become attachments of the next message (text only, capped).
+
+Reading is plain Python (no Qt) so it can run in a worker thread (``asyncio.to_thread``):
+the GUI thread never reads a file. A file is attached when it is a regular file of at most
+:data:`MAX_ATTACHMENT_BYTES` whose bytes decode as text; anything else is refused with a
+one-line reason that the window shows (nothing is half-attached).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_ATTACHMENT_BYTES = 1_000_000
+"""Largest file that is attached (its text goes into the prompt)."""
+
+MAX_ATTACHMENTS = 10
+"""Most files attached to one message."""
+
+_SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A text file attached to the next message."""
+
+    name: str
+    """The file name shown on the chip and sent to the model."""
+    path: str
+    """Where it was read from (absolute)."""
+    text: str
+    """The extracted text."""
+    size: int
+    """Size of the file in bytes."""
+
+    def to_core(self) -> dict[str, str]:
+        """The ``{"name", "text"}`` dict ``ChatSession.send(attachments=...)`` takes."""
+        return {"name": self.name, "text": self.text}
+
+
+class AttachmentRefused(Exception):
+    """A dropped file cannot be attached; ``user_message`` says why in one line."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+
+
+def human_size(n: int) -> str:
+    """``1.2 MB``-style size."""
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{int(size)} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} bytes"  # pragma: no cover - loop always returns
+
+
+def _decode(data: bytes) -> str | None:
+    if b"\x00" in data[:_SNIFF_BYTES]:
+        return None  # NUL bytes: binary (UTF-16 text without BOM is rare enough to refuse)
+    for bom, codec in (
+        (b"\xef\xbb\xbf", "utf-8-sig"),
+        (b"\xff\xfe", "utf-16"),
+        (b"\xfe\xff", "utf-16"),
+    ):
+        if data.startswith(bom):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError:
+                return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    best = from_bytes(data).best()
+    if best is None:
+        return None
+    text = str(best)
+    # Text has few control characters; a "decoding" full of them is really binary.
+    controls = sum(1 for c in text[:_SNIFF_BYTES] if ord(c) < 32 and c not in "\t\n\r\f")
+    if controls > max(2, len(text[:_SNIFF_BYTES]) // 100):
+        return None
+    return text
+
+
+def read_attachment(
+    path: str | os.PathLike[str], max_bytes: int = MAX_ATTACHMENT_BYTES
+) -> Attachment:
+    """Read ``path`` as a text attachment.
+
+    Args:
+        path: The dropped file.
+        max_bytes: Size cap.
+
+    Returns:
+        The attachment.
+
+    Raises:
+        AttachmentRefused: not a regular file, too large, unreadable or not text.
+    """
+    p = Path(path)
+    name = p.name or str(p)
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise AttachmentRefused(f"{name} could not be read ({exc.strerror or exc}).") from None
+    if not p.is_file():
+        raise AttachmentRefused(f"{name} is not a regular file.")
+    if st.st_size > max_bytes:
+        raise AttachmentRefused(
+            f"{name} is too large to attach ({human_size(st.st_size)}; "
+            f"the limit is {human_size(max_bytes)})."
+        )
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise AttachmentRefused(f"{name} could not be read ({exc.strerror or exc}).") from None
+    if len(data) > max_bytes:  # it grew since stat()
+        raise AttachmentRefused(f"{name} is too large to attach (over {human_size(max_bytes)}).")
+    text = _decode(data)
+    if text is None:
+        raise AttachmentRefused(
+            f"{name} was not attached: it is not a text file (only text can be attached)."
+        )
+    if not text.strip():
+        raise AttachmentRefused(f"{name} was not attached: it is empty.")
+    return Attachment(name=name, path=str(p.resolve()), text=text, size=st.st_size)

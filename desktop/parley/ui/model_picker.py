@@ -1,0 +1,358 @@
+"""The model picker: models grouped by provider, with context window and price per 1M tokens.
+
+Prices and context windows come from the catalog (models.toml), never from code. A model the
+catalog does not know shows "price unknown"; a model on a server on this machine shows
+"free (local)". Models an OpenAI-compatible server lists (``/v1/models``) are added under
+their provider when the server answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QFont, QPainter, QPalette, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (
+    QComboBox,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QWidget,
+)
+
+if TYPE_CHECKING:
+    from parley.core.providers.catalog import Catalog, ModelInfo
+
+_PROVIDER_ROLE = Qt.ItemDataRole.UserRole + 1
+_MODEL_ROLE = Qt.ItemDataRole.UserRole + 2
+_DETAIL_ROLE = Qt.ItemDataRole.UserRole + 3
+_HEADER_ROLE = Qt.ItemDataRole.UserRole + 4
+
+
+@dataclass(frozen=True)
+class PickerEntry:
+    """One choosable model."""
+
+    provider: str
+    model: str
+    label: str
+    detail: str
+    """Context window and prices, e.g. "400K context · $1.25 in · $10 out per 1M"."""
+
+
+@dataclass(frozen=True)
+class PickerGroup:
+    """A provider and its models."""
+
+    provider: str
+    label: str
+    entries: list[PickerEntry] = field(default_factory=list)
+
+
+def format_tokens(n: int | None) -> str:
+    """``128K`` / ``1M`` / ``200K``; "?" when unknown."""
+    if not n:
+        return "?"
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 1000:
+        return f"{round(n / 1000)}K"
+    return str(n)
+
+
+def format_price(value: float) -> str:
+    """``$0.15`` / ``$10`` / ``$0.075`` (per 1M tokens)."""
+    if value == int(value):
+        return f"${int(value)}"
+    text = f"{value:.3f}".rstrip("0")
+    if len(text.split(".")[1]) < 2:
+        text = f"{value:.2f}"
+    return f"${text}"
+
+
+def describe_model(info: ModelInfo | None, *, local: bool) -> str:
+    """The picker's detail text for a model."""
+    parts: list[str] = []
+    if info is not None and info.context_window:
+        parts.append(f"{format_tokens(info.context_window)} context")
+    if local:
+        parts.append("free (local)")
+    elif info is None or not info.has_prices:
+        parts.append("price unknown")
+    else:
+        assert info.price_input is not None and info.price_output is not None
+        price = (
+            f"{format_price(info.price_input)} in · {format_price(info.price_output)} out per 1M"
+        )
+        if info.unverified:
+            price += " (unverified)"
+        parts.append(price)
+    return " · ".join(parts)
+
+
+def build_groups(
+    catalog: Catalog,
+    providers: Iterable[str],
+    *,
+    is_local: Callable[[str], bool],
+    remote: Mapping[str, Sequence[str]] | None = None,
+) -> list[PickerGroup]:
+    """Groups for ``providers`` (in order): catalog models, then models their server listed.
+
+    Args:
+        catalog: The model catalog.
+        providers: Provider ids to offer (those with a key or a configured local server).
+        is_local: Whether a provider is a server on this machine (its models are free).
+        remote: Model ids a provider's ``/v1/models`` listed.
+    """
+    remote = remote or {}
+    groups: list[PickerGroup] = []
+    for pid in providers:
+        info = catalog.providers.get(pid)
+        if info is None:
+            continue
+        local = is_local(pid)
+        entries: list[PickerEntry] = []
+        seen: set[str] = set()
+        listed = list(remote.get(pid, ()))
+        catalog_models = catalog.models_for(pid)
+        # A local server offers what it lists; the vendor catalog is for the vendor's API.
+        if not (local and listed):
+            for m in catalog_models:
+                entries.append(PickerEntry(pid, m.id, m.label, describe_model(m, local=local)))
+                seen.add(m.id)
+        for mid in listed:
+            if mid in seen:
+                continue
+            seen.add(mid)
+            m = catalog.model(mid, pid)
+            entries.append(
+                PickerEntry(pid, mid, m.label if m else mid, describe_model(m, local=local))
+            )
+        if info.default_model and info.default_model not in seen and not local:
+            m = catalog.model(info.default_model, pid)
+            entries.insert(
+                0,
+                PickerEntry(
+                    pid, info.default_model, info.default_model, describe_model(m, local=local)
+                ),
+            )
+        groups.append(PickerGroup(pid, info.label, entries))
+    return groups
+
+
+class _Delegate(QStyledItemDelegate):
+    """Popup rows: the model name, and its context/price detail in a quieter colour."""
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        base = super().sizeHint(option, index)
+        if index.data(_MODEL_ROLE) is None:
+            return base
+        fm = option.fontMetrics
+        return QSize(base.width(), int(fm.lineSpacing() * 2.4))
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        detail = index.data(_DETAIL_ROLE)
+        if index.data(_MODEL_ROLE) is None or not detail:
+            super().paint(painter, option, index)
+            return
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        text = opt.text
+        opt.text = ""
+        style = opt.widget.style() if opt.widget else QWidget().style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        rect = opt.rect.adjusted(opt.fontMetrics.averageCharWidth() * 2, 0, -4, 0)
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
+        group = QPalette.ColorGroup.Normal
+        main = opt.palette.color(
+            group,
+            QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text,
+        )
+        sub = QPalette(opt.palette).color(
+            group,
+            QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.PlaceholderText,
+        )
+        half = rect.height() // 2
+        painter.save()
+        painter.setPen(main)
+        painter.drawText(
+            rect.adjusted(0, 0, 0, -half),
+            int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom),
+            text,
+        )
+        small = QFont(opt.font)
+        small.setPointSizeF(max(1.0, small.pointSizeF() * 0.85))
+        painter.setFont(small)
+        painter.setPen(sub)
+        painter.drawText(
+            rect.adjusted(0, half, 0, 0),
+            int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop),
+            detail,
+        )
+        painter.restore()
+
+
+class ModelPicker(QComboBox):
+    """A combo box of models grouped under provider headers."""
+
+    # ---- Signals
+    sig_model_chosen = Signal(str, str)
+    """The person picked a model: (provider id, model id)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._model = QStandardItemModel(self)
+        self.setModel(self._model)
+        self.setItemDelegate(_Delegate(self))
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.setMinimumContentsLength(18)
+        self.setToolTip("Model for this chat")
+        self._groups: list[PickerGroup] = []
+        self._updating = False
+        self.activated.connect(self._activated)
+
+    # ---- Public API
+    def set_groups(
+        self, groups: Sequence[PickerGroup], *, current: tuple[str, str] | None = None
+    ) -> None:
+        """Show ``groups``; keep (or set) the current choice without emitting a signal."""
+        keep = current or self.current()
+        self._updating = True
+        try:
+            self._groups = list(groups)
+            self._model.clear()
+            header_font = QFont(self.font())
+            header_font.setBold(True)
+            for g in groups:
+                header = QStandardItem(g.label)
+                header.setFlags(Qt.ItemFlag.NoItemFlags)
+                header.setFont(header_font)
+                header.setData(True, _HEADER_ROLE)
+                self._model.appendRow(header)
+                if not g.entries:
+                    empty = QStandardItem("    (no models listed)")
+                    empty.setFlags(Qt.ItemFlag.NoItemFlags)
+                    self._model.appendRow(empty)
+                for e in g.entries:
+                    item = QStandardItem(e.label)
+                    item.setData(e.provider, _PROVIDER_ROLE)
+                    item.setData(e.model, _MODEL_ROLE)
+                    item.setData(e.detail, _DETAIL_ROLE)
+                    item.setToolTip(f"{g.label} · {e.model}\n{e.detail}")
+                    self._model.appendRow(item)
+            if not groups:
+                none = QStandardItem("No model available: add a key in Settings")
+                none.setFlags(Qt.ItemFlag.NoItemFlags)
+                self._model.appendRow(none)
+                self.setCurrentIndex(0)
+            if keep is not None:
+                self.set_current(*keep)
+        finally:
+            self._updating = False
+
+    def set_current(self, provider: str, model: str, *, detail: str | None = None) -> None:
+        """Select ``model`` of ``provider``; an unlisted model is added under its provider.
+
+        Args:
+            provider: Provider id.
+            model: Model id.
+            detail: Context/price text for a model that is not listed yet (default: "not in
+                the catalog · price unknown").
+        """
+        row = self._row_of(provider, model)
+        if row is None:
+            row = self._add_unlisted(provider, model, detail)
+        was = self._updating
+        self._updating = True
+        self.setCurrentIndex(row)
+        self._updating = was
+
+    def current(self) -> tuple[str, str] | None:
+        """(provider, model) selected, or None."""
+        idx = self.currentIndex()
+        if idx < 0:
+            return None
+        item = self._model.item(idx)
+        if item is None or item.data(_MODEL_ROLE) is None:
+            return None
+        return str(item.data(_PROVIDER_ROLE)), str(item.data(_MODEL_ROLE))
+
+    def current_detail(self) -> str:
+        """The context/price text of the selected model."""
+        item = self._model.item(self.currentIndex()) if self.currentIndex() >= 0 else None
+        return str(item.data(_DETAIL_ROLE) or "") if item is not None else ""
+
+    def entries(self) -> list[tuple[str, str, str]]:
+        """(provider, model, detail) of every choosable row, in order."""
+        out = []
+        for r in range(self._model.rowCount()):
+            item = self._model.item(r)
+            if item.data(_MODEL_ROLE) is not None:
+                out.append(
+                    (
+                        str(item.data(_PROVIDER_ROLE)),
+                        str(item.data(_MODEL_ROLE)),
+                        str(item.data(_DETAIL_ROLE)),
+                    )
+                )
+        return out
+
+    def headers(self) -> list[str]:
+        """Provider headers, in order."""
+        return [
+            self._model.item(r).text()
+            for r in range(self._model.rowCount())
+            if self._model.item(r).data(_HEADER_ROLE)
+        ]
+
+    # ---- internals
+    def _row_of(self, provider: str, model: str) -> int | None:
+        for r in range(self._model.rowCount()):
+            item = self._model.item(r)
+            if item.data(_PROVIDER_ROLE) == provider and item.data(_MODEL_ROLE) == model:
+                return r
+        return None
+
+    def _add_unlisted(self, provider: str, model: str, detail: str | None) -> int:
+        # Insert after the provider's header and models, or in a new group at the end.
+        label = next((g.label for g in self._groups if g.provider == provider), provider)
+        insert_at = None
+        for r in range(self._model.rowCount()):
+            item = self._model.item(r)
+            if item.data(_HEADER_ROLE) and item.text() == label:
+                insert_at = r + 1
+                while insert_at < self._model.rowCount() and not self._model.item(insert_at).data(
+                    _HEADER_ROLE
+                ):
+                    insert_at += 1
+        if insert_at is None:
+            header = QStandardItem(label)
+            header.setFlags(Qt.ItemFlag.NoItemFlags)
+            header.setData(True, _HEADER_ROLE)
+            self._model.appendRow(header)
+            insert_at = self._model.rowCount()
+        item = QStandardItem(model)
+        item.setData(provider, _PROVIDER_ROLE)
+        item.setData(model, _MODEL_ROLE)
+        item.setData(detail or "not in the catalog · price unknown", _DETAIL_ROLE)
+        self._model.insertRow(insert_at, item)
+        return insert_at
+
+    def _activated(self, _index: int) -> None:
+        if self._updating:
+            return
+        cur = self.current()
+        if cur is not None:
+            self.sig_model_chosen.emit(*cur)

@@ -1,0 +1,479 @@
+"""First start: add an OpenAI or Anthropic key, or use a model server on this computer.
+
+Shown when no key is set for OpenAI or Anthropic and no local server is configured. It probes
+the usual local endpoints (Ollama :11434, LM Studio :1234, llama.cpp :8080, vLLM :8000) on
+loopback, concurrently, with a short timeout each, and offers the ones whose ``/v1/models``
+answers. The probe only ever talks to ``127.0.0.1`` (the ports are a constructor argument so
+tests can point it at a fake server), reads at most :data:`MAX_PROBE_BYTES` and never follows
+anything the server says.
+
+The probe speaks a minimal HTTP/1.1 GET itself instead of going through an SDK: the SDKs
+import slowly (STACK-NOTES) and would retry; a person should see results within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from parley.core.errors import KeyringUnavailable
+from parley.ui.tasks import TaskSet
+from parley.ui.theme import scale_font
+
+if TYPE_CHECKING:
+    from parley.core.secrets import Secrets
+    from parley.core.settings import SettingsStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROBE_PORTS: dict[str, int] = {
+    "Ollama": 11434,
+    "LM Studio": 1234,
+    "llama.cpp server": 8080,
+    "vLLM": 8000,
+}
+"""The usual local OpenAI-compatible servers and their default ports."""
+
+PROBE_HOST = "127.0.0.1"
+MAX_PROBE_BYTES = 1_000_000
+"""A model list is small; a server that sends more is not one we want."""
+
+KEY_PROVIDERS = ("openai", "anthropic")
+"""Providers onboarding offers a key field for."""
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A model server that answered on this machine."""
+
+    name: str
+    """Which product usually listens on that port ("Ollama")."""
+    base_url: str
+    """``http://127.0.0.1:PORT/v1``."""
+    models: tuple[str, ...]
+    """Model ids it listed."""
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = bytearray()
+    rest = body
+    while rest:
+        line, _, rest = rest.partition(b"\r\n")
+        try:
+            size = int(line.split(b";")[0].strip() or b"0", 16)
+        except ValueError:
+            break
+        if size == 0:
+            break
+        out += rest[:size]
+        rest = rest[size + 2 :]
+    return bytes(out)
+
+
+async def probe_server(
+    name: str, port: int, *, host: str = PROBE_HOST, timeout: float = 0.8
+) -> LocalServer | None:
+    """``GET http://host:port/v1/models``; the server's listing, or None if it does not answer.
+
+    Args:
+        name: The product name to show.
+        port: TCP port on ``host``.
+        host: Loopback address (kept loopback: onboarding never probes the network).
+        timeout: Seconds for the whole exchange.
+    """
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            request = (
+                f"GET /v1/models HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                "Accept: application/json\r\nUser-Agent: Parley onboarding\r\n"
+                "Connection: close\r\n\r\n"
+            )
+            writer.write(request.encode("ascii"))
+            await writer.drain()
+            data = await reader.read(MAX_PROBE_BYTES + 1)
+            chunks = [data]
+            total = len(data)
+            while data and total <= MAX_PROBE_BYTES:
+                data = await reader.read(MAX_PROBE_BYTES + 1 - total)
+                chunks.append(data)
+                total += len(data)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return None
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+    raw = b"".join(chunks)
+    if total > MAX_PROBE_BYTES:
+        return None
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    parts = lines[0].split() if lines else []
+    if len(parts) < 2 or parts[1] != b"200":
+        return None
+    headers = {
+        k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])
+    }
+    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+        body = _dechunk(body)
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    items = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        return None
+    models = tuple(
+        str(m["id"])[:200] for m in items if isinstance(m, dict) and isinstance(m.get("id"), str)
+    )
+    return LocalServer(name=name, base_url=f"http://{host}:{port}/v1", models=models[:500])
+
+
+async def probe_local_servers(
+    ports: Mapping[str, int] = DEFAULT_PROBE_PORTS,
+    *,
+    host: str = PROBE_HOST,
+    timeout: float = 0.8,
+) -> list[LocalServer]:
+    """Probe every ``name -> port`` concurrently; the servers that answered, in ``ports`` order."""
+    results = await asyncio.gather(
+        *(probe_server(name, port, host=host, timeout=timeout) for name, port in ports.items())
+    )
+    return [r for r in results if r is not None]
+
+
+def _card(title: str, text: str) -> tuple[QFrame, QVBoxLayout]:
+    frame = QFrame()
+    frame.setObjectName("onboardingCard")
+    layout = QVBoxLayout(frame)
+    t = QLabel(title)
+    t.setObjectName("cardTitle")
+    scale_font(t, 1.1)
+    body = QLabel(text)
+    body.setWordWrap(True)
+    layout.addWidget(t)
+    layout.addWidget(body)
+    return frame, layout
+
+
+class OnboardingPanel(QWidget):
+    """The friendly first-run panel.
+
+    Args:
+        secrets: Where a key goes (the OS keyring, or this session only when opted in).
+        settings: Settings to record the chosen local server and provider.
+        tasks: Runs the probe in the background.
+        probe_ports: ``name -> port`` to probe on loopback.
+        probe_timeout: Seconds per probe.
+    """
+
+    # ---- Signals
+    sig_completed = Signal(str)
+    """The person is set up; the provider id now in use."""
+    sig_skipped = Signal()
+    """"Skip for now" was clicked."""
+    sig_settings_requested = Signal()
+    """Open the full settings."""
+    sig_probe_finished = Signal(int)
+    """A probe ended (how many servers answered)."""
+
+    def __init__(
+        self,
+        *,
+        secrets: Secrets,
+        settings: SettingsStore,
+        tasks: TaskSet,
+        probe_ports: Mapping[str, int] = DEFAULT_PROBE_PORTS,
+        probe_timeout: float = 0.8,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._secrets = secrets
+        self._settings = settings
+        self._tasks = tasks
+        self.probe_ports = dict(probe_ports)
+        self._probe_timeout = probe_timeout
+        self._probe_task: asyncio.Task[list[LocalServer]] | None = None
+        self.servers: list[LocalServer] = []
+
+        title = QLabel("Welcome to Parley")
+        title.setObjectName("onboardingTitle")
+        scale_font(title, 1.7)
+        subtitle = QLabel(
+            "Chat with OpenAI, Anthropic or a model running on this computer. "
+            "Your keys stay in your system's keyring; your chats stay on this computer."
+        )
+        subtitle.setWordWrap(True)
+
+        # --- key card
+        key_card, kl = _card(
+            "Use an API key",
+            "Paste a key from platform.openai.com or console.anthropic.com. "
+            "Usage is billed by the provider; Parley shows what each answer costs.",
+        )
+        self.provider_combo = QComboBox()
+        self.provider_combo.addItem("OpenAI", "openai")
+        self.provider_combo.addItem("Anthropic", "anthropic")
+        self.key_edit = QLineEdit()
+        self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.key_edit.setPlaceholderText("sk-…")
+        self.reveal_button = QToolButton()
+        self.reveal_button.setText("Show")
+        self.reveal_button.setCheckable(True)
+        self.reveal_button.setToolTip("Show or hide the key")
+        self.reveal_button.toggled.connect(self._reveal)
+        self.save_key_button = QPushButton("Save key")
+        self.session_key_button = QPushButton("Keep for this session only")
+        self.session_key_button.setVisible(False)
+        self.key_status = QLabel()
+        self.key_status.setWordWrap(True)
+        self.key_status.setVisible(False)
+        row = QHBoxLayout()
+        row.addWidget(self.provider_combo)
+        row.addWidget(self.key_edit, 1)
+        row.addWidget(self.reveal_button)
+        row.addWidget(self.save_key_button)
+        kl.addLayout(row)
+        kl.addWidget(self.key_status)
+        kl.addWidget(self.session_key_button, 0, Qt.AlignmentFlag.AlignLeft)
+
+        # --- local card
+        local_card, ll = _card(
+            "Use a model on this computer",
+            "Ollama, LM Studio, llama.cpp and vLLM run models locally: free and private.",
+        )
+        self.probe_status = QLabel("Not scanned yet.")
+        self.probe_status.setWordWrap(True)
+        self.server_list = QListWidget()
+        self.server_list.setVisible(False)
+        self.server_list.setMaximumHeight(self.fontMetrics().lineSpacing() * 6)
+        self.local_model_combo = QComboBox()
+        self.local_model_combo.setVisible(False)
+        self.use_server_button = QPushButton("Use this server")
+        self.use_server_button.setEnabled(False)
+        self.rescan_button = QPushButton("Scan again")
+        lrow = QHBoxLayout()
+        lrow.addWidget(self.local_model_combo, 1)
+        lrow.addWidget(self.use_server_button)
+        lrow.addWidget(self.rescan_button)
+        ll.addWidget(self.probe_status)
+        ll.addWidget(self.server_list)
+        ll.addLayout(lrow)
+
+        # --- footer
+        self.skip_button = QPushButton("Skip for now")
+        self.skip_button.setFlat(True)
+        self.settings_button = QPushButton("All settings…")
+        self.settings_button.setFlat(True)
+        foot = QHBoxLayout()
+        foot.addWidget(self.settings_button)
+        foot.addStretch(1)
+        foot.addWidget(self.skip_button)
+
+        content = QWidget()
+        col = QVBoxLayout(content)
+        em = self.fontMetrics().height()
+        col.setContentsMargins(em * 2, em * 2, em * 2, em * 2)
+        col.setSpacing(em)
+        col.addWidget(title)
+        col.addWidget(subtitle)
+        col.addWidget(key_card)
+        col.addWidget(local_card)
+        col.addLayout(foot)
+        col.addStretch(1)
+        content.setMaximumWidth(self.fontMetrics().averageCharWidth() * 90)
+        holder = QWidget()
+        hl = QHBoxLayout(holder)
+        hl.addStretch(1)
+        hl.addWidget(content, 10)
+        hl.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(holder)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+        self.save_key_button.clicked.connect(lambda: self.save_key(session_only=False))
+        self.key_edit.returnPressed.connect(lambda: self.save_key(session_only=False))
+        self.session_key_button.clicked.connect(lambda: self.save_key(session_only=True))
+        self.rescan_button.clicked.connect(self.start_probe)
+        self.server_list.currentRowChanged.connect(self._server_selected)
+        self.use_server_button.clicked.connect(self.use_selected_server)
+        self.skip_button.clicked.connect(self.skip)
+        self.settings_button.clicked.connect(self.sig_settings_requested)
+
+    # ---- Public API
+    def start_probe(self) -> asyncio.Task[list[LocalServer]]:
+        """Scan the local ports in the background (a scan in progress is replaced)."""
+        if self._probe_task is not None and not self._probe_task.done():
+            self._probe_task.cancel()
+        names = ", ".join(self.probe_ports)
+        self.probe_status.setText(f"Looking for {names} on this computer…")
+        self.rescan_button.setEnabled(False)
+        self._probe_task = self._tasks.spawn(self._probe(), name="onboarding-probe")
+        return self._probe_task
+
+    def save_key(self, *, session_only: bool) -> bool:
+        """Store the typed key (keyring, or this session only); True when stored."""
+        provider = str(self.provider_combo.currentData())
+        key = self.key_edit.text().strip()
+        if not key:
+            self._key_message("Paste a key first.", error=True)
+            return False
+        if any(c.isspace() for c in key) or len(key) > 4096:
+            self._key_message(
+                "That does not look like an API key (spaces or too long).", error=True
+            )
+            return False
+        try:
+            where = self._secrets.save(provider, key, session_only=session_only)
+        except KeyringUnavailable as exc:
+            self._key_message(f"{exc.user_message} The key was not stored.", error=True)
+            self.session_key_button.setVisible(True)
+            return False
+        self.key_edit.clear()
+        self.session_key_button.setVisible(False)
+        note = "for this session only" if where == "session" else "in your system keyring"
+        self._key_message(f"Key saved {note}.", error=False)
+        s = self._settings.current
+        self._settings.update(
+            s.model_copy(
+                update={"default_provider": provider, "default_model": None, "onboarded": True}
+            )
+        )
+        self.sig_completed.emit(provider)
+        return True
+
+    def use_selected_server(self) -> None:
+        """Make the selected local server the default provider."""
+        row = self.server_list.currentRow()
+        if row < 0 or row >= len(self.servers):
+            return
+        server = self.servers[row]
+        model = self.local_model_combo.currentText() or (
+            server.models[0] if server.models else None
+        )
+        self.use_server(server, model)
+
+    def use_server(self, server: LocalServer, model: str | None) -> None:
+        """Configure ``server`` as the OpenAI-compatible provider, ``model`` as default."""
+        from parley.core.settings import ProviderSettings
+
+        s = self._settings.current
+        providers = dict(s.providers)
+        providers["openai-compatible"] = ProviderSettings(
+            base_url=server.base_url, default_model=model
+        )
+        self._settings.update(
+            s.model_copy(
+                update={
+                    "providers": providers,
+                    "default_provider": "openai-compatible",
+                    "default_model": model,
+                    "onboarded": True,
+                }
+            )
+        )
+        self.sig_completed.emit("openai-compatible")
+
+    def skip(self) -> None:
+        """Remember that the person skipped; do not show the panel again."""
+        s = self._settings.current
+        self._settings.update(s.model_copy(update={"onboarded": True}))
+        self.sig_skipped.emit()
+
+    def cancel_probe(self) -> None:
+        """Stop a scan in progress."""
+        if self._probe_task is not None and not self._probe_task.done():
+            self._probe_task.cancel()
+
+    # ---- internals
+    async def _probe(self) -> list[LocalServer]:
+        try:
+            servers = await probe_local_servers(self.probe_ports, timeout=self._probe_timeout)
+        finally:
+            self.rescan_button.setEnabled(True)
+        self.servers = servers
+        self.server_list.clear()
+        for s in servers:
+            count = f"{len(s.models)} model{'s' if len(s.models) != 1 else ''}"
+            item = QListWidgetItem(f"{s.name}  ·  {s.base_url.removesuffix('/v1')}  ·  {count}")
+            self.server_list.addItem(item)
+        self.server_list.setVisible(bool(servers))
+        self.local_model_combo.setVisible(bool(servers))
+        if servers:
+            self.probe_status.setText(
+                "Found a model server on this computer. Pick it and a model:"
+                if len(servers) == 1
+                else f"Found {len(servers)} model servers on this computer. Pick one and a model:"
+            )
+            self.server_list.setCurrentRow(0)
+        else:
+            self.probe_status.setText(
+                "No local model server answered. Start Ollama or LM Studio, then scan again."
+            )
+        self.sig_probe_finished.emit(len(servers))
+        return servers
+
+    def _server_selected(self, row: int) -> None:
+        self.local_model_combo.clear()
+        if 0 <= row < len(self.servers):
+            self.local_model_combo.addItems(list(self.servers[row].models))
+        self.use_server_button.setEnabled(0 <= row < len(self.servers))
+
+    def _reveal(self, on: bool) -> None:
+        self.key_edit.setEchoMode(QLineEdit.EchoMode.Normal if on else QLineEdit.EchoMode.Password)
+        self.reveal_button.setText("Hide" if on else "Show")
+
+    def _key_message(self, text: str, *, error: bool) -> None:
+        self.key_status.setObjectName("errorLine" if error else "okLine")
+        self.key_status.setStyleSheet("")  # re-polish for the new object name
+        self.key_status.style().unpolish(self.key_status)
+        self.key_status.style().polish(self.key_status)
+        self.key_status.setText(text)
+        self.key_status.setVisible(True)
+
+
+def needs_onboarding(
+    secrets: Secrets, settings: SettingsStore, key_envs: Mapping[str, str | None]
+) -> bool:
+    """Whether to show the panel: never onboarded, no OpenAI/Anthropic key, no local server.
+
+    Args:
+        secrets: Key lookup.
+        settings: Current settings.
+        key_envs: Provider id -> its key's environment variable (from the catalog).
+    """
+    s = settings.current
+    if s.onboarded:
+        return False
+    for pid in KEY_PROVIDERS:
+        if secrets.resolve(pid, env_var=key_envs.get(pid)) is not None:
+            return False
+    return not s.provider("openai-compatible").base_url

@@ -1,0 +1,419 @@
+"""Benchmark the whole window; prints ONE JSON object.
+
+Run: ``QT_QPA_PLATFORM=offscreen .venv/bin/python tests/bench/bench_ui.py [--quick]``
+
+Everything is real: the window, the core, the openai SDK and SQLite, against the fake server
+on 127.0.0.1 streaming at full speed.
+
+- ``stream_stall_p99_ms`` / ``stream_stall_max_ms``: a 5 ms QTimer heartbeat runs while a
+  30,000-token Markdown answer (prose, 40 code blocks, tables) streams through the window
+  (Enter in the composer → ChatSession → controller → chat view). A stall is how late a beat
+  comes (interval − 5 ms).
+- ``stream_ratio``: the window's time for that answer (send → TurnFinished) divided by the
+  time the raw ``openai`` SDK needs to drain the same stream from the same server, same run
+  (the same heartbeat runs during both; best of the rounds for each, since the machine is
+  shared and noisy). The server runs in its own process, as a real one would.
+  ``stream_cpu_ratio`` is the same with this process's CPU time: it does not move when other
+  processes take the cores away.
+- ``open_1000_ms``: open a stored conversation of 1,000 messages (200 with code) from the
+  sidebar until the chat has painted and is scrollable (median of several opens).
+- ``first_paint_ms``: ``python -m parley`` in a subprocess until the window's first paint
+  (``PARLEY_FIRST_PAINT_EXIT=1`` makes it print the time and quit; median of 3).
+
+Targets (issue 3): stall p99 ≤ 16 ms, max ≤ 50 ms, ratio ≤ 1.2, open ≤ 300 ms, first paint
+≤ 1.0 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_API", "pyside6")
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
+_HOME = tempfile.mkdtemp(prefix="parley-bench-ui-")
+os.environ["PARLEY_HOME"] = _HOME
+_REPO = Path(__file__).resolve().parents[2]
+_ASSETS = _REPO.parent / "shared" / "assets"
+if "PARLEY_ASSETS" not in os.environ and _ASSETS.is_dir():
+    os.environ["PARLEY_ASSETS"] = str(_ASSETS)
+sys.path.insert(0, str(_REPO))
+
+import qasync  # noqa: E402
+from PySide6.QtCore import QEvent, QObject, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+from tests.fakes.script import Text  # noqa: E402
+from tests.fakes.server import FakeLLMServer  # noqa: E402
+
+from parley.core.paths import default_paths  # noqa: E402
+from parley.core.secrets import MemorySecretStore, Secrets  # noqa: E402
+from parley.core.services import build_services  # noqa: E402
+from parley.core.settings import ProviderSettings, Settings  # noqa: E402
+from parley.ui.app import FIRST_PAINT_MARK, bind_services, settle_after_startup  # noqa: E402
+from parley.ui.errors import ErrorPresenter  # noqa: E402
+from parley.ui.main_window import MainWindow  # noqa: E402
+from parley.ui.tasks import TaskSet  # noqa: E402
+
+HEARTBEAT_MS = 5
+
+
+def long_answer(target_tokens: int = 30_000, code_blocks: int = 40, seed: int = 3) -> str:
+    """~4 characters per token: headings, paragraphs, lists, tables and fenced Python."""
+    rnd = random.Random(seed)
+    words = (
+        "parley streams the answer while the window stays responsive and every block renders "
+        "once then freezes in the cache of the chat view so long replies cost the same"
+    ).split()
+
+    def sentence() -> str:
+        return " ".join(rnd.choice(words) for _ in range(rnd.randint(8, 18))).capitalize() + "."
+
+    target = target_tokens * 4
+    parts: list[str] = []
+    size = 0
+    n = 0
+    code_every = max(1, target // (code_blocks + 1))
+    next_code = code_every
+    codes = 0
+    while size < target:
+        n += 1
+        chunk = [f"## Section {n}\n", " ".join(sentence() for _ in range(5)) + "\n"]
+        if n % 3 == 0:
+            chunk.append("".join(f"- item {i}: {sentence()}\n" for i in range(4)))
+        if n % 5 == 0:
+            rows = "".join(
+                f"| {i} | {rnd.randint(1, 999)} | {sentence()[:30]} |\n" for i in range(5)
+            )
+            chunk.append("| # | value | note |\n|---|---:|---|\n" + rows)
+        if size >= next_code and codes < code_blocks:
+            codes += 1
+            next_code += code_every
+            body = "".join(
+                f"    total += value_{i} * {rnd.randint(2, 9)}  # step {i}\n" for i in range(12)
+            )
+            head = f"def block_{codes}(values):\n    total = 0\n"
+            chunk.append(f"```python\n{head}{body}    return total\n```\n")
+        text = "\n".join(chunk) + "\n"
+        parts.append(text)
+        size += len(text)
+    while codes < code_blocks:  # make sure all blocks are there
+        codes += 1
+        parts.append(f"```python\nprint({codes})\n```\n\n")
+    return "".join(parts)
+
+
+class _PaintWatch(QObject):
+    """Counts paint events on a widget."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paints = 0
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.paints += 1
+        return False
+
+
+def _serve() -> int:
+    """``--serve``: a fake server in its own process (as a real server would be).
+
+    A chat whose last user message is ``LONG <tokens> <code blocks>`` gets
+    :func:`long_answer` streamed at full speed, 4 characters per delta; the port is printed.
+    """
+    from tests.fakes.server import RecordedRequest, echo_reply, last_user_text
+
+    def reply(request: RecordedRequest) -> Text:
+        parts = last_user_text(request.json).split()
+        if len(parts) == 3 and parts[0] == "LONG":
+            return Text(long_answer(int(parts[1]), int(parts[2])), chunk_chars=4)
+        return echo_reply(request)  # type: ignore[return-value]
+
+    srv = FakeLLMServer(default_reply=reply).start()
+    print(srv.port, flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes our stdin
+    finally:
+        srv.stop()
+    return 0
+
+
+class _ServerProcess:
+    """The fake server in a child process."""
+
+    def __enter__(self) -> _ServerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=_REPO,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+        self.openai_base_url = f"http://127.0.0.1:{self.port}/v1"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        self.proc.stdout.close()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(q * (len(s) - 1))))
+    return s[k]
+
+
+async def _raw_sdk_drain(base_url: str, question: str, expected: str) -> tuple[float, float]:
+    """(wall, CPU) seconds the raw openai SDK needs to drain the answer to ``question``."""
+    import openai
+
+    client = openai.AsyncOpenAI(api_key="sk-bench", base_url=base_url, max_retries=0)
+    heartbeat = QTimer()  # the same measuring apparatus as the window run
+    heartbeat.setInterval(HEARTBEAT_MS)
+    heartbeat.timeout.connect(time.perf_counter)
+    heartbeat.start()
+    try:
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        stream = await client.chat.completions.create(
+            model="fake-model",
+            messages=[{"role": "user", "content": question}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        got = []
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                got.append(chunk.choices[0].delta.content)
+        took = time.perf_counter() - t0
+        cpu = time.process_time() - c0
+        assert "".join(got) == expected
+        return took, cpu
+    finally:
+        heartbeat.stop()
+        await client.close()
+
+
+async def _stream_through_window(
+    window: MainWindow, question: str, expected: str
+) -> tuple[float, float, list[float]]:
+    """(wall, CPU) seconds from Send to TurnFinished in the window, and the stalls."""
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def beat() -> None:
+        now = time.perf_counter()
+        gaps.append((now - last[0]) * 1000 - HEARTBEAT_MS)
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(HEARTBEAT_MS)
+    timer.timeout.connect(beat)
+    finished = asyncio.Event()
+    assert window.controller is not None
+    on_finish = lambda _ev: finished.set()  # noqa: E731
+    window.controller.sig_turn_finished.connect(on_finish)
+    window.new_chat()
+    window.composer.set_text(question)
+    last[0] = time.perf_counter()
+    timer.start()
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    window.composer.submit()
+    await asyncio.wait_for(finished.wait(), 600)
+    took = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    # let the view render the end of the stream before the heartbeat stops
+    await asyncio.sleep(0.1)
+    timer.stop()
+    window.controller.sig_turn_finished.disconnect(on_finish)
+    assert window.view is not None
+    shown = window.view.model().items()[-1].text
+    assert shown == expected, (len(shown), len(expected))
+    return took, cpu, [max(0.0, g) for g in gaps[1:]]
+
+
+def _make_long_chat(window: MainWindow) -> int:
+    store = window._conversations
+    assert store is not None
+    conv = store.create("A long conversation (1,000 messages)")
+    rnd = random.Random(11)
+    for i in range(500):
+        store.add_message(conv.id, "user", f"Question {i}: how does part {i} work? " * 3)
+        if i % 5 == 0:  # 100 answers with two code blocks... 200 messages with code in all
+            body = f"Here is part {i}:\n\n```python\ndef part_{i}(x):\n    return x * {i}\n```\n"
+        elif i % 5 == 1:
+            body = f"And in shell:\n\n```bash\necho part {i}\n```\n\nThat is all."
+        else:
+            body = " ".join(f"Sentence {j} about part {i}." for j in range(rnd.randint(5, 30)))
+        store.add_message(conv.id, "assistant", body)
+    return conv.id
+
+
+async def _open_times(window: MainWindow, cid: int, repeats: int) -> list[float]:
+    assert window.view is not None
+    watch = _PaintWatch()
+    viewport = window.view.canvas().viewport()
+    viewport.installEventFilter(watch)
+    times = []
+    for _ in range(repeats):
+        window.new_chat()
+        await asyncio.sleep(0.05)
+        before = watch.paints
+        t0 = time.perf_counter()
+        window.open_conversation(cid)
+        while watch.paints == before:
+            await asyncio.sleep(0)  # let Qt paint (never processEvents() inside a task)
+        bar = window.view.canvas().verticalScrollBar()
+        assert bar.maximum() > 0, "not scrollable"
+        times.append((time.perf_counter() - t0) * 1000)
+    viewport.removeEventFilter(watch)
+    return times
+
+
+def first_paint_ms(runs: int = 3) -> list[float]:
+    """Launch ``python -m parley`` and time until its first paint."""
+    out = []
+    for _ in range(runs):
+        env = dict(os.environ)
+        env["PARLEY_FIRST_PAINT_EXIT"] = "1"
+        env["PARLEY_HOME"] = tempfile.mkdtemp(prefix="parley-bench-fp-")
+        t0 = time.time()
+        proc = subprocess.run(
+            [sys.executable, "-m", "parley"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=_REPO,
+        )
+        line = next(
+            (ln for ln in proc.stdout.splitlines() if ln.startswith(FIRST_PAINT_MARK)), None
+        )
+        if proc.returncode != 0 or line is None:
+            raise RuntimeError(f"first paint run failed: {proc.stderr[-2000:]}")
+        out.append((float(line.split()[1]) - t0) * 1000)
+    return out
+
+
+async def run(quick: bool) -> dict[str, Any]:
+    """All measurements; the answer streams from a server in another process."""
+    tokens, blocks = (3_000, 4) if quick else (30_000, 40)
+    question = f"LONG {tokens} {blocks}"
+    text = long_answer(tokens, blocks)
+    warm_q, warm_text = "LONG 500 2", long_answer(500, 2)
+    rounds = 1 if quick else 3
+    with _ServerProcess() as srv:
+        settings = Settings(
+            default_provider="openai-compatible",
+            providers={
+                "openai-compatible": ProviderSettings(
+                    base_url=srv.openai_base_url, default_model="fake-model"
+                )
+            },
+            onboarded=True,
+        )
+        services = build_services(
+            default_paths(), settings, Secrets(MemorySecretStore(), environ={}), environ={}
+        )
+        tasks = TaskSet()
+        presenter = ErrorPresenter(show_dialogs=False)
+        presenter.install(asyncio.get_running_loop())
+        window = MainWindow(tasks=tasks, presenter=presenter, probe_ports={})
+        window.resize(1200, 900)
+        window.show()
+        bind_services(window, services)
+        await settle_after_startup(window)  # as amain does: SDK warm-up, then gc.freeze()
+
+        # warm both paths once (imports, connections), then alternate to share the noise
+        await _raw_sdk_drain(srv.openai_base_url, warm_q, warm_text)
+        await _stream_through_window(window, warm_q, warm_text)
+        raws: list[float] = []
+        raw_cpu: list[float] = []
+        windows: list[float] = []
+        window_cpu: list[float] = []
+        stalls: list[float] = []
+        for _ in range(rounds):
+            took, cpu = await _raw_sdk_drain(srv.openai_base_url, question, text)
+            raws.append(took)
+            raw_cpu.append(cpu)
+            took, cpu, gaps = await _stream_through_window(window, question, text)
+            windows.append(took)
+            window_cpu.append(cpu)
+            stalls.extend(gaps)
+        took, cpu = await _raw_sdk_drain(srv.openai_base_url, question, text)
+        raws.append(took)
+        raw_cpu.append(cpu)
+
+        cid = _make_long_chat(window)
+        window.refresh_sidebar(sync=True)
+        opens = await _open_times(window, cid, 3 if quick else 7)
+
+        await window.shutdown()
+        await services.aclose()
+        window.close_now()
+        presenter.uninstall()
+    fp = first_paint_ms(1 if quick else 3)
+    return {
+        "answer_tokens_approx": len(text) // 4,
+        "answer_chars": len(text),
+        "deltas": (len(text) + 3) // 4,
+        "stream_window_s": [round(t, 3) for t in windows],
+        "stream_raw_sdk_s": [round(t, 3) for t in raws],
+        "stream_ratio": round(min(windows) / min(raws), 3),
+        "stream_cpu_ratio": round(min(window_cpu) / min(raw_cpu), 3),
+        "stream_window_cpu_s": [round(t, 3) for t in window_cpu],
+        "stream_raw_sdk_cpu_s": [round(t, 3) for t in raw_cpu],
+        "stream_stall_p50_ms": round(_percentile(stalls, 0.5), 2),
+        "stream_stall_p99_ms": round(_percentile(stalls, 0.99), 2),
+        "stream_stall_max_ms": round(max(stalls) if stalls else 0.0, 2),
+        "heartbeats": len(stalls),
+        "open_1000_ms": round(statistics.median(opens), 1),
+        "open_1000_all_ms": [round(t, 1) for t in opens],
+        "first_paint_ms": round(statistics.median(fp), 1),
+        "first_paint_all_ms": [round(t, 1) for t in fp],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "targets": {
+            "stream_stall_p99_ms": 16,
+            "stream_stall_max_ms": 50,
+            "stream_ratio": 1.2,
+            "open_1000_ms": 300,
+            "first_paint_ms": 1000,
+        },
+    }
+
+
+def main() -> int:
+    """Run the benchmark and print one JSON object."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small answer (smoke run)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        return _serve()
+    app = QApplication.instance() or QApplication([])
+    with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+        result = runner.run(run(args.quick))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
