@@ -184,3 +184,37 @@ def test_unknown_conversation_is_config_error(services: Services) -> None:
 
 def test_paths_are_under_home(services: Services, parley_home: Path) -> None:
     assert services.paths.db_file.is_relative_to(parley_home)
+
+
+async def test_closing_the_stream_saves_partial_as_cancelled(
+    services: Services, fake_llm: Any
+) -> None:
+    fake_llm.enqueue(Text("word " * 400, chunk_chars=5, delay=0.005))
+    gen = services.chat.send("long please", services.turn_options())
+    started = None
+    n = 0
+    async for ev in gen:
+        if isinstance(ev, TurnStarted):
+            started = ev
+        if isinstance(ev, TextDelta):
+            n += 1
+            if n == 5:
+                break
+    await gen.aclose()  # the caller walks away instead of cancelling
+    await services.providers.aclose()
+    assert started is not None
+    stored = services.conversations.message(started.assistant_message_id)
+    assert stored is not None and stored.status == "cancelled" and stored.content
+
+
+async def test_edit_keeps_attachments_and_sibling_counts(services: Services, fake_llm: Any) -> None:
+    fin, _ = await turn(services, "sum this", attachments=[{"name": "a.txt", "text": "1 2 3"}])
+    user_id = services.conversations.branch(fin.conversation_id)[0].id
+    fake_llm.enqueue(Text("six"))
+    [ev async for ev in services.chat.edit(user_id, "add this", services.turn_options())]
+    await services.providers.aclose()
+    assert "1 2 3" in fake_llm.requests[-1].json["messages"][-1]["content"]
+    counts = services.conversations.sibling_counts(fin.conversation_id)
+    branch = services.conversations.branch(fin.conversation_id)
+    assert counts[branch[0].id] == (2, 2) and counts[user_id] == (1, 2)
+    assert counts[branch[1].id] == (1, 1)

@@ -17,13 +17,11 @@ polls with ``asyncio.sleep`` against a deadline instead.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
@@ -39,20 +37,6 @@ from parley.ui.main_window import MainWindow
 from parley.ui.tasks import TaskSet
 from parley.ui.theme import apply_theme
 from tests.fakes.server import FakeLLMServer
-
-
-@pytest.fixture(autouse=True)
-def main_thread_gc() -> None:
-    """Collect the previous test's qasync loop on the GUI thread, before this test starts.
-
-    A closed qasync loop is garbage in reference cycles; if Python's cyclic GC happens to
-    run in another thread (a fake-server or executor thread allocating), the loop's
-    ``_SimpleTimer`` QObject is destroyed off its thread, Qt cannot unregister its pending
-    timers, and the next timer event hits a dangling object (a segfault in
-    ``QTimerInfoList::activateTimers``, seen with gdb). Collecting here, on the GUI thread,
-    destroys it where it lives. Import this fixture into a test module to enable it.
-    """
-    gc.collect()
 
 
 def local_settings(server: FakeLLMServer, **extra: Any) -> Settings:

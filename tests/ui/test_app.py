@@ -35,7 +35,6 @@ from tests.fakes.server import FakeLLMServer
 from tests.ui.harness import (
     chat_requests,
     local_settings,
-    main_thread_gc,  # noqa: F401 - autouse fixture
     until,
 )
 

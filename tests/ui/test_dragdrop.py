@@ -19,7 +19,6 @@ from tests.ui.harness import (
     WindowHarness,
     chat_requests,
     drag_enter_event,
-    main_thread_gc,  # noqa: F401 - autouse fixture
 )
 
 

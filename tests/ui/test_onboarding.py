@@ -25,7 +25,6 @@ from tests.fakes.server import FakeLLMServer
 from tests.ui.harness import (
     WindowHarness,
     chat_requests,
-    main_thread_gc,  # noqa: F401 - autouse fixture
 )
 
 

@@ -25,7 +25,6 @@ from tests.ui.harness import (
     WindowHarness,
     chat_requests,
     local_settings,
-    main_thread_gc,  # noqa: F401 - autouse fixture
     openai_settings,
 )
 

@@ -13,11 +13,12 @@ nonce, and the system prompt tells the model that instructions inside them are d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -117,12 +118,15 @@ class Agent:
         self.max_tool_output_tokens = max_tool_output_tokens
         self.max_repeats = max_repeats
 
-    async def run(self, provider: Provider, request: ChatRequest) -> AsyncIterator[AgentEvent]:
+    async def run(
+        self, provider: Provider, request: ChatRequest
+    ) -> AsyncGenerator[AgentEvent, None]:
         """Yield the stream's events plus tool events until the model answers."""
         registry = self.registry
         if registry is None or not registry.names():
-            async for ev in provider.stream(request):
-                yield ev
+            async with contextlib.aclosing(provider.stream(request)) as stream:
+                async for ev in stream:
+                    yield ev
             return
 
         nonce = secrets.token_hex(8)
@@ -138,12 +142,14 @@ class Agent:
             yield RoundStarted(step)
             text_parts: list[str] = []
             calls: list[ToolCall] = []
-            async for ev in provider.stream(replace(req, messages=tuple(messages))):
-                if isinstance(ev, TextDelta):
-                    text_parts.append(ev.text)
-                elif isinstance(ev, ToolCallDone):
-                    calls.append(ev.call)
-                yield ev
+            round_stream = provider.stream(replace(req, messages=tuple(messages)))
+            async with contextlib.aclosing(round_stream) as stream:
+                async for ev in stream:
+                    if isinstance(ev, TextDelta):
+                        text_parts.append(ev.text)
+                    elif isinstance(ev, ToolCallDone):
+                        calls.append(ev.call)
+                    yield ev
             if not calls:
                 return
             messages.append(Message("assistant", "".join(text_parts), tool_calls=tuple(calls)))
@@ -197,7 +203,7 @@ class Agent:
     @staticmethod
     async def _run_round(
         registry: ToolRegistry, calls: list[ToolCall]
-    ) -> AsyncIterator[tuple[int, ToolResult, float]]:
+    ) -> AsyncGenerator[tuple[int, ToolResult, float], None]:
         """Run a round's calls concurrently, yielding each as it finishes."""
 
         async def one(idx: int, call: ToolCall) -> tuple[int, ToolResult, float]:

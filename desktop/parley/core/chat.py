@@ -13,9 +13,10 @@ at most that much); writes go through one single-thread executor, off the event 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -156,7 +157,7 @@ class ChatSession:
         conversation_id: int | None = None,
         parent_id: int | Literal["leaf"] | None = "leaf",
         attachments: Sequence[dict[str, str]] = (),
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncGenerator[TurnEvent, None]:
         """Ask ``text`` in a conversation (a new one when ``conversation_id`` is None).
 
         ``attachments`` are ``{"name", "text"}`` dicts (dropped files), sent with the
@@ -190,12 +191,13 @@ class ChatSession:
             parent_id=parent_id,
             meta={"attachments": list(attachments)} if attachments else None,
         )
-        async for ev in self._answer(conversation_id, user, options):
-            yield ev
+        async with contextlib.aclosing(self._answer(conversation_id, user, options)) as turn:
+            async for ev in turn:
+                yield ev
 
     async def regenerate(
         self, conversation_id: int, options: TurnOptions
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncGenerator[TurnEvent, None]:
         """Answer the current branch's last question again (the old answer stays reachable).
 
         Raises:
@@ -205,20 +207,37 @@ class ChatSession:
         users = [m for m in branch if m.role == "user"]
         if not users:
             raise ConfigError("There is no question to answer again.")
-        async for ev in self._answer(conversation_id, users[-1], options):
-            yield ev
+        async with contextlib.aclosing(self._answer(conversation_id, users[-1], options)) as t:
+            async for ev in t:
+                yield ev
 
     async def edit(
-        self, message_id: int, new_text: str, options: TurnOptions
-    ) -> AsyncIterator[TurnEvent]:
-        """Replace an earlier question with ``new_text`` as a new branch and answer it."""
+        self,
+        message_id: int,
+        new_text: str,
+        options: TurnOptions,
+        *,
+        attachments: Sequence[dict[str, str]] | None = None,
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """Replace an earlier question with ``new_text`` as a new branch and answer it.
+
+        ``attachments`` replace the original question's; None keeps them.
+        """
         msg = await self._db(self.conversations.message, message_id)
         if msg is None or msg.role != "user":
             raise ConfigError("Only your own messages can be edited.")
-        async for ev in self.send(
-            new_text, options, conversation_id=msg.conversation_id, parent_id=msg.parent_id
-        ):
-            yield ev
+        if attachments is None:
+            attachments = msg.meta.get("attachments") or ()
+        sent = self.send(
+            new_text,
+            options,
+            conversation_id=msg.conversation_id,
+            parent_id=msg.parent_id,
+            attachments=attachments,
+        )
+        async with contextlib.aclosing(sent) as turn:
+            async for ev in turn:
+                yield ev
 
     def history(self, conversation_id: int, upto: StoredMessage) -> tuple[Message, ...]:
         """The branch ending at ``upto`` as provider messages (finished text only)."""
@@ -238,7 +257,7 @@ class ChatSession:
     # ---- the turn
     async def _answer(
         self, conversation_id: int, user: StoredMessage, options: TurnOptions
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncGenerator[TurnEvent, None]:
         conv = await self._db(self.conversations.get, conversation_id)
         history = await self._db(self.history, conversation_id, user)
         system = options.system
@@ -258,6 +277,7 @@ class ChatSession:
 
         state = _TurnState(provider=options.provider, model=options.model)
         pending_flush: asyncio.Future[Any] | None = None
+        events: AsyncIterator[Any] | None = None
         try:
             if options.use_knowledge and self.grounder is not None:
                 grounding = await self.grounder.ground(user.content, folders=options.folders)
@@ -286,7 +306,8 @@ class ChatSession:
             )
             agent = self._agent_for(options)
             last_flush = time.monotonic()
-            async for ev in agent.run(provider, request):
+            events = agent.run(provider, request)
+            async for ev in events:
                 if isinstance(ev, TextDelta):
                     state.parts.append(ev.text)
                     now = time.monotonic()
@@ -320,11 +341,16 @@ class ChatSession:
                 elif isinstance(ev, AgentStopped):
                     state.stopped = ev
                 yield ev
-        except asyncio.CancelledError:
-            # Save synchronously: the task is being torn down; this is one short write.
+        except (asyncio.CancelledError, GeneratorExit):
+            # Stop (task cancelled) or the caller closed this generator: save what arrived,
+            # synchronously (the task is being torn down; this is one short write), and
+            # close the provider stream so its HTTP connection is released now.
             if pending_flush is not None:
                 pending_flush.cancel()
             self._finish_sync(conversation_id, assistant.id, state, "cancelled", None)
+            if events is not None:
+                with contextlib.suppress(Exception):
+                    await events.aclose()  # type: ignore[attr-defined]
             raise
         except ParleyError as exc:
             status: TurnStatus = "partial" if state.text() else "error"

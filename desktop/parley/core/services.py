@@ -133,6 +133,15 @@ class ProviderFactory:
         self._cache[cache_key] = provider
         return provider
 
+    def warm(self, provider_id: str) -> None:
+        """Build the provider's SDK client now (imports the SDK: call it off the GUI thread).
+
+        Raises:
+            ConfigError: unknown provider.
+            MissingKeyError: the provider needs a key and none is set.
+        """
+        getattr(self.raw(provider_id), "client", None)
+
     def resilient(self, provider_id: str, model: str) -> ResilientProvider:
         """The adapter wrapped with retries and the settings' fallback model."""
         primary = self.raw(provider_id)

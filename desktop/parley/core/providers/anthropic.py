@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from parley.core.errors import BadRequest, ParleyError, ProviderDown, ProviderTimeout
@@ -143,7 +143,7 @@ class AnthropicProvider:
         return self._client
 
     # ---- Public API
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Stream one message as events."""
         import anthropic
 

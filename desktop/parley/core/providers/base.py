@@ -6,7 +6,7 @@ nothing above ``core.providers`` knows which vendor answered (STYLE.md §2).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -200,7 +200,7 @@ class Provider(Protocol):
     name: str
     """Provider id as in models.toml and settings: openai, anthropic, openai-compatible..."""
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Send ``request`` and yield events as they arrive. Cancelling closes the stream."""
         ...
 

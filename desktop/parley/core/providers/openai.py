@@ -8,7 +8,7 @@ to its parameters and its chunks to our events. SDK retries are off (``max_retri
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from parley.core.errors import (
@@ -119,7 +119,7 @@ class OpenAIProvider:
         return self._client
 
     # ---- Public API
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Stream one completion as events. See :class:`~parley.core.providers.base.Provider`."""
         import openai
 

@@ -15,7 +15,8 @@ stream so a :class:`RetryScheduled` event reaches the UI first (for a countdown)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from tenacity import (
@@ -112,11 +113,12 @@ class ResilientProvider:
         return float(self._backoff(state))
 
     # ---- Public API
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Stream with retries, then the fallback; errors after content propagate as-is."""
         try:
-            async for ev in self._with_retries(self.primary, request):
-                yield ev
+            async with contextlib.aclosing(self._with_retries(self.primary, request)) as s:
+                async for ev in s:
+                    yield ev
             return
         except _PartialFailure as pf:
             raise pf.error from None
@@ -142,14 +144,15 @@ class ResilientProvider:
             max_output_tokens=request.max_output_tokens,
         )
         try:
-            async for ev in self._with_retries(fb.provider, fb_request):
-                yield ev
+            async with contextlib.aclosing(self._with_retries(fb.provider, fb_request)) as s:
+                async for ev in s:
+                    yield ev
         except _PartialFailure as pf:
             raise pf.error from None
 
     async def _with_retries(
         self, provider: Provider, request: ChatRequest
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         pending: list[tuple[float, str]] = []
 
         def before_sleep(state: RetryCallState) -> None:
@@ -176,10 +179,11 @@ class ResilientProvider:
                 yield AttemptStarted(n, provider.name, request.model)
                 emitted = False
                 try:
-                    async for ev in provider.stream(request):
-                        if not emitted and not isinstance(ev, _NON_CONTENT):
-                            emitted = True
-                        yield ev
+                    async with contextlib.aclosing(provider.stream(request)) as stream:
+                        async for ev in stream:
+                            if not emitted and not isinstance(ev, _NON_CONTENT):
+                                emitted = True
+                            yield ev
                 except ParleyError as exc:
                     if emitted:
                         raise _PartialFailure(exc) from exc

@@ -444,6 +444,20 @@ class ConversationStore:
             ).fetchall()
         return [_msg(r) for r in rows]
 
+    def sibling_counts(self, conversation_id: int) -> dict[int, tuple[int, int]]:
+        """For every message: (its 1-based position among its siblings, how many there are).
+
+        One query for a whole conversation (the window's "‹ 2/3 ›" switchers).
+        """
+        rows = self.conn.execute(
+            "SELECT id, parent_id FROM messages WHERE conversation_id=? ORDER BY id",
+            (conversation_id,),
+        ).fetchall()
+        groups: dict[int | None, builtins.list[int]] = {}
+        for r in rows:
+            groups.setdefault(r["parent_id"], []).append(r["id"])
+        return {mid: (i + 1, len(ids)) for ids in groups.values() for i, mid in enumerate(ids)}
+
     def latest_leaf(self, message_id: int) -> int:
         """The newest leaf below ``message_id`` (to switch to another branch)."""
         current = message_id
