@@ -1,0 +1,241 @@
+"""``parley index`` and ``parley search``: the knowledge base from the command line.
+
+``add_commands(subparsers)`` adds both to ``parley``'s argparse; each handler is
+``handler(args, paths) -> int`` (0 ok, 2 error with one line on stderr). Heavy modules
+(chromadb, onnxruntime) are imported inside the handlers, so ``parley --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from parley.core.errors import ParleyError
+from parley.core.paths import Paths
+
+SNIPPET_CHARS = 300
+"""Longest snippet printed per search result."""
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``index`` and ``search`` to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "index",
+        help="add folders or files to the knowledge base and index them",
+        description="Add folders (or single files) to the knowledge base and bring the index "
+        "up to date; unchanged files are skipped. Progress goes to stderr.",
+    )
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders or files")
+    p.add_argument("--remove", type=Path, metavar="PATH", help="forget a folder and its chunks")
+    p.add_argument("--status", action="store_true", help="show the folders and their state")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument(
+        "--no-wait", action="store_true", help="fail instead of waiting for another indexer"
+    )
+    p.set_defaults(func=run_index)
+
+    s = subparsers.add_parser(
+        "search",
+        help="search the knowledge base",
+        description="Hybrid (meaning + keyword) search over the indexed folders.",
+    )
+    s.add_argument("query", help="what to look for, in your own words")
+    s.add_argument("-k", type=int, default=5, help="number of results (default 5)")
+    s.add_argument(
+        "--folder", type=Path, action="append", metavar="PATH", help="only below this folder"
+    )
+    s.add_argument(
+        "--kind", action="append", metavar="KIND", help="only this file kind (markdown, pdf, ...)"
+    )
+    s.add_argument("--mode", choices=("hybrid", "dense", "keyword"), default="hybrid")
+    s.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    s.set_defaults(func=run_search)
+
+
+def _fail(message: str) -> int:
+    print(f"parley: {message}", file=sys.stderr)
+    return 2
+
+
+def _open_store(paths: Paths) -> Any:
+    from parley.core.knowledge.embeddings import local_embedder
+    from parley.core.knowledge.store import KnowledgeStore
+
+    paths.ensure()
+    return KnowledgeStore(paths, local_embedder(paths))
+
+
+def run_index(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley index PATH... | --remove PATH | --status``."""
+    modes = sum([bool(args.paths), args.remove is not None, bool(args.status)])
+    if modes != 1:
+        return _fail("give folders to index, or --remove PATH, or --status (exactly one)")
+    try:
+        store = _open_store(paths)
+    except ParleyError as exc:
+        return _fail(exc.user_message)
+    try:
+        if args.status:
+            return _status(store, as_json=args.json)
+        if args.remove is not None:
+            removed = store.remove_root(args.remove)
+            if args.json:
+                print(json.dumps({"removed": str(args.remove.resolve()), "chunks": removed}))
+            else:
+                print(f"Removed {args.remove} ({removed} chunks).", file=sys.stderr)
+            return 0
+        return _index(store, args.paths, as_json=args.json, wait=not args.no_wait)
+    except ParleyError as exc:
+        return _fail(exc.user_message)
+    except KeyboardInterrupt:
+        return _fail("interrupted (what was indexed so far is kept)")
+    finally:
+        store.close()
+
+
+def _index(store: Any, targets: list[Path], *, as_json: bool, wait: bool) -> int:
+    import threading
+
+    from parley.core.knowledge.indexer import Indexer, IndexProgress
+
+    for t in targets:
+        if not t.exists() and store.root_for(t) is None:
+            return _fail(f"no such folder or file: {t}")
+    interactive = sys.stderr.isatty()
+    last_len = [0]
+
+    def progress(p: IndexProgress) -> None:
+        if p.phase == "rebuilding":
+            line = f"re-embedding for the new model: {p.chunks} chunks"
+        elif p.phase == "scanning":
+            line = "scanning..."
+        else:
+            eta = f", about {p.eta_s:.0f} s left" if p.eta_s else ""
+            line = f"{p.files_done}/{p.files_total} files, {p.chunks} chunks{eta}"
+        if interactive:
+            sys.stderr.write("\r" + line.ljust(last_len[0]))
+            last_len[0] = len(line)
+        elif p.files_done == p.files_total or p.phase != "indexing":
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    cancel = threading.Event()
+    try:
+        report = Indexer(store).index(targets, progress=progress, cancel=cancel, wait_for_lock=wait)
+    finally:
+        if interactive:
+            sys.stderr.write("\n")
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "files_indexed": report.files_indexed,
+                    "files_unchanged": report.files_unchanged,
+                    "files_removed": report.files_removed,
+                    "files_skipped": [
+                        {"path": str(p), "reason": r} for p, r in report.files_skipped
+                    ],
+                    "chunks": report.chunks,
+                    "seconds": round(report.seconds, 3),
+                }
+            )
+        )
+    else:
+        print(
+            f"Indexed {report.files_indexed} files ({report.chunks} chunks), "
+            f"{report.files_unchanged} unchanged, {report.files_removed} removed, "
+            f"{len(report.files_skipped)} skipped in {report.seconds:.1f} s.",
+            file=sys.stderr,
+        )
+        for p, reason in report.files_skipped[:20]:
+            print(f"  skipped {p}: {reason}", file=sys.stderr)
+    return 0
+
+
+def _status(store: Any, *, as_json: bool) -> int:
+    roots = store.roots()
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "needs_reindex": store.needs_reindex,
+                    "roots": [
+                        {
+                            "path": str(r.path),
+                            "files": r.files,
+                            "chunks": r.chunks,
+                            "skipped": r.skipped,
+                            "status": r.status,
+                            "last_indexed": r.last_indexed.isoformat() if r.last_indexed else None,
+                        }
+                        for r in roots
+                    ],
+                }
+            )
+        )
+        return 0
+    if not roots:
+        print("No folders yet: add one with `parley index PATH`.")
+    for r in roots:
+        when = r.last_indexed.strftime("%Y-%m-%d %H:%M") if r.last_indexed else "never"
+        print(
+            f"{r.path}  {r.status}  {r.files} files, {r.chunks} chunks, "
+            f"{r.skipped} skipped, last indexed {when}"
+        )
+    return 0
+
+
+def run_search(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley search QUERY [-k N] [--folder PATH] [--json]``."""
+    if args.k < 1:
+        return _fail("-k must be at least 1")
+    if not args.query.strip():
+        return _fail("the query is empty")
+    try:
+        from parley.core.knowledge.retrieval import Retriever
+
+        store = _open_store(paths)
+    except ParleyError as exc:
+        return _fail(exc.user_message)
+    try:
+        hits = Retriever(store).search(
+            args.query, args.k, folders=args.folder, kinds=args.kind, mode=args.mode
+        )
+    except ParleyError as exc:
+        return _fail(exc.user_message)
+    finally:
+        store.close()
+    results: list[dict[str, Any]] = []
+    for h in hits:
+        if h.page is not None:
+            location: dict[str, Any] = {"page": h.page}
+        else:
+            location = {"line_start": h.line_start, "line_end": h.line_end}
+        snippet = " ".join(h.text.split())
+        if len(snippet) > SNIPPET_CHARS:
+            snippet = snippet[: SNIPPET_CHARS - 1] + "…"
+        results.append(
+            {
+                "path": str(h.path),
+                "score": round(h.score, 6),
+                "location": location,
+                "heading": h.heading,
+                "snippet": snippet,
+            }
+        )
+    if args.json:
+        print(json.dumps({"results": results}, ensure_ascii=False))
+        return 0
+    if not results:
+        print("No results.")
+    for i, r in enumerate(results, 1):
+        loc = r["location"]
+        where = (
+            f"p. {loc['page']}" if "page" in loc else f"lines {loc['line_start']}-{loc['line_end']}"
+        )
+        head = f" — {r['heading']}" if r["heading"] else ""
+        print(f"{i}. {r['path']} ({where}){head}\n   {r['snippet']}")
+    return 0

@@ -1,0 +1,445 @@
+"""Text embedders: local all-MiniLM-L6-v2 (ONNX, the default) and OpenAI (optional).
+
+The local embedder is Chroma's own ``ONNXMiniLM_L6_V2`` embedding function, subclassed so that:
+
+- one ONNX session is built per process and reused (Chroma's ``DefaultEmbeddingFunction``
+  builds a new session on every call, ~0.18 s each);
+- the onnxruntime thread count is set explicitly (``intra_op_num_threads``);
+- the model folder is an *instance* attribute (``DOWNLOAD_PATH``), never Chroma's HOME-derived
+  class default, so nothing global is mutated and the offline assets are found;
+- a batch is tokenized together, sorted by length and padded to its longest text instead of
+  to 256 tokens. Chroma pads every text to 256 tokens; attention masks make the padding inert,
+  so the vectors are the same (cosine 0.9999999 measured) but a typical batch of chunks runs
+  ~2x faster and a short query ~13x faster (5 ms instead of 68 ms on two cores).
+
+A collection is bound to the model that made its vectors: :attr:`Embedder.model_id` goes into
+the collection name and metadata (see ``store.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from parley.core.errors import (
+    AuthError,
+    ParleyError,
+    ProviderDown,
+    ProviderTimeout,
+    QuotaExhausted,
+    RateLimited,
+)
+from parley.core.paths import Paths
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+LOCAL_MODEL_ID = "all-MiniLM-L6-v2"
+"""Model id of the default local embedder (also the folder name of its files)."""
+
+MODEL_FILES = (
+    "config.json",
+    "model.onnx",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "vocab.txt",
+)
+"""The six files Chroma's ONNXMiniLM_L6_V2 checks before deciding to download."""
+
+MAX_TOKENS = 256
+"""MiniLM's sequence limit as sentence-transformers uses it; longer texts are truncated."""
+
+BATCH_SIZE = 32
+"""Texts per ONNX run: large enough to use both cores, small enough to keep latency even."""
+
+OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
+"""The optional hosted embedder."""
+
+OPENAI_BATCH = 512
+"""Inputs per OpenAI request (the API accepts up to 2,048; smaller keeps requests short)."""
+
+DownloadProgress = Callable[[int, int], None]
+"""``progress(bytes_done, bytes_total)`` while the model downloads (total 0 if unknown)."""
+
+
+class EmbeddingModelUnavailable(ParleyError):
+    """The local embedding model's files are missing and could not be downloaded."""
+
+    default_message = "The local embedding model is not available."
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors. Implementations are thread-safe."""
+
+    model_id: str
+    """The vector space: ``all-MiniLM-L6-v2``, ``openai:text-embedding-3-small``, ..."""
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Return one unit-length vector per text, in order."""
+        ...
+
+
+# ---------------------------------------------------------------- local model files
+
+
+def model_files_complete(folder: Path) -> bool:
+    """Whether ``folder`` (an ``onnx/`` folder) holds all six model files."""
+    return all((folder / name).is_file() for name in MODEL_FILES)
+
+
+def local_model_dir(paths: Paths) -> Path:
+    """The folder holding ``onnx/`` for the local model: the assets copy if complete, else
+    the one under Parley's data dir (which may still need downloading)."""
+    if paths.assets_dir is not None:
+        candidate = paths.assets_dir / "models" / LOCAL_MODEL_ID
+        if model_files_complete(candidate / "onnx"):
+            return candidate
+    return paths.models_dir / LOCAL_MODEL_ID
+
+
+def _onnx_class() -> type[Any]:
+    # Imported lazily: chromadb costs ~0.5 s to import (STACK-NOTES).
+    from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
+
+    return ONNXMiniLM_L6_V2
+
+
+def _make_session_class() -> type[Any]:
+    """Build the ONNXMiniLM_L6_V2 subclass (at runtime, so chromadb is imported lazily)."""
+    import numpy as np
+
+    base = _onnx_class()
+
+    class _ParleyMiniLM(base):  # type: ignore[misc,valid-type]
+        def __init__(self, model_dir: Path, threads: int) -> None:
+            super().__init__(preferred_providers=["CPUExecutionProvider"])
+            # An instance attribute shadows the class default computed from HOME at import.
+            self.DOWNLOAD_PATH = model_dir
+            self._threads = threads
+            self._progress: DownloadProgress | None = None
+
+        @cached_property
+        def tokenizer(self) -> Any:
+            tok = self.Tokenizer.from_file(
+                os.path.join(self.DOWNLOAD_PATH, self.EXTRACTED_FOLDER_NAME, "tokenizer.json")
+            )
+            tok.enable_truncation(max_length=MAX_TOKENS)
+            tok.enable_padding(pad_id=0, pad_token="[PAD]")  # to the batch's longest text
+            return tok
+
+        @cached_property
+        def model(self) -> Any:
+            so = self.ort.SessionOptions()
+            so.log_severity_level = 3
+            so.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.intra_op_num_threads = self._threads
+            so.inter_op_num_threads = 1
+            # Idle worker threads sleep instead of spinning: on a desktop the cores are shared
+            # with the window; measured under load, same throughput for ~15 % less CPU time.
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            return self.ort.InferenceSession(
+                os.path.join(self.DOWNLOAD_PATH, self.EXTRACTED_FOLDER_NAME, "model.onnx"),
+                providers=["CPUExecutionProvider"],
+                sess_options=so,
+            )
+
+        def _forward(
+            self, documents: list[str], batch_size: int = BATCH_SIZE
+        ) -> npt.NDArray[np.float32]:
+            # Same pooling and normalisation as Chroma's _forward; batches are length-sorted
+            # and padded to their longest member (see the module docstring).
+            out = np.zeros((len(documents), 384), dtype=np.float32)
+            order = sorted(range(len(documents)), key=lambda i: len(documents[i]))
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                encoded = self.tokenizer.encode_batch([documents[i] for i in idx])
+                ids = np.array([e.ids for e in encoded], dtype=np.int64)
+                mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+                hidden = self.model.run(
+                    None,
+                    {
+                        "input_ids": ids,
+                        "attention_mask": mask,
+                        "token_type_ids": np.zeros_like(ids),
+                    },
+                )[0]
+                m = mask[..., None].astype(np.float32)
+                pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+                out[idx] = self._normalize(pooled)
+            return out
+
+        def download(self, progress: DownloadProgress | None) -> None:
+            """Chroma's own download + sha256 check + extraction, with a progress hook."""
+            self._progress = progress
+            self._download_model_if_not_exists()
+
+        @property
+        def tqdm(self) -> Any:  # Chroma calls self.tqdm(desc=..., total=...) while downloading
+            return _progress_bar(self._progress)
+
+        @tqdm.setter
+        def tqdm(self, value: Any) -> None:  # set by Chroma's __init__; we report ourselves
+            pass
+
+    return _ParleyMiniLM
+
+
+def _progress_bar(progress: DownloadProgress | None) -> Callable[..., Any]:
+    class _Bar:
+        def __init__(self, *, total: int = 0, **_: Any) -> None:
+            self.total = int(total or 0)
+            self.done = 0
+            log.info("downloading the embedding model (%d bytes)", self.total)
+
+        def __enter__(self) -> _Bar:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def update(self, n: int) -> None:
+            self.done += n
+            if progress is not None:
+                progress(self.done, self.total)
+
+    return _Bar
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 through one reused ONNX session (thread-safe).
+
+    Build it with :func:`local_embedder`, which caches one instance per process.
+    """
+
+    model_id = LOCAL_MODEL_ID
+    dimension = 384
+
+    def __init__(self, model_dir: Path, *, threads: int | None = None) -> None:
+        """Prepare (but do not load) the model.
+
+        Args:
+            model_dir: Folder whose ``onnx/`` subfolder holds (or will hold) the six files.
+            threads: onnxruntime intra-op threads; default: the CPUs this process may use.
+        """
+        self.model_dir = model_dir
+        self.threads = threads or _usable_cpus()
+        self._lock = threading.Lock()
+        self._fn: Any = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model files are present (no download needed)."""
+        return model_files_complete(self.model_dir / "onnx")
+
+    def ensure_ready(self, progress: DownloadProgress | None = None) -> None:
+        """Load the session, downloading the model once first if its files are missing.
+
+        The download (Chroma's own, ~80 MB, sha256-checked) cannot run offline; it is
+        untested here. A failed download leaves no half-filled folder behind.
+
+        Raises:
+            EmbeddingModelUnavailable: The files are missing and could not be fetched.
+        """
+        with self._lock:
+            if self._fn is not None:
+                return
+            fn = _make_session_class()(self.model_dir, self.threads)
+            if not self.ready:
+                self._download(fn, progress)
+            try:
+                fn.model  # noqa: B018 - loads the ONNX session now, not on the first embed
+                fn.tokenizer  # noqa: B018
+            except Exception as exc:
+                raise EmbeddingModelUnavailable(
+                    f"The embedding model in {self.model_dir} could not be loaded: {exc}",
+                    detail=repr(exc),
+                ) from exc
+            self._fn = fn
+
+    def _download(self, fn: Any, progress: DownloadProgress | None) -> None:
+        onnx = self.model_dir / "onnx"
+        existed = onnx.exists()
+        try:
+            fn.download(progress)
+        except Exception as exc:
+            # Chroma creates the folder before it downloads; an empty or partial one would
+            # make later runs fail differently, so remove what this attempt left.
+            if not existed and onnx.exists() and not model_files_complete(onnx):
+                shutil.rmtree(onnx, ignore_errors=True)
+            raise EmbeddingModelUnavailable(
+                "The embedding model could not be downloaded; check the internet connection "
+                "or put its files in " + str(onnx),
+                detail=repr(exc),
+            ) from exc
+        if not model_files_complete(onnx):
+            raise EmbeddingModelUnavailable(f"The downloaded embedding model is incomplete: {onnx}")
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed ``texts`` (truncated at 256 tokens); unit-length 384-d vectors."""
+        if not texts:
+            return []
+        if self._fn is None:
+            self.ensure_ready()
+        # onnxruntime's run() is thread-safe, and the tokenizer is only read.
+        return self._fn._forward(list(texts)).tolist()  # type: ignore[no-any-return]
+
+
+def _usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+_LOCAL_CACHE: dict[tuple[Path, int], LocalEmbedder] = {}
+_LOCAL_CACHE_LOCK = threading.Lock()
+
+
+def local_embedder(paths: Paths, *, threads: int | None = None) -> LocalEmbedder:
+    """The process-wide local embedder for ``paths`` (one ONNX session per process).
+
+    Args:
+        paths: Where to find the model (assets folder first, then the data dir).
+        threads: onnxruntime intra-op threads; default: the CPUs this process may use.
+    """
+    key = (local_model_dir(paths), threads or _usable_cpus())
+    with _LOCAL_CACHE_LOCK:
+        emb = _LOCAL_CACHE.get(key)
+        if emb is None:
+            emb = _LOCAL_CACHE[key] = LocalEmbedder(key[0], threads=key[1])
+        return emb
+
+
+# ---------------------------------------------------------------- OpenAI
+
+
+class OpenAIEmbedder:
+    """OpenAI's embeddings endpoint through the official SDK (sync client, worker thread).
+
+    SDK retries are off; a short bounded retry here handles 429/5xx/timeouts, honouring
+    ``Retry-After`` up to ``max_wait_s``.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        model: str = OPENAI_DEFAULT_MODEL,
+        base_url: str | None = None,
+        timeout_s: float = 60.0,
+        retries: int = 3,
+        max_wait_s: float = 20.0,
+    ) -> None:
+        """Create the client (no request is made).
+
+        Args:
+            api_key: The key; never logged.
+            model: Embedding model name.
+            base_url: Another OpenAI-compatible endpoint (``.../v1``).
+            timeout_s: Per-request timeout.
+            retries: Extra attempts after a retryable failure.
+            max_wait_s: Longest wait between attempts.
+        """
+        import openai
+
+        self.model = model
+        self.model_id = f"openai:{model}"
+        self._retries = retries
+        self._max_wait_s = max_wait_s
+        self._client = openai.OpenAI(
+            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
+        )
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed ``texts`` in batches; raises a :class:`ParleyError` subclass on failure."""
+        out: list[list[float]] = []
+        for start in range(0, len(texts), OPENAI_BATCH):
+            # The API rejects empty strings; a single space embeds as "nothing".
+            batch = [t if t.strip() else " " for t in texts[start : start + OPENAI_BATCH]]
+            out.extend(self._embed_batch(batch))
+        return out
+
+    def _embed_batch(self, batch: list[str]) -> list[list[float]]:
+        attempt = 0
+        while True:
+            try:
+                resp = self._client.embeddings.create(
+                    model=self.model, input=batch, encoding_format="float"
+                )
+                data = sorted(resp.data, key=lambda d: d.index)
+                if len(data) != len(batch):
+                    raise ProviderDown(
+                        f"The embedding service returned {len(data)} vectors "
+                        f"for {len(batch)} texts."
+                    )
+                return [list(d.embedding) for d in data]
+            except Exception as exc:
+                err = _openai_error(exc)
+                if not err.retryable or attempt >= self._retries:
+                    raise err from exc
+                attempt += 1
+                delay = getattr(err, "retry_after", None)
+                if delay is None:
+                    delay = min(self._max_wait_s, 0.5 * 2**attempt) * (0.5 + random.random() / 2)
+                time.sleep(min(max(delay, 0.0), self._max_wait_s))
+
+
+def _openai_error(exc: Exception) -> ParleyError:
+    """Map an openai SDK exception to a Parley error (SDK text is not copied verbatim)."""
+    import openai
+
+    if isinstance(exc, ParleyError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderTimeout("The embedding service took too long to answer.")
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderDown("The embedding service could not be reached.")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retry_after = _retry_after(exc)
+        if status in (401, 403):
+            return AuthError()
+        if status == 429:
+            code = _error_code(exc)
+            if code == "insufficient_quota":
+                return QuotaExhausted()
+            return RateLimited(retry_after=retry_after)
+        if status in (408, 409) or status >= 500:
+            return ProviderDown(
+                f"The embedding service failed (HTTP {status}).",
+                status=status,
+                retry_after=retry_after,
+            )
+        return ParleyError(f"The embedding service refused the request (HTTP {status}).")
+    return ParleyError(f"Embedding failed: {type(exc).__name__}", detail=repr(exc))
+
+
+def _retry_after(exc: Any) -> float | None:
+    try:
+        value = exc.response.headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _error_code(exc: Any) -> str | None:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            code = inner.get("code") or inner.get("type")
+            return str(code) if code else None
+    return None

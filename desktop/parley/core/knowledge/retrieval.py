@@ -1,0 +1,430 @@
+"""Hybrid retrieval: dense (Chroma) + keyword (SQLite FTS5 bm25), fused by reciprocal rank.
+
+Chroma 1.5 has no local keyword or hybrid search (STACK-NOTES), so keyword search is SQLite's
+FTS5 over the same chunks, and the two ranked lists are fused with reciprocal rank fusion
+(score = sum of 1 / (60 + rank)). The person's text never reaches FTS5 as syntax: it is cut into
+word tokens, each quoted, joined with OR (see :func:`fts_query`).
+
+Dense candidates are fetched without a Chroma ``where`` filter and filtered here: a filtered
+Chroma query costs ~30 ms even at 5,000 vectors (measured) against ~2 ms unfiltered. Only when
+filtering leaves too few results does a filtered query run.
+
+Results are de-duplicated: identical texts keep the best one, and adjacent overlapping chunks
+of one file are merged into one passage (text joined without the repeated overlap, the line
+or page range widened), so a result list is not spent on the same passage twice.
+
+No cross-encoder reranker: none is bundled, and the latency target leaves it no room on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from parley.core.errors import ConfigError
+from parley.core.knowledge.store import HEADING_SEP, ChunkRow, KnowledgeStore
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60
+"""Reciprocal rank fusion constant (Cormack et al. 2009)."""
+
+MODES = ("hybrid", "dense", "keyword")
+"""Search modes accepted by :meth:`Retriever.search`."""
+
+MAX_TERMS = 32
+"""Longest keyword query sent to FTS5 (a pasted page must not become a 2,000-term OR)."""
+
+MAX_MERGED = 3
+"""Most chunks merged into one passage."""
+
+MAX_TERM_SHARE = 0.2
+"""Keyword terms found in more than this share of all chunks are not scored (see
+:func:`prune_common_terms`)."""
+
+MIN_PRUNE_DF = 2_000
+"""Terms in fewer chunks than this are always scored (cheap: under ~6 ms)."""
+
+MATCH_BUDGET = 20_000
+"""Most FTS5 matches a keyword query may score (~60 ms at the measured ~3 us per match)."""
+
+_STOPWORDS = frozenset(
+    """a about above after again all also am an and any are as at be because been before being
+    between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers him his how i if in into is it its itself just me more
+    most my no nor not of off on once only or other our out over own same she should so some
+    such than that the their them then there these they this those through to too under until
+    up very was we were what when where which while who whom why will with would you your
+    yours please tell explain show give""".split()
+)
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class RetrievedChunk:
+    """One passage found for a query, with what a citation needs."""
+
+    chunk_id: str
+    path: Path
+    root: Path
+    text: str
+    heading: str
+    """Heading path joined with `` > ``, e.g. ``"Guide > Install"`` (may be empty)."""
+    page: int | None
+    line_start: int | None
+    line_end: int | None
+    score: float
+    """Fused score, higher is better (reciprocal rank fusion in hybrid mode)."""
+    dense_score: float | None
+    """Cosine similarity to the query, when the dense search found it."""
+    keyword_score: float | None
+    """bm25 score (higher is better), when the keyword search found it."""
+    kind: str | None = None
+    """The file type (loader kind: ``md``, ``pdf``, ...)."""
+    chunk_index: int = 0
+    """Position of the (first) chunk in its file."""
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of a person's text that keyword search uses (lower case, de-duplicated).
+
+    Common function words are dropped unless nothing else is left.
+    """
+    words = [w.lower() for w in _WORD.findall(text)]
+    words = [w.replace("_", " ").strip() for w in words]
+    words = [w for w in words if w]
+    content = [w for w in words if w not in _STOPWORDS]
+    return list(dict.fromkeys(content or words))[:MAX_TERMS]
+
+
+def fts_query(text: str, *, terms: Sequence[str] | None = None) -> str | None:
+    """Turn a person's text into a safe FTS5 query: quoted terms joined by OR.
+
+    Quotes, ``*``, ``NEAR``, ``AND``/``NOT``, parentheses and ``column:`` filters are all just
+    words or separators here.
+
+    Args:
+        text: The person's words.
+        terms: Use these terms (from :func:`query_terms`) instead of splitting ``text``.
+
+    Returns:
+        The MATCH expression, or None if the text has no word at all.
+    """
+    terms = query_terms(text) if terms is None else list(terms)
+    if not terms:
+        return None
+    # Inside double quotes FTS5 treats everything as a string; quotes are doubled to escape
+    # (\w never matches '"' anyway).
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def common_threshold(total: int) -> float:
+    """Document frequency above which a term counts as too common to score."""
+    return max(MAX_TERM_SHARE * total, MIN_PRUNE_DF)
+
+
+def prune_common_terms(terms: Sequence[str], df: Sequence[int], total: int) -> list[str]:
+    """Drop terms too common to be worth scoring (bm25 cost grows with every match).
+
+    A term in more than :data:`MAX_TERM_SHARE` of the chunks has almost no weight in bm25
+    (its IDF is near zero) yet scoring it dominates the query time at 100k chunks (~3 us per
+    match measured). Then the commonest terms go until the matches fit :data:`MATCH_BUDGET`.
+    The rarest term is always kept.
+    """
+    order = sorted(range(len(terms)), key=lambda i: df[i])
+    common = common_threshold(total)
+    kept: list[int] = []
+    budget = 0
+    for rank, i in enumerate(order):
+        if rank > 0 and df[i] >= MIN_PRUNE_DF and (df[i] > common or budget + df[i] > MATCH_BUDGET):
+            break
+        kept.append(i)
+        budget += df[i]
+    return [terms[i] for i in sorted(kept)]
+
+
+class Retriever:
+    """Searches a :class:`KnowledgeStore` (thread-safe; call off the GUI thread)."""
+
+    def __init__(self, store: KnowledgeStore) -> None:
+        """Search ``store`` with its own embedder."""
+        self.store = store
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        folders: Sequence[Path] | None = None,
+        kinds: Sequence[str] | None = None,
+        mode: str = "hybrid",
+    ) -> list[RetrievedChunk]:
+        """Find the ``k`` best passages for ``query``.
+
+        Args:
+            query: The person's words (any text; never parsed as a query language).
+            k: Results wanted.
+            folders: Only files at or below these folders (roots or their subfolders).
+            kinds: Only these file kinds (``md``, ``pdf``, ...).
+            mode: ``hybrid`` (default), ``dense`` or ``keyword``. While the store needs a
+                re-index (the embedding model changed), dense search is skipped.
+
+        Returns:
+            Passages, best first.
+
+        Raises:
+            ConfigError: Unknown mode or k < 1.
+        """
+        if mode not in MODES:
+            raise ConfigError(f"Unknown search mode {mode!r} (use hybrid, dense or keyword).")
+        if k < 1:
+            raise ConfigError("k must be at least 1.")
+        if not query.strip():
+            return []
+        prefixes = [Path(f).expanduser().resolve() for f in folders] if folders else None
+        kind_set = {x.lower().lstrip(".") for x in kinds} if kinds else None
+        use_dense = mode in ("hybrid", "dense") and not self.store.needs_reindex
+        use_keyword = mode in ("hybrid", "keyword") or not use_dense
+        n = max(20, 4 * k)
+
+        rows: dict[str, ChunkRow] = {}
+        dense: list[tuple[str, float]] = []
+        keyword: list[tuple[str, float]] = []
+        if use_dense:
+            dense = self._dense(query, n, k, prefixes, kind_set, rows)
+        if use_keyword:
+            keyword = self._keyword(query, use_dense, n, prefixes, kind_set, rows)
+
+        fused: dict[str, float] = {}
+        for ranked in (dense, keyword):
+            for rank, (cid, _) in enumerate(ranked):
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        dense_s = dict(dense)
+        kw_s = dict(keyword)
+        order = sorted(fused, key=lambda c: -fused[c])
+        results = [
+            _to_result(rows[c], fused[c], dense_s.get(c), kw_s.get(c)) for c in order if c in rows
+        ]
+        return _dedupe(results, k)
+
+    # ---- the two searches
+
+    def _dense(
+        self,
+        query: str,
+        n: int,
+        k: int,
+        prefixes: list[Path] | None,
+        kinds: set[str] | None,
+        rows: dict[str, ChunkRow],
+    ) -> list[tuple[str, float]]:
+        vector = self.store.embedder.embed([query])[0]
+        hits = self.store.dense_query(vector, n)
+        out = self._filter_dense(hits, prefixes, kinds, rows)
+        if (prefixes or kinds) and len(out) < k:
+            where = self._where(prefixes, kinds)
+            hits = self.store.dense_query(vector, n, where=where)
+            out = self._filter_dense(hits, prefixes, kinds, rows)
+        return out
+
+    def _filter_dense(
+        self,
+        hits: list[tuple[str, float, dict[str, Any] | None, str | None]],
+        prefixes: list[Path] | None,
+        kinds: set[str] | None,
+        rows: dict[str, ChunkRow],
+    ) -> list[tuple[str, float]]:
+        known = self.store.chunks_by_id([h[0] for h in hits if h[0] not in rows])
+        rows.update(known)
+        out: list[tuple[str, float]] = []
+        for cid, score, meta, doc in hits:
+            row = rows.get(cid)
+            if row is None and meta is not None and doc is not None:
+                row = _row_from_meta(cid, meta, doc)  # a teammate's chunk on a shared server
+                rows[cid] = row
+            if row is None:
+                continue  # written by an indexer that has not committed it to SQLite yet
+            if _keep(row, prefixes, kinds):
+                out.append((cid, score))
+        return out
+
+    def _where(self, prefixes: list[Path] | None, kinds: set[str] | None) -> dict[str, Any] | None:
+        clauses: list[dict[str, Any]] = []
+        if prefixes:
+            roots = {str(self.store.root_for(p) or p) for p in prefixes}
+            clauses.append({"root": {"$in": sorted(roots)}})
+        if kinds:
+            clauses.append({"kind": {"$in": sorted(kinds)}})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def _keyword(
+        self,
+        query: str,
+        hybrid: bool,
+        n: int,
+        prefixes: list[Path] | None,
+        kinds: set[str] | None,
+        rows: dict[str, ChunkRow],
+    ) -> list[tuple[str, float]]:
+        terms = query_terms(query)
+        if not terms:
+            return []
+        total = self.store.cached_chunk_count()
+        df = self.store.term_frequencies(terms)
+        if hybrid and min(df) > common_threshold(total):
+            # Only near-zero-IDF terms ("python" in the Python docs): the keyword list would
+            # rank noise and cost the most; dense search answers alone.
+            return []
+        terms = prune_common_terms(terms, df, total)
+        match = fts_query(query, terms=terms)
+        if match is None:
+            return []
+        # Filters shrink the list after the fact, so ask for more when there are filters.
+        want = n * 5 if (prefixes or kinds) else n
+        hits = self.store.keyword_query(match, want)
+        rows.update(self.store.chunks_by_id([h[0] for h in hits if h[0] not in rows]))
+        out = [(c, s) for c, s in hits if c in rows and _keep(rows[c], prefixes, kinds)]
+        return out[:n]
+
+
+def _keep(row: ChunkRow, prefixes: list[Path] | None, kinds: set[str] | None) -> bool:
+    if kinds is not None and (row.kind or "").lower() not in kinds:
+        return False
+    if prefixes is not None:
+        return any(row.path == p or p in row.path.parents for p in prefixes)
+    return True
+
+
+def _row_from_meta(cid: str, meta: dict[str, Any], doc: str) -> ChunkRow:
+    return ChunkRow(
+        id=cid,
+        path=Path(str(meta.get("path", ""))),
+        root=Path(str(meta.get("root", ""))),
+        kind=meta.get("kind"),
+        index=int(meta.get("idx", 0)),
+        text=doc,
+        heading=str(meta.get("heading", "")),
+        page=meta.get("page"),
+        line_start=meta.get("line_start"),
+        line_end=meta.get("line_end"),
+    )
+
+
+def _to_result(
+    row: ChunkRow, score: float, dense: float | None, kw: float | None
+) -> RetrievedChunk:
+    return RetrievedChunk(
+        chunk_id=row.id,
+        path=row.path,
+        root=row.root,
+        text=row.text,
+        heading=row.heading,
+        page=row.page,
+        line_start=row.line_start,
+        line_end=row.line_end,
+        score=score,
+        dense_score=dense,
+        keyword_score=kw,
+        kind=row.kind,
+        chunk_index=row.index,
+    )
+
+
+# ---- de-duplication
+
+
+def _norm_text(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def _dedupe(results: list[RetrievedChunk], k: int) -> list[RetrievedChunk]:
+    """Drop repeated texts and merge adjacent overlapping chunks of one file (best first)."""
+    kept: list[RetrievedChunk] = []
+    spans: list[tuple[int, int]] = []  # (first, last) chunk index covered by kept[i]
+    seen_text: set[str] = set()
+    for r in results:
+        key = _norm_text(r.text)
+        if key in seen_text:
+            continue
+        merged = False
+        for i, other in enumerate(kept):
+            first, last = spans[i]
+            if other.path != r.path or last - first + 1 >= MAX_MERGED:
+                continue
+            if r.chunk_index == last + 1:
+                joined = _merge(other, r, other_first=True)
+                if joined is not None:
+                    kept[i] = joined
+                    spans[i] = (first, r.chunk_index)
+                    merged = True
+            elif r.chunk_index == first - 1:
+                joined = _merge(other, r, other_first=False)
+                if joined is not None:
+                    kept[i] = joined
+                    spans[i] = (r.chunk_index, last)
+                    merged = True
+            if merged:
+                break
+        seen_text.add(key)
+        if not merged:
+            if len(kept) >= k:
+                continue
+            kept.append(r)
+            spans.append((r.chunk_index, r.chunk_index))
+    return kept
+
+
+def _merge(
+    best: RetrievedChunk, other: RetrievedChunk, *, other_first: bool
+) -> RetrievedChunk | None:
+    """One passage from two adjacent chunks that overlap (None if they do not overlap);
+    the scores stay those of the better chunk."""
+    a, b = (best, other) if other_first else (other, best)
+    text = _join_overlapping(a.text, b.text)
+    if text is None:
+        return None
+    return replace(
+        best,
+        text=text,
+        heading=a.heading or b.heading,
+        chunk_index=a.chunk_index,
+        page=_min(a.page, b.page),
+        line_start=_min(a.line_start, b.line_start),
+        line_end=_max(a.line_end, b.line_end),
+    )
+
+
+def _join_overlapping(a: str, b: str) -> str | None:
+    """``a`` then ``b`` without the text they share (the chunker's overlap), or None."""
+    limit = min(len(a), len(b), 2000)
+    for size in range(limit, 11, -1):
+        if a.endswith(b[:size]):
+            return a + b[size:]
+    # Overlap may differ in whitespace only: compare on a word basis.
+    aw, bw = a.split(), b.split()
+    for size in range(min(len(aw), len(bw), 300), 2, -1):
+        if aw[-size:] == bw[:size]:
+            return a + " " + " ".join(bw[size:])
+    return None
+
+
+def _min(x: int | None, y: int | None) -> int | None:
+    vals = [v for v in (x, y) if v is not None]
+    return min(vals) if vals else None
+
+
+def _max(x: int | None, y: int | None) -> int | None:
+    vals = [v for v in (x, y) if v is not None]
+    return max(vals) if vals else None
+
+
+def heading_text(path: Sequence[str]) -> str:
+    """A heading path as results show it."""
+    return HEADING_SEP.join(path)

@@ -1,0 +1,1238 @@
+"""The knowledge store: a SQLite manifest (the source of truth) and a Chroma vector index.
+
+SQLite (``knowledge.sqlite3``) holds the folders added (roots), every file seen (size, mtime,
+sha256, status, reason), every chunk (text, heading path, location) and an FTS5 index over the
+chunk text for keyword search. Chroma holds one vector per chunk, in a collection bound to the
+embedding model (its name and metadata carry the model id), so the vectors can always be
+rebuilt from SQLite (:meth:`KnowledgeStore.rebuild_vectors`).
+
+Crash safety (a process may be killed at any instruction): a file goes ``pending`` and its new
+chunk ids are written to a journal *before* Chroma is touched; Chroma is upserted; then one
+SQLite transaction swaps the chunks, sets ``indexed`` and journals the replaced ids; then those
+are deleted from Chroma. :meth:`KnowledgeStore.recover` deletes from Chroma every journalled id
+that SQLite does not hold, and the indexer redoes ``pending`` files. Chunk ids are
+deterministic (sha256 of path, chunk index and content), so a redo upserts the same ids.
+
+Embedded Chroma is not safe with two writers: writes happen only under an OS file lock
+(:meth:`KnowledgeStore.writer`). A process that only reads keeps working while another writes,
+but Chroma keeps its HNSW graph in memory and never sees another process's writes, so every
+write bumps a generation number in SQLite and a reader reopens its client when it changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from parley.core.errors import ConfigError, IndexBusy, ProviderDown, StorageError
+from parley.core.knowledge.embeddings import Embedder
+from parley.core.paths import Paths
+from parley.core.store.db import Migration, connect, sql_migration, transaction
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "knowledge.sqlite3"
+"""The manifest database, in ``paths.data_dir``."""
+
+COLLECTION_PREFIX = "parley_"
+"""Collection names are this prefix plus a slug of the embedding model id."""
+
+HEADING_SEP = " > "
+"""How a heading path is shown and stored: ``"Guide > Install > Linux"``."""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    sql_migration(
+        "knowledge-0001-manifest",
+        """
+        CREATE TABLE roots (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            added_at REAL NOT NULL,
+            last_indexed REAL,
+            state TEXT NOT NULL DEFAULT 'new'
+        );
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            root_id INTEGER NOT NULL REFERENCES roots(id) ON DELETE CASCADE,
+            path TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            sha256 TEXT,
+            kind TEXT,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'indexed', 'skipped', 'error')),
+            reason TEXT,
+            chunk_count INTEGER NOT NULL DEFAULT 0,
+            indexed_at REAL
+        );
+        CREATE INDEX files_root ON files(root_id);
+        CREATE TABLE chunks (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            embed_text TEXT,
+            heading TEXT NOT NULL DEFAULT '',
+            page INTEGER,
+            line_start INTEGER,
+            line_end INTEGER,
+            token_count INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX chunks_file ON chunks(file_id, idx);
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, heading, content='chunks', content_rowid='seq',
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.seq, new.text, new.heading);
+        END;
+        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text, heading)
+            VALUES ('delete', old.seq, old.text, old.heading);
+        END;
+        CREATE TABLE vector_journal (chunk_id TEXT PRIMARY KEY) WITHOUT ROWID;
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        """,
+    ),
+    sql_migration(
+        "knowledge-0002-fts-vocab",
+        # Document frequency per (stemmed) term: lets retrieval drop terms so common that
+        # scoring them costs more than they say (see retrieval.py).
+        "CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');",
+    ),
+)
+"""Named migrations of ``knowledge.sqlite3`` (append new ones; never edit applied ones)."""
+
+
+class ChunkLike(Protocol):
+    """What the store needs of a ``chunking.Chunk``."""
+
+    index: int
+    text: str
+    embed_text: str
+    heading_path: tuple[str, ...]
+    page: int | None
+    line_start: int | None
+    line_end: int | None
+    token_count: int
+
+
+@dataclass(frozen=True)
+class ChromaServer:
+    """A Chroma server for a shared team knowledge base (``chroma run`` or hosted)."""
+
+    host: str
+    port: int
+    ssl: bool = False
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class RootStatus:
+    """One folder (or single file) the person added, as the Knowledge panel shows it."""
+
+    path: Path
+    files: int
+    """Files indexed (with at least zero chunks)."""
+    chunks: int
+    skipped: int
+    """Files skipped or failed (see :meth:`KnowledgeStore.skipped` for the reasons)."""
+    status: str
+    """``new`` (never indexed), ``indexed``, ``incomplete`` (cancelled or interrupted),
+    ``needs-reindex`` (the embedding model changed) or ``missing`` (the folder is gone)."""
+    last_indexed: datetime | None
+    pending: int = 0
+    """Files whose indexing was interrupted (redone by the next run)."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file as the manifest knows it."""
+
+    id: int
+    path: Path
+    root: Path
+    size: int
+    mtime_ns: int
+    sha256: str | None
+    kind: str | None
+    status: str
+    reason: str | None
+    chunk_count: int
+
+
+@dataclass
+class FileWrite:
+    """A file's new content for :meth:`KnowledgeStore.write_files`."""
+
+    path: Path
+    root: Path
+    size: int
+    mtime_ns: int
+    sha256: str
+    kind: str
+    chunks: Sequence[ChunkLike]
+    vectors: Sequence[Sequence[float]]
+    ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk with its file's facts (what retrieval returns)."""
+
+    id: str
+    path: Path
+    root: Path
+    kind: str | None
+    index: int
+    text: str
+    heading: str
+    page: int | None
+    line_start: int | None
+    line_end: int | None
+
+
+def chunk_id(path: Path, index: int, text: str) -> str:
+    """Deterministic id: the same file, position and content always give the same id."""
+    content = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    key = f"{path}\x00{index}\x00{content}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+def collection_name(model_id: str) -> str:
+    """Chroma collection for ``model_id`` (3-512 chars of ``[a-zA-Z0-9._-]``)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", model_id.lower()).strip("-") or "model"
+    return (COLLECTION_PREFIX + slug)[:200]
+
+
+def _now() -> float:
+    return time.time()
+
+
+class KnowledgeStore:
+    """SQLite manifest + Chroma vectors for the folders a person added.
+
+    Reads (search, status) work from any thread at any time; writes need
+    :meth:`writer` (one process at a time, enforced with a lock file).
+    """
+
+    def __init__(
+        self, paths: Paths, embedder: Embedder, *, server: ChromaServer | None = None
+    ) -> None:
+        """Open (creating) the manifest and the vector collection for ``embedder``.
+
+        Raises:
+            StorageError: The database or the Chroma folder cannot be used.
+            ProviderDown: ``server`` was given and cannot be reached.
+        """
+        self.paths = paths
+        self.embedder = embedder
+        self.server = server
+        self.db_path = paths.data_dir / DB_NAME
+        self._wconn = connect(self.db_path, MIGRATIONS)
+        self._wlock = threading.RLock()
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = [self._wconn]
+        self._conns_lock = threading.Lock()
+        self._chroma_lock = threading.RLock()
+        self._client: Any = None
+        self._collection: Any = None
+        self._seen_generation = -1
+        self._writing = 0
+        self._writer_thread = 0
+        self._file_lock: Any = None
+        self._closed = False
+        try:
+            self._open_chroma()
+        except StorageError:
+            if server is not None:
+                raise
+            self._set_damaged_index_aside()
+        if self._meta("vector_model") is None and self.chunk_count() == 0:
+            # A new manifest: this model's collection is the one that mirrors it from now on.
+            with self._txn() as conn:
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('vector_model', ?)",
+                    (embedder.model_id,),
+                )
+
+    # ---- Chroma
+
+    @property
+    def collection_name(self) -> str:
+        """The Chroma collection bound to this store's embedding model."""
+        return collection_name(self.embedder.model_id)
+
+    def _open_chroma(self) -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False)
+        generation = self._generation()
+        try:
+            if self.server is None:
+                self.paths.chroma_dir.mkdir(parents=True, exist_ok=True)
+                client = chromadb.PersistentClient(
+                    path=str(self.paths.chroma_dir), settings=settings
+                )
+            else:
+                headers = {}
+                if self.server.token:
+                    headers["Authorization"] = f"Bearer {self.server.token}"
+                client = chromadb.HttpClient(
+                    host=self.server.host,
+                    port=self.server.port,
+                    ssl=self.server.ssl,
+                    headers=headers,
+                    settings=settings,
+                )
+            collection = client.get_or_create_collection(
+                self.collection_name,
+                metadata={"parley_model": self.embedder.model_id, "parley_schema": 1},
+                configuration={"hnsw": {"space": "cosine"}},
+                embedding_function=None,
+            )
+        except Exception as exc:
+            if self.server is not None:
+                raise ProviderDown(
+                    f"The Chroma server at {self.server.host}:{self.server.port} "
+                    "could not be used.",
+                    detail=repr(exc),
+                ) from exc
+            raise StorageError(
+                f"The vector index in {self.paths.chroma_dir} cannot be opened "
+                "(move the folder aside; Parley rebuilds it from its database).",
+                detail=repr(exc),
+            ) from exc
+        self._client, self._collection = client, collection
+        self._seen_generation = generation
+
+    def _set_damaged_index_aside(self) -> None:
+        """Move an unreadable local vector index aside and start an empty one.
+
+        SQLite holds every chunk, so nothing is lost: the store reports ``needs_reindex``
+        and the next indexing run re-embeds everything. Done only under the write lock, so
+        a folder another process is writing is never moved.
+
+        Raises:
+            StorageError: The index cannot be opened and another process is writing it.
+        """
+        import filelock
+
+        lock = filelock.FileLock(str(self.paths.index_lock_file), thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout as exc:
+            raise StorageError(
+                f"The vector index in {self.paths.chroma_dir} cannot be opened while another "
+                "Parley process is indexing; try again when it finishes."
+            ) from exc
+        try:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            aside = self.paths.chroma_dir.with_name(f"{self.paths.chroma_dir.name}.damaged-{stamp}")
+            log.warning("vector index unreadable; moved to %s and will be rebuilt", aside)
+            self.paths.chroma_dir.rename(aside)
+            # chromadb caches a System per folder even when starting it failed: drop it, or
+            # the new client would get the broken one back.
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            SharedSystemClient._identifier_to_system.pop(str(self.paths.chroma_dir), None)
+            SharedSystemClient._identifier_to_refcount.pop(str(self.paths.chroma_dir), None)
+            self._open_chroma()
+            with self._txn() as conn:
+                self._set_meta(conn, "vector_model", "")
+                self._bump(conn)
+            self._seen_generation = self._generation()
+        finally:
+            lock.release()
+
+    def _reopen_chroma(self) -> None:
+        with self._chroma_lock:
+            old = self._client
+            self._client = self._collection = None
+            if old is not None:
+                _close_client(old)
+            self._open_chroma()
+
+    def _fresh_collection(self) -> Any:
+        """The collection, reopened first if another process wrote since we opened it."""
+        if self.server is None and not self._writing:
+            if self._generation() != self._seen_generation:
+                self._reopen_chroma()
+        return self._collection
+
+    @property
+    def max_batch(self) -> int:
+        """Largest Chroma write this client accepts."""
+        try:
+            return max(1, int(self._client.get_max_batch_size()))
+        except Exception:  # older servers lack the endpoint
+            return 1000
+
+    def vector_count(self) -> int:
+        """Vectors in the collection."""
+        return int(self._fresh_collection().count())
+
+    # ---- SQLite helpers
+
+    def _read(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.db_path)
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _generation(self) -> int:
+        row = self._read().execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _meta(self, key: str) -> str | None:
+        row = self._read().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    @staticmethod
+    def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
+            "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+        )
+
+    @contextmanager
+    def _txn(self) -> Iterator[sqlite3.Connection]:
+        with self._wlock, transaction(self._wconn) as conn:
+            yield conn
+
+    def _after_own_write(self) -> None:
+        self._seen_generation = self._generation()
+
+    # ---- the writer lock
+
+    @contextmanager
+    def writer(self, *, wait: bool = True, timeout_s: float | None = None) -> Iterator[None]:
+        """Hold the index write lock (one writing process at a time).
+
+        Args:
+            wait: Wait for another writer to finish instead of raising.
+            timeout_s: Longest wait when ``wait`` (None: forever).
+
+        Raises:
+            IndexBusy: Another process holds the lock (and ``wait`` is false or timed out).
+        """
+        import filelock
+
+        mine = self._writing > 0 and self._writer_thread == threading.get_ident()
+        if not self._wlock.acquire(blocking=wait or mine):
+            raise IndexBusy()
+        try:
+            if mine:
+                self._writing += 1
+                try:
+                    yield
+                finally:
+                    self._writing -= 1
+                return
+            self.paths.data_dir.mkdir(parents=True, exist_ok=True)
+            lock = filelock.FileLock(str(self.paths.index_lock_file), thread_local=False)
+            try:
+                lock.acquire(timeout=(timeout_s if timeout_s is not None else -1) if wait else 0)
+            except filelock.Timeout as exc:
+                raise IndexBusy() from exc
+            self._file_lock = lock
+            try:
+                # Another process may have written since we opened Chroma; a stale in-memory
+                # index must never write (it would persist its stale graph).
+                if self.server is None and self._generation() != self._seen_generation:
+                    self._reopen_chroma()
+                self._writing = 1
+                self._writer_thread = threading.get_ident()
+                yield
+            finally:
+                self._writing = 0
+                self._writer_thread = 0
+                self._file_lock = None
+                lock.release()
+        finally:
+            self._wlock.release()
+
+    def _require_writer(self) -> None:
+        if not self._writing or self._writer_thread != threading.get_ident():
+            raise RuntimeError("KnowledgeStore writes need `with store.writer():`")
+
+    # ---- roots
+
+    def add_root(self, root: Path) -> Path:
+        """Add a folder (or a single file) to the knowledge base; nothing is indexed yet.
+
+        A path inside an existing root adds nothing (it is already covered); a folder that
+        contains existing roots takes over their files.
+
+        Returns:
+            The root that covers ``root`` (``root`` itself unless it was already covered).
+
+        Raises:
+            ConfigError: The path does not exist.
+        """
+        root = _norm(root)
+        if not root.exists():
+            raise ConfigError(f"No such folder or file: {root}")
+        covering = self.root_for(root)
+        if covering is not None:
+            return covering
+        with self._txn() as conn:
+            cur = conn.execute(
+                "INSERT INTO roots(path, added_at) VALUES (?, ?)", (str(root), _now())
+            )
+            new_id = cur.lastrowid
+            children = [
+                (int(r["id"]), Path(r["path"]))
+                for r in conn.execute("SELECT id, path FROM roots WHERE id != ?", (new_id,))
+                if _is_under(Path(r["path"]), root)
+            ]
+            moved: list[str] = []
+            for child_id, _ in children:
+                moved += [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT c.id FROM chunks c JOIN files f ON f.id = c.file_id "
+                        "WHERE f.root_id = ?",
+                        (child_id,),
+                    )
+                ]
+                conn.execute("UPDATE files SET root_id = ? WHERE root_id = ?", (new_id, child_id))
+                conn.execute("DELETE FROM roots WHERE id = ?", (child_id,))
+            if children:
+                self._bump(conn)
+        if moved:
+            # Chroma metadata names the root (used by server-side filters): keep it true.
+            with self.writer():
+                col = self._collection
+                for batch in _batched(moved, self.max_batch):
+                    col.update(ids=batch, metadatas=[{"root": str(root)}] * len(batch))
+                self._after_own_write()
+        return root
+
+    def root_for(self, path: Path) -> Path | None:
+        """The root that covers ``path`` (itself or an ancestor), if any."""
+        path = _norm(path)
+        for r in self._read().execute("SELECT path FROM roots"):
+            rp = Path(r[0])
+            if _is_under(path, rp):
+                return rp
+        return None
+
+    def remove_root(self, root: Path) -> int:
+        """Forget a root: its files and chunks leave SQLite and Chroma.
+
+        Returns:
+            The number of chunks removed.
+
+        Raises:
+            ConfigError: ``root`` is not a root.
+        """
+        root = _norm(root)
+        row = self._read().execute("SELECT id FROM roots WHERE path = ?", (str(root),)).fetchone()
+        if row is None:
+            raise ConfigError(f"Not in the knowledge base: {root}")
+        with self.writer():
+            paths = [
+                Path(r[0])
+                for r in self._read().execute(
+                    "SELECT path FROM files WHERE root_id = ?", (int(row[0]),)
+                )
+            ]
+            removed = self.delete_files(paths)
+            with self._txn() as conn:
+                conn.execute("DELETE FROM roots WHERE id = ?", (int(row[0]),))
+                self._bump(conn)
+            self._after_own_write()
+        return removed
+
+    def roots(self) -> list[RootStatus]:
+        """Every root with its counts and state."""
+        needs = self.needs_reindex
+        out: list[RootStatus] = []
+        rows = (
+            self._read()
+            .execute(
+                """
+            SELECT r.id, r.path, r.state, r.last_indexed,
+                   COALESCE(SUM(f.status = 'indexed'), 0) AS files,
+                   COALESCE(SUM(CASE WHEN f.status = 'indexed' THEN f.chunk_count END), 0)
+                       AS chunks,
+                   COALESCE(SUM(f.status IN ('skipped', 'error')), 0) AS skipped,
+                   COALESCE(SUM(f.status = 'pending'), 0) AS pending
+            FROM roots r LEFT JOIN files f ON f.root_id = r.id
+            GROUP BY r.id ORDER BY r.path
+            """
+            )
+            .fetchall()
+        )
+        for r in rows:
+            path = Path(r["path"])
+            state = str(r["state"])
+            if not path.exists():
+                status = "missing"
+            elif needs and r["chunks"]:
+                status = "needs-reindex"
+            elif state == "new":
+                status = "new"
+            elif r["pending"] or state == "incomplete":
+                status = "incomplete"
+            else:
+                status = "indexed"
+            last = r["last_indexed"]
+            out.append(
+                RootStatus(
+                    path=path,
+                    files=int(r["files"]),
+                    chunks=int(r["chunks"]),
+                    skipped=int(r["skipped"]),
+                    status=status,
+                    last_indexed=datetime.fromtimestamp(last, UTC) if last else None,
+                    pending=int(r["pending"]),
+                )
+            )
+        return out
+
+    def set_root_state(self, root: Path, state: str) -> None:
+        """Record the outcome of an indexing run over ``root`` (``indexed``/``incomplete``)."""
+        with self._txn() as conn:
+            conn.execute(
+                "UPDATE roots SET state = ?, last_indexed = ? WHERE path = ?",
+                (state, _now(), str(_norm(root))),
+            )
+
+    def skipped(self, root: Path | None = None) -> list[tuple[Path, str]]:
+        """Files skipped or failed, with the reason, optionally for one root."""
+        sql = "SELECT f.path, f.status, f.reason FROM files f"
+        args: tuple[Any, ...] = ()
+        if root is not None:
+            sql += " JOIN roots r ON r.id = f.root_id WHERE r.path = ? AND"
+            args = (str(_norm(root)),)
+        else:
+            sql += " WHERE"
+        sql += " f.status IN ('skipped', 'error') ORDER BY f.path"
+        return [
+            (Path(r["path"]), str(r["reason"] or r["status"]))
+            for r in self._read().execute(sql, args)
+        ]
+
+    # ---- files (manifest)
+
+    def files(self, under: Path | None = None) -> dict[Path, FileRecord]:
+        """Manifest rows, optionally only those at or below ``under``."""
+        sql = (
+            "SELECT f.id, f.path, r.path AS root, f.size, f.mtime_ns, f.sha256, f.kind, "
+            "f.status, f.reason, f.chunk_count FROM files f JOIN roots r ON r.id = f.root_id"
+        )
+        out: dict[Path, FileRecord] = {}
+        prefix = None
+        if under is not None:
+            under = _norm(under)
+            prefix = str(under)
+        for r in self._read().execute(sql):
+            p = Path(r["path"])
+            if prefix is not None and not _is_under(p, under):  # type: ignore[arg-type]
+                continue
+            out[p] = FileRecord(
+                id=int(r["id"]),
+                path=p,
+                root=Path(r["root"]),
+                size=int(r["size"]),
+                mtime_ns=int(r["mtime_ns"]),
+                sha256=r["sha256"],
+                kind=r["kind"],
+                status=str(r["status"]),
+                reason=r["reason"],
+                chunk_count=int(r["chunk_count"]),
+            )
+        return out
+
+    def _root_id(self, conn: sqlite3.Connection, root: Path) -> int:
+        row = conn.execute("SELECT id FROM roots WHERE path = ?", (str(root),)).fetchone()
+        if row is None:
+            raise ConfigError(f"Not in the knowledge base: {root}")
+        return int(row[0])
+
+    def touch_files(self, stats: Iterable[tuple[Path, int, int]]) -> None:
+        """Record a new size/mtime for files whose content hash did not change."""
+        self._require_writer()
+        with self._txn() as conn:
+            conn.executemany(
+                "UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?",
+                [(size, mtime, str(p)) for p, size, mtime in stats],
+            )
+
+    def mark_files(
+        self,
+        entries: Sequence[tuple[Path, Path, int, int, str | None, str | None, str, str | None]],
+    ) -> None:
+        """Record files that produce no chunks: skipped or failed (or empty but indexed).
+
+        Each entry is ``(path, root, size, mtime_ns, sha256, kind, status, reason)``; any
+        chunks the file had before are removed from both stores.
+        """
+        self._require_writer()
+        if not entries:
+            return
+        paths = [e[0] for e in entries]
+        self.delete_files(paths, keep_rows=True)
+        with self._txn() as conn:
+            for path, root, size, mtime, sha, kind, status, reason in entries:
+                self._upsert_file(conn, path, root, size, mtime, sha, kind, status, reason, 0)
+            self._bump(conn)
+        self._after_own_write()
+
+    def _upsert_file(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        root: Path,
+        size: int,
+        mtime: int,
+        sha: str | None,
+        kind: str | None,
+        status: str,
+        reason: str | None,
+        count: int,
+    ) -> int:
+        root_id = self._root_id(conn, root)
+        conn.execute(
+            """
+            INSERT INTO files(root_id, path, size, mtime_ns, sha256, kind, status, reason,
+                              chunk_count, indexed_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(path) DO UPDATE SET root_id = excluded.root_id, size = excluded.size,
+                mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256, kind = excluded.kind,
+                status = excluded.status, reason = excluded.reason,
+                chunk_count = excluded.chunk_count, indexed_at = excluded.indexed_at
+            """,
+            (root_id, str(path), size, mtime, sha, kind, status, reason, count, _now()),
+        )
+        return int(conn.execute("SELECT id FROM files WHERE path = ?", (str(path),)).fetchone()[0])
+
+    def write_files(self, writes: Sequence[FileWrite]) -> None:
+        """Replace the chunks of ``writes`` in both stores, crash-safely (module docstring)."""
+        self._require_writer()
+        if not writes:
+            return
+        for w in writes:
+            if len(w.vectors) != len(w.chunks):
+                raise ValueError(f"{len(w.chunks)} chunks but {len(w.vectors)} vectors: {w.path}")
+            w.ids = [chunk_id(w.path, c.index, c.text) for c in w.chunks]
+        # 1. files pending + new ids journalled (the old chunks stay searchable meanwhile).
+        with self._txn() as conn:
+            for w in writes:
+                old = conn.execute(
+                    "SELECT chunk_count FROM files WHERE path = ?", (str(w.path),)
+                ).fetchone()
+                self._upsert_file(
+                    conn,
+                    w.path,
+                    w.root,
+                    w.size,
+                    w.mtime_ns,
+                    None,
+                    w.kind,
+                    "pending",
+                    None,
+                    int(old[0]) if old else 0,
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO vector_journal(chunk_id) VALUES (?)",
+                    [(i,) for i in w.ids],
+                )
+        # 2. vectors.
+        ids: list[str] = []
+        vectors: list[Sequence[float]] = []
+        metas: list[dict[str, Any]] = []
+        docs: list[str] = []
+        for w in writes:
+            for cid, c, v in zip(w.ids, w.chunks, w.vectors, strict=True):
+                ids.append(cid)
+                vectors.append(v)
+                metas.append(_chunk_meta(w.path, w.root, w.kind, c))
+                docs.append(c.text)
+        self._upsert_vectors(ids, vectors, metas, docs)
+        # 3. one transaction: chunks swapped, files indexed, replaced ids journalled.
+        stale: list[str] = []
+        with self._txn() as conn:
+            for w in writes:
+                file_id = self._upsert_file(
+                    conn,
+                    w.path,
+                    w.root,
+                    w.size,
+                    w.mtime_ns,
+                    w.sha256,
+                    w.kind,
+                    "indexed",
+                    None,
+                    len(w.chunks),
+                )
+                new = set(w.ids)
+                old_ids = [
+                    r[0]
+                    for r in conn.execute("SELECT id FROM chunks WHERE file_id = ?", (file_id,))
+                ]
+                gone = [i for i in old_ids if i not in new]
+                stale += gone
+                conn.executemany(
+                    "INSERT OR IGNORE INTO vector_journal(chunk_id) VALUES (?)",
+                    [(i,) for i in gone],
+                )
+                conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
+                conn.executemany(
+                    "INSERT INTO chunks(id, file_id, idx, text, embed_text, heading, page, "
+                    "line_start, line_end, token_count) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            cid,
+                            file_id,
+                            c.index,
+                            c.text,
+                            c.embed_text if c.embed_text != c.text else None,
+                            HEADING_SEP.join(c.heading_path),
+                            c.page,
+                            c.line_start,
+                            c.line_end,
+                            c.token_count,
+                        )
+                        for cid, c in zip(w.ids, w.chunks, strict=True)
+                    ],
+                )
+                conn.executemany(
+                    "DELETE FROM vector_journal WHERE chunk_id = ?", [(i,) for i in w.ids]
+                )
+            self._bump(conn)
+        # 4. stale vectors.
+        self._delete_vectors(stale)
+        self._after_own_write()
+
+    def delete_files(self, paths: Sequence[Path], *, keep_rows: bool = False) -> int:
+        """Remove files' chunks from both stores (and their rows unless ``keep_rows``).
+
+        Returns:
+            Chunks removed.
+        """
+        self._require_writer()
+        if not paths:
+            return 0
+        ids: list[str] = []
+        with self._txn() as conn:
+            for p in paths:
+                row = conn.execute("SELECT id FROM files WHERE path = ?", (str(p),)).fetchone()
+                if row is None:
+                    continue
+                fid = int(row[0])
+                ids += [r[0] for r in conn.execute("SELECT id FROM chunks WHERE file_id=?", (fid,))]
+                conn.execute("DELETE FROM chunks WHERE file_id = ?", (fid,))
+                if keep_rows:
+                    conn.execute("UPDATE files SET chunk_count = 0 WHERE id = ?", (fid,))
+                else:
+                    conn.execute("DELETE FROM files WHERE id = ?", (fid,))
+            conn.executemany(
+                "INSERT OR IGNORE INTO vector_journal(chunk_id) VALUES (?)", [(i,) for i in ids]
+            )
+            self._bump(conn)
+        self._delete_vectors(ids)
+        self._after_own_write()
+        return len(ids)
+
+    def _upsert_vectors(
+        self,
+        ids: list[str],
+        vectors: Sequence[Sequence[float]],
+        metas: list[dict[str, Any]],
+        docs: list[str],
+    ) -> None:
+        step = self.max_batch
+        with self._chroma_lock:
+            for s in range(0, len(ids), step):
+                kwargs: dict[str, Any] = {
+                    "ids": ids[s : s + step],
+                    "embeddings": [list(v) for v in vectors[s : s + step]],
+                    "metadatas": metas[s : s + step],
+                }
+                if self.server is not None:
+                    # Teammates have no copy of our SQLite: the text must live on the server.
+                    kwargs["documents"] = docs[s : s + step]
+                self._collection.upsert(**kwargs)
+
+    def _delete_vectors(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        with self._chroma_lock:
+            for batch in _batched(ids, self.max_batch):
+                self._collection.delete(ids=batch)
+        with self._txn() as conn:
+            conn.executemany("DELETE FROM vector_journal WHERE chunk_id = ?", [(i,) for i in ids])
+
+    # ---- recovery and rebuild
+
+    def recover(self) -> int:
+        """Undo what an interrupted write left in Chroma (call under :meth:`writer`).
+
+        Returns:
+            The number of journalled ids that had to be deleted from Chroma.
+        """
+        self._require_writer()
+        rows = (
+            self._read()
+            .execute(
+                "SELECT j.chunk_id, c.id IS NOT NULL FROM vector_journal j "
+                "LEFT JOIN chunks c ON c.id = j.chunk_id"
+            )
+            .fetchall()
+        )
+        orphans = [r[0] for r in rows if not r[1]]
+        kept = [r[0] for r in rows if r[1]]
+        if orphans:
+            self._delete_vectors(orphans)
+        if kept:
+            with self._txn() as conn:
+                conn.executemany(
+                    "DELETE FROM vector_journal WHERE chunk_id = ?", [(i,) for i in kept]
+                )
+        if orphans:
+            log.info("removed %d vectors left by an interrupted index run", len(orphans))
+        return len(orphans)
+
+    def chunk_count(self) -> int:
+        """Chunks in SQLite."""
+        return int(self._read().execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def cached_chunk_count(self) -> int:
+        """:meth:`chunk_count`, recounted only after a write (counting 100k rows costs ms)."""
+        gen = self._generation()
+        cached = getattr(self, "_count_cache", None)
+        if cached is None or cached[0] != gen:
+            cached = (gen, self.chunk_count())
+            self._count_cache = cached
+        return int(cached[1])
+
+    @property
+    def needs_reindex(self) -> bool:
+        """Whether the vectors do not match SQLite's chunks for this embedding model
+        (the model changed, or the vector index was lost): :meth:`rebuild_vectors` fixes it."""
+        if self._meta("vector_model") == self.embedder.model_id:
+            return False
+        return self.chunk_count() > 0
+
+    def verify_vectors(self) -> bool:
+        """Compare vector and chunk counts (local mode); mark for rebuild when they differ.
+
+        Call under :meth:`writer` (no writes in flight). Returns whether they matched.
+        """
+        self._require_writer()
+        if self.server is not None:
+            return True
+        if self._meta("vector_model") != self.embedder.model_id:
+            if self.chunk_count() == 0:
+                self._adopt_empty_collection()
+                return True
+            return False
+        if self.vector_count() == self.chunk_count():
+            return True
+        log.warning("vector index out of step with the manifest: it will be rebuilt")
+        with self._txn() as conn:
+            self._set_meta(conn, "vector_model", "")
+        return False
+
+    def _adopt_empty_collection(self) -> None:
+        with self._chroma_lock:
+            if self.server is None and self._collection.count():
+                self._client.delete_collection(self.collection_name)
+                self._open_chroma()
+        with self._txn() as conn:
+            self._set_meta(conn, "vector_model", self.embedder.model_id)
+            self._bump(conn)
+        self._after_own_write()
+
+    def rebuild_vectors(
+        self,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+        batch: int = 256,
+    ) -> bool:
+        """Re-embed every chunk in SQLite into this model's collection (call under writer).
+
+        Used when the embedding model changed or the vector index was damaged. Locally the
+        collection is emptied first; on a shared server other people's vectors are kept.
+
+        Returns:
+            True when finished, False when cancelled (the store still needs a rebuild).
+        """
+        self._require_writer()
+        total = self.chunk_count()
+        with self._txn() as conn:
+            self._set_meta(conn, "vector_model", "")
+        if self.server is None:
+            with self._chroma_lock:
+                try:
+                    self._client.delete_collection(self.collection_name)
+                except Exception:  # not there: nothing to empty
+                    log.debug("no collection to delete", exc_info=True)
+                self._open_chroma()
+        done = 0
+        last = 0
+        while True:
+            if cancel is not None and cancel.is_set():
+                return False
+            rows = (
+                self._read()
+                .execute(
+                    "SELECT c.seq, c.id, c.idx, c.text, COALESCE(c.embed_text, c.text) AS et, "
+                    "c.heading, c.page, c.line_start, c.line_end, f.path, f.kind, r.path AS root "
+                    "FROM chunks c JOIN files f ON f.id = c.file_id "
+                    "JOIN roots r ON r.id = f.root_id WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
+                    (last, batch),
+                )
+                .fetchall()
+            )
+            if not rows:
+                break
+            vectors = self.embedder.embed([r["et"] for r in rows])
+            metas = [
+                _meta_dict(
+                    Path(r["path"]),
+                    Path(r["root"]),
+                    r["kind"],
+                    int(r["idx"]),
+                    r["heading"],
+                    r["page"],
+                    r["line_start"],
+                    r["line_end"],
+                )
+                for r in rows
+            ]
+            self._upsert_vectors([r["id"] for r in rows], vectors, metas, [r["text"] for r in rows])
+            last = int(rows[-1]["seq"])
+            done += len(rows)
+            if progress is not None:
+                progress(done, total)
+        with self._txn() as conn:
+            self._set_meta(conn, "vector_model", self.embedder.model_id)
+            self._bump(conn)
+        self._after_own_write()
+        return True
+
+    # ---- queries (used by retrieval)
+
+    def dense_query(
+        self, vector: Sequence[float], n: int, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, float, dict[str, Any] | None, str | None]]:
+        """Nearest chunks: ``(id, cosine similarity, metadata, document)`` best first.
+
+        Locally only ids and distances are fetched (the rest comes from SQLite, faster); from
+        a server the metadata and text come along (teammates' chunks are not in our SQLite).
+        """
+        with self._chroma_lock:
+            col = self._fresh_collection()
+        count = col.count() if self.server is not None else None
+        if count == 0:
+            return []
+        include = ["distances"]
+        if self.server is not None:
+            include += ["metadatas", "documents"]
+        res = col.query(
+            query_embeddings=[list(vector)], n_results=max(1, n), where=where, include=include
+        )
+        ids = res["ids"][0]
+        dists = res["distances"][0]
+        metas = (res.get("metadatas") or [None])[0] or [None] * len(ids)
+        docs = (res.get("documents") or [None])[0] or [None] * len(ids)
+        return [
+            (i, 1.0 - float(d), m, doc)
+            for i, d, m, doc in zip(ids, dists, metas, docs, strict=True)
+        ]
+
+    def keyword_query(self, match: str, n: int) -> list[tuple[str, float]]:
+        """FTS5 ``match`` (already sanitised): ``(id, bm25 score)`` best first, higher better."""
+        rows = (
+            self._read()
+            .execute(
+                "SELECT c.id, -m.s FROM (SELECT rowid AS r, bm25(chunks_fts, 1.0, 0.4) AS s "
+                "FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?) m "
+                "JOIN chunks c ON c.seq = m.r ORDER BY m.s",
+                (match, n),
+            )
+            .fetchall()
+        )
+        return [(str(r[0]), float(r[1])) for r in rows]
+
+    def term_frequencies(self, words: Sequence[str]) -> list[int]:
+        """For each word, how many chunks contain it (after FTS5's own stemming).
+
+        A word that tokenizes into several terms (``snake_case``) gets the largest count.
+        """
+        if not words:
+            return []
+        conn = self._read()
+        if not getattr(self._local, "qtok", False):
+            # A per-connection scratch table tokenizes words exactly as chunks_fts does.
+            conn.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.parley_qtok USING fts5(t, "
+                "tokenize='porter unicode61 remove_diacritics 2')"
+            )
+            conn.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.parley_qvocab "
+                "USING fts5vocab(temp, parley_qtok, instance)"
+            )
+            self._local.qtok = True
+        conn.execute("DELETE FROM temp.parley_qtok")
+        conn.executemany(
+            "INSERT INTO temp.parley_qtok(rowid, t) VALUES (?, ?)", list(enumerate(words))
+        )
+        stems: dict[int, set[str]] = {}
+        for term, doc in conn.execute("SELECT term, doc FROM temp.parley_qvocab"):
+            stems.setdefault(int(doc), set()).add(str(term))
+        every = sorted({t for ts in stems.values() for t in ts})
+        df: dict[str, int] = {}
+        if every:
+            marks = ",".join("?" * len(every))
+            for term, doc in conn.execute(
+                f"SELECT term, doc FROM chunks_vocab WHERE term IN ({marks})", every
+            ):
+                df[str(term)] = int(doc)
+        return [max((df.get(t, 0) for t in stems.get(i, ())), default=0) for i in range(len(words))]
+
+    def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
+        """Stored chunks (with file facts) for ``ids``; unknown ids are left out."""
+        out: dict[str, ChunkRow] = {}
+        conn = self._read()
+        for batch in _batched(list(ids), 500):
+            marks = ",".join("?" * len(batch))
+            for r in conn.execute(
+                "SELECT c.id, c.idx, c.text, c.heading, c.page, c.line_start, c.line_end, "
+                "f.path, f.kind, r.path AS root FROM chunks c JOIN files f ON f.id = c.file_id "
+                f"JOIN roots r ON r.id = f.root_id WHERE c.id IN ({marks})",
+                batch,
+            ):
+                out[r["id"]] = ChunkRow(
+                    id=r["id"],
+                    path=Path(r["path"]),
+                    root=Path(r["root"]),
+                    kind=r["kind"],
+                    index=int(r["idx"]),
+                    text=r["text"],
+                    heading=r["heading"],
+                    page=r["page"],
+                    line_start=r["line_start"],
+                    line_end=r["line_end"],
+                )
+        return out
+
+    def close(self) -> None:
+        """Close the databases and the Chroma client (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._conns_lock:
+            for conn in self._conns:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._conns.clear()
+        with self._chroma_lock:
+            if self._client is not None:
+                _close_client(self._client)
+            self._client = self._collection = None
+
+    def __enter__(self) -> KnowledgeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _close_client(client: Any) -> None:
+    """Close a Chroma client; for an HTTP client also its connection pool once unused."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    sessions = []
+    for c in (client, getattr(client, "_admin_client", None)):
+        # chromadb's close() stops the System but leaves the httpx pool open (unclosed
+        # sockets at exit); close it only if no other client still shares that System.
+        sess = getattr(getattr(c, "_server", None), "_session", None)
+        ident = getattr(c, "_identifier", None)
+        if sess is not None and ident is not None:
+            sessions.append((ident, sess))
+    try:
+        client.close()
+    except Exception:  # closing is best effort
+        log.debug("closing the Chroma client failed", exc_info=True)
+    for ident, sess in sessions:
+        if ident not in SharedSystemClient._identifier_to_system:
+            try:
+                sess.close()
+            except Exception:
+                log.debug("closing the Chroma HTTP session failed", exc_info=True)
+
+
+def _chunk_meta(path: Path, root: Path, kind: str, c: ChunkLike) -> dict[str, Any]:
+    return _meta_dict(
+        path,
+        root,
+        kind,
+        c.index,
+        HEADING_SEP.join(c.heading_path),
+        c.page,
+        c.line_start,
+        c.line_end,
+    )
+
+
+def _meta_dict(
+    path: Path,
+    root: Path,
+    kind: str | None,
+    index: int,
+    heading: str,
+    page: int | None,
+    line_start: int | None,
+    line_end: int | None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"path": str(path), "root": str(root), "idx": index}
+    # Chroma metadata values may not be None: leave absent facts out.
+    for key, value in (
+        ("kind", kind),
+        ("heading", heading or None),
+        ("page", page),
+        ("line_start", line_start),
+        ("line_end", line_end),
+    ):
+        if value is not None:
+            meta[key] = value
+    return meta
+
+
+def _norm(p: Path) -> Path:
+    return Path(p).expanduser().resolve()
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _batched(items: list[str], n: int) -> Iterator[list[str]]:
+    for s in range(0, len(items), n):
+        yield items[s : s + n]

@@ -1,0 +1,152 @@
+"""Fixtures for the knowledge store tests: real SQLite, real Chroma, the real MiniLM model."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from parley.core.knowledge.embeddings import LocalEmbedder, local_embedder, model_files_complete
+from parley.core.knowledge.store import KnowledgeStore
+from parley.core.paths import Paths, default_paths
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Same fields as ``chunking.Chunk`` (the store only reads these)."""
+
+    index: int
+    text: str
+    embed_text: str
+    heading_path: tuple[str, ...] = ()
+    page: int | None = None
+    line_start: int | None = None
+    line_end: int | None = None
+    token_count: int = 0
+
+
+def make_chunks(texts: list[str], heading: tuple[str, ...] = ("Doc",)) -> list[Chunk]:
+    """Chunks with line ranges 10 lines apart, embed_text prefixed by the heading."""
+    return [
+        Chunk(
+            index=i,
+            text=t,
+            embed_text=" > ".join(heading) + ": " + t,
+            heading_path=heading,
+            line_start=i * 10 + 1,
+            line_end=i * 10 + 10,
+            token_count=len(t.split()),
+        )
+        for i, t in enumerate(texts)
+    ]
+
+
+@pytest.fixture
+def paths(parley_home: Path) -> Paths:
+    p = default_paths()
+    p.ensure()
+    if p.assets_dir is None or not model_files_complete(
+        p.assets_dir / "models" / "all-MiniLM-L6-v2" / "onnx"
+    ):
+        pytest.skip("the MiniLM model is not in PARLEY_ASSETS (see shared/assets/README.md)")
+    return p
+
+
+@pytest.fixture
+def embedder(paths: Paths) -> LocalEmbedder:
+    return local_embedder(paths)
+
+
+@pytest.fixture
+def store(paths: Paths, embedder: LocalEmbedder) -> Iterator[KnowledgeStore]:
+    s = KnowledgeStore(paths, embedder)
+    yield s
+    s.close()
+
+
+# ---------------------------------------------------------------- fake OpenAI embeddings
+
+
+@dataclass
+class FakeOpenAI:
+    """POST /v1/embeddings on 127.0.0.1, scripted: queue statuses to return before 200s."""
+
+    url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    script: list[tuple[int, dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    shuffle: bool = False
+    dim: int = 8
+
+
+def _vector(text: str, dim: int) -> list[float]:
+    # Deterministic and text-dependent, unit length: enough for ranking to mean something.
+    import hashlib
+    import math
+
+    vals = [b / 255.0 - 0.5 for b in hashlib.sha256(text.encode()).digest()[:dim]]
+    norm = math.sqrt(sum(v * v for v in vals)) or 1.0
+    return [v / norm for v in vals]
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    state = FakeOpenAI()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", 0))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            state.requests.append(body)
+            state.headers.append({k.lower(): v for k, v in self.headers.items()})
+            if self.path != "/v1/embeddings":
+                self._send(404, {}, {"error": {"message": "not found"}})
+                return
+            if state.script:
+                status, headers, payload = state.script.pop(0)
+                self._send(status, headers, payload)
+                return
+            inputs = body["input"]
+            data = [
+                {"object": "embedding", "index": i, "embedding": _vector(t, state.dim)}
+                for i, t in enumerate(inputs)
+            ]
+            if state.shuffle:
+                data.reverse()
+            self._send(
+                200,
+                {},
+                {
+                    "object": "list",
+                    "data": data,
+                    "model": body["model"],
+                    "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                },
+            )
+
+        def _send(self, status: int, headers: dict[str, str], payload: dict[str, Any]) -> None:
+            raw = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(raw)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,182 @@
+"""Embedders: the local MiniLM session (offline assets) and OpenAI against a loopback fake."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from parley.core.errors import AuthError, ProviderDown, QuotaExhausted
+from parley.core.knowledge.embeddings import (
+    MODEL_FILES,
+    Embedder,
+    EmbeddingModelUnavailable,
+    LocalEmbedder,
+    OpenAIEmbedder,
+    local_embedder,
+    local_model_dir,
+)
+from parley.core.paths import Paths
+
+from .conftest import FakeOpenAI
+
+
+def _cos(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+def test_local_vectors_are_unit_length_and_mean_something(embedder: LocalEmbedder) -> None:
+    assert isinstance(embedder, Embedder)
+    assert embedder.model_id == "all-MiniLM-L6-v2"
+    v = embedder.embed(
+        [
+            "How do I install the package?",
+            "Installation: run pip install to set the package up.",
+            "Bananas are a good source of potassium.",
+        ]
+    )
+    assert len(v) == 3 and all(len(x) == 384 for x in v)
+    assert all(abs(math.sqrt(sum(t * t for t in x)) - 1.0) < 1e-4 for x in v)
+    assert _cos(v[0], v[1]) > _cos(v[0], v[2]) + 0.2
+    assert embedder.embed([]) == []
+
+
+def test_same_vectors_as_chromas_own_function(paths: Paths, embedder: LocalEmbedder) -> None:
+    # Padding to the batch's longest text (not 256) must not change the vectors.
+    from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
+
+    texts = ["short", "a somewhat longer sentence about indexing folders " * 3, "x " * 400]
+    ref = ONNXMiniLM_L6_V2(preferred_providers=["CPUExecutionProvider"])
+    ref.DOWNLOAD_PATH = local_model_dir(paths)  # instance attribute, as Parley does
+    expected = [list(map(float, e)) for e in ref(texts)]
+    got = embedder.embed(texts)
+    for a, b in zip(expected, got, strict=True):
+        assert _cos(a, b) > 0.99999
+
+
+def test_one_session_per_process_with_explicit_threads(paths: Paths) -> None:
+    a = local_embedder(paths, threads=1)
+    assert local_embedder(paths, threads=1) is a
+    a.embed(["warm up"])
+    session = a._fn.model
+    a.embed(["again", "and again"])
+    assert a._fn.model is session
+    assert session.get_session_options().intra_op_num_threads == 1
+    assert local_embedder(paths, threads=2) is not a
+
+
+def test_model_found_in_data_dir_when_no_assets(paths: Paths, tmp_path: Path) -> None:
+    assert paths.assets_dir is not None
+    src = paths.assets_dir / "models" / "all-MiniLM-L6-v2" / "onnx"
+    no_assets = Paths(paths.config_dir, paths.data_dir, paths.cache_dir, paths.log_dir, None)
+    target = no_assets.models_dir / "all-MiniLM-L6-v2" / "onnx"
+    target.mkdir(parents=True)
+    for name in MODEL_FILES:
+        (target / name).symlink_to(src / name)
+    assert local_model_dir(no_assets) == target.parent
+    emb = LocalEmbedder(local_model_dir(no_assets), threads=1)
+    assert emb.ready
+    assert len(emb.embed(["hello"])[0]) == 384
+
+
+def test_missing_model_offline_fails_cleanly(paths: Paths) -> None:
+    # No assets, nothing in the data dir: Chroma tries to download (the test network guard
+    # refuses it) and we must raise a clear error and leave no empty onnx/ folder behind.
+    no_assets = Paths(paths.config_dir, paths.data_dir, paths.cache_dir, paths.log_dir, None)
+    emb = LocalEmbedder(local_model_dir(no_assets), threads=1)
+    assert not emb.ready
+    progress: list[tuple[int, int]] = []
+    with pytest.raises(EmbeddingModelUnavailable) as info:
+        emb.ensure_ready(lambda done, total: progress.append((done, total)))
+    assert "could not be downloaded" in info.value.user_message
+    assert not (no_assets.models_dir / "all-MiniLM-L6-v2" / "onnx").exists()
+
+
+def test_incomplete_model_folder_is_not_used(paths: Paths) -> None:
+    assert paths.assets_dir is not None
+    partial = paths.data_dir / "partial-assets"
+    shutil.copytree(
+        paths.assets_dir / "models" / "all-MiniLM-L6-v2",
+        partial / "models" / "all-MiniLM-L6-v2",
+        ignore=shutil.ignore_patterns("vocab.txt", "model.onnx"),
+    )
+    p = Paths(paths.config_dir, paths.data_dir, paths.cache_dir, paths.log_dir, partial)
+    assert local_model_dir(p) == p.models_dir / "all-MiniLM-L6-v2"
+
+
+# ---------------------------------------------------------------- OpenAI
+
+
+def test_openai_embeds_in_order_with_the_key(fake_openai: FakeOpenAI) -> None:
+    fake_openai.shuffle = True
+    emb = OpenAIEmbedder("sk-test-123", base_url=fake_openai.url)
+    assert emb.model_id == "openai:text-embedding-3-small"
+    out = emb.embed(["alpha", "beta", ""])
+    assert len(out) == 3
+    # The fake answers in reverse order; the embedder must put vectors back by index.
+    again = emb.embed(["beta"])
+    assert out[1] == again[0]
+    assert fake_openai.headers[0]["authorization"] == "Bearer sk-test-123"
+    assert fake_openai.requests[0]["model"] == "text-embedding-3-small"
+    assert fake_openai.requests[0]["input"][2] == " "  # the API rejects empty strings
+
+
+def test_openai_batches_large_inputs(fake_openai: FakeOpenAI) -> None:
+    emb = OpenAIEmbedder("k", base_url=fake_openai.url)
+    out = emb.embed([f"text {i}" for i in range(1100)])
+    assert len(out) == 1100
+    assert [len(r["input"]) for r in fake_openai.requests] == [512, 512, 76]
+
+
+def test_openai_retries_429_then_succeeds(fake_openai: FakeOpenAI) -> None:
+    err = {"error": {"message": "slow down", "type": "rate_limit", "code": "rate_limit"}}
+    fake_openai.script = [(429, {"retry-after": "0"}, err), (503, {"retry-after": "0"}, err)]
+    emb = OpenAIEmbedder("k", base_url=fake_openai.url, retries=3)
+    assert len(emb.embed(["x"])) == 1
+    assert len(fake_openai.requests) == 3  # no SDK-internal retries on top of ours
+
+
+def test_openai_gives_up_after_bounded_retries(fake_openai: FakeOpenAI) -> None:
+    err = {"error": {"message": "down"}}
+    fake_openai.script = [(500, {"retry-after": "0"}, err)] * 5
+    emb = OpenAIEmbedder("k", base_url=fake_openai.url, retries=2)
+    with pytest.raises(ProviderDown):
+        emb.embed(["x"])
+    assert len(fake_openai.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (401, {"error": {"message": "bad key"}}, AuthError),
+        (429, {"error": {"message": "no money", "code": "insufficient_quota"}}, QuotaExhausted),
+    ],
+)
+def test_openai_errors_are_typed_and_not_retried(
+    fake_openai: FakeOpenAI, status: int, body: dict[str, object], error: type[Exception]
+) -> None:
+    fake_openai.script = [(status, {}, body)] * 3
+    emb = OpenAIEmbedder("k", base_url=fake_openai.url, retries=2)
+    with pytest.raises(error):
+        emb.embed(["x"])
+    assert len(fake_openai.requests) == 1
+
+
+def test_embedder_from_setting(paths: Paths, fake_openai: FakeOpenAI) -> None:
+    from parley.core.errors import ConfigError
+    from parley.core.knowledge.indexer import EmbedderConfig, make_embedder
+
+    assert make_embedder(paths, EmbedderConfig.from_setting("all-MiniLM-L6-v2")) is (
+        local_embedder(paths)
+    )
+    cfg = EmbedderConfig.from_setting(
+        "openai:text-embedding-3-small", "k", base_url=fake_openai.url
+    )
+    emb = make_embedder(paths, cfg)
+    assert emb.model_id == "openai:text-embedding-3-small" and len(emb.embed(["a"])) == 1
+    with pytest.raises(ConfigError):
+        make_embedder(paths, EmbedderConfig.from_setting("openai:text-embedding-3-small"))
+    with pytest.raises(ConfigError):
+        EmbedderConfig.from_setting("word2vec")

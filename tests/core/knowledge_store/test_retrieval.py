@@ -1,0 +1,191 @@
+"""Hybrid retrieval over a real store: RRF, safe FTS5 queries, filters, de-duplication."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from parley.core.errors import ConfigError
+from parley.core.knowledge.retrieval import Retriever, fts_query
+from parley.core.knowledge.store import FileWrite, KnowledgeStore
+
+from .conftest import Chunk, make_chunks
+
+
+def _put(
+    store: KnowledgeStore, root: Path, rel: str, chunks: list[Chunk], kind: str = "text"
+) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("x")
+    vecs = store.embedder.embed([c.embed_text for c in chunks])
+    with store.writer():
+        store.write_files([FileWrite(path, root, 1, 1, "h" + rel, kind, chunks, vecs)])
+    return path
+
+
+@pytest.fixture
+def corpus(store: KnowledgeStore, tmp_path: Path) -> Path:
+    root = tmp_path / "kb"
+    root.mkdir()
+    store.add_root(root)
+    _put(
+        store,
+        root,
+        "guide/install.md",
+        make_chunks(
+            [
+                "Setting up the application: create a virtual environment and pip install it.",
+                "Updating to a newer release works the same way with the upgrade flag.",
+            ],
+            ("Guide", "Install"),
+        ),
+        kind="markdown",
+    )
+    _put(
+        store,
+        root,
+        "guide/keys.md",
+        make_chunks(
+            [
+                "Secrets such as API keys live in the operating system keyring.",
+            ],
+            ("Guide", "Keys"),
+        ),
+        kind="markdown",
+    )
+    _put(
+        store,
+        root,
+        "notes/errors.txt",
+        make_chunks(
+            [
+                "Error code XK-4471 means the quota of the account is used up.",
+                "Fruit facts: bananas contain potassium, apples contain fibre.",
+            ]
+        ),
+    )
+    return root
+
+
+def test_hybrid_finds_by_meaning_and_by_rare_keyword(store: KnowledgeStore, corpus: Path) -> None:
+    r = Retriever(store)
+    hit = r.search("how do I get the app onto my computer?", k=1)[0]
+    assert hit.path == corpus / "guide/install.md"
+    assert hit.heading == "Guide > Install"
+    assert (hit.line_start, hit.line_end) == (1, 10)
+    assert hit.dense_score is not None and hit.root == corpus
+    code = r.search("what is XK-4471", k=3)
+    assert code[0].path == corpus / "notes/errors.txt" and code[0].keyword_score is not None
+
+
+def test_rrf_puts_agreement_first(store: KnowledgeStore, corpus: Path) -> None:
+    hits = Retriever(store).search("keyring api keys", k=3)
+    top = hits[0]
+    assert top.path.name == "keys.md"
+    assert top.dense_score is not None and top.keyword_score is not None
+    assert top.score == pytest.approx(2 / 61)  # first in both lists
+    assert all(h.score <= top.score for h in hits)
+
+
+def test_modes(store: KnowledgeStore, corpus: Path) -> None:
+    r = Retriever(store)
+    dense = r.search("fruit with potassium", k=2, mode="dense")
+    assert all(h.keyword_score is None and h.dense_score is not None for h in dense)
+    kw = r.search("fruit with potassium", k=2, mode="keyword")
+    assert all(h.dense_score is None and h.keyword_score is not None for h in kw)
+    assert kw[0].text.startswith("Fruit facts")
+    with pytest.raises(ConfigError):
+        r.search("x", mode="fuzzy")
+    with pytest.raises(ConfigError):
+        r.search("x", k=0)
+    assert r.search("   ") == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        '""',
+        "*",
+        "bananas*",
+        "NEAR(bananas apples)",
+        "text:bananas",
+        "heading:Guide",
+        "AND OR NOT",
+        "-bananas",
+        "^bananas",
+        "(bananas",
+        "bananas)",
+        "'; DROP TABLE chunks; --",
+        'col:x AND "unterminated',
+        "{bananas}",
+        "bananas + apples",
+        "\x00\x01",
+        "ünïcödé",
+        "a" * 5000,
+        " ".join(["bananas"] * 500),
+    ],
+)
+def test_hostile_queries_never_break_fts(store: KnowledgeStore, corpus: Path, query: str) -> None:
+    hits = Retriever(store).search(query, k=3, mode="keyword")
+    if "bananas" in query:
+        assert hits and "bananas" in hits[0].text
+    # The raw sanitised expression is accepted by FTS5 itself.
+    match = fts_query(query)
+    if match is not None:
+        db = sqlite3.connect(":memory:")
+        db.execute("CREATE VIRTUAL TABLE t USING fts5(a)")
+        db.execute("SELECT * FROM t WHERE t MATCH ?", (match,)).fetchall()
+        db.close()
+
+
+def test_fts_query_shape() -> None:
+    assert fts_query('say "NEAR" col:x*') == '"say" OR "near" OR "col" OR "x"'
+    assert fts_query("what is the") == '"what" OR "is" OR "the"'  # only stopwords: kept
+    assert fts_query("how do I install it") == '"install"'
+    assert fts_query("?!*") is None
+    assert fts_query("snake_case_name") == '"snake case name"'
+
+
+def test_filters_by_folder_and_kind(store: KnowledgeStore, corpus: Path) -> None:
+    r = Retriever(store)
+    hits = r.search("keys", k=5, folders=[corpus / "notes"])
+    assert hits and all(h.path.parent == corpus / "notes" for h in hits)
+    hits = r.search("install", k=5, kinds=["markdown"])
+    assert hits and all(h.kind == "markdown" for h in hits)
+    assert r.search("install", k=5, kinds=["pdf"]) == []
+    assert r.search("install", k=5, folders=[corpus.parent / "elsewhere"]) == []
+
+
+def test_identical_texts_are_returned_once(store: KnowledgeStore, corpus: Path) -> None:
+    same = make_chunks(
+        ["Secrets such as API keys live in the operating system keyring."], ("Guide", "Keys")
+    )
+    _put(store, corpus, "copy/keys.md", same, kind="markdown")
+    hits = Retriever(store).search("where are api keys stored", k=3)
+    texts = [h.text for h in hits]
+    assert len(texts) == len(set(texts))
+
+
+def test_adjacent_overlapping_chunks_are_merged(store: KnowledgeStore, corpus: Path) -> None:
+    a = "The telescope mirror is ground from borosilicate glass. It is polished for weeks."
+    b = "It is polished for weeks. Then an aluminium coating is vapour deposited on it."
+    chunks = [
+        Chunk(0, a, a, ("Mirror",), None, 1, 5, 10),
+        Chunk(1, b, b, ("Mirror",), None, 4, 9, 10),
+    ]
+    path = _put(store, corpus, "astro/mirror.txt", chunks)
+    hits = Retriever(store).search("telescope mirror glass polished aluminium coating", k=3)
+    mine = [h for h in hits if h.path == path]
+    assert len(mine) == 1
+    assert mine[0].text == a + " Then an aluminium coating is vapour deposited on it."
+    assert (mine[0].line_start, mine[0].line_end) == (1, 9)
+
+
+def test_adjacent_chunks_without_overlap_stay_separate(store: KnowledgeStore, corpus: Path) -> None:
+    hits = Retriever(store).search("install release upgrade virtual environment", k=3)
+    install = [h for h in hits if h.path.name == "install.md"]
+    assert len(install) == 2
