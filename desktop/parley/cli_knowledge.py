@@ -61,11 +61,38 @@ def _fail(message: str) -> int:
 
 
 def _open_store(paths: Paths) -> Any:
-    from parley.core.knowledge.embeddings import local_embedder
-    from parley.core.knowledge.store import KnowledgeStore
+    """The store the settings describe (embedding model, embedded or Chroma server)."""
+    from parley.core.knowledge.grounding import open_store
+    from parley.core.secrets import KeyringSecretStore, Secrets
+    from parley.core.settings import load_settings
 
-    paths.ensure()
-    return KnowledgeStore(paths, local_embedder(paths))
+    return open_store(paths, load_settings(paths.settings_file), Secrets(KeyringSecretStore()))
+
+
+def _remember_folders(
+    paths: Paths, *, add: list[Path] | None = None, remove: Path | None = None
+) -> None:
+    """Keep ``settings.knowledge.folders`` (the folders added to Parley) in step.
+
+    Those folders also confine the file tools, so indexing a folder from the command line
+    makes it readable by ``parley ask --tools`` too, as it would be from the window.
+    """
+    from parley.core.settings import SettingsStore
+
+    store = SettingsStore(paths.settings_file)
+    s = store.current
+    folders = list(s.knowledge.folders)
+    for p in add or []:
+        folder = str(p.expanduser().resolve())
+        if Path(folder).is_dir() and folder not in folders:
+            folders.append(folder)
+    if remove is not None:
+        gone = str(remove.expanduser().resolve())
+        folders = [f for f in folders if f != gone]
+    if folders != s.knowledge.folders:
+        store.update(
+            s.model_copy(update={"knowledge": s.knowledge.model_copy(update={"folders": folders})})
+        )
 
 
 def run_index(args: argparse.Namespace, paths: Paths) -> int:
@@ -82,12 +109,16 @@ def run_index(args: argparse.Namespace, paths: Paths) -> int:
             return _status(store, as_json=args.json)
         if args.remove is not None:
             removed = store.remove_root(args.remove)
+            _remember_folders(paths, remove=args.remove)
             if args.json:
                 print(json.dumps({"removed": str(args.remove.resolve()), "chunks": removed}))
             else:
                 print(f"Removed {args.remove} ({removed} chunks).", file=sys.stderr)
             return 0
-        return _index(store, args.paths, as_json=args.json, wait=not args.no_wait)
+        code = _index(store, args.paths, as_json=args.json, wait=not args.no_wait)
+        if code == 0:
+            _remember_folders(paths, add=list(args.paths))
+        return code
     except ParleyError as exc:
         return _fail(exc.user_message)
     except KeyboardInterrupt:
