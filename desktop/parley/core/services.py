@@ -240,15 +240,29 @@ class Services:
         self.conversations.close()
 
 
-def tool_registry_for(options: TurnOptions, grounder: Grounder | None = None) -> ToolRegistry:
-    """The tools offered in a turn: calculator, file tools for the allowed folders, knowledge."""
+def tool_registry_for(
+    options: TurnOptions, grounder: Grounder | None = None, extras: dict[str, Any] | None = None
+) -> ToolRegistry:
+    """The tools offered in a turn: calculator, file tools for the allowed folders, knowledge.
+
+    PDF/DOCX/HTML files are parsed by one long-lived isolated loader (a worker process with a
+    time and memory limit), kept in ``extras`` so it is started once and closed on shutdown.
+    """
     from parley.core.tools import default_registry
     from parley.core.tools.files import FolderPolicy
 
     folders = [Path(f).expanduser() for f in options.folders]
     policy = FolderPolicy([f for f in folders if f.is_dir()])
     search = getattr(grounder, "search_for_tool", None) if grounder is not None else None
-    return default_registry(policy, knowledge_search=search)
+    load_document = None
+    if extras is not None:
+        loader = extras.get("loader")
+        if loader is None:
+            from parley.core.knowledge.loaders import IsolatedLoader
+
+            loader = extras["loader"] = IsolatedLoader()
+        load_document = loader.load
+    return default_registry(policy, knowledge_search=search, load_document=load_document)
 
 
 def build_services(
@@ -284,7 +298,7 @@ def build_services(
             return Agent(None)
         t = store.current.tools
         return Agent(
-            tool_registry_for(options, extras.get("grounder")),
+            tool_registry_for(options, extras.get("grounder"), extras),
             step_cap=t.step_cap,
             max_tool_output_tokens=t.max_output_tokens,
         )
