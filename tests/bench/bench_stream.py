@@ -26,6 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.fakes.script import Text  # noqa: E402
+from tests.fakes.server import FakeLLMServer  # noqa: E402
+
 from parley.core.paths import default_paths  # noqa: E402
 from parley.core.providers.base import ChatRequest, Message, StreamResult  # noqa: E402
 from parley.core.providers.openai import OpenAIProvider  # noqa: E402
@@ -33,8 +36,6 @@ from parley.core.providers.resilient import ResilientProvider  # noqa: E402
 from parley.core.secrets import MemorySecretStore, Secrets  # noqa: E402
 from parley.core.services import build_services  # noqa: E402
 from parley.core.settings import ProviderSettings, Settings  # noqa: E402
-from tests.fakes.script import Text  # noqa: E402
-from tests.fakes.server import FakeLLMServer  # noqa: E402
 
 TOKENS = 5000
 ANSWER = ("lorem ipsum dolor sit amet " * 800)[: TOKENS * 4]  # ~4 chars per token
@@ -44,8 +45,9 @@ def version_ms(reps: int) -> float:
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "parley", "--version"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "parley", "--version"], check=True, capture_output=True
+        )
         times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
 
@@ -54,7 +56,9 @@ async def raw_sdk(srv: FakeLLMServer, client: object) -> float:
     srv.enqueue(Text(ANSWER, chunk_chars=4))
     t0 = time.perf_counter()
     stream = await client.chat.completions.create(  # type: ignore[attr-defined]
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "go"}], stream=True,
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "go"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     n = 0

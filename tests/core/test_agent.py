@@ -54,7 +54,9 @@ def make_services(srv: Any, kind: str, step_cap: int = 10) -> Services:
     return build_services(default_paths(), settings, secrets)
 
 
-async def ask(svc: Services, kind: str, question: str, folder: Path) -> tuple[TurnFinished, list[Any]]:
+async def ask(
+    svc: Services, kind: str, question: str, folder: Path
+) -> tuple[TurnFinished, list[Any]]:
     opts = svc.turn_options(provider=kind, use_tools=True, folders=(str(folder),))
     events = [ev async for ev in svc.chat.send(question, opts)]
     await svc.providers.aclose()
@@ -66,8 +68,13 @@ def tool_results(srv: Any, kind: str, request_index: int = -1) -> list[dict[str,
     msgs = srv.requests[request_index].json["messages"]
     if kind == "openai":
         return [m for m in msgs if m["role"] == "tool"]
-    return [b for m in msgs if m["role"] == "user" and isinstance(m["content"], list)
-            for b in m["content"] if b.get("type") == "tool_result"]
+    return [
+        b
+        for m in msgs
+        if m["role"] == "user" and isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
 
 
 def content_of(result: dict[str, Any]) -> str:
@@ -105,10 +112,12 @@ async def test_single_calculator_call(kind: str, fake_llm: Any, folder: Path) ->
 @pytest.mark.parametrize("kind", KINDS)
 async def test_two_parallel_calls_in_one_round(kind: str, fake_llm: Any, folder: Path) -> None:
     fake_llm.enqueue(
-        ToolCalls([
-            Call("read_file", '{"path": "invoices/a.txt"}'),
-            Call("read_file", '{"path": "invoices/b.txt"}'),
-        ]),
+        ToolCalls(
+            [
+                Call("read_file", '{"path": "invoices/a.txt"}'),
+                Call("read_file", '{"path": "invoices/b.txt"}'),
+            ]
+        ),
         Text("Total: 200.00"),
     )
     svc = make_services(fake_llm, kind)
@@ -167,15 +176,16 @@ async def test_unknown_tool_is_an_error_result(kind: str, fake_llm: Any, folder:
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_step_cap(kind: str, fake_llm: Any, folder: Path) -> None:
-    fake_llm.enqueue(*[
-        ToolCalls([Call("calculator", json.dumps({"expression": f"{i}+1"}))]) for i in range(5)
-    ])
+    fake_llm.enqueue(
+        *[ToolCalls([Call("calculator", json.dumps({"expression": f"{i}+1"}))]) for i in range(5)]
+    )
     svc = make_services(fake_llm, kind, step_cap=3)
     fin, events = await ask(svc, kind, "count forever", folder)
     stopped = [e for e in events if isinstance(e, AgentStopped)]
     assert stopped and stopped[0].reason == "step_cap"
-    assert fin.status == "partial" and "step limit" in (svc.conversations.message(
-        fin.message_id).error or "")  # type: ignore[union-attr]
+    assert fin.status == "partial" and "step limit" in (
+        svc.conversations.message(fin.message_id).error or ""
+    )  # type: ignore[union-attr]
     assert len([r for r in fake_llm.requests if r.method == "POST"]) == 3
 
 
@@ -199,9 +209,13 @@ async def test_prompt_injection_document_cannot_read_outside(
     fake_llm.enqueue(
         ToolCalls([Call("read_file", '{"path": "evil.md"}')]),
         # the (scripted) model falls for it; the tool must refuse
-        ToolCalls([Call("read_file", '{"path": "~/.ssh/id_rsa"}'),
-                   Call("read_file", '{"path": "/root/.ssh/id_rsa"}'),
-                   Call("read_file", '{"path": "../../../etc/passwd"}')]),
+        ToolCalls(
+            [
+                Call("read_file", '{"path": "~/.ssh/id_rsa"}'),
+                Call("read_file", '{"path": "/root/.ssh/id_rsa"}'),
+                Call("read_file", '{"path": "../../../etc/passwd"}'),
+            ]
+        ),
         Text("I won't do that."),
     )
     svc = make_services(fake_llm, kind)

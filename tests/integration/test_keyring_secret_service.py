@@ -25,7 +25,8 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
         not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")),
-        reason="needs dbus-run-session and gnome-keyring-daemon (apt-get install dbus gnome-keyring)",
+        reason="needs dbus-run-session and gnome-keyring-daemon "
+        "(apt-get install dbus gnome-keyring)",
     ),
 ]
 
@@ -81,7 +82,9 @@ def test_keys_round_trip_through_secret_service(
     assert answer["text"] == "answered with the keyring's key"
     assert fake_llm.requests[-1].headers["authorization"] == f"Bearer {canary}"
     assert "key removed" in (out / "clear.txt").read_text()
-    status2 = {r["provider"]: r for r in json.loads((out / "status2.json").read_text())["providers"]}
+    status2 = {
+        r["provider"]: r for r in json.loads((out / "status2.json").read_text())["providers"]
+    }
     assert status2["openai"]["has_key"] is False
     assert canary not in proc.stdout + proc.stderr
     for f in parley_home.rglob("*"):
