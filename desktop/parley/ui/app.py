@@ -76,7 +76,13 @@ def _setup_logging(paths: Paths) -> logging.Handler | None:
 
 
 def bind_services(window: MainWindow, services: Services) -> None:
-    """Give the window the collaborators it uses (never the Services object itself)."""
+    """Give the window the collaborators it uses (never the Services object itself).
+
+    The documents feature gets two closures over ``services`` (open and close the knowledge
+    store, :func:`~parley.ui.knowledge.controller.hooks_for`): nothing heavy runs here.
+    """
+    from parley.ui.knowledge.controller import hooks_for
+
     window.bind(
         settings=services.settings,
         secrets=services.secrets,
@@ -85,6 +91,8 @@ def bind_services(window: MainWindow, services: Services) -> None:
         providers=services.providers,
         chat=services.chat,
         turn_options=services.turn_options,
+        paths=services.paths,
+        knowledge=hooks_for(services),
     )
 
 
@@ -93,6 +101,7 @@ def _warm_imports() -> None:
     import parley.core.services
     import parley.ui.chat.view
     import parley.ui.controllers
+    import parley.ui.knowledge.controller
     import parley.ui.message_actions  # noqa: F401
 
 

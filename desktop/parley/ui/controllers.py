@@ -23,7 +23,14 @@ from typing import Literal
 from PySide6.QtCore import QObject, Signal
 
 from parley.core.agent import AgentStopped, ToolRunFinished, ToolRunStarted
-from parley.core.chat import ChatSession, TurnEvent, TurnFinished, TurnOptions, TurnStarted
+from parley.core.chat import (
+    ChatSession,
+    SourcesAttached,
+    TurnEvent,
+    TurnFinished,
+    TurnOptions,
+    TurnStarted,
+)
 from parley.core.errors import ParleyError
 from parley.core.providers.base import (
     AttemptStarted,
@@ -88,6 +95,10 @@ class ChatController(QObject):
     """The fallback model answers: (message id, model, message)."""
     sig_tool_started = Signal(int, str)
     """A tool began: (message id, tool name)."""
+    sig_tool_call_started = Signal(int, object)
+    """A tool began, with its call: (message id, :class:`~parley.core.providers.base.ToolCall`)."""
+    sig_sources_attached = Signal(int, object)
+    """Knowledge sources went into the prompt: (message id, tuple of ``Source``)."""
     sig_tool_finished = Signal(int, object)
     """A tool ended: (message id, :class:`~parley.core.agent.ToolRunFinished`)."""
     sig_agent_stopped = Signal(int, str)
@@ -316,6 +327,9 @@ class ChatController(QObject):
             self.sig_fallback_used.emit(mid, ev.model, ev.message)
         elif isinstance(ev, ToolRunStarted):
             self.sig_tool_started.emit(mid, ev.call.name)
+            self.sig_tool_call_started.emit(mid, ev.call)
+        elif isinstance(ev, SourcesAttached):
+            self.sig_sources_attached.emit(mid, ev.sources)
         elif isinstance(ev, ToolRunFinished):
             self.sig_tool_finished.emit(mid, ev)
         elif isinstance(ev, AgentStopped):

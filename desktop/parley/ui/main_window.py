@@ -7,7 +7,9 @@ creates the chat view, the controllers and the onboarding panel.
 
 The window renders state and forwards intent: conversation operations go to the
 ``ConversationStore``, turns to the :class:`~parley.ui.controllers.ChatController`, keys and
-settings to ``core.secrets`` and ``SettingsStore``.
+settings to ``core.secrets`` and ``SettingsStore``, folders, indexing and citation clicks to
+the :class:`~parley.ui.knowledge.controller.KnowledgeController` (its panel and the Sources
+panel are docks on the right, created the first time they are opened).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QApplication,
+    QDockWidget,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -61,6 +64,7 @@ from parley.ui.theme import app_icon, apply_theme, restyle, scale_font
 
 if TYPE_CHECKING:
     from parley.core.chat import ChatSession, TurnFinished, TurnOptions
+    from parley.core.paths import Paths
     from parley.core.providers.catalog import Catalog
     from parley.core.secrets import Secrets
     from parley.core.services import ProviderFactory
@@ -69,6 +73,9 @@ if TYPE_CHECKING:
     from parley.ui.chat.model import ChatItem
     from parley.ui.chat.view import ChatView
     from parley.ui.controllers import ChatController, RunningTurn
+    from parley.ui.knowledge.controller import KnowledgeController, KnowledgeHooks
+    from parley.ui.knowledge.panel import KnowledgePanel
+    from parley.ui.knowledge.sources_panel import SourcesPanel
     from parley.ui.message_actions import MessageActions, Versions
     from parley.ui.onboarding import OnboardingPanel
     from parley.ui.settings.dialog import SettingsDialog
@@ -192,6 +199,13 @@ class MainWindow(QMainWindow):
         self.actions_hook: MessageActions | None = None
         self.onboarding: OnboardingPanel | None = None
         self.settings_dialog: SettingsDialog | None = None
+        self.knowledge: KnowledgeController | None = None
+        """Folders, indexing and citations (None when bound without the knowledge hooks)."""
+        self.knowledge_panel: KnowledgePanel | None = None
+        self.sources_panel: SourcesPanel | None = None
+        self.knowledge_dock: QDockWidget | None = None
+        self.sources_dock: QDockWidget | None = None
+        self._citation_opener: Callable[[Any], None] | None = None
 
         # state
         self.conversation_id: int | None = None
@@ -203,6 +217,9 @@ class MainWindow(QMainWindow):
         self._versions: dict[str, Versions] = {}
         self._view_stream: str | None = None
         self._agent_notes: dict[int, str] = {}
+        self._tool_runs: dict[tuple[str, str], _ToolRun] = {}
+        self._tools_open: set[tuple[str, str]] = set()
+        self._focused_answer: str | None = None
         self._remote_models: dict[str, list[str]] = {}
         self._search_generation = 0
         self._versions_generation = 0
@@ -222,6 +239,20 @@ class MainWindow(QMainWindow):
         self.settings_button.setText("⚙")
         self.settings_button.setToolTip("Settings (Ctrl+,)")
         self.settings_button.setAutoRaise(True)
+        self.documents_button = QToolButton()
+        self.documents_button.setText("Documents")
+        self.documents_button.setToolTip(
+            "Your documents: folders, indexing, skipped files (Ctrl+Shift+D)"
+        )
+        self.documents_button.setAutoRaise(True)
+        self.documents_button.setEnabled(False)
+        self.sources_button = QToolButton()
+        self.sources_button.setText("Sources")
+        self.sources_button.setToolTip(
+            "The passages sent with the selected answer, with their scores (Ctrl+Shift+E)"
+        )
+        self.sources_button.setAutoRaise(True)
+        self.sources_button.setEnabled(False)
         header = QWidget()
         hl = QHBoxLayout(header)
         em = self.fontMetrics().height()
@@ -229,6 +260,8 @@ class MainWindow(QMainWindow):
         hl.addWidget(self.picker)
         hl.addStretch(1)
         hl.addWidget(self.branch_bar)
+        hl.addWidget(self.sources_button)
+        hl.addWidget(self.documents_button)
         hl.addWidget(self.settings_button)
 
         self.stack = QStackedWidget()
@@ -321,6 +354,13 @@ class MainWindow(QMainWindow):
         self.act_stop = action("Stop answer", None, self.stop)
         self.act_edit_last = action("Edit last question", None, self.edit_last_question)
         self.act_quit = action("Quit", QKeySequence.StandardKey.Quit, self.sig_quit_requested.emit)
+        self.act_documents = action("Your documents…", "Ctrl+Shift+D", self.show_documents)
+        self.act_add_folder = action("Add folder…", None, self.choose_folder)
+        self.act_sources = action(
+            "Sources of the selected answer", "Ctrl+Shift+E", self.show_sources
+        )
+        for a in (self.act_documents, self.act_add_folder, self.act_sources):
+            a.setEnabled(False)
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
         file_menu.addAction(self.act_new)
@@ -333,6 +373,13 @@ class MainWindow(QMainWindow):
         chat_menu.addAction(self.act_edit_last)
         chat_menu.addAction(self.act_stop)
         self.act_stop.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        docs_menu = menu.addMenu("&Documents")
+        docs_menu.addAction(self.act_documents)
+        docs_menu.addAction(self.act_add_folder)
+        docs_menu.addSeparator()
+        docs_menu.addAction(self.act_sources)
+        self.documents_button.clicked.connect(self.show_documents)
+        self.sources_button.clicked.connect(self.show_sources)
 
         self.sidebar.sig_new_requested.connect(self.new_chat)
         self.settings_button.clicked.connect(self.open_settings)
@@ -373,8 +420,14 @@ class MainWindow(QMainWindow):
         providers: ProviderFactory,
         chat: ChatSession,
         turn_options: Callable[..., TurnOptions],
+        paths: Paths | None = None,
+        knowledge: KnowledgeHooks | None = None,
     ) -> None:
-        """Connect the window to the core (after the first paint)."""
+        """Connect the window to the core (after the first paint).
+
+        ``paths`` and ``knowledge`` (``parley.ui.knowledge.controller.hooks_for(services)``)
+        enable the documents feature: folders, indexing, grounded answers and citations.
+        """
         from parley.ui.chat.view import ChatView
         from parley.ui.controllers import ChatController
         from parley.ui.message_actions import MessageActions
@@ -392,7 +445,7 @@ class MainWindow(QMainWindow):
             self.view, versions=self._versions.get, can_act=lambda: not self.is_busy()
         )
         self.controller = ChatController(
-            chat, self._tasks, self._options_for, prepare=self._sdk_ready
+            chat, self._tasks, self._options_for, prepare=self._prepare_turn
         )
 
         c = self.controller
@@ -403,7 +456,9 @@ class MainWindow(QMainWindow):
         c.sig_attempt_started.connect(self._attempt_started)
         c.sig_fallback_used.connect(self._fallback_used)
         c.sig_tool_started.connect(self._tool_started)
+        c.sig_tool_call_started.connect(self._tool_call_started)
         c.sig_tool_finished.connect(self._tool_finished)
+        c.sig_sources_attached.connect(self._sources_attached)
         c.sig_agent_stopped.connect(lambda mid, msg: self._agent_notes.__setitem__(mid, msg))
         c.sig_turn_finished.connect(self._turn_finished)
         c.sig_turn_cancelled.connect(self._turn_cancelled)
@@ -412,6 +467,9 @@ class MainWindow(QMainWindow):
 
         self.view.sig_retry_requested.connect(self.retry_message)
         self.view.sig_link_activated.connect(self._link_activated)
+        self.view.sig_citation_activated.connect(self.open_citation)
+        self.view.sig_message_focused.connect(self._message_focused)
+        self.view.sig_footer_activated.connect(self._footer_activated)
         self.view.sig_copy_done.connect(
             lambda what: self.status.showMessage(f"Copied {what}.", 2500)
         )
@@ -430,6 +488,9 @@ class MainWindow(QMainWindow):
         self.sidebar.sig_search_changed.connect(lambda _q: self.refresh_sidebar())
         self.sidebar.sig_rename_requested.connect(self.rename_conversation)
         self.sidebar.sig_delete_requested.connect(self.delete_conversation)
+
+        if paths is not None and knowledge is not None:
+            self._bind_knowledge(paths, settings, secrets, knowledge)
 
         settings.add_listener(self._settings_changed)
         app = QApplication.instance()
@@ -454,6 +515,30 @@ class MainWindow(QMainWindow):
         else:
             self.new_chat()
         self.sig_ready.emit()
+
+    def _bind_knowledge(
+        self, paths: Paths, settings: SettingsStore, secrets: Secrets, hooks: KnowledgeHooks
+    ) -> None:
+        from parley.ui.knowledge.controller import KnowledgeController
+
+        self.knowledge = KnowledgeController(
+            paths=paths,
+            settings=settings,
+            secrets=secrets,
+            tasks=self._tasks,
+            hooks=hooks,
+            opener=self._open_citation_target,
+        )
+        k = self.knowledge
+        k.sig_notice.connect(self._knowledge_notice)
+        k.sig_loading_changed.connect(self._knowledge_loading)
+        k.sig_index_progress.connect(self._index_progress)
+        k.sig_index_finished.connect(self._index_finished)
+        k.sig_needs_reindex_changed.connect(self._needs_reindex_changed)
+        for a in (self.act_documents, self.act_add_folder, self.act_sources):
+            a.setEnabled(True)
+        self.documents_button.setEnabled(True)
+        self.sources_button.setEnabled(True)
 
     async def wait_startup(self, timeout: float = 15.0) -> None:
         """Until the start-up work (SDK warm-up, model lists, purge) is done or timed out."""
@@ -559,8 +644,11 @@ class MainWindow(QMainWindow):
             for a in m.meta.get("attachments") or ():
                 footer.append(FooterItem(f"📎 {a.get('name', 'attachment')}", kind="attachment"))
             return ChatItem(str(m.id), ChatRole.USER, m.content, footer=tuple(footer))
+        footer.extend(self._citation_items(m.id, m.meta))
         for t in self._conversations.tool_calls(m.id):
-            footer.append(_tool_footer(t.name, t.is_error, t.ms))
+            run = _ToolRun(t.call_id, t.name, t.arguments, t.result, t.is_error, t.ms)
+            self._tool_runs[(str(m.id), t.call_id)] = run
+            footer.extend(self._tool_items(str(m.id), run))
         if live_turn is not None:
             return ChatItem(
                 str(m.id),
@@ -837,14 +925,61 @@ class MainWindow(QMainWindow):
     def _tool_started(self, _message_id: int, name: str) -> None:
         self.status.showMessage(f"Running tool {name}…", 5000)
 
+    def _tool_call_started(self, message_id: int, call: Any) -> None:
+        mid = str(message_id)
+        run = _ToolRun(call.id, call.name, call.arguments)
+        self._tool_runs[(mid, call.id)] = run
+        self._update_tool_card(mid, run)
+
     def _tool_finished(self, message_id: int, ev: Any) -> None:
-        if str(message_id) != self._view_stream or self.view is None:
+        mid = str(message_id)
+        run = _ToolRun(ev.call.id, ev.call.name, ev.call.arguments, ev.content, ev.is_error, ev.ms)
+        self._tool_runs[(mid, ev.call.id)] = run
+        self._update_tool_card(mid, run)
+
+    def _update_tool_card(self, mid: str, run: _ToolRun) -> None:
+        """Add or replace a tool card under a shown answer (running, then done/failed)."""
+        if self.view is None or mid != self._view_stream:
             return
-        item = self.view.item(str(message_id))
+        item = self.view.item(mid)
         if item is None:
             return
-        footer = (*item.footer, _tool_footer(ev.call.name, ev.is_error, ev.ms))
-        self.view.set_footer(str(message_id), footer)
+        self.view.set_footer(mid, _replace_tool(item.footer, run, self._tool_items(mid, run)))
+
+    def _tool_items(self, mid: str, run: _ToolRun) -> list[Any]:
+        """The footer lines of one tool call: the card, and its details when opened."""
+        from parley.ui.chat.model import FooterItem
+
+        is_open = (mid, run.call_id) in self._tools_open
+        if run.result is None and run.ms is None:
+            card = f"🔧 {run.name} · running…"
+        else:
+            took = f" · {run.ms:.0f} ms" if run.ms is not None else ""
+            state = "failed" if run.is_error else "done"
+            card = f"🔧 {run.name} · {state}{took}  {'▾ hide' if is_open else '▸ details'}"
+        items = [FooterItem(card, kind="tool_call", href=f"{_TOOL_HREF}{run.call_id}")]
+        if is_open:
+            items.append(FooterItem(f"Arguments: {_clip(run.arguments)}", kind="tool_detail"))
+            if run.result is not None:
+                label = "Error" if run.is_error else "Result"
+                items.append(FooterItem(f"{label}: {_clip(run.result)}", kind="tool_detail"))
+        return items
+
+    def _footer_activated(self, message_id: str, href: str) -> None:
+        if not href.startswith(_TOOL_HREF) or self.view is None:
+            return
+        key = (message_id, href[len(_TOOL_HREF) :])
+        run = self._tool_runs.get(key)
+        item = self.view.item(message_id)
+        if run is None or item is None:
+            return
+        if key in self._tools_open:
+            self._tools_open.discard(key)
+        else:
+            self._tools_open.add(key)
+        self.view.set_footer(
+            message_id, _replace_tool(item.footer, run, self._tool_items(message_id, run))
+        )
 
     def _turn_finished(self, ev: TurnFinished) -> None:
         assert self._providers is not None
@@ -862,6 +997,8 @@ class MainWindow(QMainWindow):
             )
             self._update_cost()
             self._refresh_versions(None)
+            if self._sources_visible() and ev.sources:
+                self._show_sources_for(mid)
         if self._view_stream == mid:
             self._view_stream = None
         self.refresh_sidebar()
@@ -1051,6 +1188,9 @@ class MainWindow(QMainWindow):
         self.status.set_model_detail(f"{cur[1]} · {self.picker.current_detail()}")
 
     def _switches_changed(self, use_tools: bool, use_knowledge: bool) -> None:
+        if use_knowledge and self.knowledge is not None and not self.knowledge.is_attached():
+            # Open the documents now, while the question is being typed.
+            self._tasks.spawn(self.knowledge.ensure_attached(), name="knowledge-warm")
         if self.conversation_id is not None and self._conversations is not None:
             self._conversations.set_options(
                 self.conversation_id, use_tools=use_tools, use_knowledge=use_knowledge
@@ -1167,6 +1307,220 @@ class MainWindow(QMainWindow):
         box.accepted.connect(lambda: QDesktopServices.openUrl(QUrl(url)))
         box.open()
 
+    # ------------------------------------------------------------------ documents
+    def show_documents(self) -> KnowledgePanel | None:
+        """Ctrl+Shift+D: the Knowledge panel (a dock on the right; its states refresh)."""
+        if self.knowledge is None:
+            return None
+        if self.knowledge_panel is None:
+            from parley.ui.knowledge.panel import KnowledgePanel
+
+            panel = KnowledgePanel()
+            self.knowledge.bind_panel(panel)
+            self.knowledge_panel = panel
+            self.knowledge_dock = self._dock(panel, "Documents", "documentsDock")
+        assert self.knowledge_dock is not None
+        self.knowledge_dock.show()
+        self.knowledge_dock.raise_()
+        self.knowledge.refresh()
+        return self.knowledge_panel
+
+    def choose_folder(self) -> None:
+        """Documents ▸ Add folder…: the folder picker (non-modal), then indexing."""
+        panel = self.show_documents()
+        if panel is not None:
+            panel.choose_folder()
+
+    def show_sources(self, message_id: str | None = None) -> SourcesPanel | None:
+        """Ctrl+Shift+E: the Sources panel for an answer (default: the selected or last one)."""
+        if self.knowledge is None:
+            return None
+        if self.sources_panel is None:
+            from parley.ui.knowledge.sources_panel import SourcesPanel
+
+            panel = SourcesPanel()
+            panel.sig_open_requested.connect(self.open_citation)
+            self.sources_panel = panel
+            self.sources_dock = self._dock(panel, "Sources", "sourcesDock")
+        assert self.sources_dock is not None
+        self.sources_dock.show()
+        self.sources_dock.raise_()
+        self._show_sources_for(message_id or self._focused_answer or self._last_answer())
+        return self.sources_panel
+
+    def _dock(self, widget: QWidget, title: str, name: str) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setAllowedAreas(
+            Qt.DockWidgetArea.RightDockWidgetArea | Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        others = [
+            d for d in (self.knowledge_dock, self.sources_dock) if d is not None and d is not dock
+        ]
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        if others:
+            self.tabifyDockWidget(others[0], dock)
+        else:
+            cw = self.fontMetrics().averageCharWidth()
+            self.resizeDocks([dock], [cw * 70], Qt.Orientation.Horizontal)
+        return dock
+
+    def _last_answer(self) -> str | None:
+        if self.view is None:
+            return None
+        from parley.ui.chat.model import ChatRole
+
+        model = self.view.model()
+        for row in range(model.rowCount() - 1, -1, -1):
+            item = model.item_at(row)
+            if item.role == ChatRole.ASSISTANT:
+                return item.message_id
+        return None
+
+    def _show_sources_for(self, message_id: str | None, select: int | None = None) -> None:
+        if self.sources_panel is None or self.knowledge is None:
+            return
+        if message_id is None or self.view is None or self.view.item(message_id) is None:
+            self.sources_panel.show_sources(None, None)
+            return
+        sources = self.knowledge.sources_for(message_id)
+        self.sources_panel.show_sources(message_id, sources, select=select)
+
+    def _sources_visible(self) -> bool:
+        return self.sources_dock is not None and self.sources_dock.isVisible()
+
+    def _message_focused(self, message_id: str) -> None:
+        from parley.ui.chat.model import ChatRole
+
+        item = self.view.item(message_id) if self.view is not None else None
+        if item is None or item.role != ChatRole.ASSISTANT:
+            return
+        self._focused_answer = message_id
+        if self._sources_visible() and self.sources_panel is not None:
+            if self.sources_panel.message_id() != message_id:
+                self._show_sources_for(message_id)
+
+    def _citation_items(self, message_id: int, meta: Mapping[str, Any]) -> list[Any]:
+        """Source lines for a stored answer (and its sources remembered for clicks)."""
+        from parley.ui.knowledge.citations import citation_footer, sources_from_meta
+
+        sources = sources_from_meta(meta)
+        if sources is None:
+            return []
+        if self.knowledge is not None:
+            self.knowledge.remember_sources(message_id, sources)
+        return list(citation_footer(sources))
+
+    def _sources_attached(self, message_id: int, sources: Any) -> None:
+        from parley.ui.knowledge.citations import (
+            citation_footer,
+            parse_sources,
+            without_citations,
+        )
+
+        mid = str(message_id)
+        if self.knowledge is not None:
+            parsed = self.knowledge.remember_sources(mid, sources)
+        else:
+            parsed = parse_sources(sources)
+        if self.view is not None and mid == self._view_stream:
+            item = self.view.item(mid)
+            if item is not None:
+                footer = (*citation_footer(parsed), *without_citations(item.footer))
+                self.view.set_footer(mid, footer)
+        if self._sources_visible():
+            self._show_sources_for(mid)
+
+    def open_citation(self, message_id: str, n: int) -> None:
+        """Open source ``n`` of an answer at its page or line (checked by the controller)."""
+        if self.knowledge is None:
+            return
+        request = self.knowledge.open_citation(message_id, n)
+        if request is None:
+            return
+        where = request.where()
+        self.status.showMessage(
+            f"Opened {request.path.name}" + (f" at {where}" if where else "") + ".", 5000
+        )
+        if self._sources_visible() and self.sources_panel is not None:
+            if self.sources_panel.message_id() != message_id:
+                self._show_sources_for(message_id, select=n)
+            else:
+                self.sources_panel.select(n)
+
+    def set_citation_opener(self, opener: Callable[[Any], None] | None) -> None:
+        """Replace how citations are opened (tests record instead of launching programs)."""
+        self._citation_opener = opener
+
+    def _open_citation_target(self, request: Any) -> None:
+        if self._citation_opener is not None:
+            self._citation_opener(request)
+            return
+        from parley.ui.knowledge.citations import system_open
+
+        system_open(request)
+
+    def _knowledge_notice(self, message: str, kind: str) -> None:
+        self.notice.show_notice(
+            message, kind=kind, timeout_s=12.0 if kind != "info" else 8.0, tag="knowledge"
+        )
+
+    def _knowledge_loading(self, loading: bool) -> None:
+        if loading:
+            self.status.showMessage("Loading your documents…")
+        elif self.status.currentMessage() == "Loading your documents…":
+            self.status.clearMessage()
+
+    def _index_progress(self, p: Any) -> None:
+        if self.knowledge_dock is not None and self.knowledge_dock.isVisible():
+            return
+        if p.phase == "indexing" and p.files_total:
+            self.status.showMessage(
+                f"Indexing your documents: {p.files_done:,} of {p.files_total:,} files…", 4000
+            )
+        elif p.phase == "rebuilding":
+            self.status.showMessage("Re-indexing your documents for the new model…", 4000)
+
+    def _index_finished(self, _report: Any, summary: str) -> None:
+        if summary and not (self.knowledge_dock is not None and self.knowledge_dock.isVisible()):
+            self.status.showMessage(f"Documents: {summary}", 8000)
+
+    def _needs_reindex_changed(self, needed: bool) -> None:
+        if needed and not (self.knowledge_dock is not None and self.knowledge_dock.isVisible()):
+            self.notice.show_notice(
+                "Your documents must be indexed again for the new embedding model.",
+                kind="warning",
+                action=("Re-index now", self._reindex_all),
+                tag="knowledge",
+            )
+
+    def _reindex_all(self) -> None:
+        if self.knowledge is not None:
+            self.knowledge.reindex_all()
+            self.show_documents()
+
+    async def _prepare_turn(self) -> None:
+        """Before a turn: the SDK client, and the documents when "Use my documents" is on."""
+        await self._sdk_ready()
+        turn = self.controller.turn if self.controller is not None else None
+        if (
+            self.knowledge is None
+            or turn is None
+            or turn.options is None
+            or not turn.options.use_knowledge
+        ):
+            return
+        if not self.knowledge.folders():
+            self.notice.show_notice(
+                "You have not added any documents yet: drop a folder on the window or use "
+                "Documents ▸ Add folder…",
+                tag="knowledge",
+            )
+        # Opens chromadb and the embedding model (1-2 s, in a worker thread) the first time;
+        # if it fails the notice says why and the answer comes without documents.
+        await self.knowledge.ensure_attached()
+
     # ------------------------------------------------------------------ drag and drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         """Accept local files and folders."""
@@ -1204,8 +1558,28 @@ class MainWindow(QMainWindow):
         return None
 
     def add_folders(self, folders: Sequence[str]) -> list[str]:
-        """Add folders to ``settings.knowledge.folders``; returns those newly added."""
+        """Add folders to ``settings.knowledge.folders`` and index them; returns those new."""
         assert self._settings is not None
+        if self.knowledge is not None:
+            added = self.knowledge.add_folders(folders)
+            if added:
+                names = ", ".join(f"“{Path(a).name or a}”" for a in added)
+                one = len(added) == 1
+                self.notice.show_notice(
+                    f"Added {names} to your documents; indexing {'it' if one else 'them'} now. "
+                    f"Turn on “Use my documents” to answer from {'it' if one else 'them'}.",
+                    tag="folder",
+                    action=("Show", self.show_documents),
+                )
+            elif folders:
+                names = ", ".join(f"“{Path(f).name or f}”" for f in folders)
+                self.notice.show_notice(
+                    f"{names} {'is' if len(folders) == 1 else 'are'} already in your documents. "
+                    "Checking for changes…",
+                    tag="folder",
+                    action=("Show", self.show_documents),
+                )
+            return added
         s = self._settings.current
         known = list(s.knowledge.folders)
         added: list[str] = []
@@ -1266,6 +1640,8 @@ class MainWindow(QMainWindow):
             await self.controller.wait()
         if self.onboarding is not None:
             self.onboarding.cancel_probe()
+        if self.knowledge is not None:
+            await self.knowledge.shutdown()  # stops the indexing worker
         await self._tasks.cancel_all()
         if self._settings is not None:
             self._settings.remove_listener(self._settings_changed)
@@ -1340,8 +1716,45 @@ def _safe(fn: Callable[[], Any], default: Any) -> Any:
         return default
 
 
-def _tool_footer(name: str, is_error: bool, ms: float | None) -> Any:
-    from parley.ui.chat.model import FooterItem
+_TOOL_HREF = "parley-tool:"
+"""Footer link of a tool card: a click shows or hides its arguments and result."""
 
-    took = f" · {ms:.0f} ms" if ms is not None else ""
-    return FooterItem(f"🔧 {name} · {'failed' if is_error else 'done'}{took}", kind="tool_call")
+_CLIP_CHARS = 400
+"""Longest argument or result text shown in an opened tool card."""
+
+
+@dataclass(frozen=True)
+class _ToolRun:
+    """One tool call under an answer (live from the controller, or stored)."""
+
+    call_id: str
+    name: str
+    arguments: str
+    result: str | None = None
+    is_error: bool = False
+    ms: float | None = None
+
+
+def _replace_tool(footer: Sequence[Any], run: _ToolRun, items: Sequence[Any]) -> tuple[Any, ...]:
+    """``footer`` with the card of ``run`` (and its detail lines) replaced by ``items``."""
+    href = f"{_TOOL_HREF}{run.call_id}"
+    out: list[Any] = []
+    placed = False
+    skipping = False
+    for f in footer:
+        if f.href == href and f.kind == "tool_call":
+            out.extend(items)
+            placed = skipping = True
+            continue
+        if skipping and f.kind == "tool_detail":
+            continue
+        skipping = False
+        out.append(f)
+    if not placed:
+        out.extend(items)
+    return tuple(out)
+
+
+def _clip(text: str, n: int = _CLIP_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= n else flat[: n - 1] + "…"

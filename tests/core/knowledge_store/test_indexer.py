@@ -239,3 +239,22 @@ async def test_background_runner_cancel_stops_the_process(paths: Paths, folder: 
     assert isinstance(first, IndexProgress)
     await gen.aclose()  # what cancelling the consuming task does
     assert not [p for p in multiprocessing.active_children() if p.name == "parley-indexer"]
+
+
+async def test_background_runner_reports_a_dead_worker(paths: Paths, folder: Path) -> None:
+    """A worker killed mid-run (OOM killer, crash) ends the run with a clear error, promptly."""
+    import multiprocessing
+
+    from parley.core.errors import StorageError
+
+    for i in range(20):
+        (folder / f"more{i}.md").write_text(_doc(f"thing{i}", paragraphs=4))
+    gen = index_in_background(paths, [folder])
+    assert isinstance(await anext(gen), IndexProgress)
+    [worker] = [p for p in multiprocessing.active_children() if p.name == "parley-indexer"]
+    os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    t0 = time.monotonic()
+    with pytest.raises(StorageError, match="stopped unexpectedly"):
+        async for _ in gen:
+            pass
+    assert time.monotonic() - t0 < 10

@@ -678,11 +678,15 @@ async def index_in_background(
     try:
         while True:
             msg = await asyncio.to_thread(_poll_recv, recv_conn, 0.2)
+            if msg is _EOF or (msg is None and not proc.is_alive()):
+                # The worker died (killed, out of memory, crashed) without a report: the
+                # pipe is at EOF. The index stays consistent; the next run resumes it.
+                await asyncio.to_thread(proc.join, 1.0)
+                raise StorageError(
+                    f"The indexing process stopped unexpectedly (exit code {proc.exitcode}); "
+                    "what was indexed is kept, index again to finish."
+                )
             if msg is None:
-                if not proc.is_alive() and not recv_conn.poll():
-                    raise StorageError(
-                        f"The indexing process stopped unexpectedly (exit code {proc.exitcode})."
-                    )
                 continue
             kind, payload = msg
             if kind == "progress":
@@ -704,12 +708,17 @@ async def index_in_background(
         recv_conn.close()
 
 
+_EOF = object()
+"""What :func:`_poll_recv` returns once the worker's end of the pipe is closed."""
+
+
 def _poll_recv(conn: Any, timeout: float) -> Any:
+    """The next message, None on timeout, or ``_EOF`` when the worker is gone."""
     try:
         if conn.poll(timeout):
             return conn.recv()
     except (EOFError, OSError):
-        return None
+        return _EOF
     return None
 
 

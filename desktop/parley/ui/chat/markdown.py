@@ -15,6 +15,10 @@ make Qt do. It deliberately imports nothing from Qt (the view turns the HTML int
   (:func:`link_is_openable`); everything else renders as plain text. :func:`display_url` gives
   the form a confirmation dialog should show (punycode host, invisible characters revealed).
 - **Images** are never loaded: they become the text ``[image: alt](url)``.
+- **Citations.** A renderer made with :meth:`MarkdownRenderer.with_citations` turns ``[n]`` in
+  prose into a ``parley-cite:n`` anchor, for the numbers it was given only (the sources a
+  grounded answer really had): never inside code, links or images, and ``[9]`` without a
+  source 9 stays plain text. The view emits the click; it never becomes a URL.
 - **Invisible and bidi control characters** are *revealed* on screen as ``⟨U+202E⟩`` (so a
   Trojan-Source line or ASCII smuggled in tag characters cannot hide) and *stripped* from
   anything copied to the clipboard (:func:`reveal_invisible`, :func:`strip_invisible`).
@@ -36,9 +40,10 @@ use them and they then render as the literal text.
 
 from __future__ import annotations
 
+import copy
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import ModuleType
@@ -61,6 +66,7 @@ except ImportError:  # pragma: no cover - idna ships with httpx/requests in prac
     _idna = None
 
 __all__ = [
+    "CITE_SCHEME",
     "COMMON_LANGUAGES",
     "DARK_THEME",
     "LIGHT_THEME",
@@ -318,6 +324,12 @@ def display_url(url: str) -> str:
     return reveal_invisible(f"{parts.scheme.lower()}://{netloc}{rest}", code=True)
 
 
+CITE_SCHEME = "parley-cite:"
+"""Anchor scheme of a citation link: ``parley-cite:<n>`` (the view emits it, never opens it)."""
+
+_CITATION = re.compile(r"\[([1-9][0-9]{0,3})\]")
+"""``[n]`` as models write citations (ASCII digits only, no leading zero, at most 9999)."""
+
 _BARE_URL = re.compile(r"(?<![\w/@.:])https?://[^\s<>\"'`]+", re.IGNORECASE)
 _TRAILING_PUNCT = ".,;:!?'\"*_~"
 
@@ -566,8 +578,28 @@ class MarkdownRenderer:
         self._md = _make_parser()
         self._splitter = _make_splitter()
         self._formatter = _formatter_for(theme.pygments_style)
+        self.citations: frozenset[int] = frozenset()
+        """Citation numbers ``[n]`` that become ``parley-cite:n`` links (none by default)."""
 
     # ---- Public API
+
+    def with_citations(self, numbers: Iterable[int]) -> MarkdownRenderer:
+        """A renderer like this one that links ``[n]`` for each of ``numbers``.
+
+        The parsers are shared (they hold no per-render state), so this is cheap.
+
+        Args:
+            numbers: The citation numbers that exist (the answer's sources).
+
+        Returns:
+            This renderer when the numbers are the same, else a new one.
+        """
+        cites = frozenset(int(n) for n in numbers)
+        if cites == self.citations:
+            return self
+        other = copy.copy(self)
+        other.citations = cites
+        return other
 
     def render(self, text: str) -> list[RenderedBlock]:
         """Render a complete Markdown text to blocks (the same result streaming ends with)."""
@@ -638,7 +670,7 @@ class MarkdownRenderer:
         source = plan.source
         src = _close_fence_virtually(source) if plan.kind == "fence" else source
         tokens = self._md.parse(src)
-        writer = _HtmlWriter(self.theme, self._formatter)
+        writer = _HtmlWriter(self.theme, self._formatter, self.citations)
         body = writer.render(tokens)
         return RenderedBlock(
             source=source,
@@ -663,9 +695,15 @@ _BLOCK_KINDS = {
 class _HtmlWriter:
     """Walks markdown-it tokens and writes allow-listed Qt rich-text HTML."""
 
-    def __init__(self, theme: MarkdownTheme, formatter: HtmlFormatter) -> None:  # type: ignore[type-arg]
+    def __init__(
+        self,
+        theme: MarkdownTheme,
+        formatter: HtmlFormatter,  # type: ignore[type-arg]
+        citations: frozenset[int] = frozenset(),
+    ) -> None:
         self.t = theme
         self.formatter = formatter
+        self.citations = citations
         self.codes: list[str] = []
         self.out: list[str] = []
         self._link_depth = 0
@@ -825,6 +863,8 @@ class _HtmlWriter:
                     for piece, is_url in _split_bare_urls(tok.content):
                         if is_url and link_is_openable(piece):
                             out.append(self.anchor(piece, self.text(piece)))
+                        elif self.citations:
+                            self.cited_text(piece)
                         else:
                             out.append(self.text(piece))
             elif typ == "softbreak" or typ == "hardbreak":
@@ -869,6 +909,21 @@ class _HtmlWriter:
                 out.append(self.text(tok.content))
             elif tok.content:
                 out.append(self.text(tok.content))
+
+    def cited_text(self, content: str) -> None:
+        """Prose with ``[n]`` markers: known numbers become citation links, the rest text."""
+        last = 0
+        for m in _CITATION.finditer(content):
+            n = int(m.group(1))
+            if n not in self.citations:
+                continue
+            self.out.append(self.text(content[last : m.start()]))
+            self.out.append(
+                f'<a href="{CITE_SCHEME}{n}" style="color:{self.t.link}; text-decoration:none">'
+                f"[{n}]</a>"
+            )
+            last = m.end()
+        self.out.append(self.text(content[last:]))
 
     def image(self, tok: Token) -> None:
         # Never load anything: show what the image would have been, as text.

@@ -33,6 +33,11 @@ Structure (measured, see ``tests/bench/bench_render.py``):
   the per-message Copy and the context menu cover copying whole messages.
 - Safe: documents never load resources (:class:`SafeTextDocument`), only http(s) anchors
   are emitted (``sig_link_activated``; the main window confirms with ``display_url``).
+- Citations: an answer whose footer lists sources (items of kind ``citation`` linking to
+  ``parley-cite:<n>``) is rendered with ``[n]`` as links for those numbers only
+  (:meth:`~parley.ui.chat.markdown.MarkdownRenderer.with_citations`); a click on one, in the
+  text or in the footer, is emitted as ``sig_citation_activated(message id, n)``. The set of
+  numbers is part of a layout's cache key, so sources arriving mid-stream re-render it once.
 - Everything here runs on the GUI thread (a daemon thread only pre-builds Pygments lexers).
 """
 
@@ -99,6 +104,7 @@ from PySide6.QtWidgets import (
 )
 
 from parley.ui.chat.markdown import (
+    CITE_SCHEME,
     BlockPlan,
     IncrementalMarkdown,
     MarkdownRenderer,
@@ -165,6 +171,8 @@ _ANCHOR_COPY_CODE = "parley-copy:"
 _ANCHOR_COPY_MESSAGE = "parley-copy-message:"
 _ANCHOR_RETRY = "parley-retry:"
 _ANCHOR_INTERNAL = "parley-"
+_CITATION_KIND = "citation"
+"""Footer items of this kind linking to ``parley-cite:<n>`` make ``[n]`` in the text a link."""
 
 _STATUS_LABELS = {
     MessageStatus.COMPLETE: "",
@@ -382,6 +390,8 @@ class _MessageLayout:
     body_top: float = 0.0
     lazy: int = 0
     """How many body parts are not rendered yet."""
+    cites: frozenset[int] = frozenset()
+    """Citation numbers the body was rendered with (see :func:`_citations_of`)."""
 
     def parts(self) -> list[_Part]:
         out = [self.header, *self.body]
@@ -404,6 +414,8 @@ class _Stream:
     """end_stream() was called: finish once the buffered text is rendered."""
     consumed: int = 0
     """How many characters of the message text the Markdown state has been fed."""
+    cites: frozenset[int] = frozenset()
+    """Citation numbers the Markdown state renders with."""
 
 
 @dataclass(frozen=True)
@@ -434,6 +446,8 @@ class _ChatCanvas(QAbstractScrollArea):
     retry_requested = Signal(str)
     copy_done = Signal(str)
     footer_activated = Signal(str, str)
+    citation_activated = Signal(str, int)
+    message_focused = Signal(str)
 
     def __init__(self, model: ChatModel, parent: QWidget | None = None) -> None:
         guard_none_refcount()
@@ -638,6 +652,7 @@ class _ChatCanvas(QAbstractScrollArea):
         """Derive the theme, renderer and document settings from the palette and font."""
         self._theme = theme_from_palette(self.palette(), self.font())
         self._renderer = MarkdownRenderer(self._theme)
+        self._cite_renderers: dict[frozenset[int], MarkdownRenderer] = {}
         self._em = self._theme.em
         self._char_w = QFontMetricsF(self.font()).averageCharWidth() or self._em / 2
         self._doc_font = QFont(self.font())
@@ -656,7 +671,7 @@ class _ChatCanvas(QAbstractScrollArea):
             row = self._model.row_of(mid)
             if row >= 0:  # re-render the streamed text so far with the new theme
                 text = self._model.item_at(row).text
-                self._streams[mid] = replace(self._new_stream(text), ending=old.ending)
+                self._streams[mid] = replace(self._new_stream(text, old.cites), ending=old.ending)
                 self._dirty_streams.add(mid)
                 self._schedule()
         self._reestimate_all()
@@ -666,6 +681,17 @@ class _ChatCanvas(QAbstractScrollArea):
         self.viewport().update()
 
     # ---- documents
+
+    def _renderer_for(self, cites: frozenset[int]) -> MarkdownRenderer:
+        """The renderer for an answer citing ``cites`` (shared per set of numbers)."""
+        if not cites:
+            return self._renderer
+        renderer = self._cite_renderers.get(cites)
+        if renderer is None:
+            if len(self._cite_renderers) > 64:  # a long chat of grounded answers: stay small
+                self._cite_renderers.clear()
+            renderer = self._cite_renderers[cites] = self._renderer.with_citations(cites)
+        return renderer
 
     def _new_doc(self, html_text: str, width: float) -> QTextDocument:
         # No Qt parent: the LRU (Python) owns the document, so evicting it frees it.
@@ -755,13 +781,14 @@ class _ChatCanvas(QAbstractScrollArea):
             # People type plain text: show it as written (line breaks kept, nothing parsed).
             doc = self._new_doc(render_plain_text(item.text, self._theme), width)
             return [_Part(doc, "plain", height=_doc_height(doc))]
+        renderer = self._renderer_for(_citations_of(item))
         if len(item.text) < _LAZY_MIN_CHARS:
-            return [self._block_part(b, width) for b in self._renderer.render(item.text)]
+            return [self._block_part(b, width) for b in renderer.render(item.text)]
         # A long answer: split it (cheap) and render only the blocks that get near the
         # viewport; the others keep an estimated height (see _realize).
         return [
             self._lazy_part(plan.kind, plan.source, plan.space_before, width, plan=plan)
-            for plan in self._renderer.plan(item.text)
+            for plan in renderer.plan(item.text)
         ]
 
     def _lazy_part(
@@ -810,7 +837,7 @@ class _ChatCanvas(QAbstractScrollArea):
             block = part.block
             if block is None:
                 assert part.plan is not None
-                block = self._renderer.render_block(part.plan)
+                block = self._renderer_for(layout.cites).render_block(part.plan)
             doc = self._new_doc(block.html, layout.width)
             old = part.height
             part.doc, part.block, part.plan = doc, block, None
@@ -877,14 +904,18 @@ class _ChatCanvas(QAbstractScrollArea):
         width = self._doc_width()
         stream = self._streams.get(mid)
         layout = stream.layout if stream is not None else self._layouts.get(mid)
+        cites = stream.cites if stream is not None else _citations_of(item)
         if layout is not None and layout.theme_gen != self._theme_gen:
             layout = None
         if layout is not None and stream is None and layout.text_rev != text_rev:
             layout = None
+        if layout is not None and layout.cites != cites:
+            layout = None  # sources arrived or changed: [n] links differ
         reposition = False
         if layout is None:
             header = _Part(QTextDocument(), "header")
             layout = _MessageLayout(mid, text_rev, -1, self._theme_gen, width, header)
+            layout.cites = cites
             if stream is not None:
                 # First time on screen while streaming: frozen blocks plus the current tail.
                 stream.layout = layout
@@ -1085,8 +1116,8 @@ class _ChatCanvas(QAbstractScrollArea):
 
     # ---- streaming
 
-    def _new_stream(self, text: str) -> _Stream:
-        stream = _Stream(IncrementalMarkdown(self._renderer))
+    def _new_stream(self, text: str, cites: frozenset[int] = frozenset()) -> _Stream:
+        stream = _Stream(IncrementalMarkdown(self._renderer_for(cites)), cites=cites)
         if text:
             stream.inc.feed(text, render_tail=False)
         stream.consumed = len(text)
@@ -1102,7 +1133,8 @@ class _ChatCanvas(QAbstractScrollArea):
         if row < 0:
             return
         self._layouts.pop(message_id, None)
-        self._streams[message_id] = self._new_stream(self._model.item_at(row).text)
+        item = self._model.item_at(row)
+        self._streams[message_id] = self._new_stream(item.text, _citations_of(item))
         self._dirty_streams.add(message_id)
         self._schedule()
 
@@ -1157,9 +1189,15 @@ class _ChatCanvas(QAbstractScrollArea):
         if stream is None or row < 0:
             return
         self._model.take_pending(message_id)
-        text = self._model.item_at(row).text
-        if stream.consumed > len(text):  # the text was replaced under the stream: start over
-            stream = self._streams[message_id] = replace(self._new_stream(""), ending=stream.ending)
+        item = self._model.item_at(row)
+        text = item.text
+        cites = _citations_of(item)
+        if stream.consumed > len(text) or stream.cites != cites:
+            # The text was replaced under the stream, or its sources arrived (the [n] links
+            # change): start over. Sources come before the first token, so this is cheap.
+            stream = self._streams[message_id] = replace(
+                self._new_stream("", cites), ending=stream.ending
+            )
         layout = stream.layout
         first_changed = stream.frozen
         started = time.perf_counter()
@@ -1484,6 +1522,10 @@ class _ChatCanvas(QAbstractScrollArea):
             self.copy_code(hit.message_id, hit.part, href)
         elif href.startswith(_ANCHOR_RETRY):
             self.retry_requested.emit(hit.message_id)
+        elif href.startswith(CITE_SCHEME):
+            n = _cite_number(href)
+            if n is not None and n in _citations_of(self._model.item_at(hit.row)):
+                self.citation_activated.emit(hit.message_id, n)
         elif href.startswith(_ANCHOR_INTERNAL):
             self.footer_activated.emit(hit.message_id, href)
         elif link_is_openable(href):
@@ -1507,6 +1549,7 @@ class _ChatCanvas(QAbstractScrollArea):
             self._clear_selection()
         else:
             self._focus_message = hit.message_id
+            self.message_focused.emit(hit.message_id)
             # Also on a link: a click activates it on release, a drag selects from here.
             pos = self._text_pos(hit)
             if (
@@ -1624,6 +1667,13 @@ class _ChatCanvas(QAbstractScrollArea):
             hit = self._hit(QPointF(help_event.pos()))
             if hit is not None and hit.anchor and link_is_openable(hit.anchor):
                 QToolTip.showText(help_event.globalPos(), display_url(hit.anchor), self)
+            elif hit is not None and hit.anchor.startswith(CITE_SCHEME):
+                # A citation in the text: say which source it is before it is clicked.
+                label = _citation_label(self._model.item_at(hit.row), hit.anchor)
+                if label:
+                    QToolTip.showText(help_event.globalPos(), reveal_invisible(label), self)
+                else:
+                    QToolTip.hideText()
             else:
                 QToolTip.hideText()
             return True
@@ -1733,6 +1783,31 @@ class _ChatCanvas(QAbstractScrollArea):
         return None
 
 
+def _cite_number(href: str) -> int | None:
+    digits = href[len(CITE_SCHEME) :]
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 4 else None
+
+
+def _citations_of(item: ChatItem) -> frozenset[int]:
+    """The citation numbers an answer really has: its footer's source lines."""
+    if item.role != ChatRole.ASSISTANT or not item.footer:
+        return frozenset()
+    found = set()
+    for f in item.footer:
+        if f.kind == _CITATION_KIND and f.href and f.href.startswith(CITE_SCHEME):
+            n = _cite_number(f.href)
+            if n is not None:
+                found.add(n)
+    return frozenset(found)
+
+
+def _citation_label(item: ChatItem, href: str) -> str:
+    for f in item.footer:
+        if f.kind == _CITATION_KIND and f.href == href:
+            return f.text
+    return ""
+
+
 def _anchor_in_doc(doc: QTextDocument, href_prefix: str) -> QPointF | None:
     """Document coordinates of the middle of the first matching anchor."""
     doc_layout = doc.documentLayout()
@@ -1800,6 +1875,11 @@ class ChatView(QWidget):
     """Something was copied to the clipboard: ``code``, ``message``, ``selection`` or ``link``."""
     sig_footer_activated = Signal(str, str)
     """A ``parley-…:`` link in a footer item was clicked: (message id, href)."""
+    sig_citation_activated = Signal(str, int)
+    """A citation ``[n]`` (in an answer's text or its source list) was clicked: (message id, n).
+    Only numbers the answer's footer lists are emitted."""
+    sig_message_focused = Signal(str)
+    """The person clicked into a message: its id (e.g. to show that answer's sources)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -1813,6 +1893,8 @@ class ChatView(QWidget):
         self._canvas.retry_requested.connect(self.sig_retry_requested)
         self._canvas.copy_done.connect(self.sig_copy_done)
         self._canvas.footer_activated.connect(self.sig_footer_activated)
+        self._canvas.citation_activated.connect(self.sig_citation_activated)
+        self._canvas.message_focused.connect(self.sig_message_focused)
 
     # ---- Public API
 
