@@ -341,9 +341,13 @@ def test_ask_tools_json_and_stderr(parley_home: Path, fake_llm: Any, tmp_path: P
     folder.mkdir()
     (folder / "q3.txt").write_text("Q3 budget: 1.2M\n")
     fake_llm.enqueue(
-        ToolCalls([Call("calculator", '{"expression": "2.1/8.9"}'),
-                   Call("read_file", '{"path": "q3.txt"}'),
-                   Call("read_file", '{"path": "/etc/passwd"}')]),
+        ToolCalls(
+            [
+                Call("calculator", '{"expression": "2.1/8.9"}'),
+                Call("read_file", '{"path": "q3.txt"}'),
+                Call("read_file", '{"path": "/etc/passwd"}'),
+            ]
+        ),
         Text("Done."),
     )
     p = parley(parley_home, "ask", "--tools", "--folder", str(folder), "--json", "go", srv=fake_llm)

@@ -29,6 +29,7 @@ from parley.core.providers.base import (
     Usage,
 )
 from parley.core.providers.http_errors import error_for_status, is_transport_error, redact
+from parley.core.providers.stall import StallGuard
 
 DEFAULT_MAX_TOKENS = 8192
 """Anthropic requires max_tokens; used when neither settings nor the catalog say."""
@@ -165,7 +166,6 @@ class AnthropicProvider:
         if request.top_p is not None:
             params["top_p"] = request.top_p
 
-        loop = asyncio.get_running_loop()
         t = self.timeouts
         stream = None
         started = False
@@ -174,11 +174,15 @@ class AnthropicProvider:
         finish: Finished | None = None
         blocks: dict[int, list[Any]] = {}  # index -> [tool id, name, json text]
         try:
-            async with asyncio.timeout(t.first_byte) as deadline:
-                stream = await self.client.messages.create(**params)
-                async for ev in stream:
-                    deadline.reschedule(None)
-                    started = True
+            with StallGuard(t.first_byte, t.idle) as guard:
+                stream = await guard.wait(self.client.messages.create(**params))
+                events = stream.__aiter__()
+                while True:
+                    try:
+                        ev = await guard.wait(events.__anext__())
+                    except StopAsyncIteration:
+                        break
+                    guard.started = started = True
                     kind = ev.type
                     if kind == "content_block_delta":
                         d = ev.delta
@@ -218,7 +222,6 @@ class AnthropicProvider:
                         reason = ev.delta.stop_reason
                         if reason:
                             finish = Finished(_FINISH.get(reason, "other"), reason)
-                    deadline.reschedule(loop.time() + t.idle)
         except TimeoutError:
             if started:
                 msg = f"{self.label} stopped sending within {t.idle:.0f} s; the answer was cut off."

@@ -33,6 +33,7 @@ from parley.core.providers.base import (
     Usage,
 )
 from parley.core.providers.http_errors import error_for_status, is_transport_error, redact
+from parley.core.providers.stall import StallGuard
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -150,18 +151,21 @@ class OpenAIProvider:
             key = "max_completion_tokens" if self.name == "openai" else "max_tokens"
             params[key] = request.max_output_tokens
 
-        loop = asyncio.get_running_loop()
         t = self.timeouts
         stream = None
         calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
         finish: Finished | None = None
         started = False
         try:
-            async with asyncio.timeout(t.first_byte) as deadline:
-                stream = await self.client.chat.completions.create(**params)
-                async for chunk in stream:
-                    deadline.reschedule(None)  # never time out while the consumer works
-                    started = True
+            with StallGuard(t.first_byte, t.idle) as guard:
+                stream = await guard.wait(self.client.chat.completions.create(**params))
+                chunks = stream.__aiter__()
+                while True:
+                    try:
+                        chunk = await guard.wait(chunks.__anext__())
+                    except StopAsyncIteration:
+                        break
+                    guard.started = started = True
                     usage = chunk.usage
                     if usage is not None:
                         details = getattr(usage, "prompt_tokens_details", None)
@@ -185,7 +189,6 @@ class OpenAIProvider:
                             finish = Finished(
                                 _FINISH.get(choice.finish_reason, "other"), choice.finish_reason
                             )
-                    deadline.reschedule(loop.time() + t.idle)
         except TimeoutError:
             which = "stopped sending" if started else "did not start answering"
             limit = t.idle if started else t.first_byte
