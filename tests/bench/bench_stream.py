@@ -7,6 +7,9 @@
   interleaved repetitions, so machine noise hits both alike).
 - ``adapter_ratio``: the same for the provider layer alone (no persistence).
 
+The fake server runs in its own process, as a real server would: in-process, its threads
+would compete with the client for the GIL and blur the ratio.
+
 Run: ``.venv/bin/python tests/bench/bench_stream.py [--reps N]``
 """
 
@@ -52,9 +55,41 @@ def version_ms(reps: int) -> float:
     return statistics.median(times)
 
 
-async def raw_sdk(srv: FakeLLMServer, client: object) -> float:
-    srv.enqueue(Text(ANSWER, chunk_chars=4))
-    t0 = time.perf_counter()
+def serve() -> int:
+    """``--serve``: answer every chat with ANSWER at full speed; print the port."""
+    srv = FakeLLMServer(default_reply=lambda _req: Text(ANSWER, chunk_chars=4)).start()
+    print(srv.port, flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes our stdin
+    finally:
+        srv.stop()
+    return 0
+
+
+class ServerProcess:
+    """The fake server in a child process."""
+
+    def __enter__(self) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        assert self.proc.stdout is not None
+        self.openai_base_url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}/v1"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        self.proc.stdout.close()
+
+
+async def raw_sdk(srv: ServerProcess, client: object) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
     stream = await client.chat.completions.create(  # type: ignore[attr-defined]
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "go"}],
@@ -67,35 +102,33 @@ async def raw_sdk(srv: FakeLLMServer, client: object) -> float:
             if c.delta.content:
                 n += len(c.delta.content)
     assert n == len(ANSWER)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-async def adapter(srv: FakeLLMServer, provider: ResilientProvider) -> float:
-    srv.enqueue(Text(ANSWER, chunk_chars=4))
-    t0 = time.perf_counter()
+async def adapter(srv: ServerProcess, provider: ResilientProvider) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
     r = StreamResult()
     async for ev in provider.stream(
         ChatRequest(model="gpt-4o-mini", messages=(Message("user", "go"),))
     ):
         r.feed(ev)
     assert len(r.text) == len(ANSWER)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-async def core(srv: FakeLLMServer, services: object) -> float:
-    srv.enqueue(Text(ANSWER, chunk_chars=4))
-    t0 = time.perf_counter()
+async def core(srv: ServerProcess, services: object) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
     last = None
     async for ev in services.chat.send("go", services.turn_options()):  # type: ignore[attr-defined]
         last = ev
     assert last is not None and len(last.text) == len(ANSWER)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 async def streams(reps: int) -> dict[str, float]:
     import openai
 
-    with FakeLLMServer() as srv, tempfile.TemporaryDirectory() as home:
+    with ServerProcess() as srv, tempfile.TemporaryDirectory() as home:
         os.environ["PARLEY_HOME"] = home
         client = openai.AsyncOpenAI(api_key="k", base_url=srv.openai_base_url, max_retries=0)
         provider = ResilientProvider(OpenAIProvider(api_key="k", base_url=srv.openai_base_url))
@@ -119,20 +152,29 @@ async def streams(reps: int) -> dict[str, float]:
         await client.close()
         await provider.aclose()
         await services.aclose()
-    r, a, c = statistics.median(raw), statistics.median(ad), statistics.median(co)
+
+    def med(xs: list[tuple[float, float]], i: int) -> float:
+        return statistics.median(x[i] for x in xs)
+
+    r, a, c = med(raw, 0), med(ad, 0), med(co, 0)
     return {
         "raw_sdk_ms": round(r * 1000, 1),
         "adapter_ms": round(a * 1000, 1),
         "core_ms": round(c * 1000, 1),
         "adapter_ratio": round(a / r, 3),
         "core_ratio": round(c / r, 3),
+        "adapter_cpu_ratio": round(med(ad, 1) / med(raw, 1), 3),
+        "core_cpu_ratio": round(med(co, 1) / med(raw, 1), 3),
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve:
+        sys.exit(serve())
     result = {"version_ms": round(version_ms(7), 1)}
     result.update(asyncio.run(streams(args.reps)))
     print(json.dumps(result))
