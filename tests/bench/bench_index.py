@@ -15,7 +15,8 @@ Figures: chunks_per_s (end to end); non_embedding_share = 1 - (wall time of embe
 chunk texts alone) / (wall time of indexing), plus ``_cpu`` (the same with CPU seconds of this
 process and the loader's workers: steadier when other jobs load the machine) and ``_inline``
 (time the indexing thread spends outside ``embed()``; parsing overlaps on another thread);
-reindex_unchanged_s; query p50/p95 (hybrid, query embedding included); rss_mb_indexing (peak);
+reindex_unchanged_s; query p50/p95 (hybrid, query embedding included); rss_mb_indexing (peak),
+rss_mb_idle (afterwards, model loaded and store open);
 recall_at_5 per mode; and the event-loop stall (a 5 ms asyncio heartbeat) while indexing with
 a worker thread vs a niced worker process (``index_stall_p99_ms`` is the chosen runner's).
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -138,6 +140,13 @@ class PeakRss:
         return round(self.peak / 2**20, 1)
 
 
+def _rss_mb() -> float:
+    """This process's RSS now (model loaded, store open, nothing running)."""
+    import psutil
+
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -159,12 +168,15 @@ def bench_real(corpus: Path, quick: bool) -> dict[str, Any]:
     emb.ensure_ready()
     emb.embed(["warm up"])
     store = KnowledgeStore(paths, emb)
+    rss_idle_before = _rss_mb()
     rss = PeakRss()
     t0 = time.perf_counter()
     report = Indexer(store).index([corpus])
     total = time.perf_counter() - t0
     cpu_index = rss.cpu_seconds()
     rss_mb = rss.stop()
+    gc.collect()
+    rss_idle_after = _rss_mb()
     texts = [r[0] for r in store._read().execute("SELECT COALESCE(embed_text, text) FROM chunks")]
     t1 = time.perf_counter()
     c1 = time.process_time()
@@ -185,6 +197,8 @@ def bench_real(corpus: Path, quick: bool) -> dict[str, Any]:
         "cpu_s_indexing": round(cpu_index, 1),
         "cpu_s_embed_alone": round(cpu_embed, 1),
         "rss_mb_indexing": rss_mb,
+        "rss_mb_idle": rss_idle_after,
+        "rss_mb_idle_before_indexing": rss_idle_before,
         "real_skipped": len(report.files_skipped),
     }
     questions = json.loads(QUESTIONS.read_text())
