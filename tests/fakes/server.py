@@ -666,6 +666,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
     server_version = "fake-llm/1.0"
+    # TCP_NODELAY, as real API front ends stream: with Nagle on, each small SSE write after
+    # the headers waited for the client's delayed ACK (~40 ms before the first token).
+    disable_nagle_algorithm = True
 
     # ---- plumbing
     def log_message(self, format: str, *args: Any) -> None:
