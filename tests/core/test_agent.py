@@ -131,6 +131,34 @@ async def test_two_parallel_calls_in_one_round(kind: str, fake_llm: Any, folder:
         assert [b["type"] for b in last_user["content"]] == ["tool_result", "tool_result"]
 
 
+async def test_calls_keep_the_models_order_when_they_finish_out_of_order(
+    fake_llm: Any, tmp_path: Path
+) -> None:
+    big = tmp_path / "big"
+    for i in range(20):
+        d = big / f"d{i}"
+        d.mkdir(parents=True)
+        for j in range(50):
+            (d / f"f{j}.txt").write_text("nothing to see here\n" * 100)
+    fake_llm.enqueue(
+        ToolCalls(
+            [
+                Call("file_search", '{"query": "needle-not-there"}'),  # slow: crawls the tree
+                Call("calculator", '{"expression": "6*7"}'),  # fast
+            ]
+        ),
+        Text("42"),
+    )
+    svc = make_services(fake_llm, "openai")
+    fin, events = await ask(svc, "openai", "go", big)
+    done = [e.call.name for e in events if isinstance(e, ToolRunFinished)]
+    assert done == ["calculator", "file_search"]  # the order they finished in, live
+    assert [t.call.name for t in fin.tool_calls] == ["file_search", "calculator"]
+    stored = svc.conversations.tool_calls(fin.message_id)
+    assert [t.name for t in stored] == ["file_search", "calculator"]
+    assert stored[1].result is not None and stored[1].result.startswith("42")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_chain_of_three_steps(kind: str, fake_llm: Any, folder: Path) -> None:
     fake_llm.enqueue(
@@ -255,6 +283,10 @@ async def test_cancel_during_a_slow_tool(fake_llm: Any, tmp_path: Path) -> None:
     last = svc.conversations.list()[0]
     msg = svc.conversations.branch(last.id)[-1]
     assert msg.status == "cancelled"
+    # the call shows after reload, marked as stopped rather than running forever
+    [stored] = svc.conversations.tool_calls(msg.id)
+    assert stored.name == "file_search" and stored.is_error
+    assert stored.result == "Stopped before it finished."
 
 
 async def test_tools_off_sends_no_tools(fake_llm: Any, folder: Path) -> None:

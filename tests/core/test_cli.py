@@ -358,6 +358,6 @@ def test_ask_tools_json_and_stderr(parley_home: Path, fake_llm: Any, tmp_path: P
     assert set(calls[0]) == {"name", "arguments", "result", "error", "ms"}
     assert calls[0]["arguments"] == {"expression": "2.1/8.9"}
     assert calls[0]["result"].startswith("0.2359") and calls[0]["error"] is None
-    assert "1.2M" in calls[1]["result"]
+    assert calls[1]["error"] is None and "1.2M" in calls[1]["result"], calls[1]
     assert calls[2]["result"] is None and "outside the folders" in calls[2]["error"]
     assert "tool calculator" in p.stderr and "Traceback" not in p.stderr

@@ -21,7 +21,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from parley.core.agent import Agent, AgentEvent, AgentStopped, ToolRunFinished
+from parley.core.agent import Agent, AgentEvent, AgentStopped, ToolRunFinished, ToolRunStarted
 from parley.core.errors import ConfigError, ParleyError, StorageError
 from parley.core.providers.base import (
     AttemptStarted,
@@ -326,14 +326,24 @@ class ChatSession:
                 elif isinstance(ev, FallbackUsed):
                     state.provider, state.model = ev.provider, ev.model
                     state.fallback_note = ev.message
-                elif isinstance(ev, ToolRunFinished):
-                    state.tools.append(ev)
-                    await self._db(
+                elif isinstance(ev, ToolRunStarted):
+                    # Stored when it starts, so the calls keep the model's order (calls of a
+                    # round finish in any order) and a stop mid-tool still shows the call.
+                    row = await self._db(
                         self.conversations.add_tool_call,
                         assistant.id,
                         ev.call.id,
                         ev.call.name,
                         ev.call.arguments,
+                    )
+                    state.tool_rows[id(ev.call)] = (ev.call, row, len(state.tool_rows))
+                elif isinstance(ev, ToolRunFinished):
+                    state.tools.append(ev)
+                    _call, row, _order = state.tool_rows[id(ev.call)]
+                    state.tools_done.add(row)
+                    await self._db(
+                        self.conversations.finish_tool_call,
+                        row,
                         result=ev.content,
                         is_error=ev.is_error,
                         ms=ev.ms,
@@ -401,6 +411,11 @@ class ChatSession:
             usage.cache_write_tokens,
         )
         try:
+            for _call, row, _order in state.tool_rows.values():
+                if row not in state.tools_done:  # stopped while the tool ran
+                    self.conversations.finish_tool_call(
+                        row, result="Stopped before it finished.", is_error=True
+                    )
             self.conversations.update_message(
                 message_id,
                 content=text,
@@ -437,7 +452,7 @@ class ChatSession:
             cost_usd=cost,
             attempts=state.attempts,
             error=error,
-            tool_calls=tuple(state.tools),
+            tool_calls=tuple(sorted(state.tools, key=lambda t: state.tool_rows[id(t.call)][2])),
             sources=state.sources,
         )
 
@@ -451,6 +466,9 @@ class _TurnState:
     attempts: int = 0
     fallback_note: str | None = None
     tools: list[ToolRunFinished] = field(default_factory=list)
+    tool_rows: dict[int, tuple[Any, int, int]] = field(default_factory=dict)
+    """id(call) -> (call, tool_calls row, start order)."""
+    tools_done: set[int] = field(default_factory=set)
     stopped: AgentStopped | None = None
     sources: tuple[Any, ...] = ()
 

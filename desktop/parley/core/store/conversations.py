@@ -504,6 +504,16 @@ class ConversationStore:
             )
             return int(cur.lastrowid or 0)
 
+    def finish_tool_call(
+        self, row_id: int, *, result: str | None, is_error: bool, ms: float | None = None
+    ) -> None:
+        """Record the outcome of a call stored when it started."""
+        with transaction(self.conn) as c:
+            c.execute(
+                "UPDATE tool_calls SET result=?, is_error=?, ms=? WHERE id=?",
+                (result, int(is_error), ms, row_id),
+            )
+
     def tool_calls(self, message_id: int) -> builtins.list[StoredToolCall]:
         """Tool calls of a message, in order."""
         rows = self.conn.execute(
