@@ -6,7 +6,7 @@ Each theme (light, dark) and scale (100 %, 200 % via ``QT_SCALE_FACTOR=2``) runs
 subprocess (the scale factor is read once at start), offscreen, with the real window bound to
 real services and the fake server on loopback. States: the empty chat, onboarding (a local
 server found), a long answer with code and a table, an error with Retry, the rate-limit
-countdown, and the settings dialog. Files: ``<state>-<theme>-<scale>x.png``.
+countdown, tool calls, and the settings dialog. Files: ``<state>-<theme>-<scale>x.png``.
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ See the [sorting HOWTO](https://docs.python.org/3/howto/sorting.html) for more.
 
 async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
     from PySide6.QtWidgets import QApplication
-    from tests.fakes.script import HTTPError, Text
+    from tests.fakes.script import Call, HTTPError, Text, ToolCalls
     from tests.fakes.server import FakeLLMServer
 
     from parley.core.paths import default_paths
     from parley.core.secrets import MemorySecretStore, Secrets
     from parley.core.services import build_services
-    from parley.core.settings import ProviderSettings, Settings
+    from parley.core.settings import KnowledgeSettings, ProviderSettings, Settings
     from parley.ui.app import bind_services
     from parley.ui.errors import ErrorPresenter
     from parley.ui.main_window import MainWindow
@@ -110,7 +110,10 @@ async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
 
     with FakeLLMServer() as srv:
         srv.models = ["llama3.2:3b", "qwen2.5:7b-instruct"]
+        notes = Path(tempfile.mkdtemp(prefix="parley-shot-notes-"))
+        (notes / "budget.md").write_text("# Budget\n\nThe Q3 budget is 1.2M, approved in March.\n")
         local = Settings(
+            knowledge=KnowledgeSettings(folders=[str(notes)]),
             default_provider="openai-compatible",
             providers={
                 "openai-compatible": ProviderSettings(
@@ -177,7 +180,7 @@ async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
         save(w, "error")
 
         # rate-limit countdown
-        srv.enqueue(HTTPError(429, retry_after=8), Text("Here it is."))
+        srv.enqueue(HTTPError(429, retry_after=8))  # stopped during the wait
         w.composer.set_text("Try once more")
         w.composer.submit()
         await until(lambda: "Retrying in" in w.notice.text())
@@ -185,6 +188,32 @@ async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
         save(w, "countdown")
         w.stop()
         await until(lambda: not w.is_busy())
+
+        # tool calls: one result, one file read, one refusal
+        w.new_chat()
+        w.composer.tools_switch.setChecked(True)
+        srv.enqueue(
+            ToolCalls(
+                [
+                    Call("calculator", '{"expression": "2.1/8.9"}'),
+                    Call("read_file", '{"path": "budget.md"}'),
+                    Call("read_file", '{"path": "/etc/passwd"}'),
+                ],
+                text="Let me work that out.",
+            ),
+            Text(
+                "Paris has about **0.236** times London's population, and your notes put "
+                "the Q3 budget at **1.2M**. I could not open `/etc/passwd`: it is outside "
+                "the folders you added."
+            ),
+        )
+        w.composer.set_text("Paris (2.1M) divided by London (8.9M)? And the Q3 budget?")
+        w.composer.submit()
+        await until(
+            lambda: not w.is_busy() and w.view is not None and w.view.model().rowCount() == 2
+        )
+        await settle(0.5)
+        save(w, "tools")
 
         # settings
         dialog = w.open_settings("openai")

@@ -433,7 +433,7 @@ async def test_tool_calls_show_as_cards_that_open_to_arguments_and_result(qtbot)
             answer = h.items()[-1]
             assert answer.text == "Six times seven is 42."
             cards = [f for f in answer.footer if f.kind == "tool_call"]
-            assert len(cards) == 1 and cards[0].text.startswith("🔧 calculator · done · ")
+            assert len(cards) == 1 and cards[0].text.startswith("⚙ calculator · done · ")
             assert cards[0].text.endswith("▸ details") and cards[0].href
             view = w.view
             assert view is not None

@@ -138,6 +138,7 @@ class Agent:
         budget = self.max_tool_output_tokens
         req = replace(request, system=system, tools=registry.specs())
 
+        said_something = False  # text shown in an earlier round
         for step in range(1, self.step_cap + 1):
             yield RoundStarted(step)
             text_parts: list[str] = []
@@ -146,7 +147,13 @@ class Agent:
             async with contextlib.aclosing(round_stream) as stream:
                 async for ev in stream:
                     if isinstance(ev, TextDelta):
+                        if said_something and not text_parts:
+                            # "Let me check." then, after the tools, the answer: a new
+                            # paragraph for the reader (the model's own history keeps each
+                            # round's text as it was).
+                            yield TextDelta("\n\n")
                         text_parts.append(ev.text)
+                        said_something = True
                     elif isinstance(ev, ToolCallDone):
                         calls.append(ev.call)
                     yield ev

@@ -936,6 +936,11 @@ class MainWindow(QMainWindow):
         run = _ToolRun(ev.call.id, ev.call.name, ev.call.arguments, ev.content, ev.is_error, ev.ms)
         self._tool_runs[(mid, ev.call.id)] = run
         self._update_tool_card(mid, run)
+        if not any(
+            key[0] == mid and r.result is None and r.ms is None
+            for key, r in self._tool_runs.items()
+        ):
+            self.status.clearMessage()  # "Running tool …" is over
 
     def _update_tool_card(self, mid: str, run: _ToolRun) -> None:
         """Add or replace a tool card under a shown answer (running, then done/failed)."""
@@ -952,11 +957,11 @@ class MainWindow(QMainWindow):
 
         is_open = (mid, run.call_id) in self._tools_open
         if run.result is None and run.ms is None:
-            card = f"🔧 {run.name} · running…"
+            card = f"⚙ {run.name} · running…"
         else:
             took = f" · {run.ms:.0f} ms" if run.ms is not None else ""
             state = "failed" if run.is_error else "done"
-            card = f"🔧 {run.name} · {state}{took}  {'▾ hide' if is_open else '▸ details'}"
+            card = f"⚙ {run.name} · {state}{took}  {'▾ hide' if is_open else '▸ details'}"
         items = [FooterItem(card, kind="tool_call", href=f"{_TOOL_HREF}{run.call_id}")]
         if is_open:
             items.append(FooterItem(f"Arguments: {_clip(run.arguments)}", kind="tool_detail"))
