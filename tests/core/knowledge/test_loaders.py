@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import struct
 import threading
 import time
@@ -26,6 +27,7 @@ from parley.core.knowledge.loaders import (
     kind_for,
     load_file,
 )
+from tests.unprivileged import denies_reads, run_as_nobody, shared_tmp
 
 # ---------------------------------------------------------------------------- builders
 
@@ -491,20 +493,30 @@ def test_file_deleted_and_recreated_while_read_is_never_torn(tmp_path: Path) -> 
 
 
 def test_permission_denied(tmp_path: Path) -> None:
-    p = tmp_path / "secret.txt"
-    p.write_text("private")
-    p.chmod(0)
-    try:
+    if denies_reads():
+        p = tmp_path / "secret.txt"
+        p.write_text("private")
+        p.chmod(0)
         try:
-            with open(p, "rb"):
-                pass
-        except PermissionError:
-            pass
-        else:
-            pytest.skip("running as root (or with CAP_DAC_OVERRIDE): chmod 000 does not deny reads")
-        assert skip_reason(p) == "permission denied"
+            assert skip_reason(p) == "permission denied"
+        finally:
+            p.chmod(0o600)
+        return
+    # root reads anything: ask as nobody instead
+    d = shared_tmp()
+    try:
+        p = d / "secret.txt"
+        p.write_text("private")
+        p.chmod(0)
+        code = (
+            "import json\nfrom pathlib import Path\n"
+            "from parley.core.knowledge.loaders import FileSkipped, load_file\n"
+            f"try:\n    load_file(Path({str(p)!r}))\n    print('null')\n"
+            "except FileSkipped as exc:\n    print(json.dumps(exc.reason))\n"
+        )
+        assert run_as_nobody(code) == "permission denied"
     finally:
-        p.chmod(0o600)
+        shutil.rmtree(d)
 
 
 def test_file_growing_while_read_is_never_torn(tmp_path: Path) -> None:

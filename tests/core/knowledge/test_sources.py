@@ -12,6 +12,7 @@ import pytest
 
 from parley.core.errors import ConfigError
 from parley.core.knowledge.sources import FolderUnavailable, Skipped, SourceFile, walk_folder
+from tests.unprivileged import denies_reads, run_as_nobody, shared_tmp
 
 
 def touch(root: Path, *rels: str, text: str = "x") -> None:
@@ -206,21 +207,31 @@ def test_symlinked_dir_reached_only_through_the_link(tmp_path: Path) -> None:
 
 
 def test_unreadable_folder_is_reported(tmp_path: Path) -> None:
-    touch(tmp_path, "ok.md", "locked/inside.md")
-    locked = tmp_path / "locked"
+    root = tmp_path if denies_reads() else shared_tmp()  # root reads anything: ask as nobody
+    touch(root, "ok.md", "locked/inside.md")
+    locked = root / "locked"
     locked.chmod(0)
     try:
-        try:
-            os.listdir(locked)
-        except PermissionError:
-            pass
+        if denies_reads():
+            files, skipped = walk(root)
         else:
-            pytest.skip("running as root (or with CAP_DAC_OVERRIDE): chmod 000 does not deny reads")
-        files, skipped = walk(tmp_path)
+            code = (
+                "import json\nfrom pathlib import Path\n"
+                "from parley.core.knowledge.sources import SourceFile, walk_folder\n"
+                f"root = Path({str(root)!r})\n"
+                "items = list(walk_folder(root))\n"
+                "print(json.dumps([[i.path.relative_to(root).as_posix(),"
+                " None if isinstance(i, SourceFile) else i.reason] for i in items]))\n"
+            )
+            items = run_as_nobody(code)
+            files = [p for p, why in items if why is None]
+            skipped = {p: why for p, why in items if why is not None}
         assert files == ["ok.md"]
         assert skipped == {"locked": "permission denied"}
     finally:
         locked.chmod(0o700)
+        if root != tmp_path:
+            shutil.rmtree(root)
 
 
 def test_non_ascii_and_255_byte_names(tmp_path: Path) -> None:
