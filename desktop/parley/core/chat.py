@@ -336,14 +336,12 @@ class ChatSession:
                         ev.call.name,
                         ev.call.arguments,
                     )
-                    state.tool_rows[id(ev.call)] = (ev.call, row, len(state.tool_rows))
+                    state.tool_rows[id(ev.call)] = (ev.call, row)
                 elif isinstance(ev, ToolRunFinished):
                     state.tools.append(ev)
-                    _call, row, _order = state.tool_rows[id(ev.call)]
-                    state.tools_done.add(row)
                     await self._db(
                         self.conversations.finish_tool_call,
-                        row,
+                        state.tool_row(ev),
                         result=ev.content,
                         is_error=ev.is_error,
                         ms=ev.ms,
@@ -411,8 +409,9 @@ class ChatSession:
             usage.cache_write_tokens,
         )
         try:
-            for _call, row, _order in state.tool_rows.values():
-                if row not in state.tools_done:  # stopped while the tool ran
+            done = {state.tool_row(t) for t in state.tools}
+            for _call, row in state.tool_rows.values():
+                if row not in done:  # stopped while the tool ran
                     self.conversations.finish_tool_call(
                         row, result="Stopped before it finished.", is_error=True
                     )
@@ -452,7 +451,7 @@ class ChatSession:
             cost_usd=cost,
             attempts=state.attempts,
             error=error,
-            tool_calls=tuple(sorted(state.tools, key=lambda t: state.tool_rows[id(t.call)][2])),
+            tool_calls=tuple(sorted(state.tools, key=state.tool_row)),  # rows are in start order
             sources=state.sources,
         )
 
@@ -466,14 +465,17 @@ class _TurnState:
     attempts: int = 0
     fallback_note: str | None = None
     tools: list[ToolRunFinished] = field(default_factory=list)
-    tool_rows: dict[int, tuple[Any, int, int]] = field(default_factory=dict)
-    """id(call) -> (call, tool_calls row, start order)."""
-    tools_done: set[int] = field(default_factory=set)
+    tool_rows: dict[int, tuple[Any, int]] = field(default_factory=dict)
+    """id(call) -> (the call, kept alive so its id stays unique; its tool_calls row)."""
     stopped: AgentStopped | None = None
     sources: tuple[Any, ...] = ()
 
     def text(self) -> str:
         return "".join(self.parts)
+
+    def tool_row(self, run: ToolRunFinished) -> int:
+        """The stored row of a finished call (rows are numbered in start order)."""
+        return self.tool_rows[id(run.call)][1]
 
 
 def _with_attachments(text: str, attachments: list[dict[str, Any]]) -> str:

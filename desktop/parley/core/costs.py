@@ -7,10 +7,12 @@ OpenAI-compatible server on this machine really costs nothing: that is the one $
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from parley.core.providers.base import Usage
-from parley.core.providers.catalog import ModelInfo
+if TYPE_CHECKING:  # annotations only: the window imports format_usd before its first paint
+    from parley.core.providers.base import Usage
+    from parley.core.providers.catalog import ModelInfo
 
 PER = 1_000_000
 

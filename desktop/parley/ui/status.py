@@ -8,16 +8,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
-
-def format_usd(value: float | None) -> str:
-    """``$0.0123``-style money; "unknown" for None (never a made-up $0)."""
-    if value is None:
-        return "unknown"
-    if value == 0:
-        return "$0.00"
-    if value < 0.01:
-        return f"${value:.4f}"
-    return f"${value:.2f}"
+from parley.core.costs import format_usd
 
 
 def cost_text(total: float, has_unknown: bool) -> str:
