@@ -9,12 +9,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from parley.core.errors import ProviderDown
+from parley.core.knowledge.chunking import Chunk
 from parley.core.knowledge.embeddings import local_embedder, model_files_complete
 from parley.core.knowledge.retrieval import Retriever
 from parley.core.knowledge.store import ChromaServer, FileWrite, KnowledgeStore
@@ -23,18 +23,6 @@ from parley.core.paths import Paths, default_paths
 pytestmark = pytest.mark.integration
 
 CHROMA = Path(sys.executable).parent / "chroma"
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    index: int
-    text: str
-    embed_text: str
-    heading_path: tuple[str, ...]
-    page: int | None
-    line_start: int | None
-    line_end: int | None
-    token_count: int
 
 
 def _free_port() -> int:
@@ -102,7 +90,7 @@ def test_shared_server_index(chroma_server: ChromaServer, paths: Paths, tmp_path
         "Expense reports are due on the fifth working day of each month.",
         "The VPN client must be updated before connecting from abroad.",
     ]
-    chunks = [_Chunk(i, t, t, ("Handbook",), None, i + 1, i + 1, 10) for i, t in enumerate(texts)]
+    chunks = [Chunk(i, t, t, ("Handbook",), None, i + 1, i + 1, 10) for i, t in enumerate(texts)]
     writer = KnowledgeStore(paths, emb, server=chroma_server)
     try:
         assert not (paths.chroma_dir / "chroma.sqlite3").exists()  # nothing embedded locally

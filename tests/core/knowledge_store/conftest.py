@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,23 +16,10 @@ from typing import Any
 
 import pytest
 
+from parley.core.knowledge.chunking import Chunk
 from parley.core.knowledge.embeddings import LocalEmbedder, local_embedder, model_files_complete
 from parley.core.knowledge.store import KnowledgeStore
 from parley.core.paths import Paths, default_paths
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Same fields as ``chunking.Chunk`` (the store only reads these)."""
-
-    index: int
-    text: str
-    embed_text: str
-    heading_path: tuple[str, ...] = ()
-    page: int | None = None
-    line_start: int | None = None
-    line_end: int | None = None
-    token_count: int = 0
 
 
 def make_chunks(texts: list[str], heading: tuple[str, ...] = ("Doc",)) -> list[Chunk]:
@@ -41,10 +32,40 @@ def make_chunks(texts: list[str], heading: tuple[str, ...] = ("Doc",)) -> list[C
             heading_path=heading,
             line_start=i * 10 + 1,
             line_end=i * 10 + 10,
+            page=None,
             token_count=len(t.split()),
         )
         for i, t in enumerate(texts)
     ]
+
+
+@contextmanager
+def index_lock_held_elsewhere(paths: Paths) -> Iterator[None]:
+    """Another process holds the index writer lock until the block ends."""
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import sys, filelock
+            lock = filelock.FileLock({str(paths.index_lock_file)!r})
+            lock.acquire()
+            print("locked", flush=True)
+            sys.stdin.readline()
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdin is not None and holder.stdout is not None
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            yield
+        finally:
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            holder.wait(10)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from parley.core.knowledge.indexer import (
 from parley.core.knowledge.retrieval import Retriever
 from parley.core.knowledge.store import KnowledgeStore
 from parley.core.paths import Paths
+
+from .conftest import index_lock_held_elsewhere
 
 pytest.importorskip("parley.core.knowledge.chunking", reason="chunking.py not written yet")
 
@@ -125,30 +126,9 @@ def test_cancel_then_resume(store: KnowledgeStore, folder: Path) -> None:
 
 
 def test_busy_lock(store: KnowledgeStore, folder: Path, paths: Paths) -> None:
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
-            import sys, filelock
-            lock = filelock.FileLock({str(paths.index_lock_file)!r})
-            lock.acquire()
-            print("locked", flush=True)
-            sys.stdin.readline()
-        """),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:
-        try:
-            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-            with pytest.raises(IndexBusy):
-                Indexer(store).index([folder], wait_for_lock=False)
-        finally:
-            assert holder.stdin is not None
-            holder.stdin.write("\n")
-            holder.stdin.flush()
+    with index_lock_held_elsewhere(paths):
+        with pytest.raises(IndexBusy):
+            Indexer(store).index([folder], wait_for_lock=False)
     assert Indexer(store).index([folder], wait_for_lock=False).files_indexed == 3
 
 

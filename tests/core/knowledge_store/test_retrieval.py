@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from parley.core.errors import ConfigError
+from parley.core.knowledge.chunking import Chunk
 from parley.core.knowledge.retrieval import Retriever, fts_query
 from parley.core.knowledge.store import FileWrite, KnowledgeStore
 
-from .conftest import Chunk, make_chunks
+from .conftest import make_chunks
 
 
 def _put(

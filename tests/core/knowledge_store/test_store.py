@@ -22,7 +22,7 @@ from parley.core.knowledge.store import (
 )
 from parley.core.paths import Paths
 
-from .conftest import FakeOpenAI, make_chunks
+from .conftest import FakeOpenAI, index_lock_held_elsewhere, make_chunks
 
 TEXTS = [
     "To install Parley, run pip install parley inside a virtual environment.",
@@ -114,30 +114,7 @@ def test_second_writer_waits_or_raises_while_searches_work(
     store: KnowledgeStore, root: Path, paths: Paths
 ) -> None:
     _write(store, root, "a.txt", TEXTS)
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(f"""
-            import sys, filelock
-            lock = filelock.FileLock({str(paths.index_lock_file)!r})
-            lock.acquire()
-            print("locked", flush=True)
-            sys.stdin.readline()
-        """),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:
-        _hold_and_check(store, holder)
-    with store.writer(wait=False):
-        pass
-
-
-def _hold_and_check(store: KnowledgeStore, holder: subprocess.Popen[str]) -> None:
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with index_lock_held_elsewhere(paths):
         with pytest.raises(IndexBusy):
             with store.writer(wait=False):
                 pass
@@ -146,11 +123,8 @@ def _hold_and_check(store: KnowledgeStore, holder: subprocess.Popen[str]) -> Non
                 pass
         hits = Retriever(store).search("where are api keys kept", k=1)
         assert hits and "keyring" in hits[0].text
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(10)
+    with store.writer(wait=False):
+        pass
 
 
 def test_recover_removes_vectors_of_an_interrupted_write(store: KnowledgeStore, root: Path) -> None:

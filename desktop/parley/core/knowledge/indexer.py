@@ -40,17 +40,19 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from parley.core.errors import ConfigError, ParleyError, StorageError
 from parley.core.knowledge.store import (
     ChromaServer,
-    ChunkLike,
     FileRecord,
     FileWrite,
     KnowledgeStore,
 )
 from parley.core.paths import Paths
+
+if TYPE_CHECKING:  # imported where chunking runs (see _chunker_obj)
+    from parley.core.knowledge.chunking import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class _Prepared:
     mtime_ns: int
     sha256: str | None = None
     kind: str | None = None
-    chunks: list[ChunkLike] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
     status: str = "indexed"
     reason: str | None = None
     unchanged: bool = False

@@ -32,12 +32,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from parley.core.errors import ConfigError, IndexBusy, ProviderDown, StorageError
 from parley.core.knowledge.embeddings import Embedder
 from parley.core.paths import Paths
 from parley.core.store.db import Migration, connect, sql_migration, transaction
+
+if TYPE_CHECKING:  # the indexer's worker imports chunking; searches need not
+    from parley.core.knowledge.chunking import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -114,19 +117,6 @@ MIGRATIONS: tuple[Migration, ...] = (
 """Named migrations of ``knowledge.sqlite3`` (append new ones; never edit applied ones)."""
 
 
-class ChunkLike(Protocol):
-    """What the store needs of a ``chunking.Chunk``."""
-
-    index: int
-    text: str
-    embed_text: str
-    heading_path: tuple[str, ...]
-    page: int | None
-    line_start: int | None
-    line_end: int | None
-    token_count: int
-
-
 @dataclass(frozen=True)
 class ChromaServer:
     """A Chroma server for a shared team knowledge base (``chroma run`` or hosted)."""
@@ -181,7 +171,7 @@ class FileWrite:
     mtime_ns: int
     sha256: str
     kind: str
-    chunks: Sequence[ChunkLike]
+    chunks: Sequence[Chunk]
     vectors: Sequence[Sequence[float]]
     ids: list[str] = field(default_factory=list)
 
@@ -1188,7 +1178,7 @@ def _close_client(client: Any) -> None:
                 log.debug("closing the Chroma HTTP session failed", exc_info=True)
 
 
-def _chunk_meta(path: Path, root: Path, kind: str, c: ChunkLike) -> dict[str, Any]:
+def _chunk_meta(path: Path, root: Path, kind: str, c: Chunk) -> dict[str, Any]:
     return _meta_dict(
         path,
         root,
