@@ -30,7 +30,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.fakes.script import Text  # noqa: E402
-from tests.fakes.server import FakeLLMServer  # noqa: E402
+from tests.fakes.server import (  # noqa: E402
+    FakeLLMServer,
+    FakeServerProcess,
+    serve_until_stdin_closes,
+)
 
 from parley.core.paths import default_paths  # noqa: E402
 from parley.core.providers.base import ChatRequest, Message, StreamResult  # noqa: E402
@@ -56,39 +60,17 @@ def version_ms(reps: int) -> float:
 
 
 def serve() -> int:
-    """``--serve``: answer every chat with ANSWER at full speed; print the port."""
-    srv = FakeLLMServer(default_reply=lambda _req: Text(ANSWER, chunk_chars=4)).start()
-    print(srv.port, flush=True)
-    try:
-        sys.stdin.read()  # until the parent closes our stdin
-    finally:
-        srv.stop()
-    return 0
+    """``--serve``: answer every chat with ANSWER at full speed (see FakeServerProcess)."""
+    return serve_until_stdin_closes(
+        FakeLLMServer(default_reply=lambda _req: Text(ANSWER, chunk_chars=4))
+    )
 
 
-class ServerProcess:
-    """The fake server in a child process."""
-
-    def __enter__(self) -> ServerProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
-        assert self.proc.stdout is not None
-        self.openai_base_url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}/v1"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        self.proc.wait(10)
-        self.proc.stdout.close()
+def server_process() -> FakeServerProcess:
+    return FakeServerProcess([sys.executable, __file__, "--serve"], cwd=REPO)
 
 
-async def raw_sdk(srv: ServerProcess, client: object) -> tuple[float, float]:
+async def raw_sdk(srv: FakeServerProcess, client: object) -> tuple[float, float]:
     t0, c0 = time.perf_counter(), time.process_time()
     stream = await client.chat.completions.create(  # type: ignore[attr-defined]
         model="gpt-4o-mini",
@@ -105,7 +87,7 @@ async def raw_sdk(srv: ServerProcess, client: object) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-async def adapter(srv: ServerProcess, provider: ResilientProvider) -> tuple[float, float]:
+async def adapter(srv: FakeServerProcess, provider: ResilientProvider) -> tuple[float, float]:
     t0, c0 = time.perf_counter(), time.process_time()
     r = StreamResult()
     async for ev in provider.stream(
@@ -116,7 +98,7 @@ async def adapter(srv: ServerProcess, provider: ResilientProvider) -> tuple[floa
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-async def core(srv: ServerProcess, services: object) -> tuple[float, float]:
+async def core(srv: FakeServerProcess, services: object) -> tuple[float, float]:
     t0, c0 = time.perf_counter(), time.process_time()
     last = None
     async for ev in services.chat.send("go", services.turn_options()):  # type: ignore[attr-defined]
@@ -128,7 +110,7 @@ async def core(srv: ServerProcess, services: object) -> tuple[float, float]:
 async def streams(reps: int) -> dict[str, float]:
     import openai
 
-    with ServerProcess() as srv, tempfile.TemporaryDirectory() as home:
+    with server_process() as srv, tempfile.TemporaryDirectory() as home:
         os.environ["PARLEY_HOME"] = home
         client = openai.AsyncOpenAI(api_key="k", base_url=srv.openai_base_url, max_retries=0)
         provider = ResilientProvider(OpenAIProvider(api_key="k", base_url=srv.openai_base_url))

@@ -53,10 +53,15 @@ if "PARLEY_ASSETS" not in os.environ and _ASSETS.is_dir():
 sys.path.insert(0, str(_REPO))
 
 import qasync  # noqa: E402
-from PySide6.QtCore import QEvent, QObject, QTimer  # noqa: E402
+from PySide6.QtCore import QEvent, QObject  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
+from tests.bench.heartbeat import Heartbeat  # noqa: E402
 from tests.fakes.script import Text  # noqa: E402
-from tests.fakes.server import FakeLLMServer  # noqa: E402
+from tests.fakes.server import (  # noqa: E402
+    FakeLLMServer,
+    FakeServerProcess,
+    serve_until_stdin_closes,
+)
 
 from parley.core.paths import default_paths  # noqa: E402
 from parley.core.secrets import MemorySecretStore, Secrets  # noqa: E402
@@ -142,36 +147,11 @@ def _serve() -> int:
             return Text(long_answer(int(parts[1]), int(parts[2])), chunk_chars=4)
         return echo_reply(request)  # type: ignore[return-value]
 
-    srv = FakeLLMServer(default_reply=reply).start()
-    print(srv.port, flush=True)
-    try:
-        sys.stdin.read()  # until the parent closes our stdin
-    finally:
-        srv.stop()
-    return 0
+    return serve_until_stdin_closes(FakeLLMServer(default_reply=reply))
 
 
-class _ServerProcess:
-    """The fake server in a child process."""
-
-    def __enter__(self) -> _ServerProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=_REPO,
-        )
-        assert self.proc.stdout is not None
-        self.port = int(self.proc.stdout.readline())
-        self.openai_base_url = f"http://127.0.0.1:{self.port}/v1"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.close()
-        self.proc.wait(10)
-        self.proc.stdout.close()
+def _server_process() -> FakeServerProcess:
+    return FakeServerProcess([sys.executable, __file__, "--serve"], cwd=_REPO)
 
 
 def _paired_ratio(windows: list[float], raws: list[float]) -> float:
@@ -198,9 +178,7 @@ async def _raw_sdk_drain(base_url: str, question: str, expected: str) -> tuple[f
     import openai
 
     client = openai.AsyncOpenAI(api_key="sk-bench", base_url=base_url, max_retries=0)
-    heartbeat = QTimer()  # the same measuring apparatus as the window run
-    heartbeat.setInterval(HEARTBEAT_MS)
-    heartbeat.timeout.connect(time.perf_counter)
+    heartbeat = Heartbeat(HEARTBEAT_MS)  # the same measuring apparatus as the window run
     heartbeat.start()
     try:
         t0 = time.perf_counter()
@@ -228,25 +206,14 @@ async def _stream_through_window(
     window: MainWindow, question: str, expected: str
 ) -> tuple[float, float, list[float]]:
     """(wall, CPU) seconds from Send to TurnFinished in the window, and the stalls."""
-    gaps: list[float] = []
-    last = [time.perf_counter()]
-
-    def beat() -> None:
-        now = time.perf_counter()
-        gaps.append((now - last[0]) * 1000 - HEARTBEAT_MS)
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(HEARTBEAT_MS)
-    timer.timeout.connect(beat)
+    heartbeat = Heartbeat(HEARTBEAT_MS)
     finished = asyncio.Event()
     assert window.controller is not None
     on_finish = lambda _ev: finished.set()  # noqa: E731
     window.controller.sig_turn_finished.connect(on_finish)
     window.new_chat()
     window.composer.set_text(question)
-    last[0] = time.perf_counter()
-    timer.start()
+    heartbeat.start()
     t0 = time.perf_counter()
     c0 = time.process_time()
     window.composer.submit()
@@ -255,12 +222,12 @@ async def _stream_through_window(
     cpu = time.process_time() - c0
     # let the view render the end of the stream before the heartbeat stops
     await asyncio.sleep(0.1)
-    timer.stop()
+    stalls = heartbeat.stop()
     window.controller.sig_turn_finished.disconnect(on_finish)
     assert window.view is not None
     shown = window.view.model().items()[-1].text
     assert shown == expected, (len(shown), len(expected))
-    return took, cpu, [max(0.0, g) for g in gaps[1:]]
+    return took, cpu, stalls
 
 
 def _make_long_chat(window: MainWindow) -> int:
@@ -333,7 +300,7 @@ async def run(quick: bool) -> dict[str, Any]:
     text = long_answer(tokens, blocks)
     warm_q, warm_text = "LONG 500 2", long_answer(500, 2)
     rounds = 1 if quick else 5
-    with _ServerProcess() as srv:
+    with _server_process() as srv:
         settings = Settings(
             default_provider="openai-compatible",
             providers={

@@ -42,6 +42,7 @@ import select
 import signal
 import socket
 import socketserver
+import subprocess
 import sys
 import threading
 import time
@@ -50,6 +51,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from tests.fakes.script import Call, Drop, HTTPError, Reply, Stall, Text, ToolCalls
@@ -1119,6 +1121,43 @@ class FakeLLMServer:
 
 
 # ---------------------------------------------------------------- standalone
+def serve_until_stdin_closes(srv: FakeLLMServer) -> int:
+    """Serve for a parent process (see :class:`FakeServerProcess`): print the port, then
+    serve until the parent closes our stdin."""
+    srv.start()
+    print(srv.port, flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        srv.stop()
+    return 0
+
+
+class FakeServerProcess:
+    """A fake server in a child process, as a real server would be (in-process, its threads
+    would compete with the client for the GIL). ``argv`` runs :func:`serve_until_stdin_closes`.
+    """
+
+    def __init__(self, argv: list[str], cwd: Path | None = None) -> None:
+        self.argv = argv
+        self.cwd = cwd
+
+    def __enter__(self) -> FakeServerProcess:
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=self.cwd
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+        self.openai_base_url = f"http://127.0.0.1:{self.port}/v1"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        self.proc.stdout.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve both protocols with a demo answer until Ctrl+C (or SIGTERM)."""
     parser = argparse.ArgumentParser(
