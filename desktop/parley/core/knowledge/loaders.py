@@ -208,6 +208,23 @@ def _os_error_reason(exc: OSError, *, started: bool = True) -> str:
     return f"could not be read ({exc.strerror or type(exc).__name__})"
 
 
+def stat_document(path: Path, max_bytes: int) -> os.stat_result:
+    """``os.stat`` of a would-be document: a regular file within the size cap.
+
+    Raises:
+        FileSkipped: Not found, unreadable, not a regular file, or too large.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise FileSkipped(_os_error_reason(exc, started=False)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise FileSkipped("not a regular file")
+    if st.st_size > max_bytes:
+        raise _too_large(st.st_size, max_bytes)
+    return st
+
+
 def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """Read a whole regular file, refusing anything a person would not call a document.
 
@@ -226,14 +243,7 @@ def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         FileSkipped: Not found, not a regular file, too large, unreadable, or it vanished or
             changed while being read.
     """
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise FileSkipped(_os_error_reason(exc, started=False)) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise FileSkipped("not a regular file")
-    if st.st_size > max_bytes:
-        raise _too_large(st.st_size, max_bytes)
+    stat_document(path, max_bytes)  # before opening: a FIFO or device never blocks us
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)
@@ -1230,14 +1240,7 @@ class IsolatedLoader:
         kind = kind_for(path)
         if kind is None:
             raise FileSkipped(unsupported_reason(path))
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise FileSkipped(_os_error_reason(exc, started=False)) from None
-        if not stat.S_ISREG(st.st_mode):
-            raise FileSkipped("not a regular file")
-        if st.st_size > self._max_bytes:
-            raise _too_large(st.st_size, self._max_bytes)
+        st = stat_document(path, self._max_bytes)
         if kind not in RISKY_KINDS and st.st_size <= self._in_process_limit:
             return load_file(path, max_bytes=self._max_bytes)
         return self._in_worker(path)
