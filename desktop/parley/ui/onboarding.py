@@ -27,17 +27,16 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
     QScrollArea,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from parley.core.errors import KeyringUnavailable
+from parley.ui.key_field import key_field
 from parley.ui.tasks import TaskSet
 from parley.ui.theme import scale_font
 
@@ -238,14 +237,7 @@ class OnboardingPanel(QWidget):
         self.provider_combo = QComboBox()
         self.provider_combo.addItem("OpenAI", "openai")
         self.provider_combo.addItem("Anthropic", "anthropic")
-        self.key_edit = QLineEdit()
-        self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.key_edit.setPlaceholderText("sk-…")
-        self.reveal_button = QToolButton()
-        self.reveal_button.setText("Show")
-        self.reveal_button.setCheckable(True)
-        self.reveal_button.setToolTip("Show or hide the key")
-        self.reveal_button.toggled.connect(self._reveal)
+        self.key_edit, self.reveal_button = key_field("sk-…")
         self.save_key_button = QPushButton("Save key")
         self.session_key_button = QPushButton("Keep for this session only")
         self.session_key_button.setVisible(False)
@@ -446,10 +438,6 @@ class OnboardingPanel(QWidget):
         if 0 <= row < len(self.servers):
             self.local_model_combo.addItems(list(self.servers[row].models))
         self.use_server_button.setEnabled(0 <= row < len(self.servers))
-
-    def _reveal(self, on: bool) -> None:
-        self.key_edit.setEchoMode(QLineEdit.EchoMode.Normal if on else QLineEdit.EchoMode.Password)
-        self.reveal_button.setText("Hide" if on else "Show")
 
     def _key_message(self, text: str, *, error: bool) -> None:
         self.key_status.setObjectName("errorLine" if error else "okLine")

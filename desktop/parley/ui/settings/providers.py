@@ -20,12 +20,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from parley.core.errors import KeyringUnavailable, ParleyError
+from parley.ui.key_field import key_field
 from parley.ui.tasks import TaskSet
 
 if TYPE_CHECKING:
@@ -97,16 +97,9 @@ class ProviderPage(QWidget):
         self._test_task: asyncio.Task[None] | None = None
 
         # key
-        self.key_edit = QLineEdit()
-        self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.key_edit.setPlaceholderText(
+        self.key_edit, self.reveal_button = key_field(
             "not needed" if info.key_optional else "paste your API key"
         )
-        self.reveal_button = QToolButton()
-        self.reveal_button.setText("Show")
-        self.reveal_button.setCheckable(True)
-        self.reveal_button.setToolTip("Show or hide the key")
-        self.reveal_button.toggled.connect(self._reveal)
         self.save_key_button = QPushButton("Save key")
         self.clear_key_button = QPushButton("Remove key")
         self.session_key_button = QPushButton("Keep for this session only")
@@ -301,10 +294,6 @@ class ProviderPage(QWidget):
         self.test_result.style().unpolish(self.test_result)
         self.test_result.style().polish(self.test_result)
         self.test_result.setText(text)
-
-    def _reveal(self, on: bool) -> None:
-        self.key_edit.setEchoMode(QLineEdit.EchoMode.Normal if on else QLineEdit.EchoMode.Password)
-        self.reveal_button.setText("Hide" if on else "Show")
 
     def _refresh_buttons(self) -> None:
         self.save_key_button.setEnabled(self.key_dirty())
