@@ -54,6 +54,16 @@ def _write(store: KnowledgeStore, root: Path, name: str, texts: list[str]) -> Pa
     return path
 
 
+def _store_with_a_file(paths: Paths, embedder: LocalEmbedder, tmp_path: Path) -> KnowledgeStore:
+    """A fresh store (the caller closes it) with one folder holding a.txt."""
+    root = tmp_path / "docs"
+    root.mkdir()
+    store = KnowledgeStore(paths, embedder)
+    store.add_root(root)
+    _write(store, root, "a.txt", TEXTS)
+    return store
+
+
 @pytest.fixture
 def root(tmp_path: Path, store: KnowledgeStore) -> Path:
     r = tmp_path / "docs"
@@ -176,11 +186,7 @@ def test_nested_roots(store: KnowledgeStore, root: Path) -> None:
 def test_model_switch_needs_reindex_then_rebuilds(
     paths: Paths, embedder: LocalEmbedder, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
-    root = tmp_path / "docs"
-    root.mkdir()
-    local = KnowledgeStore(paths, embedder)
-    local.add_root(root)
-    _write(local, root, "a.txt", TEXTS)
+    local = _store_with_a_file(paths, embedder, tmp_path)
     with local.writer():
         assert local.verify_vectors()
     local.close()
@@ -216,11 +222,7 @@ def test_damaged_vector_index_is_detected_and_rebuilt(
 ) -> None:
     import shutil
 
-    root = tmp_path / "docs"
-    root.mkdir()
-    s = KnowledgeStore(paths, embedder)
-    s.add_root(root)
-    _write(s, root, "a.txt", TEXTS)
+    s = _store_with_a_file(paths, embedder, tmp_path)
     with s.writer():
         assert s.verify_vectors()
     s.close()
@@ -278,11 +280,7 @@ def test_database_file_location(store: KnowledgeStore, paths: Paths) -> None:
 def test_unreadable_vector_index_is_set_aside_and_rebuilt(
     paths: Paths, embedder: LocalEmbedder, tmp_path: Path
 ) -> None:
-    root = tmp_path / "docs"
-    root.mkdir()
-    s = KnowledgeStore(paths, embedder)
-    s.add_root(root)
-    _write(s, root, "a.txt", TEXTS)
+    s = _store_with_a_file(paths, embedder, tmp_path)
     s.close()
     (paths.chroma_dir / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
     s = KnowledgeStore(paths, embedder)
