@@ -10,9 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import keyring
-import keyring.backend
-import keyring.errors
 import pytest
 from keyring.backends import fail
 from PySide6.QtCore import Qt
@@ -22,6 +19,7 @@ from PySide6.QtWidgets import QApplication, QLineEdit
 from parley.core.secrets import KeyringSecretStore, Secrets
 from parley.core.settings import load_settings
 from parley.ui.theme import is_dark
+from tests.fakes.keyring_backend import MemoryKeyring, using_keyring
 from tests.fakes.script import HTTPError
 from tests.fakes.server import FakeLLMServer
 from tests.ui.harness import (
@@ -32,48 +30,19 @@ from tests.ui.harness import (
 )
 
 
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """An OS keyring that lives in this process (the test's OS edge)."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.data: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.data.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.data[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if (service, username) not in self.data:
-            raise keyring.errors.PasswordDeleteError(username)
-        del self.data[(service, username)]
-
-
 @pytest.fixture
 def memory_keyring() -> Iterator[MemoryKeyring]:
-    """Install the in-memory keyring; restore the previous backend afterwards."""
-    previous = keyring.get_keyring()
+    """Install the in-memory keyring (the test's OS edge); restore the previous one after."""
     ring = MemoryKeyring()
-    keyring.set_keyring(ring)
-    try:
+    with using_keyring(ring):
         yield ring
-    finally:
-        keyring.set_keyring(previous)
 
 
 @pytest.fixture
 def no_keyring() -> Iterator[None]:
     """The headless-machine case: keyring's fail backend."""
-    previous = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    try:
+    with using_keyring(fail.Keyring()):
         yield
-    finally:
-        keyring.set_keyring(previous)
 
 
 def _files_containing(root: Path, secret: str) -> list[Path]:
