@@ -169,6 +169,8 @@ def cmd_ask(args: argparse.Namespace, paths: Paths) -> int:
     """``parley ask``."""
     import asyncio
 
+    from parley.core.errors import ParleyError
+
     question = _read_question(args.question)
     services = _services(paths)
     provider = args.provider or services.settings.current.default_provider
@@ -185,6 +187,13 @@ def cmd_ask(args: argparse.Namespace, paths: Paths) -> int:
     )
     if args.knowledge:
         _attach_knowledge(services)
+    elif args.tools and services.settings.current.knowledge.folders:
+        # knowledge_search is one of the tools once folders are added; without the index
+        # (no model files, server down) the other tools still work.
+        try:
+            _attach_knowledge(services)
+        except ParleyError as exc:
+            _err(f"knowledge_search unavailable: {exc.user_message}")
     return asyncio.run(_ask(services, question, options, args))
 
 

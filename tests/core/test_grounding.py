@@ -14,7 +14,7 @@ from parley.core.knowledge.grounding import Source, format_sources, select_sourc
 from parley.core.knowledge.retrieval import RetrievedChunk
 from parley.core.settings import load_settings
 from tests.core.test_cli import parley
-from tests.fakes.script import Text
+from tests.fakes.script import Call, Text, ToolCalls
 
 
 @pytest.fixture
@@ -72,6 +72,24 @@ def test_index_then_ask_with_knowledge(parley_home: Path, fake_llm: Any, docs: P
         str(docs.resolve())
         not in load_settings(parley_home / "config" / "settings.toml").knowledge.folders
     )
+
+
+def test_knowledge_search_tool_reads_the_real_index(
+    parley_home: Path, fake_llm: Any, docs: Path
+) -> None:
+    p = parley(parley_home, "index", str(docs), "--json")
+    assert p.returncode == 0, p.stderr
+    fake_llm.enqueue(
+        ToolCalls([Call("knowledge_search", '{"query": "marketing budget third quarter"}')]),
+        Text("1.2 million euros."),
+    )
+    p = parley(parley_home, "ask", "--tools", "--json", "Marketing's Q3 budget?", srv=fake_llm)
+    assert p.returncode == 0, p.stderr
+    [call] = json.loads(p.stdout)["tool_calls"]
+    assert call["name"] == "knowledge_search" and call["error"] is None
+    assert "passage(s) for 'marketing budget third quarter':" in call["result"]
+    first = call["result"].split("[1] ", 1)[1].split("\n[2] ")[0]  # best passage first
+    assert "budget.md" in first and "1.2 million euros" in first
 
 
 def _chunk(n: int, text: str) -> RetrievedChunk:

@@ -460,3 +460,26 @@ async def test_tool_calls_show_as_cards_that_open_to_arguments_and_result(qtbot)
             item = view.item(again.message_id)
             assert item is not None
             assert [f.text for f in item.footer if f.kind == "tool_detail"] == details
+
+
+async def test_with_tools_on_and_folders_added_knowledge_search_is_offered(qtbot, tmp_path) -> None:
+    """ "Use tools" alone: knowledge_search is one of the tools once folders are added."""
+    _need_model()
+    root = tmp_path / "notes"
+    root.mkdir()
+    with FakeLLMServer() as srv:
+        settings = local_settings(srv)
+        settings.knowledge.folders = [str(root)]
+        async with WindowHarness(qtbot, server=srv, settings=settings) as h:
+            w = h.w
+            QTest.mouseClick(w.composer.tools_switch, Qt.MouseButton.LeftButton)
+            assert w.composer.options() == (True, False)
+            srv.enqueue(
+                ToolCalls([Call("knowledge_search", '{"query": "budget"}')]),
+                Text("Nothing about a budget in your notes."),
+            )
+            await h.send_and_wait("What is in my notes about the budget?", timeout=60)
+            offered = {t["function"]["name"] for t in chat_requests(srv)[0].json["tools"]}
+            assert "knowledge_search" in offered
+            cards = [f for f in h.items()[-1].footer if f.kind == "tool_call"]
+            assert len(cards) == 1 and cards[0].text.startswith("⚙ knowledge_search · done")

@@ -1506,22 +1506,22 @@ class MainWindow(QMainWindow):
             self.show_documents()
 
     async def _prepare_turn(self) -> None:
-        """Before a turn: the SDK client, and the documents when "Use my documents" is on."""
+        """Before a turn: the SDK client, and the documents when the turn may use them
+        ("Use my documents", or "Use tools" with folders added: knowledge_search)."""
         await self._sdk_ready()
         turn = self.controller.turn if self.controller is not None else None
-        if (
-            self.knowledge is None
-            or turn is None
-            or turn.options is None
-            or not turn.options.use_knowledge
-        ):
+        if self.knowledge is None or turn is None or turn.options is None:
             return
-        if not self.knowledge.folders():
-            self.notice.show_notice(
-                "You have not added any documents yet: drop a folder on the window or use "
-                "Documents ▸ Add folder…",
-                tag="knowledge",
-            )
+        has_folders = bool(self.knowledge.folders())
+        if turn.options.use_knowledge:
+            if not has_folders:
+                self.notice.show_notice(
+                    "You have not added any documents yet: drop a folder on the window or use "
+                    "Documents ▸ Add folder…",
+                    tag="knowledge",
+                )
+        elif not (turn.options.use_tools and has_folders):
+            return
         # Opens chromadb and the embedding model (1-2 s, in a worker thread) the first time;
         # if it fails the notice says why and the answer comes without documents.
         await self.knowledge.ensure_attached()
