@@ -15,10 +15,11 @@ import pytest
 
 from parley.core.errors import ProviderDown
 from parley.core.knowledge.chunking import Chunk
-from parley.core.knowledge.embeddings import local_embedder, model_files_complete
+from parley.core.knowledge.embeddings import local_embedder
 from parley.core.knowledge.retrieval import Retriever
 from parley.core.knowledge.store import ChromaServer, FileWrite, KnowledgeStore
 from parley.core.paths import Paths, default_paths
+from tests.assets import need_minilm
 
 pytestmark = pytest.mark.integration
 
@@ -73,11 +74,7 @@ def chroma_server(tmp_path: Path) -> Iterator[ChromaServer]:
 def paths() -> Paths:
     p = default_paths()
     p.ensure()
-    if p.assets_dir is None or not model_files_complete(
-        p.assets_dir / "models" / "all-MiniLM-L6-v2" / "onnx"
-    ):
-        pytest.skip("the MiniLM model is not in PARLEY_ASSETS")
-    return p
+    return need_minilm(p)
 
 
 def test_shared_server_index(chroma_server: ChromaServer, paths: Paths, tmp_path: Path) -> None:

@@ -17,9 +17,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QPageSize, QPainter, QPdfWriter
 from PySide6.QtTest import QTest
 
-from parley.core.knowledge.embeddings import model_files_complete
 from parley.core.knowledge.grounding import Source
-from parley.core.paths import default_paths
 from parley.ui.chat.markdown import LIGHT_THEME, MarkdownRenderer
 from parley.ui.chat.model import ChatItem, ChatRole, FooterItem, MessageStatus
 from parley.ui.chat.view import ChatView
@@ -34,6 +32,7 @@ from parley.ui.knowledge.citations import (
     sources_from_meta,
 )
 from parley.ui.knowledge.sources_panel import SourcesPanel
+from tests.assets import need_minilm
 from tests.fakes.script import Call, Text, ToolCalls
 from tests.fakes.server import FakeLLMServer
 from tests.ui.harness import WindowHarness, chat_requests, local_settings
@@ -271,13 +270,6 @@ def test_sources_panel_shows_passages_and_scores(qtbot, tmp_path) -> None:
 # ---------------------------------------------------------------- end to end in the window
 
 
-def _need_model() -> None:
-    paths = default_paths()
-    onnx = paths.assets_dir / "models" / "all-MiniLM-L6-v2" / "onnx" if paths.assets_dir else None
-    if onnx is None or not model_files_complete(onnx):
-        pytest.skip("the MiniLM model is not in PARLEY_ASSETS (see shared/assets/README.md)")
-
-
 def _write_pdf(path: Path, pages: list[str]) -> None:
     writer = QPdfWriter(str(path))
     writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
@@ -316,7 +308,7 @@ async def _wait_sources(h: WindowHarness, mid: str) -> list[Source]:
 async def test_dropped_folder_grounds_an_answer_whose_citations_open_the_right_place(
     qtbot, tmp_path
 ) -> None:
-    _need_model()
+    need_minilm()
     root = _folder(tmp_path)
     opened: list[OpenRequest] = []
     with FakeLLMServer() as srv:
@@ -464,7 +456,7 @@ async def test_tool_calls_show_as_cards_that_open_to_arguments_and_result(qtbot)
 
 async def test_with_tools_on_and_folders_added_knowledge_search_is_offered(qtbot, tmp_path) -> None:
     """ "Use tools" alone: knowledge_search is one of the tools once folders are added."""
-    _need_model()
+    need_minilm()
     root = tmp_path / "notes"
     root.mkdir()
     with FakeLLMServer() as srv:

@@ -21,7 +21,6 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from parley.core.knowledge.embeddings import model_files_complete
 from parley.core.paths import default_paths
 from parley.core.secrets import MemorySecretStore, Secrets
 from parley.core.services import Services, build_services
@@ -35,14 +34,8 @@ from parley.ui.knowledge.panel import (
     skipped_rows,
 )
 from parley.ui.tasks import TaskSet
+from tests.assets import need_minilm
 from tests.ui.harness import until
-
-
-def _need_model() -> None:
-    paths = default_paths()
-    onnx = paths.assets_dir / "models" / "all-MiniLM-L6-v2" / "onnx" if paths.assets_dir else None
-    if onnx is None or not model_files_complete(onnx):
-        pytest.skip("the MiniLM model is not in PARLEY_ASSETS (see shared/assets/README.md)")
 
 
 def _doc(topic: str, paragraphs: int = 2) -> str:
@@ -84,7 +77,7 @@ class Env:
 
 @asynccontextmanager
 async def knowledge_env(qtbot: Any, settings: Settings | None = None) -> AsyncIterator[Env]:
-    _need_model()
+    need_minilm()
     paths = default_paths()
     services = build_services(
         paths,

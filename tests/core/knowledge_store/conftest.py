@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from parley.core.knowledge.chunking import Chunk
-from parley.core.knowledge.embeddings import LocalEmbedder, local_embedder, model_files_complete
+from parley.core.knowledge.embeddings import LocalEmbedder, local_embedder
 from parley.core.knowledge.store import KnowledgeStore
 from parley.core.paths import Paths, default_paths
+from tests.assets import need_minilm
 
 
 def make_chunks(texts: list[str], heading: tuple[str, ...] = ("Doc",)) -> list[Chunk]:
@@ -72,11 +73,7 @@ def index_lock_held_elsewhere(paths: Paths) -> Iterator[None]:
 def paths(parley_home: Path) -> Paths:
     p = default_paths()
     p.ensure()
-    if p.assets_dir is None or not model_files_complete(
-        p.assets_dir / "models" / "all-MiniLM-L6-v2" / "onnx"
-    ):
-        pytest.skip("the MiniLM model is not in PARLEY_ASSETS (see shared/assets/README.md)")
-    return p
+    return need_minilm(p)
 
 
 @pytest.fixture
