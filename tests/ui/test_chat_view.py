@@ -34,6 +34,7 @@ from parley.ui.chat.model import (
 )
 from parley.ui.chat.view import (
     LAYOUT_CACHE_SIZE,
+    MAX_FRAME_INTERVAL_MS,
     UPDATE_INTERVAL_MS,
     ChatView,
     SafeTextDocument,
@@ -267,6 +268,43 @@ def test_update_rate_is_capped_while_deltas_pour_in(qtbot: QtBot) -> None:
     view.end_stream("live")
     qtbot.waitUntil(lambda: "writing" not in view.canvas().rendered_text("live"))
     assert f"w{sent[-1]}" in view.canvas().rendered_text("live")
+
+
+def test_a_stream_far_faster_than_reading_gets_fewer_frames(qtbot: QtBot) -> None:
+    view = make_view(qtbot, height=300)
+    view.append(ChatItem("live", ChatRole.ASSISTANT))
+    view.begin_stream("live")
+    QApplication.processEvents()
+    paints = PaintCounter(view.canvas().viewport())
+    text = "\n\n".join(f"Paragraph {i}: " + "word " * 30 for i in range(400))
+    pos = 0
+
+    def pour() -> None:  # 60 characters every 2 ms: about ten times 2,400 a second
+        nonlocal pos
+        if pos < len(text):
+            view.append_delta("live", text[pos : pos + 60])
+            pos += 60
+
+    clock = QElapsedTimer()
+    clock.start()
+    timer = QTimer()
+    timer.setInterval(2)
+    timer.timeout.connect(pour)
+    timer.start()
+    qtbot.waitUntil(lambda: clock.elapsed() >= 700, timeout=20_000)
+    timer.stop()
+    elapsed = clock.elapsed()
+    text = text[:pos]
+    frames = paints.count
+    assert frames >= 2  # it kept showing the stream...
+    # ...in about ten frames a second instead of thirty (the rate stays the same or lower
+    # when the machine is slow: each frame waits for its turn)
+    assert frames <= elapsed / (0.9 * MAX_FRAME_INTERVAL_MS) + 3
+    view.end_stream("live")
+    qtbot.waitUntil(lambda: not view.canvas().active_streams(), timeout=20_000)
+    loaded = make_view(qtbot, height=300)
+    loaded.set_messages([ChatItem("live", ChatRole.ASSISTANT, text)])
+    assert view.canvas().rendered_text("live") == loaded.canvas().rendered_text("live")
 
 
 def test_autoscroll_follows_unless_the_person_scrolled_up(qtbot: QtBot) -> None:

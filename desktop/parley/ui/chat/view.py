@@ -143,6 +143,13 @@ UPDATE_INTERVAL_MS = 33
 _TICK_BUDGET_S = 0.004
 """Time one timer tick may spend turning buffered text into blocks (the rest waits)."""
 
+FAST_STREAM_CHARS_PER_S = 2_400
+"""Above this arrival rate (~600 tokens/s, far faster than anyone reads) a stream is shown
+in fewer, larger frames, down to one per :data:`MAX_FRAME_INTERVAL_MS`."""
+
+MAX_FRAME_INTERVAL_MS = 100
+"""The longest wait between two visible frames of a stream (10 a second)."""
+
 _TICK_CHUNK = 256
 """Characters fed to the Markdown splitter between two checks of the tick budget."""
 
@@ -416,6 +423,12 @@ class _Stream:
     """How many characters of the message text the Markdown state has been fed."""
     cites: frozenset[int] = frozenset()
     """Citation numbers the Markdown state renders with."""
+    frame_at: float = 0.0
+    """When the last visible frame was rendered (``time.perf_counter()``)."""
+    frame_chars: int = 0
+    """:attr:`consumed` at that frame."""
+    staged: list[_Part] = field(default_factory=list)
+    """Documents of blocks frozen since that frame, shown with the next one."""
 
 
 @dataclass(frozen=True)
@@ -919,6 +932,7 @@ class _ChatCanvas(QAbstractScrollArea):
             if stream is not None:
                 # First time on screen while streaming: frozen blocks plus the current tail.
                 stream.layout = layout
+                stream.staged.clear()  # built for the old layout; inc.blocks has them all
                 layout.body = [
                     self._lazy_part(b.kind, b.source, b.space_before, width, block=b)
                     for b in stream.inc.blocks
@@ -1147,23 +1161,28 @@ class _ChatCanvas(QAbstractScrollArea):
         if not self._timer.isActive():
             self._timer.start()
 
-    def _append_frozen(self, stream: _Stream, blocks: list[RenderedBlock]) -> None:
-        layout = stream.layout
-        if layout is None or not blocks:
-            return
-        first = stream.frozen
-        del layout.body[first:]  # the old tail: these blocks replace it
-        layout.body.extend(self._block_part(b, layout.width) for b in blocks)
-        stream.frozen = len(layout.body)
-        self._position(layout, from_body=first)
+    def _stage_frozen(self, stream: _Stream, blocks: list[RenderedBlock]) -> None:
+        """Build the documents of newly frozen blocks; :meth:`_show_frame` puts them on screen.
 
-    def _replace_tail(self, stream: _Stream, blocks: list[RenderedBlock]) -> None:
+        Until then the layout keeps showing the previous frame (its frozen blocks and open
+        tail), so a paint in between is consistent.
+        """
+        layout = stream.layout
+        if layout is not None and blocks:
+            stream.staged.extend(self._block_part(b, layout.width) for b in blocks)
+
+    def _show_frame(self, stream: _Stream, tail: list[RenderedBlock]) -> None:
+        """Replace the shown tail with the staged frozen blocks and the new tail."""
         layout = stream.layout
         if layout is None:
             return
-        del layout.body[stream.frozen :]
-        layout.body.extend(self._block_part(b, layout.width) for b in blocks)
-        self._position(layout, from_body=stream.frozen)
+        first = stream.frozen
+        del layout.body[first:]  # the old tail: the staged blocks and the new tail replace it
+        layout.body.extend(stream.staged)
+        stream.staged.clear()
+        stream.frozen = len(layout.body)
+        layout.body.extend(self._block_part(b, layout.width) for b in tail)
+        self._position(layout, from_body=first)
 
     def flush_streams(self, *, drain: bool = True) -> None:
         """Render the text that arrived since the last update.
@@ -1207,18 +1226,26 @@ class _ChatCanvas(QAbstractScrollArea):
             end = len(text) if drain else stream.consumed + _TICK_CHUNK
             update = stream.inc.feed(text[stream.consumed : end], render_tail=False)
             stream.consumed = min(end, len(text))
-            self._append_frozen(stream, update.frozen)
+            self._stage_frozen(stream, update.frozen)
             if not drain and time.perf_counter() - started > _TICK_BUDGET_S:
                 break
         if stream.consumed < len(text):
             self._dirty_streams.add(message_id)
             self._schedule()
         finishing = stream.ending and stream.consumed >= len(text)
+        if not (drain or finishing or self._frame_due(stream)):
+            # Text is arriving faster than anyone reads: the blocks above are built as it
+            # comes, but the visible frame (open tail, height, scroll, paint) waits.
+            self._dirty_streams.add(message_id)
+            self._schedule()
+            return
+        stream.frame_at = time.perf_counter()
+        stream.frame_chars = stream.consumed
         if finishing:
-            self._append_frozen(stream, stream.inc.finish().frozen)
-            self._replace_tail(stream, [])
-        else:
-            self._replace_tail(stream, stream.inc.tail())
+            self._stage_frozen(stream, stream.inc.finish().frozen)
+            self._show_frame(stream, [])
+        elif layout is not None:  # never shown: the tail is rendered when it is painted
+            self._show_frame(stream, stream.inc.tail())
         if layout is not None:
             layout.text_rev = self._model.revisions(row)[0]
         if finishing:
@@ -1251,6 +1278,23 @@ class _ChatCanvas(QAbstractScrollArea):
         top = max(0, int(changed_top - self._scroll_y()) - 1)
         if top < self.viewport().height():
             self.viewport().update(0, top, self.viewport().width(), self.viewport().height() - top)
+
+    @staticmethod
+    def _frame_due(stream: _Stream) -> bool:
+        """Whether a stream's next visible frame is due.
+
+        Each frame re-renders the open tail, re-lays out the row, scrolls and repaints:
+        several milliseconds whatever arrived. Up to :data:`FAST_STREAM_CHARS_PER_S` that is
+        done on every tick (~30 a second); a faster stream (a local model on a big GPU) gets
+        proportionally fewer frames, at least one per :data:`MAX_FRAME_INTERVAL_MS`, so the
+        window's work does not slow the stream down. Frozen blocks are built in between.
+        """
+        elapsed = time.perf_counter() - stream.frame_at
+        if elapsed >= MAX_FRAME_INTERVAL_MS / 1000:
+            return True
+        rate = (stream.consumed - stream.frame_chars) / max(elapsed, 1e-3)
+        interval = UPDATE_INTERVAL_MS / 1000 * max(1.0, rate / FAST_STREAM_CHARS_PER_S)
+        return elapsed >= interval * 0.9
 
     def end_stream(self, message_id: str) -> None:
         """Finish a stream: render what is left, then keep its documents as a cached layout.
