@@ -156,6 +156,30 @@ async def test_stop_button_stops(qtbot) -> None:
             assert h.items()[-1].status == MessageStatus.CANCELLED
 
 
+async def test_streams_run_in_the_worker_process_and_stop_there(qtbot) -> None:
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            worker = h.s.providers.stream_worker
+            assert worker is not None  # bind_services gives the window one
+            assert await worker.start()  # as settle_after_startup does after the first paint
+            w = h.w
+            srv.enqueue(Text("Through **the worker**, all of it.", chunk_chars=3))
+            await h.send_and_wait("first")
+            assert h.texts()[-1] == ("assistant", "Through **the worker**, all of it.")
+            srv.enqueue(Text("word " * 400, chunk_chars=5, delay=0.01))
+            h.type_and_send("second")
+            await h.until(lambda: h.texts()[-1][1].startswith("word"), what="text")
+            QTest.mouseClick(w.composer.stop_button, Qt.MouseButton.LeftButton)
+            await h.until(lambda: not w.is_busy())
+            assert h.items()[-1].status == MessageStatus.CANCELLED
+            last = h.s.conversations.branch(w.conversation_id)[-1]
+            assert last.status == "cancelled" and last.content.startswith("word")
+            assert worker.ready  # Stop ends the request in the worker, not the worker
+            srv.enqueue(Text("third answer"))
+            await h.send_and_wait("third")
+            assert h.texts()[-1] == ("assistant", "third answer")
+
+
 # ---------------------------------------------------------------- branches
 async def test_regenerate_keeps_the_old_answer_reachable(qtbot) -> None:
     with FakeLLMServer() as srv:

@@ -26,6 +26,7 @@ from parley.core.settings import Settings, SettingsStore
 from parley.core.store.conversations import ConversationStore
 
 if TYPE_CHECKING:
+    from parley.core.providers.worker import StreamWorker
     from parley.core.tools.registry import ToolRegistry
 
 
@@ -51,6 +52,8 @@ class ProviderFactory:
         self._cache: dict[tuple[str, str | None, str | None], Provider] = {}
         self.overrides: dict[str, dict[str, str]] = {}
         """Per-run overrides (``--base-url``, ``--api-key``): provider id -> field -> value."""
+        self.stream_worker: StreamWorker | None = None
+        """Set by the window: streams then run in that worker process (see its module)."""
 
     @property
     def environ(self) -> Mapping[str, str]:
@@ -107,29 +110,21 @@ class ProviderFactory:
         cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
-        provider: Provider
-        if info.protocol == "anthropic":
-            from parley.core.providers.anthropic import AnthropicProvider
-
-            provider = AnthropicProvider(
-                name=provider_id,
-                label=info.label,
-                api_key=key,
-                base_url=base_url,
-                timeouts=self.timeouts(),
-            )
-        elif info.protocol == "openai":
-            from parley.core.providers.openai import OpenAIProvider
-
-            provider = OpenAIProvider(
-                name=provider_id,
-                label=info.label,
-                api_key=key,
-                base_url=base_url,
-                timeouts=self.timeouts(),
-            )
-        else:
+        if info.protocol not in ("anthropic", "openai"):
             raise ConfigError(f"Provider '{provider_id}' has unknown protocol '{info.protocol}'.")
+        from parley.core.providers.worker import AdapterSpec, WorkerProvider, build_adapter
+
+        spec = AdapterSpec(
+            protocol=info.protocol,
+            name=provider_id,
+            label=info.label,
+            base_url=base_url,
+            timeouts=self.timeouts(),
+            api_key=key,
+        )
+        provider = build_adapter(spec)
+        if self.stream_worker is not None:
+            provider = WorkerProvider(provider, spec, self.stream_worker)
         self._cache[cache_key] = provider
         return provider
 
@@ -183,10 +178,12 @@ class ProviderFactory:
         )
 
     async def aclose(self) -> None:
-        """Close every cached SDK client."""
+        """Close every cached SDK client, and the stream worker if there is one."""
         for p in list(self._cache.values()):
             await p.aclose()
         self._cache.clear()
+        if self.stream_worker is not None:
+            await self.stream_worker.aclose()
 
 
 @dataclass(frozen=True)

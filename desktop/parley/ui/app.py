@@ -81,8 +81,13 @@ def bind_services(window: MainWindow, services: Services) -> None:
     The documents feature gets two closures over ``services`` (open and close the knowledge
     store, :func:`~parley.ui.knowledge.controller.hooks_for`): nothing heavy runs here.
     """
+    from parley.core.providers.worker import StreamWorker
     from parley.ui.knowledge.controller import hooks_for
 
+    if services.providers.stream_worker is None:
+        # Streams run in a worker process once it has started (settle_after_startup):
+        # the SDK's parsing then does not compete with rendering for this thread.
+        services.providers.stream_worker = StreamWorker()
     window.bind(
         settings=services.settings,
         secrets=services.secrets,
@@ -160,7 +165,7 @@ async def amain(
         else:
             bind_services(window, services)
             log.info("window ready (Parley %s)", __version__)
-            tasks.spawn(settle_after_startup(window), name="settle")
+            tasks.spawn(settle_after_startup(window, services), name="settle")
             if window_ready is not None:
                 window_ready(window)
         await quit_event.wait()
@@ -175,8 +180,11 @@ async def amain(
             log_handler.close()
 
 
-async def settle_after_startup(window: MainWindow) -> None:
-    """Once start-up work is done, freeze the objects that live for the whole session.
+async def settle_after_startup(window: MainWindow, services: Services | None = None) -> None:
+    """Once start-up work is done, start the stream worker and freeze long-lived objects.
+
+    The stream worker (:mod:`parley.core.providers.worker`) is a child process that imports
+    an SDK: it starts after the first paint; until it is ready, streams run in-process.
 
     CPython's full (generation 2) collection walks every tracked object; with Qt, pydantic
     and an SDK imported that is ~130,000 objects and a ~100 ms pause, which showed up as the
@@ -186,6 +194,9 @@ async def settle_after_startup(window: MainWindow) -> None:
     anyway, so nothing is leaked that would otherwise be reclaimed in practice.
     """
     await window.wait_startup()
+    worker = services.providers.stream_worker if services is not None else None
+    if worker is not None:
+        await worker.start()
     gc.collect()
     gc.freeze()
 

@@ -1,0 +1,364 @@
+"""Provider streams in a worker process, so the SDK's parsing does not share the window's core.
+
+The openai and anthropic SDKs spend a few hundred microseconds of Python per streamed chunk
+(SSE decoding, JSON, pydantic models). In the window that work competed with rendering on
+the GUI thread: a fast stream then took ~1.5x as long as the SDK alone. A
+:class:`StreamWorker` is one long-lived child process (``spawn``) that runs the real adapter
+(SDK, stall limits, error mapping) and sends its events back over a pipe, text deltas
+batched every few milliseconds. Everything else stays here: retries and fallback
+(:mod:`~parley.core.providers.resilient`), the agent and its tools, the database.
+
+:class:`WorkerProvider` wraps an adapter: ``stream()`` goes through the worker when it is
+running and through the adapter in this process otherwise (before the worker has started,
+or after it died), so the worker is an optimisation, never a new way to fail. The API key
+travels to the child over the pipe only (never argv, environment or a file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import itertools
+import logging
+import multiprocessing
+import threading
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from parley.core.errors import ParleyError, ProviderDown
+from parley.core.providers.base import (
+    ChatRequest,
+    ModelInfo,
+    Provider,
+    StreamEvent,
+    TextDelta,
+    Timeouts,
+)
+
+log = logging.getLogger(__name__)
+
+BATCH_S = 0.004
+"""How long the worker collects events before sending them (text deltas are joined)."""
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """What the worker needs to build the same adapter as this process."""
+
+    protocol: str
+    name: str
+    label: str
+    base_url: str | None
+    timeouts: Timeouts
+    api_key: str | None = field(default=None, repr=False)
+
+
+def build_adapter(spec: AdapterSpec) -> Provider:
+    """The SDK adapter for ``spec`` (imports the SDK).
+
+    Raises:
+        ValueError: an unknown protocol.
+    """
+    if spec.protocol == "anthropic":
+        from parley.core.providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(
+            name=spec.name,
+            label=spec.label,
+            api_key=spec.api_key,
+            base_url=spec.base_url,
+            timeouts=spec.timeouts,
+        )
+    if spec.protocol == "openai":
+        from parley.core.providers.openai import OpenAIProvider
+
+        return OpenAIProvider(
+            name=spec.name,
+            label=spec.label,
+            api_key=spec.api_key,
+            base_url=spec.base_url,
+            timeouts=spec.timeouts,
+        )
+    raise ValueError(f"unknown protocol {spec.protocol!r}")
+
+
+# ---------------------------------------------------------------- errors across the pipe
+
+
+def _pack_error(exc: BaseException) -> tuple[str, str, dict[str, Any], tuple[Any, ...]]:
+    cls = type(exc)
+    state = {k: v for k, v in vars(exc).items() if not k.startswith("_")}
+    return cls.__module__, cls.__qualname__, state, tuple(str(a) for a in exc.args)
+
+
+def _unpack_error(packed: tuple[str, str, dict[str, Any], tuple[Any, ...]]) -> BaseException:
+    """The worker's exception, rebuilt: Parley's typed errors exactly, anything else as a bug."""
+    module, qualname, state, args = packed
+    if module == "parley.core.errors":
+        cls = getattr(importlib.import_module(module), qualname, None)
+        if isinstance(cls, type) and issubclass(cls, ParleyError):
+            exc = cls.__new__(cls)
+            exc.args = args
+            exc.__dict__.update(state)
+            return exc
+    return RuntimeError(f"stream worker: {qualname}: {args[0] if args else ''}")
+
+
+# ---------------------------------------------------------------- the child process
+
+
+def _worker_main(conn: Connection) -> None:
+    """Entry point of the worker process: serve stream requests until the pipe closes."""
+    asyncio.run(_serve(conn))
+
+
+async def _serve(conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    send_lock = threading.Lock()
+
+    def send(msg: Any) -> None:
+        with send_lock:
+            conn.send(msg)
+
+    def read() -> None:  # a thread: Connection.recv blocks
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                msg = None
+            loop.call_soon_threadsafe(inbox.put_nowait, msg)
+            if msg is None:
+                return
+
+    threading.Thread(target=read, name="parley-stream-worker-read", daemon=True).start()
+    adapters: dict[AdapterSpec, Provider] = {}
+    running: dict[int, asyncio.Task[None]] = {}
+    send(("ready",))
+    try:
+        while (msg := await inbox.get()) is not None:
+            if msg[0] == "stream":
+                _, rid, spec, request = msg
+                adapter = adapters.get(spec)
+                if adapter is None:
+                    adapter = adapters[spec] = build_adapter(spec)
+                task = asyncio.create_task(_run_stream(rid, adapter, request, send))
+                running[rid] = task
+                task.add_done_callback(functools.partial(_forget, running, rid))
+            elif msg[0] == "cancel" and msg[1] in running:
+                running[msg[1]].cancel()
+    finally:
+        for task in list(running.values()):
+            task.cancel()
+        for adapter in adapters.values():
+            await adapter.aclose()
+
+
+def _forget(running: dict[int, asyncio.Task[None]], rid: int, _task: object) -> None:
+    running.pop(rid, None)
+
+
+async def _run_stream(rid: int, adapter: Provider, request: ChatRequest, send: Any) -> None:
+    loop = asyncio.get_running_loop()
+    batch: list[StreamEvent] = []
+    scheduled = False
+
+    def flush() -> None:
+        nonlocal scheduled
+        scheduled = False
+        if batch:
+            send(("events", rid, list(batch)))
+            batch.clear()
+
+    try:
+        async for ev in adapter.stream(request):
+            if isinstance(ev, TextDelta) and batch and isinstance(batch[-1], TextDelta):
+                batch[-1] = TextDelta(batch[-1].text + ev.text)
+            else:
+                batch.append(ev)
+            if not scheduled:
+                scheduled = True
+                loop.call_later(BATCH_S, flush)
+        flush()
+        send(("end", rid))
+    except asyncio.CancelledError:
+        send(("cancelled", rid))
+    except BaseException as exc:  # every failure goes back to the caller
+        flush()
+        send(("error", rid, _pack_error(exc)))
+
+
+# ---------------------------------------------------------------- this process
+
+
+class StreamWorker:
+    """The parent's handle on the worker process (start it once, after the first paint)."""
+
+    def __init__(self) -> None:
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._ready = False
+        self._dead = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ids = itertools.count(1)
+        self._queues: dict[int, asyncio.Queue[Any]] = {}
+        self._started: asyncio.Future[bool] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether streams go through the worker now."""
+        return self._ready and not self._dead
+
+    async def start(self) -> bool:
+        """Start the worker process (idempotent); True once it is ready to stream."""
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            await self._spawn()
+        return await asyncio.shield(self._started)
+
+    async def _spawn(self) -> None:
+        assert self._started is not None
+        self._loop = asyncio.get_running_loop()
+        try:
+            # spawn, not fork: this process may be a Qt application with threads.
+            ctx = multiprocessing.get_context("spawn")
+            parent, child = ctx.Pipe(duplex=True)
+            proc = ctx.Process(
+                target=_worker_main, args=(child,), name="parley-stream-worker", daemon=True
+            )
+            await asyncio.to_thread(proc.start)  # fork/exec takes tens of ms: not on the loop
+            child.close()
+        except (OSError, RuntimeError) as exc:
+            log.warning("stream worker did not start (%s); streaming in-process", exc)
+            self._dead = True
+            self._started.set_result(False)
+            return
+        self._proc, self._conn = proc, parent
+        self._loop.add_reader(parent.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            while conn.poll():
+                self._route(conn.recv())
+        except (EOFError, OSError):
+            self._died()
+
+    def _route(self, msg: Any) -> None:
+        if msg[0] == "ready":
+            self._ready = True
+            if self._started is not None and not self._started.done():
+                self._started.set_result(True)
+            return
+        queue = self._queues.get(msg[1])
+        if queue is not None:
+            queue.put_nowait(msg)
+
+    def _died(self) -> None:
+        if self._dead:
+            return
+        self._dead = True
+        log.warning("stream worker stopped; streaming in-process from now on")
+        if self._loop is not None and self._conn is not None:
+            self._loop.remove_reader(self._conn.fileno())
+        if self._started is not None and not self._started.done():
+            self._started.set_result(False)
+        for queue in self._queues.values():
+            queue.put_nowait(("died", 0))
+
+    async def stream(
+        self, spec: AdapterSpec, request: ChatRequest
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Run ``request`` in the worker and yield its events.
+
+        Raises:
+            ParleyError: what the adapter raised there (the same types and fields).
+            ProviderDown: the worker stopped during the stream (retryable).
+        """
+        assert self._conn is not None
+        rid = next(self._ids)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._queues[rid] = queue
+        done = False
+        try:
+            try:
+                self._conn.send(("stream", rid, spec, request))
+            except (OSError, ValueError) as exc:
+                self._died()
+                raise ProviderDown("The connection worker stopped.") from exc
+            while True:
+                msg = await queue.get()
+                kind = msg[0]
+                if kind == "events":
+                    for ev in msg[2]:
+                        yield ev
+                elif kind == "end":
+                    done = True
+                    return
+                elif kind == "error":
+                    done = True
+                    raise _unpack_error(msg[2])
+                elif kind == "died":
+                    done = True
+                    raise ProviderDown("The connection worker stopped during the answer.")
+                else:  # "cancelled" without our asking: treat as the worker shutting down
+                    done = True
+                    raise ProviderDown("The connection worker cancelled the answer.")
+        finally:
+            self._queues.pop(rid, None)
+            if not done and not self._dead:
+                try:  # the consumer stopped early (Stop, an error): stop the request there too
+                    self._conn.send(("cancel", rid))
+                except (OSError, ValueError):
+                    self._died()
+
+    async def aclose(self) -> None:
+        """Stop the worker (it also stops by itself when this process goes away)."""
+        conn, proc = self._conn, self._proc
+        self._ready = False
+        self._dead = True
+        if conn is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(conn.fileno())
+            conn.close()
+        if proc is not None:
+            await asyncio.to_thread(proc.join, 3.0)
+            if proc.is_alive():
+                proc.kill()
+        self._conn = self._proc = None
+
+
+class WorkerProvider:
+    """An adapter whose streams run in a :class:`StreamWorker` whenever it is running."""
+
+    def __init__(self, inner: Provider, spec: AdapterSpec, worker: StreamWorker) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._spec = spec
+        self._worker = worker
+
+    @property
+    def client(self) -> Any:
+        """The in-process SDK client (model lists, connection tests, warm-up)."""
+        return getattr(self.inner, "client", None)
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Stream through the worker if it is ready, else in this process."""
+        if not self._worker.ready:
+            async for ev in self.inner.stream(request):
+                yield ev
+            return
+        async for ev in self._worker.stream(self._spec, request):
+            yield ev
+
+    async def list_models(self) -> list[ModelInfo]:
+        """Models the endpoint offers (asked from this process)."""
+        return await self.inner.list_models()
+
+    async def aclose(self) -> None:
+        """Close the in-process client (the worker is closed by its owner)."""
+        await self.inner.aclose()
