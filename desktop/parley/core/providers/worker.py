@@ -5,7 +5,7 @@ The openai and anthropic SDKs spend a few hundred microseconds of Python per str
 the GUI thread: a fast stream then took ~1.5x as long as the SDK alone. A
 :class:`StreamWorker` is one long-lived child process (``spawn``) that runs the real adapter
 (SDK, stall limits, error mapping) and sends its events back over a pipe, text deltas
-batched every few milliseconds. Everything else stays here: retries and fallback
+batched every 10 ms. Everything else stays here: retries and fallback
 (:mod:`~parley.core.providers.resilient`), the agent and its tools, the database.
 
 :class:`WorkerProvider` wraps an adapter: ``stream()`` goes through the worker when it is
@@ -40,8 +40,9 @@ from parley.core.providers.base import (
 
 log = logging.getLogger(__name__)
 
-BATCH_S = 0.004
-"""How long the worker collects events before sending them (text deltas are joined)."""
+BATCH_S = 0.01
+"""How long the worker collects events before sending them (text deltas are joined); the
+window shows at most ~30 frames a second."""
 
 
 @dataclass(frozen=True)
@@ -164,11 +165,14 @@ def _forget(running: dict[int, asyncio.Task[None]], rid: int, _task: object) -> 
 async def _run_stream(rid: int, adapter: Provider, request: ChatRequest, send: Any) -> None:
     loop = asyncio.get_running_loop()
     batch: list[StreamEvent] = []
-    scheduled = False
+    timer: asyncio.TimerHandle | None = None
+    since = 0.0
 
     def flush() -> None:
-        nonlocal scheduled
-        scheduled = False
+        nonlocal timer
+        if timer is not None:
+            timer.cancel()
+            timer = None
         if batch:
             send(("events", rid, list(batch)))
             batch.clear()
@@ -179,9 +183,14 @@ async def _run_stream(rid: int, adapter: Provider, request: ChatRequest, send: A
                 batch[-1] = TextDelta(batch[-1].text + ev.text)
             else:
                 batch.append(ev)
-            if not scheduled:
-                scheduled = True
-                loop.call_later(BATCH_S, flush)
+            now = loop.time()
+            if timer is None:  # first event of a batch: send it within BATCH_S...
+                since = now
+                timer = loop.call_later(BATCH_S, flush)
+            elif now - since >= BATCH_S:
+                # ...also when events keep coming without a pause (a fast stream's data is
+                # already buffered: the loop, and so the timer, does not get a turn).
+                flush()
         flush()
         send(("end", rid))
     except asyncio.CancelledError:
