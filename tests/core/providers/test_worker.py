@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,13 @@ from parley.core.providers.base import (
     ToolCallStarted,
     ToolSpec,
 )
-from parley.core.providers.worker import AdapterSpec, StreamWorker, WorkerProvider, build_adapter
+from parley.core.providers.worker import (
+    HANG_MARGIN_S,
+    AdapterSpec,
+    StreamWorker,
+    WorkerProvider,
+    build_adapter,
+)
 from tests.fakes.script import Call, HTTPError, Text, ToolCalls
 
 KINDS = ["openai", "anthropic"]
@@ -160,6 +170,27 @@ async def test_a_dead_worker_fails_the_stream_then_streams_move_in_process(
                 worker._proc.kill()  # the network edge of this feature: the process dies
     assert not worker.ready
     assert result.text.startswith("y")  # the partial answer arrived before it died
+    fake_llm.enqueue(Text("in-process now"))
+    again, _ = await drain(p, req())
+    assert again.text == "in-process now"
+    await p.aclose()
+
+
+async def test_a_hung_worker_is_stopped_and_streams_move_in_process(
+    fake_llm: Any, worker: StreamWorker
+) -> None:
+    fake_llm.enqueue(Text("z" * 4000, chunk_chars=4, delay=0.005))
+    spec = replace(spec_for("openai", fake_llm), timeouts=Timeouts(connect=1, first_byte=1, idle=1))
+    p = WorkerProvider(build_adapter(spec), spec, worker)
+    result = StreamResult()
+    t0 = time.monotonic()
+    with pytest.raises(ProviderDown, match="stopped answering"):
+        async for ev in p.stream(req()):
+            result.feed(ev)
+            if result.text and worker._proc.is_alive():
+                os.kill(worker._proc.pid, signal.SIGSTOP)  # alive, but never answers again
+    assert time.monotonic() - t0 < 1 + HANG_MARGIN_S + 5
+    assert not worker.ready
     fake_llm.enqueue(Text("in-process now"))
     again, _ = await drain(p, req())
     assert again.text == "in-process now"

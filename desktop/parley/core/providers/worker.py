@@ -37,8 +37,12 @@ from parley.core.providers.base import (
     TextDelta,
     Timeouts,
 )
+from parley.core.providers.stall import StallGuard, StallTimeout
 
 log = logging.getLogger(__name__)
+
+HANG_MARGIN_S = 3.0
+"""A worker silent this long past the stream's own time limits is stopped as hung."""
 
 BATCH_S = 0.01
 """How long the worker collects events before sending them (text deltas are joined); the
@@ -286,37 +290,50 @@ class StreamWorker:
 
         Raises:
             ParleyError: what the adapter raised there (the same types and fields).
-            ProviderDown: the worker stopped during the stream (retryable).
+            ProviderDown: the worker stopped, or stopped answering, during the stream
+                (retryable; later streams then run in this process).
         """
         assert self._conn is not None
         rid = next(self._ids)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._queues[rid] = queue
         done = False
+        t = spec.timeouts
         try:
-            try:
-                self._conn.send(("stream", rid, spec, request))
-            except (OSError, ValueError) as exc:
-                self._died()
-                raise ProviderDown("The connection worker stopped.") from exc
-            while True:
-                msg = await queue.get()
-                kind = msg[0]
-                if kind == "events":
-                    for ev in msg[2]:
-                        yield ev
-                elif kind == "end":
-                    done = True
-                    return
-                elif kind == "error":
-                    done = True
-                    raise _unpack_error(msg[2])
-                elif kind == "died":
-                    done = True
-                    raise ProviderDown("The connection worker stopped during the answer.")
-                else:  # "cancelled" without our asking: treat as the worker shutting down
-                    done = True
-                    raise ProviderDown("The connection worker cancelled the answer.")
+            # The worker enforces the network limits itself; this guard only catches a worker
+            # that is alive but no longer answering (one periodic timer, not one per batch).
+            with StallGuard(
+                t.connect + t.first_byte + HANG_MARGIN_S, t.idle + HANG_MARGIN_S
+            ) as guard:
+                try:
+                    self._conn.send(("stream", rid, spec, request))
+                except (OSError, ValueError) as exc:
+                    self._died()
+                    raise ProviderDown("The connection worker stopped.") from exc
+                while True:
+                    msg = await guard.wait(queue.get())
+                    guard.started = True
+                    kind = msg[0]
+                    if kind == "events":
+                        for ev in msg[2]:
+                            yield ev
+                    elif kind == "end":
+                        done = True
+                        return
+                    elif kind == "error":
+                        done = True
+                        raise _unpack_error(msg[2])
+                    elif kind == "died":
+                        done = True
+                        raise ProviderDown("The connection worker stopped during the answer.")
+                    else:  # "cancelled" without our asking: the worker is shutting down
+                        done = True
+                        raise ProviderDown("The connection worker cancelled the answer.")
+        except StallTimeout:
+            done = True
+            log.warning("stream worker stopped answering; stopping it, streaming in-process")
+            self._kill()
+            raise ProviderDown("The connection worker stopped answering.") from None
         finally:
             self._queues.pop(rid, None)
             if not done and not self._dead:
@@ -324,6 +341,11 @@ class StreamWorker:
                     self._conn.send(("cancel", rid))
                 except (OSError, ValueError):
                     self._died()
+
+    def _kill(self) -> None:
+        self._died()
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
 
     async def aclose(self) -> None:
         """Stop the worker (it also stops by itself when this process goes away)."""
