@@ -140,6 +140,13 @@ async def _serve(conn: Connection) -> None:
                 return
 
     threading.Thread(target=read, name="parley-stream-worker-read", daemon=True).start()
+    # Import the SDKs before saying ready (the first answer must not wait for them here;
+    # until then the window streams in its own process).
+    for module in ("openai", "anthropic"):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:  # pragma: no cover - both SDKs are dependencies
+            log.warning("stream worker could not import %s: %s", module, exc)
     adapters: dict[AdapterSpec, Provider] = {}
     running: dict[int, asyncio.Task[None]] = {}
     send(("ready",))
