@@ -134,15 +134,20 @@ async def test_two_parallel_calls_in_one_round(kind: str, fake_llm: Any, folder:
         assert [b["type"] for b in last_user["content"]] == ["tool_result", "tool_result"]
 
 
+def make_tree(root: Path, *, dirs: int, lines: int) -> Path:
+    """``dirs`` folders of 50 text files with ``lines`` lines of nothing: slow to search."""
+    for i in range(dirs):
+        d = root / f"d{i}"
+        d.mkdir(parents=True)
+        for j in range(50):
+            (d / f"f{j}.txt").write_text("nothing to see here\n" * lines)
+    return root
+
+
 async def test_calls_keep_the_models_order_when_they_finish_out_of_order(
     fake_llm: Any, tmp_path: Path
 ) -> None:
-    big = tmp_path / "big"
-    for i in range(20):
-        d = big / f"d{i}"
-        d.mkdir(parents=True)
-        for j in range(50):
-            (d / f"f{j}.txt").write_text("nothing to see here\n" * 100)
+    big = make_tree(tmp_path / "big", dirs=20, lines=100)
     fake_llm.enqueue(
         ToolCalls(
             [
@@ -259,12 +264,7 @@ async def test_prompt_injection_document_cannot_read_outside(
 
 async def test_cancel_during_a_slow_tool(fake_llm: Any, tmp_path: Path) -> None:
     """Stop while file_search crawls a big tree: the turn ends at once, the tool stops."""
-    big = tmp_path / "big"
-    for i in range(60):
-        d = big / f"d{i}"
-        d.mkdir(parents=True)
-        for j in range(50):
-            (d / f"f{j}.txt").write_text("nothing to see here\n" * 200)
+    big = make_tree(tmp_path / "big", dirs=60, lines=200)
     fake_llm.enqueue(ToolCalls([Call("file_search", '{"query": "needle-not-there"}')]))
     svc = make_services(fake_llm, "openai")
     opts = svc.turn_options(provider="openai", use_tools=True, folders=(str(big),))

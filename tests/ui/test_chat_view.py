@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -237,6 +238,20 @@ class PaintCounter(QObject):
         return False
 
 
+def call_repeatedly(qtbot: QtBot, fn: Callable[[], None], *, interval_ms: int, for_ms: int) -> int:
+    """Call ``fn`` from a Qt timer every ``interval_ms`` (0: every loop turn) for at least
+    ``for_ms``; returns the milliseconds that actually passed."""
+    clock = QElapsedTimer()
+    clock.start()
+    timer = QTimer()
+    timer.setInterval(interval_ms)
+    timer.timeout.connect(fn)
+    timer.start()
+    qtbot.waitUntil(lambda: clock.elapsed() >= for_ms, timeout=for_ms + 20_000)
+    timer.stop()
+    return clock.elapsed()
+
+
 def test_update_rate_is_capped_while_deltas_pour_in(qtbot: QtBot) -> None:
     view = make_view(qtbot)
     view.append(ChatItem("live", ChatRole.ASSISTANT))
@@ -253,15 +268,7 @@ def test_update_rate_is_capped_while_deltas_pour_in(qtbot: QtBot) -> None:
         sent.append(n)
         view.append_delta("live", f"w{n} " + ("\n\n" if n % 40 == 0 else ""))
 
-    clock = QElapsedTimer()
-    clock.start()
-    timer = QTimer()
-    timer.setInterval(0)
-    timer.timeout.connect(pour)
-    timer.start()
-    qtbot.waitUntil(lambda: clock.elapsed() >= 300, timeout=5000)
-    timer.stop()
-    elapsed = clock.elapsed()
+    elapsed = call_repeatedly(qtbot, pour, interval_ms=0, for_ms=300)
     assert paints.count >= 2  # it did render while the text poured in...
     assert len(sent) > 5 * paints.count  # ...but not per delta...
     assert paints.count <= elapsed / UPDATE_INTERVAL_MS + 3  # ...at most ~30 times a second
@@ -285,15 +292,7 @@ def test_a_stream_far_faster_than_reading_gets_fewer_frames(qtbot: QtBot) -> Non
             view.append_delta("live", text[pos : pos + 60])
             pos += 60
 
-    clock = QElapsedTimer()
-    clock.start()
-    timer = QTimer()
-    timer.setInterval(2)
-    timer.timeout.connect(pour)
-    timer.start()
-    qtbot.waitUntil(lambda: clock.elapsed() >= 700, timeout=20_000)
-    timer.stop()
-    elapsed = clock.elapsed()
+    elapsed = call_repeatedly(qtbot, pour, interval_ms=2, for_ms=700)
     text = text[:pos]
     frames = paints.count
     assert frames >= 2  # it kept showing the stream...

@@ -110,8 +110,6 @@ class ProviderFactory:
         cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
-        if info.protocol not in ("anthropic", "openai"):
-            raise ConfigError(f"Provider '{provider_id}' has unknown protocol '{info.protocol}'.")
         from parley.core.providers.worker import AdapterSpec, WorkerProvider, build_adapter
 
         spec = AdapterSpec(
@@ -122,7 +120,12 @@ class ProviderFactory:
             timeouts=self.timeouts(),
             api_key=key,
         )
-        provider = build_adapter(spec)
+        try:
+            provider = build_adapter(spec)
+        except ValueError:
+            raise ConfigError(
+                f"Provider '{provider_id}' has unknown protocol '{info.protocol}'."
+            ) from None
         if self.stream_worker is not None:
             provider = WorkerProvider(provider, spec, self.stream_worker)
         self._cache[cache_key] = provider

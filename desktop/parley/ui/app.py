@@ -194,11 +194,11 @@ async def settle_after_startup(window: MainWindow, services: Services | None = N
     anyway, so nothing is leaked that would otherwise be reclaimed in practice.
     """
     await window.wait_startup()
-    worker = services.providers.stream_worker if services is not None else None
-    if worker is not None:
-        await worker.start()
     gc.collect()
     gc.freeze()
+    worker = services.providers.stream_worker if services is not None else None
+    if worker is not None:
+        await worker.start()  # seconds in the child (SDK imports); nothing waits for it here
 
 
 def _build(paths: Paths, factory: Callable[[Paths], Services] | None) -> Services:

@@ -20,7 +20,6 @@ from parley.core.errors import (
 )
 from parley.core.providers.anthropic import AnthropicProvider
 from parley.core.providers.base import (
-    ChatRequest,
     Finished,
     Message,
     StreamResult,
@@ -31,6 +30,7 @@ from parley.core.providers.base import (
     ToolSpec,
 )
 from parley.core.providers.openai import OpenAIProvider
+from tests.core.providers.streams import drain, req
 from tests.fakes.script import Call, Drop, HTTPError, Stall, Text, ToolCalls
 
 CALC = ToolSpec(
@@ -48,21 +48,6 @@ def make(kind: str, srv: Any, **kw: Any) -> Any:
     if kind == "openai":
         return OpenAIProvider(api_key="sk-test-key", base_url=srv.openai_base_url, **kw)
     return AnthropicProvider(api_key="sk-ant-test", base_url=srv.anthropic_base_url, **kw)
-
-
-async def drain(provider: Any, request: ChatRequest) -> tuple[StreamResult, list[Any]]:
-    result = StreamResult()
-    events = []
-    async for ev in provider.stream(request):
-        events.append(ev)
-        result.feed(ev)
-    return result, events
-
-
-def req(**kw: Any) -> ChatRequest:
-    base: dict[str, Any] = {"model": "gpt-4o-mini", "messages": (Message("user", "Hello?"),)}
-    base.update(kw)
-    return ChatRequest(**base)
 
 
 KINDS = ["openai", "anthropic"]

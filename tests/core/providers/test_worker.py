@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,6 @@ import pytest
 
 from parley.core.errors import AuthError, ProviderDown, RateLimited
 from parley.core.providers.base import (
-    ChatRequest,
-    Message,
     StreamResult,
     TextDelta,
     Timeouts,
@@ -31,6 +29,7 @@ from parley.core.providers.worker import (
     WorkerProvider,
     build_adapter,
 )
+from tests.core.providers.streams import drain, req
 from tests.fakes.script import Call, HTTPError, Text, ToolCalls
 
 KINDS = ["openai", "anthropic"]
@@ -47,21 +46,6 @@ def spec_for(kind: str, srv: Any) -> AdapterSpec:
         timeouts=Timeouts(connect=5, first_byte=10, idle=10),
         api_key=KEY,
     )
-
-
-def req(**kw: Any) -> ChatRequest:
-    base: dict[str, Any] = {"model": "gpt-4o-mini", "messages": (Message("user", "Hello?"),)}
-    base.update(kw)
-    return ChatRequest(**base)
-
-
-async def drain(provider: Any, request: ChatRequest) -> tuple[StreamResult, list[Any]]:
-    result = StreamResult()
-    events = []
-    async for ev in provider.stream(request):
-        events.append(ev)
-        result.feed(ev)
-    return result, events
 
 
 @pytest.fixture
@@ -157,23 +141,38 @@ async def test_stopping_the_consumer_cancels_the_request(
     await p.aclose()
 
 
+async def break_mid_stream(
+    p: WorkerProvider, worker: StreamWorker, match: str, breaker: Callable[[Any], object]
+) -> StreamResult:
+    """Stream until text arrives, then ``breaker(worker process)``: the stream must fail
+    with ``ProviderDown`` matching ``match`` and leave the worker unused. Returns the partial."""
+    result = StreamResult()
+    with pytest.raises(ProviderDown, match=match):
+        async for ev in p.stream(req()):
+            result.feed(ev)
+            if result.text and worker._proc.is_alive():
+                breaker(worker._proc)
+    assert not worker.ready
+    return result
+
+
+async def assert_streams_in_process(p: WorkerProvider, fake_llm: Any) -> None:
+    """The next stream of ``p`` works (in this process: the worker is gone)."""
+    fake_llm.enqueue(Text("in-process now"))
+    again, _ = await drain(p, req())
+    assert again.text == "in-process now"
+    await p.aclose()
+
+
 async def test_a_dead_worker_fails_the_stream_then_streams_move_in_process(
     fake_llm: Any, worker: StreamWorker
 ) -> None:
     fake_llm.enqueue(Text("y" * 4000, chunk_chars=4, delay=0.005))
     p = provider("openai", fake_llm, worker)
-    result = StreamResult()
-    with pytest.raises(ProviderDown, match="worker stopped"):
-        async for ev in p.stream(req()):
-            result.feed(ev)
-            if result.text and worker._proc.is_alive():
-                worker._proc.kill()  # the network edge of this feature: the process dies
-    assert not worker.ready
+    # The network edge of this feature: the process dies.
+    result = await break_mid_stream(p, worker, "worker stopped", lambda proc: proc.kill())
     assert result.text.startswith("y")  # the partial answer arrived before it died
-    fake_llm.enqueue(Text("in-process now"))
-    again, _ = await drain(p, req())
-    assert again.text == "in-process now"
-    await p.aclose()
+    await assert_streams_in_process(p, fake_llm)
 
 
 async def test_a_hung_worker_is_stopped_and_streams_move_in_process(
@@ -182,19 +181,13 @@ async def test_a_hung_worker_is_stopped_and_streams_move_in_process(
     fake_llm.enqueue(Text("z" * 4000, chunk_chars=4, delay=0.005))
     spec = replace(spec_for("openai", fake_llm), timeouts=Timeouts(connect=1, first_byte=1, idle=1))
     p = WorkerProvider(build_adapter(spec), spec, worker)
-    result = StreamResult()
     t0 = time.monotonic()
-    with pytest.raises(ProviderDown, match="stopped answering"):
-        async for ev in p.stream(req()):
-            result.feed(ev)
-            if result.text and worker._proc.is_alive():
-                os.kill(worker._proc.pid, signal.SIGSTOP)  # alive, but never answers again
+    # Alive, but never answers again.
+    await break_mid_stream(
+        p, worker, "stopped answering", lambda proc: os.kill(proc.pid, signal.SIGSTOP)
+    )
     assert time.monotonic() - t0 < 1 + HANG_MARGIN_S + 5
-    assert not worker.ready
-    fake_llm.enqueue(Text("in-process now"))
-    again, _ = await drain(p, req())
-    assert again.text == "in-process now"
-    await p.aclose()
+    await assert_streams_in_process(p, fake_llm)
 
 
 async def test_the_key_is_never_on_the_worker_command_line_or_environment(

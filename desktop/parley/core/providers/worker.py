@@ -26,7 +26,7 @@ import threading
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 from parley.core.errors import ParleyError, ProviderDown
 from parley.core.providers.base import (
@@ -62,32 +62,28 @@ class AdapterSpec:
 
 
 def build_adapter(spec: AdapterSpec) -> Provider:
-    """The SDK adapter for ``spec`` (imports the SDK).
+    """The SDK adapter for ``spec`` (its module imports the SDK on first use).
 
     Raises:
         ValueError: an unknown protocol.
     """
+    adapter: type[Any]
     if spec.protocol == "anthropic":
-        from parley.core.providers.anthropic import AnthropicProvider
-
-        return AnthropicProvider(
+        from parley.core.providers.anthropic import AnthropicProvider as adapter
+    elif spec.protocol == "openai":
+        from parley.core.providers.openai import OpenAIProvider as adapter
+    else:
+        raise ValueError(f"unknown protocol {spec.protocol!r}")
+    return cast(
+        Provider,
+        adapter(
             name=spec.name,
             label=spec.label,
             api_key=spec.api_key,
             base_url=spec.base_url,
             timeouts=spec.timeouts,
-        )
-    if spec.protocol == "openai":
-        from parley.core.providers.openai import OpenAIProvider
-
-        return OpenAIProvider(
-            name=spec.name,
-            label=spec.label,
-            api_key=spec.api_key,
-            base_url=spec.base_url,
-            timeouts=spec.timeouts,
-        )
-    raise ValueError(f"unknown protocol {spec.protocol!r}")
+        ),
+    )
 
 
 # ---------------------------------------------------------------- errors across the pipe
@@ -110,6 +106,16 @@ def _unpack_error(packed: tuple[str, str, dict[str, Any], tuple[Any, ...]]) -> B
             exc.__dict__.update(state)
             return exc
     return RuntimeError(f"stream worker: {qualname}: {args[0] if args else ''}")
+
+
+def _ending_error(msg: tuple[Any, ...]) -> BaseException:
+    """The exception for a message that ends a request other than ``end``."""
+    if msg[0] == "error":
+        return _unpack_error(msg[2])
+    if msg[0] == "died":
+        return ProviderDown("The connection worker stopped during the answer.")
+    # "cancelled" without our asking: the worker is shutting down
+    return ProviderDown("The connection worker cancelled the answer.")
 
 
 # ---------------------------------------------------------------- the child process
@@ -320,22 +326,14 @@ class StreamWorker:
                 while True:
                     msg = await guard.wait(queue.get())
                     guard.started = True
-                    kind = msg[0]
-                    if kind == "events":
+                    if msg[0] == "events":
                         for ev in msg[2]:
                             yield ev
-                    elif kind == "end":
-                        done = True
+                        continue
+                    done = True  # every other message ends the request
+                    if msg[0] == "end":
                         return
-                    elif kind == "error":
-                        done = True
-                        raise _unpack_error(msg[2])
-                    elif kind == "died":
-                        done = True
-                        raise ProviderDown("The connection worker stopped during the answer.")
-                    else:  # "cancelled" without our asking: the worker is shutting down
-                        done = True
-                        raise ProviderDown("The connection worker cancelled the answer.")
+                    raise _ending_error(msg)
         except StallTimeout:
             done = True
             log.warning("stream worker stopped answering; stopping it, streaming in-process")
