@@ -242,7 +242,46 @@ class Stall:
         _check_pacing(self.chunk_chars, self.seconds, 0.0)
 
 
-Reply = Text | ToolCalls | HTTPError | Drop | Stall
+@dataclass(frozen=True)
+class StreamError:
+    """Stream ``text``, then fail inside the stream, after the 200 status was sent.
+
+    By default the vendor's own mid-stream error event: OpenAI ``data: {"error": {...}}``,
+    Anthropic ``event: error`` with ``{"type": "error", "error": {"type", "message"}}``
+    (how Anthropic reports ``overloaded_error`` once an answer has begun). With ``raw`` set,
+    that JSON text is sent instead as an ordinary chunk / ``content_block_delta`` event: a
+    payload that is valid JSON but not shaped like one.
+
+    Attributes:
+        text: Text streamed before the error.
+        type: ``error.type`` (``overloaded_error``, ``server_error``, ``api_error``...).
+        message: ``error.message``.
+        raw: A malformed payload to send instead of the error event.
+        chunk_chars: Characters per streamed delta.
+    """
+
+    text: str = "partial"
+    type: str = "overloaded_error"
+    message: str = "Overloaded"
+    raw: str | None = None
+    chunk_chars: int = 6
+
+    def __post_init__(self) -> None:
+        """Validate pacing."""
+        _check_pacing(self.chunk_chars, 0.0, 0.0)
+
+
+Reply = Text | ToolCalls | HTTPError | Drop | Stall | StreamError
 """Anything :meth:`FakeLLMServer.enqueue` accepts."""
 
-__all__ = ["Call", "Drop", "HTTPError", "Reply", "Stall", "Text", "TextFinish", "ToolCalls"]
+__all__ = [
+    "Call",
+    "Drop",
+    "HTTPError",
+    "Reply",
+    "Stall",
+    "StreamError",
+    "Text",
+    "TextFinish",
+    "ToolCalls",
+]

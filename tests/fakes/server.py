@@ -54,7 +54,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.script import Call, Drop, HTTPError, Reply, Stall, Text, ToolCalls
+from tests.fakes.script import (
+    Call,
+    Drop,
+    HTTPError,
+    Reply,
+    Stall,
+    StreamError,
+    Text,
+    ToolCalls,
+)
 
 _WRITE_BATCH = 64 * 1024
 """Bytes per socket write when streaming without delay (one HTTP chunk each)."""
@@ -347,6 +356,13 @@ class _OpenAIWire:
         tail.append(b"data: [DONE]\n\n")
         return events, tail
 
+    @staticmethod
+    def stream_error(err: StreamError) -> bytes:
+        if err.raw is not None:
+            return f"data: {err.raw}\n\n".encode()
+        body = {"error": {"message": err.message, "type": err.type, "param": None, "code": None}}
+        return f"data: {_dumps(body)}\n\n".encode()
+
     # ---- models
     @staticmethod
     def model_info(model_id: str) -> dict[str, Any]:
@@ -550,6 +566,13 @@ class _AnthropicWire:
         )
         tail.append(event("message_stop", {"type": "message_stop"}))
         return events, tail
+
+    @staticmethod
+    def stream_error(err: StreamError) -> bytes:
+        if err.raw is not None:
+            return f"event: content_block_delta\ndata: {err.raw}\n\n".encode()
+        body = {"type": "error", "error": {"type": err.type, "message": err.message}}
+        return f"event: error\ndata: {_dumps(body)}\n\n".encode()
 
     # ---- models
     @staticmethod
@@ -917,6 +940,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if isinstance(reply, Stall):
             self._pause(reply.seconds)
+        if isinstance(reply, StreamError):
+            tail = [wire.stream_error(reply)]
         self._write_chunks(tail)
         self.wfile.write(b"0\r\n\r\n")
 
@@ -1058,7 +1083,7 @@ class FakeLLMServer:
             TypeError: For anything that is not a reply from ``tests.fakes.script``.
         """
         for reply in replies:
-            if not isinstance(reply, Text | ToolCalls | HTTPError | Drop | Stall):
+            if not isinstance(reply, Text | ToolCalls | HTTPError | Drop | Stall | StreamError):
                 raise TypeError(f"not a scripted reply: {reply!r}")
         with self._lock:
             self._queue.extend(replies)

@@ -31,7 +31,7 @@ from parley.core.providers.base import (
 )
 from parley.core.providers.openai import OpenAIProvider
 from tests.core.providers.streams import drain, req
-from tests.fakes.script import Call, Drop, HTTPError, Stall, Text, ToolCalls
+from tests.fakes.script import Call, Drop, HTTPError, Stall, StreamError, Text, ToolCalls
 
 CALC = ToolSpec(
     "calculator",
@@ -203,6 +203,24 @@ async def test_drop_mid_stream_keeps_partial(kind: str, fake_llm: Any) -> None:
             result.feed(ev)
     await p.aclose()
     assert result.text == "The first half of the answer"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_error_event_mid_stream_keeps_partial(kind: str, fake_llm: Any) -> None:
+    # Anthropic reports overload this way once an answer has begun (after HTTP 200).
+    fake_llm.enqueue(StreamError("The first half", type="overloaded_error", message="Overloaded"))
+    p = make(kind, fake_llm)
+    result = StreamResult()
+    with pytest.raises(ProviderDown) as info:
+        async for ev in p.stream(req()):
+            result.feed(ev)
+    await p.aclose()
+    assert result.text == "The first half"
+    message = info.value.user_message
+    assert "mid-answer" in message and "HTTP 200" not in message, message
+    if kind == "anthropic":
+        assert "overloaded" in message
+    assert "Overloaded" in (info.value.detail or "")
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -88,6 +88,13 @@ def error_for_status(
     text = " ".join(x for x in (err_type, err_code, message) if x).lower()
     detail = redact(f"HTTP {status} {err_type or ''} {err_code or ''}: {message or ''}".strip())
     retry_after = parse_retry_after(headers)
+    if status < 400:
+        # An error event inside a stream that began with HTTP 200 (Anthropic's SDK raises
+        # those as status errors carrying the 200): the request was fine, the answer broke.
+        what = "is overloaded" if "overloaded" in text else "failed"
+        return ProviderDown(
+            f"{provider_label} {what} mid-answer; the answer was cut off.", detail=detail
+        )
     if any(h in text for h in _QUOTA_HINTS) and status in (400, 402, 403, 429):
         return QuotaExhausted(
             f"{provider_label}: the account's quota or spend limit is used up; check billing.",
