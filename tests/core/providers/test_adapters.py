@@ -223,6 +223,27 @@ async def test_error_event_mid_stream_keeps_partial(kind: str, fake_llm: Any) ->
     assert "Overloaded" in (info.value.detail or "")
 
 
+@pytest.mark.parametrize(
+    ("kind", "raw"),
+    [
+        ("openai", '{"id": "c1", "choices": 5}'),
+        ("openai", '{"id": "c1", "choices": [{"delta": {"tool_calls": [{"index": "x"}]}}]}'),
+        ("anthropic", '{"type": "content_block_delta", "index": 0, "delta": 5}'),
+        ("anthropic", '{"type": "content_block_start", "index": 1}'),
+    ],
+)
+async def test_malformed_chunk_is_a_clear_error(kind: str, raw: str, fake_llm: Any) -> None:
+    fake_llm.enqueue(StreamError("Kept so far", raw=raw))
+    p = make(kind, fake_llm)
+    result = StreamResult()
+    with pytest.raises(ProviderDown, match="malformed") as info:
+        async for ev in p.stream(req()):
+            result.feed(ev)
+    await p.aclose()
+    assert result.text == "Kept so far"
+    assert "\n" not in info.value.user_message
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_stall_ends_with_timeout_not_hang(kind: str, fake_llm: Any) -> None:
     fake_llm.enqueue(Stall("partial", seconds=20))

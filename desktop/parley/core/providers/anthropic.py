@@ -4,6 +4,11 @@ System prompt is a top-level field; tool calls are ``tool_use`` blocks and their
 ``tool_result`` blocks in the next user message. Usage comes from ``message_start``
 (input and cache tokens) and ``message_delta`` (output tokens) and is reported once, as
 totals, just before :class:`Finished`.
+
+Events are read as the plain JSON the SDK decoded (``parse(to=AsyncStream[object])``), not
+as its pydantic event models, for the reason given in ``openai.py``: the models cost far
+more Python per event than the rest of the stream. The SDK still sends the request, checks
+the status, decodes the SSE, skips pings and raises its typed errors (``event: error``).
 """
 
 from __future__ import annotations
@@ -169,13 +174,11 @@ class AnthropicProvider:
         t = self.timeouts
         stream = None
         started = False
-        usage_in = usage_cached = usage_write = None
-        usage_out: int | None = None
-        finish: Finished | None = None
-        blocks: dict[int, list[Any]] = {}  # index -> [tool id, name, json text]
+        state = _StreamState()
         try:
             with StallGuard(t.first_byte, t.idle) as guard:
-                stream = await guard.wait(self.client.messages.create(**params))
+                raw = await guard.wait(self.client.messages.with_raw_response.create(**params))
+                stream = await raw.parse(to=anthropic.AsyncStream[object])
                 events = stream.__aiter__()
                 while True:
                     try:
@@ -183,45 +186,15 @@ class AnthropicProvider:
                     except StopAsyncIteration:
                         break
                     guard.started = started = True
-                    kind = ev.type
-                    if kind == "content_block_delta":
-                        d = ev.delta
-                        if d.type == "text_delta":
-                            yield TextDelta(d.text)
-                        elif d.type == "input_json_delta" and ev.index in blocks:
-                            blocks[ev.index][2] += d.partial_json
-                            yield ToolCallDelta(ev.index, d.partial_json)
-                    elif kind == "content_block_start":
-                        cb = ev.content_block
-                        if cb.type == "tool_use":
-                            blocks[ev.index] = [cb.id, cb.name, ""]
-                            yield ToolCallStarted(ev.index, cb.id, cb.name)
-                        elif cb.type == "text" and cb.text:
-                            yield TextDelta(cb.text)
-                    elif kind == "content_block_stop":
-                        entry = blocks.pop(ev.index, None)
-                        if entry is not None:
-                            yield ToolCallDone(
-                                ev.index, ToolCall(entry[0], entry[1], entry[2] or "{}")
-                            )
-                    elif kind == "message_start":
-                        u = ev.message.usage
-                        usage_cached = u.cache_read_input_tokens or 0
-                        usage_write = u.cache_creation_input_tokens or 0
-                        usage_in = (u.input_tokens or 0) + usage_cached + usage_write
-                        usage_out = u.output_tokens
-                    elif kind == "message_delta":
-                        if ev.usage is not None:
-                            usage_out = ev.usage.output_tokens
-                            if ev.usage.input_tokens is not None:
-                                usage_cached = ev.usage.cache_read_input_tokens or usage_cached
-                                usage_write = ev.usage.cache_creation_input_tokens or usage_write
-                                usage_in = (
-                                    ev.usage.input_tokens + (usage_cached or 0) + (usage_write or 0)
-                                )
-                        reason = ev.delta.stop_reason
-                        if reason:
-                            finish = Finished(_FINISH.get(reason, "other"), reason)
+                    try:
+                        out = state.feed(ev)
+                    except (AttributeError, TypeError, ValueError, KeyError):
+                        raise ProviderDown(
+                            f"{self.label} sent a malformed event; the answer was cut off.",
+                            detail=redact(repr(ev)[:300]),
+                        ) from None
+                    for item in out:
+                        yield item
         except TimeoutError:
             if started:
                 msg = f"{self.label} stopped sending within {t.idle:.0f} s; the answer was cut off."
@@ -257,9 +230,9 @@ class AnthropicProvider:
         finally:
             if stream is not None:
                 await stream.close()
-        if usage_in is not None or usage_out is not None:
-            yield Usage(usage_in, usage_out, usage_cached, usage_write)
-        yield finish or Finished("other", None)
+        if state.usage_in is not None or state.usage_out is not None:
+            yield Usage(state.usage_in, state.usage_out, state.usage_cached, state.usage_write)
+        yield state.finish or Finished("other", None)
 
     async def list_models(self) -> list[ModelInfo]:
         """``GET /v1/models``."""
@@ -284,6 +257,68 @@ class AnthropicProvider:
         """Close the SDK client's connections."""
         if self._client is not None:
             await self._client.close()
+
+
+class _StreamState:
+    """What one Messages stream has said so far; :meth:`feed` turns an event into ours.
+
+    Usage is kept, not yielded: ``message_start`` has the input side, ``message_delta`` the
+    output (and, on some gateways, the input again); the caller reports the totals once.
+    """
+
+    def __init__(self) -> None:
+        self.usage_in: int | None = None
+        self.usage_out: int | None = None
+        self.usage_cached: int | None = None
+        self.usage_write: int | None = None
+        self.finish: Finished | None = None
+        self.blocks: dict[int, list[str]] = {}  # index -> [tool id, name, json text]
+
+    def feed(self, ev: Any) -> list[StreamEvent]:
+        """Our events for one decoded SSE event (raises on a malformed one)."""
+        kind = ev.get("type")
+        if kind == "content_block_delta":
+            d = ev["delta"]
+            index = int(ev["index"])
+            if d.get("type") == "text_delta":
+                return [TextDelta(str(d["text"]))] if d["text"] else []
+            if d.get("type") == "input_json_delta" and index in self.blocks:
+                part = str(d.get("partial_json") or "")
+                self.blocks[index][2] += part
+                return [ToolCallDelta(index, part)]
+        elif kind == "content_block_start":
+            cb = ev["content_block"]
+            index = int(ev["index"])
+            if cb.get("type") == "tool_use":
+                self.blocks[index] = [str(cb["id"]), str(cb["name"]), ""]
+                return [ToolCallStarted(index, self.blocks[index][0], self.blocks[index][1])]
+            if cb.get("type") == "text" and cb.get("text"):
+                return [TextDelta(str(cb["text"]))]
+        elif kind == "content_block_stop":
+            index = int(ev["index"])
+            entry = self.blocks.pop(index, None)
+            if entry is not None:
+                return [ToolCallDone(index, ToolCall(entry[0], entry[1], entry[2] or "{}"))]
+        elif kind == "message_start":
+            u = ev["message"].get("usage") or {}
+            self.usage_cached = u.get("cache_read_input_tokens") or 0
+            self.usage_write = u.get("cache_creation_input_tokens") or 0
+            self.usage_in = (u.get("input_tokens") or 0) + self.usage_cached + self.usage_write
+            self.usage_out = u.get("output_tokens")
+        elif kind == "message_delta":
+            u = ev.get("usage")
+            if u:
+                self.usage_out = u.get("output_tokens")
+                if u.get("input_tokens") is not None:
+                    self.usage_cached = u.get("cache_read_input_tokens") or self.usage_cached
+                    self.usage_write = u.get("cache_creation_input_tokens") or self.usage_write
+                    self.usage_in = (
+                        u["input_tokens"] + (self.usage_cached or 0) + (self.usage_write or 0)
+                    )
+            reason = (ev.get("delta") or {}).get("stop_reason")
+            if reason:
+                self.finish = Finished(_FINISH.get(reason, "other"), reason)
+        return []
 
 
 def _status_error(exc: Any, label: str, model: str) -> ParleyError:

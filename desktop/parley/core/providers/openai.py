@@ -3,6 +3,12 @@
 The official ``openai`` SDK does the HTTP and SSE parsing; this module maps our request
 to its parameters and its chunks to our events. SDK retries are off (``max_retries=0``):
 ``resilient.py`` owns retrying, so one failure never becomes nine requests.
+
+Chunks are read as the plain JSON the SDK decoded (``parse(to=AsyncStream[object])``), not
+as its pydantic ``ChatCompletionChunk`` models: building those costs ~270 µs of Python per
+chunk, ~9 s for a 30,000-token answer from a fast local server, against ~30 µs this way. The
+SDK still sends the request, checks the status, decodes the SSE and raises its typed errors
+(mid-stream ``{"error": ...}`` payloads included).
 """
 
 from __future__ import annotations
@@ -158,7 +164,10 @@ class OpenAIProvider:
         started = False
         try:
             with StallGuard(t.first_byte, t.idle) as guard:
-                stream = await guard.wait(self.client.chat.completions.create(**params))
+                raw = await guard.wait(
+                    self.client.chat.completions.with_raw_response.create(**params)
+                )
+                stream = raw.parse(to=openai.AsyncStream[object])
                 chunks = stream.__aiter__()
                 while True:
                     try:
@@ -166,29 +175,20 @@ class OpenAIProvider:
                     except StopAsyncIteration:
                         break
                     guard.started = started = True
-                    usage = chunk.usage
-                    if usage is not None:
-                        details = getattr(usage, "prompt_tokens_details", None)
-                        yield Usage(
-                            input_tokens=usage.prompt_tokens,
-                            output_tokens=usage.completion_tokens,
-                            cached_input_tokens=getattr(details, "cached_tokens", None) or 0,
-                        )
-                    for choice in chunk.choices:
-                        delta = choice.delta
-                        if delta is not None:
-                            if delta.content:
-                                yield TextDelta(delta.content)
-                            if delta.tool_calls:
-                                for ev in _tool_deltas(delta.tool_calls, calls):
-                                    yield ev
-                        if choice.finish_reason:
-                            for idx in sorted(calls):
-                                cid, name, args = calls.pop(idx)
-                                yield ToolCallDone(idx, ToolCall(cid, name, args))
-                            finish = Finished(
-                                _FINISH.get(choice.finish_reason, "other"), choice.finish_reason
-                            )
+                    try:
+                        events, reason = _chunk_events(chunk, calls)
+                    except (AttributeError, TypeError, ValueError):
+                        raise ProviderDown(
+                            f"{self.label} sent a malformed chunk; the answer was cut off.",
+                            detail=redact(repr(chunk)[:300]),
+                        ) from None
+                    for ev in events:
+                        yield ev
+                    if reason:
+                        for idx in sorted(calls):
+                            cid, name, args = calls.pop(idx)
+                            yield ToolCallDone(idx, ToolCall(cid, name, args))
+                        finish = Finished(_FINISH.get(reason, "other"), reason)
         except TimeoutError:
             which = "stopped sending" if started else "did not start answering"
             limit = t.idle if started else t.first_byte
@@ -257,20 +257,59 @@ class OpenAIProvider:
             await self._client.close()
 
 
+def _chunk_events(chunk: Any, calls: dict[int, list[str]]) -> tuple[list[StreamEvent], str | None]:
+    """Events in one decoded ``chat.completion.chunk``, and its finish reason if any.
+
+    Raises AttributeError/TypeError/ValueError on a chunk that is not shaped like one.
+    """
+    out: list[StreamEvent] = []
+    finish_reason: str | None = None
+    usage = chunk.get("usage")
+    if usage:
+        details = usage.get("prompt_tokens_details") or {}
+        out.append(
+            Usage(
+                input_tokens=_count(usage.get("prompt_tokens")),
+                output_tokens=_count(usage.get("completion_tokens")),
+                cached_input_tokens=_count(details.get("cached_tokens")) or 0,
+            )
+        )
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta")
+        if delta:
+            content = delta.get("content")
+            if content:
+                out.append(TextDelta(str(content)))
+            tool_calls = delta.get("tool_calls")
+            if tool_calls:
+                out.extend(_tool_deltas(tool_calls, calls))
+        reason = choice.get("finish_reason")
+        if reason:
+            finish_reason = str(reason)
+    return out, finish_reason
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _tool_deltas(deltas: Any, calls: dict[int, list[str]]) -> list[StreamEvent]:
     out: list[StreamEvent] = []
     for tc in deltas:
-        idx = tc.index if tc.index is not None else len(calls)
-        fn = tc.function
+        index = tc.get("index")
+        idx = int(index) if index is not None else len(calls)
+        fn = tc.get("function") or {}
+        name = fn.get("name")
+        arguments = fn.get("arguments")
         entry = calls.get(idx)
         if entry is None:
-            entry = calls[idx] = [tc.id or f"call_{idx}", (fn.name if fn else None) or "", ""]
+            entry = calls[idx] = [tc.get("id") or f"call_{idx}", name or "", ""]
             out.append(ToolCallStarted(idx, entry[0], entry[1]))
-        elif fn is not None and fn.name and not entry[1]:
-            entry[1] = fn.name
-        if fn is not None and fn.arguments:
-            entry[2] += fn.arguments
-            out.append(ToolCallDelta(idx, fn.arguments))
+        elif name and not entry[1]:
+            entry[1] = name
+        if arguments:
+            entry[2] += arguments
+            out.append(ToolCallDelta(idx, arguments))
     return out
 
 
