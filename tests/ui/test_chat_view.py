@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -302,6 +303,43 @@ def test_a_stream_far_faster_than_reading_gets_fewer_frames(qtbot: QtBot) -> Non
     view.end_stream("live")
     qtbot.waitUntil(lambda: not view.canvas().active_streams(), timeout=20_000)
     loaded = make_view(qtbot, height=300)
+    loaded.set_messages([ChatItem("live", ChatRole.ASSISTANT, text)])
+    assert view.canvas().rendered_text("live") == loaded.canvas().rendered_text("live")
+
+
+def test_a_backlog_renders_at_machine_speed_not_a_slice_per_frame(qtbot: QtBot) -> None:
+    # A fast local server can deliver a whole answer before the view has shown much of it.
+    # The backlog is rendered in small steps (the window keeps answering between them), but
+    # back to back: not one 4 ms slice every 33 ms, which took ~4x the work's own time.
+    view = make_view(qtbot, height=400)
+    view.append(ChatItem("live", ChatRole.ASSISTANT))
+    view.begin_stream("live")
+    QApplication.processEvents()
+    code = "```python\n" + "".join(f"total += value_{i} * {i}\n" for i in range(12)) + "```"
+    text = "\n\n".join(
+        f"## Part {i}\n\n" + "Some words to wrap. " * 20 + "\n\n" + code for i in range(60)
+    )
+    heartbeat_gaps: list[int] = []
+    clock = QElapsedTimer()
+    beat = QTimer()
+    beat.setInterval(5)
+    beat.timeout.connect(lambda: heartbeat_gaps.append(clock.restart()))
+    view.append_delta("live", text)
+    view.end_stream("live")
+    cpu0 = time.process_time()
+    wall = QElapsedTimer()
+    wall.start()
+    clock.start()
+    beat.start()
+    qtbot.waitUntil(lambda: not view.canvas().active_streams(), timeout=60_000)
+    beat.stop()
+    took_ms = wall.elapsed()
+    cpu_ms = (time.process_time() - cpu0) * 1000
+    assert cpu_ms > 50  # a real backlog (several ticks' worth)
+    assert took_ms < 2 * cpu_ms, (took_ms, cpu_ms)  # the old pacing: ~4x
+    # ...while the loop still turned between steps: a heartbeat kept beating.
+    assert len(heartbeat_gaps) >= took_ms / 50, (len(heartbeat_gaps), took_ms)
+    loaded = make_view(qtbot, height=400)
     loaded.set_messages([ChatItem("live", ChatRole.ASSISTANT, text)])
     assert view.canvas().rendered_text("live") == loaded.canvas().rendered_text("live")
 

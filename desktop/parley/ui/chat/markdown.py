@@ -458,6 +458,8 @@ class StreamUpdate:
     """Blocks that were finished by this update; they will never change again."""
     tail: list[RenderedBlock] = field(default_factory=list)
     """The open blocks at the end, re-rendered (replace the previous tail with these)."""
+    plans: list[BlockPlan] = field(default_factory=list)
+    """The blocks this update finished, unrendered (set whether or not they were rendered)."""
 
 
 @dataclass(frozen=True)
@@ -974,6 +976,11 @@ class IncrementalMarkdown:
         return list(self._plans)
 
     @property
+    def finished(self) -> bool:
+        """:meth:`finish` was called: every block is frozen."""
+        return self._finished
+
+    @property
     def pending_text(self) -> str:
         """The unfrozen text (what the tail is rendered from)."""
         return self._tail
@@ -995,6 +1002,7 @@ class IncrementalMarkdown:
             delta = delta.replace("\r\n", "\n").replace("\r", "\n")
         self._tail += delta
         frozen: list[RenderedBlock] = []
+        planned = len(self._plans)
         complete = self._tail.rfind("\n") + 1
         if complete > self._decided_len:
             # Decide on complete lines only: a half-received line ("#", "1") must not make
@@ -1006,7 +1014,11 @@ class IncrementalMarkdown:
                 self._decided_len = 0
                 complete = self._tail.rfind("\n") + 1
             self._decided_len = complete
-        return StreamUpdate(frozen=frozen, tail=self._render_tail() if render_tail else [])
+        return StreamUpdate(
+            frozen=frozen,
+            tail=self._render_tail() if render_tail else [],
+            plans=self._plans[planned:],
+        )
 
     def tail(self) -> list[RenderedBlock]:
         """Render the open tail as it stands (what :meth:`feed` returns as ``tail``)."""
@@ -1019,13 +1031,14 @@ class IncrementalMarkdown:
             The update whose ``frozen`` blocks complete the message; ``tail`` is empty.
         """
         frozen: list[RenderedBlock] = []
+        planned = len(self._plans)
         if not self._finished and self._tail.strip():
             spans = self._r._split(self._tail)
             lines = self._tail.split("\n")
             frozen = self._freeze(lines, spans, len(lines))
         self._tail = ""
         self._finished = True
-        return StreamUpdate(frozen=frozen, tail=[])
+        return StreamUpdate(frozen=frozen, tail=[], plans=self._plans[planned:])
 
     # ---- internals
 

@@ -52,7 +52,7 @@ import math
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -142,6 +142,12 @@ UPDATE_INTERVAL_MS = 33
 
 _TICK_BUDGET_S = 0.004
 """Time one timer tick may spend turning buffered text into blocks (the rest waits)."""
+
+_CATCH_UP_INTERVAL_MS = 1
+"""While buffered text is waiting (it arrived faster than one tick renders), the next tick
+comes this soon instead of :data:`UPDATE_INTERVAL_MS`: events queued meanwhile are served in
+between, so each pause stays within one tick's budget, but the backlog drains at the speed
+the machine can render rather than 4 ms every 33 ms."""
 
 FAST_STREAM_CHARS_PER_S = 2_400
 """Above this arrival rate (~600 tokens/s, far faster than anyone reads) a stream is shown
@@ -427,8 +433,14 @@ class _Stream:
     """When the last visible frame was rendered (``time.perf_counter()``)."""
     frame_chars: int = 0
     """:attr:`consumed` at that frame."""
+    todo: deque[BlockPlan | RenderedBlock] = field(default_factory=deque)
+    """Blocks frozen but not built yet: a plan is rendered, then its document built, one
+    step at a time (a code block costs ~7 ms in all, too much for one step)."""
     staged: list[_Part] = field(default_factory=list)
     """Documents of blocks frozen since that frame, shown with the next one."""
+    step_cost: float = 0.0
+    """Seconds the costliest recent step took (halved at each step): a tick stops before a
+    step that would likely take it past its budget."""
 
 
 @dataclass(frozen=True)
@@ -932,10 +944,11 @@ class _ChatCanvas(QAbstractScrollArea):
             if stream is not None:
                 # First time on screen while streaming: frozen blocks plus the current tail.
                 stream.layout = layout
-                stream.staged.clear()  # built for the old layout; inc.blocks has them all
+                stream.staged.clear()  # built for the old layout; inc.plans has them all
+                stream.todo.clear()
                 layout.body = [
-                    self._lazy_part(b.kind, b.source, b.space_before, width, block=b)
-                    for b in stream.inc.blocks
+                    self._lazy_part(p.kind, p.source, p.space_before, width, plan=p)
+                    for p in stream.inc.plans
                 ]
                 stream.frozen = len(layout.body)
                 layout.body += [self._block_part(b, width) for b in stream.inc.tail()]
@@ -1131,7 +1144,7 @@ class _ChatCanvas(QAbstractScrollArea):
     # ---- streaming
 
     def _new_stream(self, text: str, cites: frozenset[int] = frozenset()) -> _Stream:
-        stream = _Stream(IncrementalMarkdown(self._renderer_for(cites)), cites=cites)
+        stream = _Stream(IncrementalMarkdown(self._renderer_for(cites), render=False), cites=cites)
         if text:
             stream.inc.feed(text, render_tail=False)
         stream.consumed = len(text)
@@ -1157,19 +1170,34 @@ class _ChatCanvas(QAbstractScrollArea):
             self._dirty_streams.add(message_id)
             self._schedule()
 
-    def _schedule(self) -> None:
-        if not self._timer.isActive():
-            self._timer.start()
+    def _schedule(self, *, soon: bool = False) -> None:
+        """Start the render timer; ``soon`` while a backlog waits (see _CATCH_UP_INTERVAL_MS)."""
+        interval = _CATCH_UP_INTERVAL_MS if soon else UPDATE_INTERVAL_MS
+        if self._timer.isActive() and self._timer.remainingTime() <= interval:
+            return
+        self._timer.start(interval)
 
-    def _stage_frozen(self, stream: _Stream, blocks: list[RenderedBlock]) -> None:
-        """Build the documents of newly frozen blocks; :meth:`_show_frame` puts them on screen.
+    def _stage_frozen(self, stream: _Stream, plans: list[BlockPlan]) -> None:
+        """Queue newly frozen blocks to be built (:meth:`_build_step`) and then shown.
 
-        Until then the layout keeps showing the previous frame (its frozen blocks and open
-        tail), so a paint in between is consistent.
+        Nothing is queued while the message has never been on screen: its frozen blocks
+        become lazy parts when it is first painted.
         """
-        layout = stream.layout
-        if layout is not None and blocks:
-            stream.staged.extend(self._block_part(b, layout.width) for b in blocks)
+        if stream.layout is not None and plans:
+            stream.todo.extend(plans)
+
+    def _build_step(self, stream: _Stream) -> None:
+        """One step of building the queued blocks: render a plan, or build its document.
+
+        Built documents wait in ``staged`` until :meth:`_show_frame` puts them on screen; the
+        layout keeps showing the previous frame until then, so a paint in between is
+        consistent.
+        """
+        item = stream.todo.popleft()
+        if isinstance(item, BlockPlan):
+            stream.todo.appendleft(self._renderer_for(stream.cites).render_block(item))
+        elif stream.layout is not None:
+            stream.staged.append(self._block_part(item, stream.layout.width))
 
     def _show_frame(self, stream: _Stream, tail: list[RenderedBlock]) -> None:
         """Replace the shown tail with the staged frozen blocks and the new tail."""
@@ -1220,29 +1248,41 @@ class _ChatCanvas(QAbstractScrollArea):
         layout = stream.layout
         first_changed = stream.frozen
         started = time.perf_counter()
-        # Feed in chunks: whole blocks get frozen (and their documents built) as we go; the
-        # tail is rendered once at the end. Stop when the tick's time is used up.
-        while stream.consumed < len(text):
-            end = len(text) if drain else stream.consumed + _TICK_CHUNK
-            update = stream.inc.feed(text[stream.consumed : end], render_tail=False)
-            stream.consumed = min(end, len(text))
-            self._stage_frozen(stream, update.frozen)
-            if not drain and time.perf_counter() - started > _TICK_BUDGET_S:
+        # Work in small steps, checking the tick's budget between them: build a frozen
+        # block (render it, then its document), or feed a chunk of text to the Markdown
+        # splitter. The open tail is rendered once, with the frame.
+        while True:
+            step_started = time.perf_counter()
+            if stream.todo:
+                self._build_step(stream)
+            elif stream.consumed < len(text):
+                end = len(text) if drain else stream.consumed + _TICK_CHUNK
+                update = stream.inc.feed(text[stream.consumed : end], render_tail=False)
+                stream.consumed = min(end, len(text))
+                self._stage_frozen(stream, update.plans)
+            elif stream.ending and not stream.inc.finished:
+                self._stage_frozen(stream, stream.inc.finish().plans)
+            else:
                 break
-        if stream.consumed < len(text):
+            now = time.perf_counter()
+            stream.step_cost = max(stream.step_cost / 2, now - step_started)
+            if not drain and now - started + stream.step_cost > _TICK_BUDGET_S:
+                break
+        behind = stream.consumed < len(text) or bool(stream.todo)
+        if behind:
             self._dirty_streams.add(message_id)
-            self._schedule()
-        finishing = stream.ending and stream.consumed >= len(text)
-        if not (drain or finishing or self._frame_due(stream)):
-            # Text is arriving faster than anyone reads: the blocks above are built as it
-            # comes, but the visible frame (open tail, height, scroll, paint) waits.
+            self._schedule(soon=True)
+        finishing = stream.inc.finished and not stream.todo
+        if stream.todo or not (drain or finishing or self._frame_due(stream)):
+            # Blocks are still being built, or text is arriving faster than anyone reads:
+            # the blocks are built as it comes, but the visible frame (open tail, height,
+            # scroll, paint) waits.
             self._dirty_streams.add(message_id)
             self._schedule()
             return
         stream.frame_at = time.perf_counter()
         stream.frame_chars = stream.consumed
         if finishing:
-            self._stage_frozen(stream, stream.inc.finish().frozen)
             self._show_frame(stream, [])
         elif layout is not None:  # never shown: the tail is rendered when it is painted
             self._show_frame(stream, stream.inc.tail())
@@ -1311,7 +1351,7 @@ class _ChatCanvas(QAbstractScrollArea):
             self._settle()
         else:
             self._dirty_streams.add(message_id)
-            self._schedule()
+            self._schedule(soon=True)
 
     # ---- painting
 
