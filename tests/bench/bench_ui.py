@@ -18,6 +18,11 @@ on 127.0.0.1 streaming at full speed.
   machine is shared and its speed drifts (``stream_ratio_of_minimums`` is best against
   best, for comparison). The server runs in its own process, as a real one would.
   ``stream_cpu_ratio`` is the same with this process's CPU time (the worker's is not in it).
+  Parley's adapter reads chunks as plain JSON rather than the SDK's pydantic models (see
+  ``core/providers/openai.py``), ~10× less CPU than the typed drain, so the window can beat
+  the raw SDK. ``stream_ratio_vs_adapter`` shows the window's own overhead: the same
+  window runs against Parley's ``OpenAIProvider`` drained alone, in this process, in the
+  same rounds.
 - ``open_1000_ms``: open a stored conversation of 1,000 messages (200 with code) from the
   sidebar until the chat has painted and is scrollable (median of several opens).
 - ``first_paint_ms``: ``python -m parley`` in a subprocess until the window's first paint
@@ -203,6 +208,28 @@ async def _raw_sdk_drain(base_url: str, question: str, expected: str) -> tuple[f
         await client.close()
 
 
+async def _adapter_drain(base_url: str, question: str, expected: str) -> float:
+    """Seconds Parley's ``OpenAIProvider`` alone (no window) needs to drain the answer."""
+    from parley.core.providers.base import ChatRequest, Message, StreamResult
+    from parley.core.providers.openai import OpenAIProvider
+
+    provider = OpenAIProvider(name="openai-compatible", api_key="sk-bench", base_url=base_url)
+    request = ChatRequest("fake-model", (Message("user", question),))
+    heartbeat = Heartbeat(HEARTBEAT_MS)
+    heartbeat.start()
+    try:
+        t0 = time.perf_counter()
+        result = StreamResult()
+        async for ev in provider.stream(request):
+            result.feed(ev)
+        took = time.perf_counter() - t0
+        assert result.text == expected
+        return took
+    finally:
+        heartbeat.stop()
+        await provider.aclose()
+
+
 async def _stream_through_window(
     window: MainWindow, question: str, expected: str
 ) -> tuple[float, float, list[float]]:
@@ -331,14 +358,17 @@ async def run(quick: bool) -> dict[str, Any]:
         await _raw_sdk_drain(srv.openai_base_url, warm_q, warm_text)
         await _stream_through_window(window, warm_q, warm_text)
         raws: list[float] = []
+        adapters: list[float] = []
         raw_cpu: list[float] = []
         windows: list[float] = []
         window_cpu: list[float] = []
         stalls: list[float] = []
+        await _adapter_drain(srv.openai_base_url, warm_q, warm_text)
         for _ in range(rounds):
             took, cpu = await _raw_sdk_drain(srv.openai_base_url, question, text)
             raws.append(took)
             raw_cpu.append(cpu)
+            adapters.append(await _adapter_drain(srv.openai_base_url, question, text))
             took, cpu, gaps = await _stream_through_window(window, question, text)
             windows.append(took)
             window_cpu.append(cpu)
@@ -346,6 +376,7 @@ async def run(quick: bool) -> dict[str, Any]:
         took, cpu = await _raw_sdk_drain(srv.openai_base_url, question, text)
         raws.append(took)
         raw_cpu.append(cpu)
+        adapters.append(await _adapter_drain(srv.openai_base_url, question, text))
 
         cid = _make_long_chat(window)
         window.refresh_sidebar(sync=True)
@@ -364,6 +395,8 @@ async def run(quick: bool) -> dict[str, Any]:
         "stream_raw_sdk_s": [round(t, 3) for t in raws],
         "stream_ratio": _paired_ratio(windows, raws),
         "stream_cpu_ratio": _paired_ratio(window_cpu, raw_cpu),
+        "stream_adapter_s": [round(t, 3) for t in adapters],
+        "stream_ratio_vs_adapter": _paired_ratio(windows, adapters),
         "stream_ratio_of_minimums": round(min(windows) / min(raws), 3),
         "stream_window_cpu_s": [round(t, 3) for t in window_cpu],
         "stream_raw_sdk_cpu_s": [round(t, 3) for t in raw_cpu],
