@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[2]
+_ASSETS = _REPO.parent / "shared" / "assets"
+if "PARLEY_ASSETS" not in os.environ and _ASSETS.is_dir():
+    os.environ["PARLEY_ASSETS"] = str(_ASSETS)  # the embedding model for the tools state
 
 ANSWER = """## Sorting a list of records
 
