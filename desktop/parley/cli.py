@@ -120,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
+        # The reader went away (``parley ask ... | head``): stop quietly. Point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
     except Exception as exc:  # last resort: one line, no traceback for the person
         logging.getLogger("parley").debug("unexpected error", exc_info=True)
@@ -209,6 +213,7 @@ def _attach_knowledge(services: Services) -> None:
 
 async def _ask(services: Services, question: str, options: Any, args: argparse.Namespace) -> int:
     import asyncio
+    import contextlib
     import json
 
     from parley.core.agent import AgentStopped, ToolRunFinished, ToolRunStarted
@@ -219,28 +224,32 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
     finished: TurnFinished | None = None
     started: TurnStarted | None = None
     streamed = False
+    turn = services.chat.send(question, options, conversation_id=args.conversation)
     try:
-        async for ev in services.chat.send(question, options, conversation_id=args.conversation):
-            if isinstance(ev, TextDelta):
-                if not args.json:
-                    out.write(ev.text)
-                    out.flush()
-                    streamed = True
-            elif isinstance(ev, TurnStarted):
-                started = ev
-            elif isinstance(ev, RetryScheduled):
-                _err(f"{ev.message} Retrying in {ev.wait_s:.1f} s (attempt {ev.attempt}).")
-            elif isinstance(ev, FallbackUsed):
-                _err(ev.message)
-            elif isinstance(ev, ToolRunStarted):
-                _err(f"tool {ev.call.name}({_short(ev.call.arguments)}) ...")
-            elif isinstance(ev, ToolRunFinished):
-                state = "error" if ev.is_error else "ok"
-                _err(f"tool {ev.call.name}: {state} in {ev.ms:.0f} ms: {_short(ev.content)}")
-            elif isinstance(ev, AgentStopped):
-                _err(ev.message)
-            elif isinstance(ev, TurnFinished):
-                finished = ev
+        # aclosing: when the loop ends early (Ctrl+C, a closed pipe), the turn is closed,
+        # and its partial answer saved, before services.aclose() closes the database.
+        async with contextlib.aclosing(turn):
+            async for ev in turn:
+                if isinstance(ev, TextDelta):
+                    if not args.json:
+                        out.write(ev.text)
+                        out.flush()
+                        streamed = True
+                elif isinstance(ev, TurnStarted):
+                    started = ev
+                elif isinstance(ev, RetryScheduled):
+                    _err(f"{ev.message} Retrying in {ev.wait_s:.1f} s (attempt {ev.attempt}).")
+                elif isinstance(ev, FallbackUsed):
+                    _err(ev.message)
+                elif isinstance(ev, ToolRunStarted):
+                    _err(f"tool {ev.call.name}({_short(ev.call.arguments)}) ...")
+                elif isinstance(ev, ToolRunFinished):
+                    state = "error" if ev.is_error else "ok"
+                    _err(f"tool {ev.call.name}: {state} in {ev.ms:.0f} ms: {_short(ev.content)}")
+                elif isinstance(ev, AgentStopped):
+                    _err(ev.message)
+                elif isinstance(ev, TurnFinished):
+                    finished = ev
     except asyncio.CancelledError:
         if streamed:
             out.write("\n")

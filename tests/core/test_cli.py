@@ -282,6 +282,31 @@ def test_ctrl_c_mid_stream_keeps_partial(parley_home: Path, fake_llm: Any) -> No
     assert last.status == "cancelled" and last.content == "Partial words before the stall"
 
 
+def test_reader_closing_the_pipe_stops_quietly_and_keeps_the_partial(
+    parley_home: Path, fake_llm: Any
+) -> None:
+    # ``parley ask ... | head -1``: the reader goes away mid-answer.
+    fake_llm.enqueue(Text("First line.\n" + "More words. " * 3000, chunk_chars=8, delay=0.002))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parley", "ask", "Tell me everything"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(parley_home, fake_llm),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    got = b""
+    while b"\n" not in got:
+        got += os.read(proc.stdout.fileno(), 64)
+    proc.stdout.close()  # as head does after its first line
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert proc.wait(timeout=20) == 0, err
+    assert err == b"", err.decode()  # no traceback, no "Exception ignored"
+    last = stored(parley_home)[-1]
+    assert last.role == "assistant" and last.status == "cancelled"
+    assert last.content.startswith("First line.\nMore words.")
+
+
 def test_corrupt_database(parley_home: Path, fake_llm: Any) -> None:
     (parley_home / "data").mkdir(parents=True)
     (parley_home / "data" / "parley.sqlite3").write_bytes(b"garbage" * 1000)
