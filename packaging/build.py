@@ -16,7 +16,9 @@ download (tiktoken files, the embedding model) fails the run:
 
 1. ``parley --version`` (cold, then warm) and ``parley models --json``;
 2. ``parley ask`` through both SDKs (OpenAI and Anthropic wire formats) against the fake
-   server from the checkout (``python -m tests.fakes.server``) on 127.0.0.1;
+   server from the checkout (``python -m tests.fakes.server``) on 127.0.0.1, then the window
+   with ``PARLEY_SMOKE_ASK``: it asks one question once its stream worker (a spawned
+   process) is up, prints the answer and quits;
 3. ``parley index`` of a tiny folder with Markdown, HTML, PDF and DOCX files (the last three
    are parsed in the loaders' forkserver worker processes), then ``parley search`` (hybrid
    and dense: the bundled ONNX model) and ``parley ask --knowledge``;
@@ -492,6 +494,9 @@ def smoke_test(dist: Path = DIST) -> dict[str, Any]:
                     "cost_usd": answer.get("cost_usd"),
                 }
 
+            # 3b. the window asks too: its answers stream through a spawned worker process
+            report["window_ask"] = _window_ask(window_exe, ask_env)
+
             # 4. index (parsers in forkserver workers) + search with the bundled model
             corpus = tmp / "notes"
             queries = make_corpus(corpus)
@@ -557,6 +562,30 @@ def smoke_test(dist: Path = DIST) -> dict[str, Any]:
             report["window_xcb"] = "skipped: no xvfb-run"
         report["keyring"] = _keyring(cli, env, tmp)
     return report
+
+
+def _window_ask(exe: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """The window sends one question (``PARLEY_SMOKE_ASK``) once its stream worker is up."""
+    marker = f"smoke-window-{os.getpid()}"
+    r = run(exe, [], {**env, "PARLEY_SMOKE_ASK": f"Echo {marker}"})
+    expect(r.returncode == 0, "the window did not answer and quit cleanly", r)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("PARLEY_SMOKE_ANSWER ")]
+    expect(bool(lines), "the window printed no answer", r)
+    answer = json.loads(lines[0].split(" ", 1)[1])
+    expect(answer.get("status") == "complete", "window: the answer is not complete", r)
+    expect(marker in answer.get("text", ""), "window: the answer lacks the echo", r)
+    expect(
+        bool(answer.get("worker_ready"))
+        and answer.get("worker_streams", 0) >= 1
+        and answer.get("worker_pid") not in (None, answer.get("app_pid")),
+        "the window did not stream through its worker process (spawn in the frozen app?)",
+        r,
+    )
+    return {
+        "seconds": round(r.seconds, 2),
+        "chars": len(answer["text"]),
+        "worker_streams": answer["worker_streams"],
+    }
 
 
 def _window(exe: Path, env: Mapping[str, str], *, prefix: Sequence[str] = ()) -> dict[str, float]:

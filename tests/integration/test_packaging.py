@@ -88,6 +88,8 @@ def test_frozen_app_passes_the_smoke_test(report: dict[str, Any]) -> None:
     assert any(k.startswith("dense: ") for k in smoke["search"])
     assert "coffee.html" in smoke["ask_knowledge_sources"]
     assert smoke["window_first_paint_cold_s"] > 0
+    # The window's answer streamed through its spawned worker process.
+    assert smoke["window_ask"]["worker_streams"] >= 1 and smoke["window_ask"]["chars"] > 0
 
 
 def test_measurements_are_reported(report: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ for the first-paint marker and a SIGTERM quit.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from parley.core.secrets import MemorySecretStore, Secrets
 from parley.core.services import Services, build_services
 from parley.core.settings import save_settings
 from parley.core.store.conversations import ConversationStore
-from parley.ui.app import FIRST_PAINT_MARK, amain
+from parley.ui.app import FIRST_PAINT_MARK, SMOKE_ANSWER_MARK, amain
 from parley.ui.errors import ErrorDialog, ErrorPresenter, report_for
 from parley.ui.main_window import MainWindow
 from parley.ui.tasks import TaskSet
@@ -287,6 +288,44 @@ def test_sigterm_quits_gracefully(tmp_path: Path) -> None:
         assert proc.returncode == 0, err
         assert "quitting" in log_file.read_text()
         assert (paths.config_dir / "window.ini").exists()  # geometry remembered
+
+
+@pytest.mark.slow
+def test_the_app_streams_an_answer_through_its_worker_process(tmp_path: Path) -> None:
+    # The whole app as a person starts it: window, core, the stream worker started after
+    # the first paint, a question sent through the composer (PARLEY_SMOKE_ASK, also used
+    # on the frozen bundle by packaging/build.py).
+    home = tmp_path / "home"
+    with FakeLLMServer() as srv:
+        srv.enqueue(Text("An answer from **the worker** process.", chunk_chars=4))
+        paths = default_paths({"PARLEY_HOME": str(home)})
+        paths.ensure()
+        save_settings(local_settings(srv), paths.settings_file)
+        proc = subprocess.run(
+            [sys.executable, "-m", "parley"],
+            env=_env(home, PARLEY_SMOKE_ASK="Who answers?"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+        )
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(SMOKE_ANSWER_MARK + " ")]
+    assert lines, (proc.stdout, proc.stderr)
+    report = json.loads(lines[0].split(" ", 1)[1])
+    assert report["status"] == "complete"
+    assert report["text"] == "An answer from **the worker** process."
+    assert report["worker_ready"] and report["worker_streams"] == 1
+    assert report["worker_pid"] not in (None, report["app_pid"])
+    stored = ConversationStore(paths.db_file)
+    try:
+        conv = stored.list()[0]
+        assert [m.content for m in stored.branch(conv.id)][-2:] == [
+            "Who answers?",
+            "An answer from **the worker** process.",
+        ]
+    finally:
+        stored.close()
 
 
 def test_the_window_does_not_import_the_sdks_or_chroma() -> None:

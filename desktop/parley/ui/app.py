@@ -14,6 +14,9 @@ STYLE.md §3). :func:`amain` is the composition root of the window:
 
 ``PARLEY_FIRST_PAINT_EXIT=1`` prints ``PARLEY_FIRST_PAINT <unix time>`` on stdout at the first
 paint and quits: the first-paint benchmark (``tests/bench/bench_ui.py``) uses it.
+``PARLEY_SMOKE_ASK=<question>`` sends that question through the window once the stream worker
+is up, prints ``PARLEY_SMOKE_ANSWER <json>`` and quits: the packaged app's smoke test
+(``packaging/build.py``) uses it to check that the frozen window streams through its worker.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ log = logging.getLogger("parley")
 
 FIRST_PAINT_ENV = "PARLEY_FIRST_PAINT_EXIT"
 FIRST_PAINT_MARK = "PARLEY_FIRST_PAINT"
+SMOKE_ASK_ENV = "PARLEY_SMOKE_ASK"
+SMOKE_ANSWER_MARK = "PARLEY_SMOKE_ANSWER"
 
 
 def _setup_logging(paths: Paths) -> logging.Handler | None:
@@ -166,6 +171,9 @@ async def amain(
             bind_services(window, services)
             log.info("window ready (Parley %s)", __version__)
             tasks.spawn(settle_after_startup(window, services), name="settle")
+            if os.environ.get(SMOKE_ASK_ENV):
+                question = os.environ[SMOKE_ASK_ENV]
+                tasks.spawn(_smoke_ask(window, services, question, quit_event), name="smoke")
             if window_ready is not None:
                 window_ready(window)
         await quit_event.wait()
@@ -199,6 +207,39 @@ async def settle_after_startup(window: MainWindow, services: Services | None = N
     worker = services.providers.stream_worker if services is not None else None
     if worker is not None:
         await worker.start()  # seconds in the child (SDK imports); nothing waits for it here
+
+
+async def _smoke_ask(
+    window: MainWindow, services: Services, question: str, quit_event: asyncio.Event
+) -> None:
+    """``PARLEY_SMOKE_ASK``: one question through the window and its worker, then quit."""
+    import json
+
+    try:
+        worker = services.providers.stream_worker
+        ready = await asyncio.wait_for(worker.start(), 60) if worker is not None else False
+        assert window.controller is not None
+        finished: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def on_finished(ev: Any) -> None:
+            if not finished.done():
+                finished.set_result(ev)
+
+        window.controller.sig_turn_finished.connect(on_finished)
+        window.composer.set_text(question)
+        window.composer.submit()
+        ev = await asyncio.wait_for(finished, 60)
+        report = {
+            "status": ev.status,
+            "text": ev.text,
+            "worker_ready": ready,
+            "worker_pid": worker.pid if worker is not None else None,
+            "worker_streams": worker.streams if worker is not None else 0,
+            "app_pid": os.getpid(),
+        }
+        print(f"{SMOKE_ANSWER_MARK} {json.dumps(report)}", flush=True)
+    finally:
+        quit_event.set()
 
 
 def _build(paths: Paths, factory: Callable[[Paths], Services] | None) -> Services:

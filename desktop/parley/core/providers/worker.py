@@ -232,6 +232,13 @@ class StreamWorker:
         self._ids = itertools.count(1)
         self._queues: dict[int, asyncio.Queue[Any]] = {}
         self._started: asyncio.Future[bool] | None = None
+        self.streams = 0
+        """How many streams were sent to the worker process (smoke tests, diagnostics)."""
+
+    @property
+    def pid(self) -> int | None:
+        """The worker process's id, once started."""
+        return None if self._proc is None else int(self._proc.pid)
 
     @property
     def ready(self) -> bool:
@@ -308,6 +315,7 @@ class StreamWorker:
         """
         assert self._conn is not None
         rid = next(self._ids)
+        self.streams += 1
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._queues[rid] = queue
         done = False
