@@ -33,7 +33,13 @@ from parley.core.providers.base import (
     ToolCallStarted,
     Usage,
 )
-from parley.core.providers.http_errors import error_for_status, is_transport_error, redact
+from parley.core.providers.http_errors import (
+    MALFORMED,
+    error_for_status,
+    is_transport_error,
+    malformed,
+    redact,
+)
 from parley.core.providers.stall import StallGuard
 
 DEFAULT_MAX_TOKENS = 8192
@@ -188,11 +194,8 @@ class AnthropicProvider:
                     guard.started = started = True
                     try:
                         out = state.feed(ev)
-                    except (AttributeError, TypeError, ValueError, KeyError):
-                        raise ProviderDown(
-                            f"{self.label} sent a malformed event; the answer was cut off.",
-                            detail=redact(repr(ev)[:300]),
-                        ) from None
+                    except MALFORMED:
+                        raise malformed(self.label, "event", ev) from None
                     for item in out:
                         yield item
         except TimeoutError:

@@ -135,6 +135,18 @@ def error_for_status(
     )
 
 
+MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
+"""What the adapters' mapping of a decoded chunk raises when it is not shaped like one."""
+
+
+def malformed(provider_label: str, what: str, payload: object) -> ProviderDown:
+    """The error for a streamed ``what`` (chunk, event) not shaped like one."""
+    return ProviderDown(
+        f"{provider_label} sent a malformed {what}; the answer was cut off.",
+        detail=redact(repr(payload)[:300]),
+    )
+
+
 def is_transport_error(exc: BaseException) -> bool:
     """Whether ``exc`` is a network failure the SDK let through unwrapped.
 

@@ -38,7 +38,13 @@ from parley.core.providers.base import (
     ToolCallStarted,
     Usage,
 )
-from parley.core.providers.http_errors import error_for_status, is_transport_error, redact
+from parley.core.providers.http_errors import (
+    MALFORMED,
+    error_for_status,
+    is_transport_error,
+    malformed,
+    redact,
+)
 from parley.core.providers.stall import StallGuard
 
 _FINISH: dict[str, FinishReason] = {
@@ -177,11 +183,8 @@ class OpenAIProvider:
                     guard.started = started = True
                     try:
                         events, reason = _chunk_events(chunk, calls)
-                    except (AttributeError, TypeError, ValueError):
-                        raise ProviderDown(
-                            f"{self.label} sent a malformed chunk; the answer was cut off.",
-                            detail=redact(repr(chunk)[:300]),
-                        ) from None
+                    except MALFORMED:
+                        raise malformed(self.label, "chunk", chunk) from None
                     for ev in events:
                         yield ev
                     if reason:
@@ -260,7 +263,7 @@ class OpenAIProvider:
 def _chunk_events(chunk: Any, calls: dict[int, list[str]]) -> tuple[list[StreamEvent], str | None]:
     """Events in one decoded ``chat.completion.chunk``, and its finish reason if any.
 
-    Raises AttributeError/TypeError/ValueError on a chunk that is not shaped like one.
+    Raises one of ``MALFORMED`` on a chunk that is not shaped like one.
     """
     out: list[StreamEvent] = []
     finish_reason: str | None = None

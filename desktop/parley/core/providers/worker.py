@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
-import itertools
 import logging
 import multiprocessing
 import threading
@@ -229,11 +228,10 @@ class StreamWorker:
         self._ready = False
         self._dead = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._ids = itertools.count(1)
         self._queues: dict[int, asyncio.Queue[Any]] = {}
         self._started: asyncio.Future[bool] | None = None
         self.streams = 0
-        """How many streams were sent to the worker process (smoke tests, diagnostics)."""
+        """How many streams were sent to the worker process; the last one's request id."""
 
     @property
     def pid(self) -> int | None:
@@ -314,8 +312,8 @@ class StreamWorker:
                 (retryable; later streams then run in this process).
         """
         assert self._conn is not None
-        rid = next(self._ids)
         self.streams += 1
+        rid = self.streams
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._queues[rid] = queue
         done = False
