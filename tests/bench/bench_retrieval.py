@@ -15,7 +15,7 @@ For every corpus named by the sets, in the same run:
   ``langchain-text-splitters``) on the very same files, with the seed's own functions.
 
 Both systems see a copy of the same files (``GLOB`` under ``CORPUS_DIR``, default
-``**/*.html``), so a folder's ``.txt`` twins or ``_sources`` do not count for one and not the
+``**/*.html``; several globs separated by commas), so a folder's ``.txt`` twins or ``_sources`` do not count for one and not the
 other. Figures per set: ``recall_at_5`` and ``mrr`` (reciprocal rank of the first accepted
 file within the top 5) per mode and for the recipe, ``stable_k5_k20``; per corpus: chunk
 counts and index seconds of both, Parley's query p50/p95 (hybrid, query embedding included,
@@ -74,13 +74,15 @@ def _first(*paths: Path) -> Path:
 
 SHARED = _shared_dir() or REPO.parent / "shared"
 PYDOCS = Path("/usr/share/doc/python3.11-doc/html")
+PYDOCS_PARTS = "tutorial/*.html,faq/*.html,howto/*.html,using/*.html,installing/*.html"
+"""Parley's own 44 questions cover these parts of the Python docs (as in bench_index.py)."""
 NAMED_SETS: dict[str, tuple[Path, str, Path]] = {
     "pg": (
         Path("/usr/share/doc/postgresql-doc-15/html"),
         "*.html",
         SHARED / "eval" / "pg_docs_qa.tsv",
     ),
-    "pydocs": (PYDOCS, "**/*.html", HERE / "questions_pydocs.json"),
+    "pydocs": (PYDOCS, PYDOCS_PARTS, HERE / "questions_pydocs.json"),
     "pydocs-qa": (PYDOCS, "**/*.html", HERE / "eval" / "pydocs_qa.tsv"),
     "git": (Path("/usr/share/doc/git-doc"), "**/*.html", HERE / "eval" / "gitdocs_qa.tsv"),
 }
@@ -156,7 +158,7 @@ class Corpus:
 
 def copy_corpus(source: Path, glob: str, dest: Path) -> int:
     """The files ``glob`` selects under ``source``, copied to ``dest`` (kept if complete)."""
-    files = sorted(p for p in source.glob(glob) if p.is_file())
+    files = sorted({p for g in glob.split(",") for p in source.glob(g) if p.is_file()})
     marker = dest / ".complete"
     if marker.is_file() and marker.read_text() == str(len(files)):
         return len(files)
