@@ -15,11 +15,11 @@ For every corpus named by the sets, in the same run:
   ``langchain-text-splitters``) on the very same files, with the seed's own functions.
 
 Both systems see a copy of the same files (``GLOB`` under ``CORPUS_DIR``, default
-``**/*.html``; several globs separated by commas), so a folder's ``.txt`` twins or ``_sources`` do not count for one and not the
-other. Figures per set: ``recall_at_5`` and ``mrr`` (reciprocal rank of the first accepted
-file within the top 5) per mode and for the recipe, ``stable_k5_k20``; per corpus: chunk
-counts and index seconds of both, Parley's query p50/p95 (hybrid, query embedding included,
-in process) and the recipe's.
+``**/*.html``; several globs separated by commas), so a folder's ``.txt`` twins or
+``_sources`` do not count for one and not the other. Figures per set: ``recall_at_5`` and
+``mrr`` (reciprocal rank of the first accepted file within the top 5) per mode and for the
+recipe, ``stable_k5_k20``; per corpus: chunk counts and index seconds of both, Parley's
+query p50/p95 (hybrid, query embedding included, in process) and the recipe's.
 
 Question sets: TSV as in ``../shared/eval`` (``question<TAB>stem1,stem2``; a result counts when
 its file-name stem, lower-cased and without .html/.htm/.md/.txt/.rst/.rst.txt/.pdf, is
@@ -43,7 +43,6 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -236,34 +235,53 @@ def parley_index(corpus: Corpus, base: Path, reindex: bool, log: Any) -> tuple[P
     return home, stats
 
 
-def parley_answers(
-    home: Path, questions: list[Question], config: Any
-) -> tuple[dict[str, list[list[str]]], dict[str, Any]]:
-    """Top-k paths per question and mode, plus stability and latency."""
+class _CachedEmbedder:
+    """Query vectors remembered across a --grid sweep (the grid measures ranking only)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.cache: dict[str, list[float]] = {}
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        missing = [t for t in texts if t not in self.cache]
+        if missing:
+            self.cache.update(zip(missing, self.inner.embed(missing), strict=True))
+        return [self.cache[t] for t in texts]
+
+
+def open_store(home: Path, cached: bool = False) -> Any:
     from parley.core.knowledge.embeddings import local_embedder
-    from parley.core.knowledge.retrieval import Retriever
     from parley.core.knowledge.store import KnowledgeStore
 
     paths = parley_paths(home)
     store = KnowledgeStore(paths, local_embedder(paths))
-    out: dict[str, list[list[str]]] = {m: [] for m in MODES}
+    if cached:
+        store.embedder = _CachedEmbedder(store.embedder)
+    return store
+
+
+def parley_answers(
+    store: Any, questions: list[Question], config: Any, modes: tuple[str, ...] = MODES
+) -> tuple[dict[str, list[list[str]]], dict[str, Any]]:
+    """Top-k paths per question and mode, plus stability and latency."""
+    from parley.core.knowledge.retrieval import Retriever
+
+    out: dict[str, list[list[str]]] = {m: [] for m in modes}
     lat: list[float] = []
     stable = 0
-    try:
-        r = Retriever(store, config=config)
-        r.search("warm up the model and the caches", K)
-        for q in questions:
-            for mode in MODES:
-                t = time.perf_counter()
-                hits = r.search(q.text, K, mode=mode)
-                if mode == "hybrid":
-                    lat.append(time.perf_counter() - t)
-                    wide = r.search(q.text, K_WIDE, mode=mode)
-                    key = [(h.path, h.chunk_index) for h in hits]
-                    stable += key == [(h.path, h.chunk_index) for h in wide[:K]]
-                out[mode].append([str(h.path) for h in hits])
-    finally:
-        store.close()
+    r = Retriever(store, config=config)
+    r.search("warm up the model and the caches", K)
+    for q in questions:
+        for mode in modes:
+            t = time.perf_counter()
+            hits = r.search(q.text, K, mode=mode)
+            if mode == "hybrid":
+                lat.append(time.perf_counter() - t)
+                wide = r.search(q.text, K_WIDE, mode=mode)
+                key = [(h.path, h.chunk_index) for h in hits]
+                stable += key == [(h.path, h.chunk_index) for h in wide[:K]]
+            out[mode].append([str(h.path) for h in hits])
     lat.sort()
     extra = {
         "stable_k5_k20": round(stable / max(1, len(questions)), 4),
@@ -451,6 +469,53 @@ def ranking_config(params: list[str]) -> Any:
     return config
 
 
+def latency_at_scale(home: Path, base: Path, n: int, log: Any) -> dict[str, Any]:
+    """bench_index.py's large-store harness: n chunks of this corpus's texts (repeated),
+    vectors near their real embeddings; hybrid queries with the shipped ranking."""
+    sys.path.insert(0, str(HERE))
+    import bench_index
+
+    large = base / f"large-{n}"
+    shutil.rmtree(large, ignore_errors=True)
+    old = os.environ.get("PARLEY_HOME")
+    os.environ["PARLEY_HOME"] = str(home)
+    if _assets():
+        os.environ.setdefault("PARLEY_ASSETS", str(_assets()))
+    log(f"latency: building a {n}-chunk store")
+    try:
+        return dict(bench_index.bench_large(n, large))
+    finally:
+        if old is None:
+            os.environ.pop("PARLEY_HOME", None)
+        else:
+            os.environ["PARLEY_HOME"] = old
+        shutil.rmtree(large, ignore_errors=True)
+
+
+def sweep(home: Path, c: Corpus, args: Any, base: Any) -> None:
+    """Every combination of the --grid values, hybrid mode: one JSON line per config."""
+    import itertools
+
+    axes = []
+    for g in args.grid:
+        name, _, values = g.partition("=")
+        like = getattr(base, name)
+        axes.append([(name, _coerce(v, like)) for v in values.split("|")])
+    sets = [(n, load_questions(qs)[:: max(1, args.sample)]) for n, qs in c.sets]
+    store = open_store(home, cached=True)
+    try:
+        for combo in itertools.product(*axes):
+            config = replace(base, **dict(combo))
+            line: dict[str, Any] = {k: v for k, v in combo}
+            for name, questions in sets:
+                got, extra = parley_answers(store, questions, config, ("hybrid",))
+                r = score(questions, got["hybrid"], c.dir)
+                line[name] = [r["recall_at_5"], r["mrr"], extra["stable_k5_k20"]]
+            print(json.dumps(line), flush=True)
+    finally:
+        store.close()
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1].startswith("_recipe-"):
         return _recipe_main(sys.argv[1:])
@@ -465,6 +530,19 @@ def main() -> int:
     ap.add_argument("--misses", action="store_true", help="list hybrid misses")
     ap.add_argument("--only-recipe", action="store_true", help="index with the recipe only")
     ap.add_argument("--only-index", action="store_true", help="index with Parley only")
+    ap.add_argument(
+        "--latency",
+        type=int,
+        metavar="N",
+        help="also query p50/p95 at N chunks (bench_index.py's harness, this corpus as donor)",
+    )
+    ap.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1|V2",
+        help="sweep ranking parameters (hybrid only, cached query vectors, one line each)",
+    )
     args = ap.parse_args()
 
     config = None if args.only_recipe or args.only_index else ranking_config(args.param)
@@ -511,10 +589,17 @@ def main() -> int:
             log(f"parley: {pstats}")
             continue
         db = recipe_index(python, c, base, False, log) if python else None
+        if args.grid:
+            sweep(home, c, args, config)
+            continue
         for name, qs in c.sets:
             questions = load_questions(qs)[:: max(1, args.sample)]
             log(f"{name}: {len(questions)} questions")
-            got, extra = parley_answers(home, questions, config)
+            store = open_store(home)
+            try:
+                got, extra = parley_answers(store, questions, config)
+            finally:
+                store.close()
             sres: dict[str, Any] = {"questions": len(questions), "corpus": c.key}
             for mode in MODES:
                 sres[mode] = score(questions, got[mode], c.dir)
@@ -529,11 +614,17 @@ def main() -> int:
                 }
             if args.misses:
                 sres["misses"] = [
-                    {"q": q.text, "want": sorted(q.stems or q.relpaths), "got": [stem(p) for p in g]}
+                    {
+                        "q": q.text,
+                        "want": sorted(q.stems or q.relpaths),
+                        "got": [stem(p) for p in g],
+                    }
                     for q, g in zip(questions, got["hybrid"], strict=True)
                     if not any(is_hit(q, p, c.dir) for p in g[:K])
                 ]
             result["sets"][name] = sres
+        if args.latency:
+            cres["parley"].update(latency_at_scale(home, base, args.latency, log))
         cres["parley"]["query_p50_ms"] = max(
             (result["sets"][n]["query_p50_ms"] or 0) for n, _ in c.sets
         )
