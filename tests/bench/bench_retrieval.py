@@ -276,7 +276,7 @@ def parley_answers(
         for mode in modes:
             t = time.perf_counter()
             hits = r.search(q.text, K, mode=mode)
-            if mode == "hybrid":
+            if mode == modes[0]:
                 lat.append(time.perf_counter() - t)
                 wide = r.search(q.text, K_WIDE, mode=mode)
                 key = [(h.path, h.chunk_index) for h in hits]
@@ -492,6 +492,32 @@ def latency_at_scale(home: Path, base: Path, n: int, log: Any) -> dict[str, Any]
         shutil.rmtree(large, ignore_errors=True)
 
 
+def partial_home(c: Corpus, base: Path) -> tuple[Path, dict[str, Any]]:
+    """The biggest Parley home of this corpus, finished or not."""
+    import sqlite3
+
+    best, most = None, -1
+    for home in base.glob(f"parley-{c.key}-*"):
+        db = home / "data" / "knowledge.sqlite3"
+        if db.is_file():
+            n = sqlite3.connect(db).execute("SELECT count(*) FROM chunks").fetchone()[0]
+            if n > most:
+                best, most = home, n
+    if best is None:
+        raise SystemExit(f"no index of {c.source} under {base}")
+    return best, {"chunks": most, "partial": True}
+
+
+def answerable(home: Path, root: Path, questions: list[Question]) -> list[Question]:
+    import sqlite3
+
+    db = home / "data" / "knowledge.sqlite3"
+    paths = [
+        r[0] for r in sqlite3.connect(db).execute("SELECT path FROM files WHERE status='indexed'")
+    ]
+    return [q for q in questions if any(is_hit(q, p, root) for p in paths)]
+
+
 def sweep(home: Path, c: Corpus, args: Any, base: Any) -> None:
     """Every combination of the --grid values, hybrid mode: one JSON line per config."""
     import itertools
@@ -502,15 +528,17 @@ def sweep(home: Path, c: Corpus, args: Any, base: Any) -> None:
         like = getattr(base, name)
         axes.append([(name, _coerce(v, like)) for v in values.split("|")])
     sets = [(n, load_questions(qs)[:: max(1, args.sample)]) for n, qs in c.sets]
+    if args.partial:
+        sets = [(n, answerable(home, c.dir, qs)) for n, qs in sets]
     store = open_store(home, cached=True)
     try:
         for combo in itertools.product(*axes):
             config = replace(base, **dict(combo))
             line: dict[str, Any] = {k: v for k, v in combo}
             for name, questions in sets:
-                got, extra = parley_answers(store, questions, config, ("hybrid",))
-                r = score(questions, got["hybrid"], c.dir)
-                line[name] = [r["recall_at_5"], r["mrr"], extra["stable_k5_k20"]]
+                got, extra = parley_answers(store, questions, config, (args.grid_mode,))
+                r = score(questions, got[args.grid_mode], c.dir)
+                line[name] = [r["recall_at_5"], r["mrr"], extra["stable_k5_k20"], len(questions)]
             print(json.dumps(line), flush=True)
     finally:
         store.close()
@@ -530,6 +558,12 @@ def main() -> int:
     ap.add_argument("--misses", action="store_true", help="list hybrid misses")
     ap.add_argument("--only-recipe", action="store_true", help="index with the recipe only")
     ap.add_argument("--only-index", action="store_true", help="index with Parley only")
+    ap.add_argument("--grid-mode", choices=MODES, default="hybrid", help="mode of --grid")
+    ap.add_argument(
+        "--partial",
+        action="store_true",
+        help="use an index still being built (questions with no indexed answer are dropped)",
+    )
     ap.add_argument(
         "--latency",
         type=int,
@@ -583,7 +617,10 @@ def main() -> int:
             if python:
                 recipe_index(python, c, base, False, log)
             continue
-        home, pstats = parley_index(c, base, args.reindex, log)
+        if args.partial:
+            home, pstats = partial_home(c, base)
+        else:
+            home, pstats = parley_index(c, base, args.reindex, log)
         cres["parley"] = pstats
         if args.only_index:
             log(f"parley: {pstats}")

@@ -87,7 +87,9 @@ def test_rrf_puts_agreement_first(store: KnowledgeStore, corpus: Path) -> None:
     top = hits[0]
     assert top.path.name == "keys.md"
     assert top.dense_score is not None and top.keyword_score is not None
-    assert top.score == pytest.approx(2 / 61)  # first in both lists
+    cfg = RankingConfig()
+    # First in both lists: the sum of both weights over (rrf_k + 1).
+    assert top.score == pytest.approx((cfg.dense_weight + cfg.keyword_weight) / (cfg.rrf_k + 1))
     assert all(h.score <= top.score for h in hits)
 
 
@@ -277,7 +279,7 @@ def test_title_names_the_thing_beats_a_page_that_mentions_it(
     root.mkdir()
     store.add_root(root)
     news = "Version 4.2: frobnicate is faster; frobnicate accepts --dry-run; frobnicate logs."
-    ref = "Runs the checks over every file, then rewrites the ones that frobnicate finds."
+    ref = "Runs the checks over every file, then rewrites the ones that fail them."
     _put(store, root, "news.txt", [Chunk(0, news, news, ("Changes",), None, 1, 3, 20)])
     _put(
         store,
@@ -285,11 +287,34 @@ def test_title_names_the_thing_beats_a_page_that_mentions_it(
         "tool.txt",
         [Chunk(0, ref, ref, ("Usage",), None, 1, 3, 20, title="The frobnicate command")],
     )
-    for mode in ("keyword", "hybrid"):
-        hits = Retriever(store).search("frobnicate", k=2, mode=mode)
-        assert hits[0].path.name == "tool.txt", mode
-    # Without the title's weight the page that repeats the word wins the keyword search.
+    # The title is searched: the page is found by a word that only its title has.
+    found = Retriever(store).search("frobnicate", k=2, mode="keyword")
+    assert {h.path.name for h in found} == {"news.txt", "tool.txt"}
+    # So is the file name.
+    assert Retriever(store).search("tool", k=1, mode="keyword")[0].path.name == "tool.txt"
+    # Weighted up, the title beats a page that repeats the word.
+    titled = RankingConfig(bm25_weights=(1.0, 0.4, 4.0))
+    hits = Retriever(store, config=titled).search("frobnicate", k=2, mode="keyword")
+    assert hits[0].path.name == "tool.txt"
     flat = RankingConfig(bm25_weights=(1.0, 0.0, 0.0))
     assert Retriever(store, config=flat).search("frobnicate", 2, mode="keyword")[0].path.name == (
         "news.txt"
     )
+
+
+def test_link_lists_are_demoted(store: KnowledgeStore, tmp_path: Path) -> None:
+    root = tmp_path / "kb"
+    root.mkdir()
+    store.add_root(root)
+    toc = "Vacuum tuning | Vacuum cost delay | Vacuum freeze age | Autovacuum workers | Vacuum"
+    prose = "Run vacuum regularly: it reclaims the space dead rows leave behind after updates."
+    _put(store, root, "toc.txt", [Chunk(0, toc, toc, ("Contents",), None, 1, 2, 20, "", 1.0)])
+    _put(store, root, "vacuum.txt", [Chunk(0, prose, prose, ("Vacuum",), None, 1, 2, 20)])
+    plain = RankingConfig(link_penalty=0.0)
+    assert Retriever(store, config=plain).search("vacuum", 2, mode="keyword")[0].path.name == (
+        "toc.txt"
+    )
+    demoting = RankingConfig(link_penalty=0.6)
+    assert Retriever(store, config=demoting).search("vacuum", 2, mode="keyword")[
+        0
+    ].path.name == ("vacuum.txt")
