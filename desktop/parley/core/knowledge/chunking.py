@@ -1,29 +1,30 @@
 """Cut a :class:`LoadedDocument` into chunks sized for the embedding model.
 
 Structure first: a chunk never mixes pages, sections are kept whole when they fit (small
-sibling sections are packed together while the whole next one fits), a block (paragraph, code block,
-table, list) is split only when it alone is too big; then at sentence ends (line ends for
-code, tables, lists and data), then between words, and only as the last resort inside a
-word (a 500,000-character word, a minified file). Splitting a block carries a modest
-overlap (``overlap_tokens``, at a sentence or line start when one is near) into the next
-chunk; whole chunks are never repeated.
+sibling sections are packed together while the whole next one fits), a block (paragraph,
+code block, table, list) is split only when it alone is too big; then at sentence ends (line
+ends for code, tables, lists and data), then between words, and only as the last resort
+inside a word (a 500,000-character word, a minified file). Splitting a block carries a
+modest overlap (``overlap_tokens``, at a sentence or line start when one is near) into the
+next chunk; whole chunks are never repeated.
 
 Chunks are filled up to the embedding model's window (all-MiniLM-L6-v2 truncates at 256
 word pieces including [CLS]/[SEP], so 254 by default): measured on the PostgreSQL manual, a
 200-piece cap and packing only into half-empty chunks made 44 % more chunks than the naive
-1,000-character recipe; filling the window along the same boundaries makes fewer.
+1,000-character recipe; filling the window along the same boundaries makes 18 % fewer.
 
 Each chunk carries its document's title (HTML ``<title>``; the embedded prefix names it when
 the heading path does not already start with it) and the share of its text that is link text
 (a table of contents or an index page is nearly all links), both used by retrieval.
 
-Sizes are counted in word pieces of the embedding model's own tokenizer, and counted exactly: BERT's normalizer and
-pre-tokenizer always split at whitespace, so a text's count is the sum of the counts of its
-whitespace-separated words, and a chunk cut at whitespace has exactly the count of its
-words. Each distinct word is counted once and cached; plain-ASCII words are counted by a
-WordPiece implementation here (the Rust tokenizer costs ~35 µs per call from Python, which
-would make chunking slower than 2,000 chunks/s), everything else by ``tokenizers`` in
-batches. Without the tokenizer file a conservative per-word estimate is used.
+Sizes are counted in word pieces of the embedding model's own tokenizer, and counted
+exactly: BERT's normalizer and pre-tokenizer always split at whitespace, so a text's count
+is the sum of the counts of its whitespace-separated words, and a chunk cut at whitespace
+has exactly the count of its words. Each distinct word is counted once and cached;
+plain-ASCII words are counted by a WordPiece implementation here (the Rust tokenizer costs
+~35 µs per call from Python, which would make chunking slower than 2,000 chunks/s),
+everything else by ``tokenizers`` in batches. Without the tokenizer file a conservative
+per-word estimate is used.
 """
 
 from __future__ import annotations
