@@ -315,6 +315,6 @@ def test_link_lists_are_demoted(store: KnowledgeStore, tmp_path: Path) -> None:
         "toc.txt"
     )
     demoting = RankingConfig(link_penalty=0.6)
-    assert Retriever(store, config=demoting).search("vacuum", 2, mode="keyword")[
-        0
-    ].path.name == ("vacuum.txt")
+    assert Retriever(store, config=demoting).search("vacuum", 2, mode="keyword")[0].path.name == (
+        "vacuum.txt"
+    )

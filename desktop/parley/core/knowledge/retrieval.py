@@ -76,6 +76,7 @@ class RankingConfig:
     file_boost: float = 0.0
     """Share of the best other candidate of the same file added to a chunk's score."""
 
+
 MODES = ("hybrid", "dense", "keyword")
 """Search modes accepted by :meth:`Retriever.search`."""
 
