@@ -177,7 +177,7 @@ def index_fingerprint() -> str:
     h = hashlib.sha256()
     for mod in (chunking, loaders):
         h.update(Path(mod.__file__ or "").read_bytes())
-    h.update(repr([m for m in store.MIGRATIONS]).encode())
+    h.update(repr([m.name for m in store.MIGRATIONS]).encode())
     h.update(str(getattr(store, "INDEX_VERSION", 0)).encode())
     return h.hexdigest()[:10]
 
@@ -558,6 +558,11 @@ def main() -> int:
     ap.add_argument("--misses", action="store_true", help="list hybrid misses")
     ap.add_argument("--only-recipe", action="store_true", help="index with the recipe only")
     ap.add_argument("--only-index", action="store_true", help="index with Parley only")
+    ap.add_argument(
+        "--recipe-cached-only",
+        action="store_true",
+        help="compare with the recipe only where its index is already in --reuse",
+    )
     ap.add_argument("--grid-mode", choices=MODES, default="hybrid", help="mode of --grid")
     ap.add_argument(
         "--partial",
@@ -625,7 +630,11 @@ def main() -> int:
         if args.only_index:
             log(f"parley: {pstats}")
             continue
-        db = recipe_index(python, c, base, False, log) if python else None
+        if args.recipe_cached_only and python:
+            db = base / f"recipe-{c.key}"
+            db = db if (db / "done.json").is_file() else None
+        else:
+            db = recipe_index(python, c, base, False, log) if python else None
         if args.grid:
             sweep(home, c, args, config)
             continue

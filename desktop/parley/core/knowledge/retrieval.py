@@ -445,46 +445,47 @@ def _norm_text(text: str) -> str:
 
 def _dedupe(results: list[RetrievedChunk], k: int, per_file: int = 0) -> list[RetrievedChunk]:
     """Drop repeated texts, merge adjacent overlapping chunks of one file and keep at most
-    ``per_file`` passages per file (0: any number); then the first ``k`` (best first).
+    ``per_file`` passages per file (0: any number); at most ``k`` passages (best first).
 
-    The whole list is processed before it is cut, so the result is a prefix of the result
-    for any larger ``k``.
+    Once ``k`` passages are kept, the rest of the list may still merge into them (a later
+    chunk next to a kept one). Every decision depends only on the passages before it, so
+    the result is a prefix of the result for any larger ``k``.
     """
     kept: list[RetrievedChunk] = []
-    per: dict[Path, int] = {}
     spans: list[tuple[int, int]] = []  # (first, last) chunk index covered by kept[i]
+    by_path: dict[str, list[int]] = {}  # kept passages of each file (str: Path.__eq__ is slow)
     seen_text: set[str] = set()
     for r in results:
         key = _norm_text(r.text)
         if key in seen_text:
             continue
+        seen_text.add(key)
+        mine = by_path.setdefault(str(r.path), [])
         merged = False
-        for i, other in enumerate(kept):
+        for i in mine:
             first, last = spans[i]
-            if other.path != r.path or last - first + 1 >= MAX_MERGED:
+            if last - first + 1 >= MAX_MERGED:
                 continue
             if r.chunk_index == last + 1:
-                joined = _merge(other, r, other_first=True)
+                joined = _merge(kept[i], r, other_first=True)
                 if joined is not None:
                     kept[i] = joined
                     spans[i] = (first, r.chunk_index)
                     merged = True
             elif r.chunk_index == first - 1:
-                joined = _merge(other, r, other_first=False)
+                joined = _merge(kept[i], r, other_first=False)
                 if joined is not None:
                     kept[i] = joined
                     spans[i] = (r.chunk_index, last)
                     merged = True
             if merged:
                 break
-        seen_text.add(key)
-        if not merged:
-            if per_file and per.get(r.path, 0) >= per_file:
-                continue
-            per[r.path] = per.get(r.path, 0) + 1
-            kept.append(r)
-            spans.append((r.chunk_index, r.chunk_index))
-    return kept[:k]
+        if merged or len(kept) >= k or (per_file and len(mine) >= per_file):
+            continue
+        mine.append(len(kept))
+        kept.append(r)
+        spans.append((r.chunk_index, r.chunk_index))
+    return kept
 
 
 def _merge(
