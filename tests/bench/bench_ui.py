@@ -428,6 +428,9 @@ def main() -> int:
     if args.serve:
         return _serve()
     app = QApplication.instance() or QApplication([])
+    from parley.ui.qt_guard import guard_none_refcount
+
+    guard_none_refcount()  # as ui/app.py does
     with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
         result = runner.run(run(args.quick))
     print(json.dumps(result))

@@ -40,11 +40,8 @@ from parley.ui.chat.view import (
     UPDATE_INTERVAL_MS,
     ChatView,
     SafeTextDocument,
-    guard_none_refcount,
     theme_from_palette,
 )
-
-guard_none_refcount()  # shiboken6 6.12 + Python 3.11 (see its docstring)
 
 ANSWER = textwrap.dedent(
     """\
@@ -661,7 +658,7 @@ def test_guard_keeps_signal_heavy_code_alive() -> None:
     script = textwrap.dedent(
         """
         from PySide6.QtCore import QObject, QPointF, Signal
-        from parley.ui.chat.view import guard_none_refcount
+        from parley.ui.qt_guard import guard_none_refcount
         guard_none_refcount()
         class O(QObject):
             s = Signal(int)

@@ -8,6 +8,11 @@ the partial answer has been saved with status ``cancelled``.
 
 Streamed text is flushed to SQLite at least every ``FLUSH_INTERVAL_S`` (so a kill -9 loses
 at most that much); writes go through one single-thread executor, off the event loop.
+
+The window's own writes (rename, delete and undo, branch switches, a conversation's options
+and prompt) are :class:`ChatSession` operations too, on the same writer, so the database has
+one writer and the GUI thread never writes. Each returns an :class:`OpChanges` saying what
+changed; the caller decides what to redraw (Anki's ``CollectionOp``/``OpChanges``).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from parley.core.providers.base import (
     TextDelta,
     Usage,
 )
-from parley.core.store.conversations import ConversationStore, StoredMessage
+from parley.core.store.conversations import Conversation, ConversationStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +103,24 @@ class Grounder(Protocol):
     async def ground(self, question: str, *, folders: Sequence[str] = ()) -> Grounding:
         """Sources for ``question``."""
         ...
+
+
+@dataclass(frozen=True)
+class OpChanges:
+    """What a conversation operation changed; the caller decides what to redraw."""
+
+    conversation_id: int | None = None
+    """The conversation the operation touched (None: several or none)."""
+    conversation: Conversation | None = None
+    """Its row as the operation found it (before a delete, after any other change)."""
+    listing: bool = False
+    """The conversation list changed: a title, the order, or which conversations exist."""
+    branch: bool = False
+    """Which messages are on the conversation's current branch changed."""
+    options: bool = False
+    """The conversation's options (model, switches) or its own system prompt changed."""
+    count: int = 0
+    """How many rows the operation removed (purging)."""
 
 
 @dataclass
@@ -258,7 +281,16 @@ class ChatSession:
     async def _answer(
         self, conversation_id: int, user: StoredMessage, options: TurnOptions
     ) -> AsyncGenerator[TurnEvent, None]:
-        conv = await self._db(self.conversations.get, conversation_id)
+        # The conversation remembers what it was last asked with (the window reopens it with
+        # that model and those switches; ``parley ask --conversation`` records them too).
+        conv = await self._db(
+            self.conversations.set_options,
+            conversation_id,
+            provider=options.provider,
+            model=options.model,
+            use_tools=options.use_tools,
+            use_knowledge=options.use_knowledge,
+        )
         history = await self._db(self.history, conversation_id, user)
         system = options.system
         if conv is not None and conv.system_prompt:
@@ -454,6 +486,102 @@ class ChatSession:
             tool_calls=tuple(sorted(state.tools, key=state.tool_row)),  # rows are in start order
             sources=state.sources,
         )
+
+    # ---- Conversation operations (on the writer, in the order they are called)
+    def rename(self, conversation_id: int, title: str) -> asyncio.Future[OpChanges]:
+        """Set a conversation's title."""
+
+        def op() -> OpChanges:
+            self.conversations.rename(conversation_id, title)
+            conv = self.conversations.get(conversation_id)
+            return OpChanges(conversation_id, conv, listing=True)
+
+        return self._op(op)
+
+    def delete(self, conversation_id: int) -> asyncio.Future[OpChanges]:
+        """Soft-delete a conversation (``conversation``: its row before, None if unknown)."""
+
+        def op() -> OpChanges:
+            conv = self.conversations.get(conversation_id)
+            if conv is None:
+                return OpChanges(conversation_id)
+            self.conversations.delete(conversation_id)
+            return OpChanges(conversation_id, conv, listing=True)
+
+        return self._op(op)
+
+    def undelete(self, conversation_id: int) -> asyncio.Future[OpChanges]:
+        """Bring a soft-deleted conversation back."""
+
+        def op() -> OpChanges:
+            self.conversations.undelete(conversation_id)
+            conv = self.conversations.get(conversation_id)
+            return OpChanges(conversation_id, conv, listing=True)
+
+        return self._op(op)
+
+    def purge_deleted(self, older_than_s: float = 0.0) -> asyncio.Future[OpChanges]:
+        """Remove soft-deleted conversations for good (``count``: how many)."""
+        return self._op(
+            lambda: OpChanges(count=self.conversations.purge_deleted(older_than_s), listing=True)
+        )
+
+    def set_options(self, conversation_id: int, **options: Any) -> asyncio.Future[OpChanges]:
+        """Merge per-conversation options (model, provider, use_tools, use_knowledge)."""
+        return self._op(
+            lambda: OpChanges(
+                conversation_id,
+                self.conversations.set_options(conversation_id, **options),
+                options=True,
+            )
+        )
+
+    def set_system_prompt(
+        self, conversation_id: int, prompt: str | None
+    ) -> asyncio.Future[OpChanges]:
+        """A conversation's own system prompt (None: the global one)."""
+
+        def op() -> OpChanges:
+            self.conversations.set_system_prompt(conversation_id, prompt)
+            conv = self.conversations.get(conversation_id)
+            return OpChanges(conversation_id, conv, options=True)
+
+        return self._op(op)
+
+    def switch_version(self, message_id: int) -> asyncio.Future[OpChanges]:
+        """Make the branch through ``message_id`` (to its newest leaf) the current one."""
+
+        def op() -> OpChanges:
+            msg = self.conversations.message(message_id)
+            if msg is None:
+                return OpChanges()
+            self.conversations.set_leaf(msg.conversation_id, self.conversations.latest_leaf(msg.id))
+            return OpChanges(msg.conversation_id, branch=True)
+
+        return self._op(op)
+
+    def rewind_to_question(self, message_id: int) -> asyncio.Future[OpChanges]:
+        """End the current branch at the question of ``message_id`` (itself or its parent).
+
+        :meth:`regenerate` then answers that question again, as a new version of the answer.
+        """
+
+        def op() -> OpChanges:
+            msg = self.conversations.message(message_id)
+            if msg is None:
+                return OpChanges()
+            if msg.role == "user":
+                self.conversations.set_leaf(msg.conversation_id, msg.id)
+            elif msg.parent_id is not None:
+                self.conversations.set_leaf(msg.conversation_id, msg.parent_id)
+            return OpChanges(msg.conversation_id, branch=True)
+
+        return self._op(op)
+
+    def _op(self, fn: Callable[[], OpChanges]) -> asyncio.Future[OpChanges]:
+        # Submitted now (not when a caller's task first runs), so operations reach the
+        # writer in the order they were asked for, between a turn's own writes.
+        return asyncio.get_running_loop().run_in_executor(self._writer, fn)
 
 
 @dataclass

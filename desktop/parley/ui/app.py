@@ -41,6 +41,7 @@ from parley import __version__
 from parley.core.errors import ParleyError
 from parley.ui.errors import ErrorPresenter
 from parley.ui.main_window import MainWindow
+from parley.ui.qt_guard import guard_none_refcount
 from parley.ui.tasks import TaskSet
 from parley.ui.theme import app_icon, apply_theme
 
@@ -286,6 +287,7 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
             Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
         )
         app = QApplication(list(argv) if argv is not None else sys.argv[:1])
+    guard_none_refcount()  # process-wide, before any window (see its docstring)
     app.setApplicationName("Parley")
     app.setApplicationDisplayName("Parley")
     app.setApplicationVersion(__version__)

@@ -37,7 +37,6 @@ from parley.core.providers.base import (
     FallbackUsed,
     RetryScheduled,
     TextDelta,
-    Usage,
 )
 from parley.ui.tasks import TaskSet
 
@@ -109,8 +108,6 @@ class ChatController(QObject):
     """A tool ended: (message id, :class:`~parley.core.agent.ToolRunFinished`)."""
     sig_agent_stopped = Signal(int, str)
     """The tool loop stopped early: (message id, message)."""
-    sig_usage_reported = Signal(int, object)
-    """Usage so far: (message id, :class:`~parley.core.providers.base.Usage`)."""
     sig_turn_finished = Signal(object)
     """The turn ended and is saved: :class:`~parley.core.chat.TurnFinished`."""
     sig_turn_cancelled = Signal(int, int)
@@ -247,14 +244,14 @@ class ChatController(QObject):
                 # (paint, input, timers) at least every YIELD_EVERY_S.
                 now = time.perf_counter()
                 if now - slice_start >= YIELD_EVERY_S:
-                    self._flush_text(turn)
+                    self._flush_text()
                     await _yield_to_qt()
                     slice_start = time.perf_counter()
                 if isinstance(ev, TextDelta):
                     turn.parts.append(ev.text)
                     self._queue_text(turn, ev.text)
                     continue
-                self._flush_text(turn)  # keep text and other events in order
+                self._flush_text()  # keep text and other events in order
                 if isinstance(ev, TurnStarted):
                     started = True
                     turn.conversation_id = ev.conversation_id
@@ -267,7 +264,7 @@ class ChatController(QObject):
                 else:
                     self._other(turn, ev)
         except asyncio.CancelledError:
-            self._flush_text(turn)
+            self._flush_text()
             if started and not finished:
                 assert turn.conversation_id is not None and turn.assistant_message_id is not None
                 self.sig_turn_cancelled.emit(turn.conversation_id, turn.assistant_message_id)
@@ -315,7 +312,7 @@ class ChatController(QObject):
             self._flush_scheduled = True
             asyncio.get_running_loop().call_later(TEXT_BATCH_S, self._flush_text)
 
-    def _flush_text(self, _turn: RunningTurn | None = None) -> None:
+    def _flush_text(self) -> None:
         self._flush_scheduled = False
         if self._pending_text:
             text = "".join(self._pending_text)
@@ -340,8 +337,7 @@ class ChatController(QObject):
             self.sig_tool_finished.emit(mid, ev)
         elif isinstance(ev, AgentStopped):
             self.sig_agent_stopped.emit(mid, ev.message)
-        elif isinstance(ev, Usage):
-            self.sig_usage_reported.emit(mid, ev)
+        # Usage goes into TurnFinished (the core adds it up); nothing shows it live.
 
 
 async def _yield_to_qt() -> None:
