@@ -1147,8 +1147,10 @@ class FakeLLMServer:
 
 # ---------------------------------------------------------------- standalone
 def serve_until_stdin_closes(srv: FakeLLMServer) -> int:
-    """Serve for a parent process (see :class:`FakeServerProcess`): print the port, then
-    serve until the parent closes our stdin."""
+    """Serve for a parent process (see :class:`FakeServerProcess`).
+
+    Print the port, then serve until the parent closes our stdin.
+    """
     srv.start()
     print(srv.port, flush=True)
     try:
@@ -1159,8 +1161,10 @@ def serve_until_stdin_closes(srv: FakeLLMServer) -> int:
 
 
 class FakeServerProcess:
-    """A fake server in a child process, as a real server would be (in-process, its threads
-    would compete with the client for the GIL). ``argv`` runs :func:`serve_until_stdin_closes`.
+    """A fake server in a child process, as a real server would be.
+
+    In-process, its threads would compete with the client for the GIL. ``argv`` runs
+    :func:`serve_until_stdin_closes`.
     """
 
     def __init__(self, argv: list[str], cwd: Path | None = None) -> None:

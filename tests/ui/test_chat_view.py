@@ -237,8 +237,10 @@ class PaintCounter(QObject):
 
 
 def call_repeatedly(qtbot: QtBot, fn: Callable[[], None], *, interval_ms: int, for_ms: int) -> int:
-    """Call ``fn`` from a Qt timer every ``interval_ms`` (0: every loop turn) for at least
-    ``for_ms``; returns the milliseconds that actually passed."""
+    """Call ``fn`` from a Qt timer every ``interval_ms`` (0: every loop turn).
+
+    For at least ``for_ms``; returns the milliseconds that actually passed.
+    """
     clock = QElapsedTimer()
     clock.start()
     timer = QTimer()

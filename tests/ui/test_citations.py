@@ -455,7 +455,7 @@ async def test_tool_calls_show_as_cards_that_open_to_arguments_and_result(qtbot)
 
 
 async def test_with_tools_on_and_folders_added_knowledge_search_is_offered(qtbot, tmp_path) -> None:
-    """ "Use tools" alone: knowledge_search is one of the tools once folders are added."""
+    """With "Use tools" alone, knowledge_search is one of the tools once folders are added."""
     need_minilm()
     root = tmp_path / "notes"
     root.mkdir()

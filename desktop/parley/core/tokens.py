@@ -32,7 +32,7 @@ def _encoding(name: str) -> Any:
 
 
 def encoding_name_for(model: str) -> str | None:
-    """tiktoken encoding of an OpenAI model, None for others."""
+    """Tiktoken encoding of an OpenAI model, None for others."""
     m = model.lower()
     if m.startswith(("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt")):
         return "o200k_base"

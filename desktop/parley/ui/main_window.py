@@ -21,53 +21,43 @@ The window lays out the parts and forwards intent; each job has its own module:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
-    QAction,
     QCloseEvent,
     QDesktopServices,
     QDragEnterEvent,
     QDragMoveEvent,
     QDropEvent,
-    QKeySequence,
     QPaintEvent,
 )
 from PySide6.QtWidgets import (
     QApplication,
-    QHBoxLayout,
-    QLabel,
     QMainWindow,
     QMessageBox,
-    QSplitter,
-    QStackedWidget,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
 )
 
-from parley.core.errors import ParleyError
-from parley.ui.attachments import (
-    MAX_ATTACHMENTS,
-    Attachment,
-    AttachmentRefused,
-    read_attachment,
-)
-from parley.ui.composer import Composer
+from parley.ui.attachments import handle_drop
+from parley.ui.conversations import ConversationList
 from parley.ui.errors import ErrorPresenter
-from parley.ui.message_actions import BranchBar
-from parley.ui.model_picker import ModelChooser, ModelPicker
-from parley.ui.notices import NoticeBar
-from parley.ui.sidebar import ConversationRow, Sidebar
-from parley.ui.status import StatusStrip
+from parley.ui.model_picker import ModelChooser
 from parley.ui.tasks import TaskSet
-from parley.ui.theme import app_icon, apply_theme, restyle, scale_font
+from parley.ui.theme import app_icon, apply_theme, restyle
+from parley.ui.turns import TurnRequests
+from parley.ui.window_layout import (
+    PAGE_CHAT,
+    PAGE_EMPTY,
+    PAGE_FAILED,
+    PAGE_ONBOARDING,
+    WindowLayout,
+    build_menus,
+    restore_geometry,
+    save_geometry,
+)
 
 if TYPE_CHECKING:
     from parley.core.chat import ChatSession, OpChanges, TurnOptions
@@ -89,11 +79,6 @@ if TYPE_CHECKING:
     from parley.ui.settings.dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
-
-UNDO_SECONDS = 10.0
-"""How long the Undo offer stays after deleting a chat."""
-
-_PAGE_LOADING, _PAGE_EMPTY, _PAGE_CHAT, _PAGE_ONBOARDING, _PAGE_FAILED = range(5)
 
 
 class MainWindow(QMainWindow):
@@ -146,7 +131,6 @@ class MainWindow(QMainWindow):
         self._conversations: ConversationStore | None = None
         self._providers: ProviderFactory | None = None
         self._chat: ChatSession | None = None
-        self._turn_options: Callable[..., TurnOptions] | None = None
         self.controller: ChatController | None = None
         self.view: ChatView | None = None
         self.transcript: Transcript | None = None
@@ -158,19 +142,28 @@ class MainWindow(QMainWindow):
         """Folders, indexing and citations (None when bound without the knowledge hooks)."""
         self.docks: KnowledgeDocks | None = None
         """The Documents and Sources docks (with :attr:`knowledge`)."""
+        self.conversation_list: ConversationList | None = None
+        self.turns: TurnRequests | None = None
+        """Turns started from the composer and the messages' actions."""
 
         # state
         self._conversation: Conversation | None = None
         """The shown conversation's row as last read or changed (its own system prompt)."""
-        self._draft: _Draft | None = None
         self._startup: list[asyncio.Task[Any] | None] = []
         self._theme = "system"
-        self._search_generation = 0
         self._cost_generation = 0
 
-        self._build_shell()
+        ui = WindowLayout(self)
+        self.sidebar, self.picker, self.branch_bar = ui.sidebar, ui.picker, ui.branch_bar
+        self.settings_button = ui.settings_button
+        self.documents_button, self.sources_button = ui.documents_button, ui.sources_button
+        self.stack, self.chat_holder = ui.stack, ui.chat_holder
+        self.onboarding_holder, self.failed_label = ui.onboarding_holder, ui.failed_label
+        self.notice, self.composer, self.status = ui.notice, ui.composer, ui.status
+        self.splitter, self.empty_hint = ui.splitter, ui.empty_hint
+        self._bottom, self._empty = ui.bottom, ui.empty
         self._build_actions()
-        self._restore_geometry()
+        restore_geometry(self, self.splitter, geometry_file)
         self._apply_local_styles()
 
     @property
@@ -179,157 +172,25 @@ class MainWindow(QMainWindow):
         return self.transcript.conversation_id if self.transcript is not None else None
 
     # ------------------------------------------------------------------ shell
-    def _build_shell(self) -> None:
-        self.sidebar = Sidebar()
-        self.picker = ModelPicker()
-        self.picker.setEnabled(False)
-        self.branch_bar = BranchBar()
-        self.settings_button = QToolButton()
-        self.settings_button.setText("⚙")
-        self.settings_button.setToolTip("Settings (Ctrl+,)")
-        self.settings_button.setAutoRaise(True)
-        self.documents_button = QToolButton()
-        self.documents_button.setText("Documents")
-        self.documents_button.setToolTip(
-            "Your documents: folders, indexing, skipped files (Ctrl+Shift+D)"
-        )
-        self.documents_button.setAutoRaise(True)
-        self.documents_button.setEnabled(False)
-        self.sources_button = QToolButton()
-        self.sources_button.setText("Sources")
-        self.sources_button.setToolTip(
-            "The passages sent with the selected answer, with their scores (Ctrl+Shift+E)"
-        )
-        self.sources_button.setAutoRaise(True)
-        self.sources_button.setEnabled(False)
-        header = QWidget()
-        hl = QHBoxLayout(header)
-        em = self.fontMetrics().height()
-        hl.setContentsMargins(em // 2, em // 3, em // 2, em // 3)
-        hl.addWidget(self.picker)
-        hl.addStretch(1)
-        hl.addWidget(self.branch_bar)
-        hl.addWidget(self.sources_button)
-        hl.addWidget(self.documents_button)
-        hl.addWidget(self.settings_button)
-
-        self.stack = QStackedWidget()
-        loading = QLabel("Starting Parley…")
-        loading.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        loading.setEnabled(False)
-        self.stack.addWidget(loading)  # _PAGE_LOADING
-        self.stack.addWidget(self._empty_page())  # _PAGE_EMPTY
-        self.chat_holder = QWidget()  # _PAGE_CHAT: the view arrives in bind()
-        QVBoxLayout(self.chat_holder).setContentsMargins(0, 0, 0, 0)
-        self.stack.addWidget(self.chat_holder)
-        self.onboarding_holder = QWidget()  # _PAGE_ONBOARDING
-        QVBoxLayout(self.onboarding_holder).setContentsMargins(0, 0, 0, 0)
-        self.stack.addWidget(self.onboarding_holder)
-        self.failed_label = QLabel()
-        self.failed_label.setWordWrap(True)
-        self.failed_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.stack.addWidget(self.failed_label)  # _PAGE_FAILED
-
-        self.notice = NoticeBar()
-        self.composer = Composer()
-        self.composer.setEnabled(False)
-
-        bottom = QWidget()
-        self._bottom = bottom
-        bl = QVBoxLayout(bottom)
-        bl.setContentsMargins(em, em // 3, em, em // 2)
-        bl.addWidget(self.notice)
-        bl.addWidget(self.composer)
-
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
-        rl.setSpacing(0)
-        rl.addWidget(header)
-        rl.addWidget(self.stack, 1)
-        rl.addWidget(bottom)
-
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(self.sidebar)
-        self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(0, 0)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(self.splitter)
-        self.status = StatusStrip()
-        self.setStatusBar(self.status)
-        cw = self.fontMetrics().averageCharWidth()
-        self.splitter.setSizes([cw * 32, cw * 100])
-        self.resize(cw * 135, self.fontMetrics().lineSpacing() * 42)
-
-    def _empty_page(self) -> QWidget:
-        page = QWidget()
-        self._empty = page
-        title = QLabel("What can I help with?")
-        title.setObjectName("emptyTitle")
-        scale_font(title, 1.5)
-        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        hint = QLabel(
-            "Type below and press Enter. Drop files on the window to attach them, "
-            "or a folder to add it to your documents."
-        )
-        hint.setWordWrap(True)
-        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        hint.setEnabled(False)
-        self.empty_hint = hint
-        layout = QVBoxLayout(page)
-        layout.addStretch(2)
-        layout.addWidget(title)
-        layout.addWidget(hint)
-        layout.addStretch(3)
-        return page
-
     def _build_actions(self) -> None:
-        def action(
-            text: str, shortcut: QKeySequence | str | None, slot: Callable[[], Any]
-        ) -> QAction:
-            a = QAction(text, self)
-            if shortcut is not None:
-                a.setShortcut(QKeySequence(shortcut))
-            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            a.triggered.connect(lambda _c=False: slot())
-            self.addAction(a)
-            return a
-
-        self.act_new = action("New chat", "Ctrl+N", self.new_chat)
-        self.act_search = action("Search chats", "Ctrl+K", self.sidebar.focus_search)
-        self.act_settings = action("Settings…", "Ctrl+,", self.open_settings)
-        self.act_regenerate = action("Regenerate answer", "Ctrl+R", self.regenerate)
-        self.act_stop = action("Stop answer", None, self.stop)
-        self.act_edit_last = action("Edit last question", None, self.edit_last_question)
-        self.act_quit = action("Quit", QKeySequence.StandardKey.Quit, self.sig_quit_requested.emit)
-        self.act_documents = action("Your documents…", "Ctrl+Shift+D", self.show_documents)
-        self.act_add_folder = action("Add folder…", None, self.choose_folder)
-        self.act_sources = action(
-            "Sources of the selected answer", "Ctrl+Shift+E", self.show_sources
-        )
-        for a in (self.act_documents, self.act_add_folder, self.act_sources):
-            a.setEnabled(False)
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        file_menu.addAction(self.act_new)
-        file_menu.addAction(self.act_settings)
-        file_menu.addSeparator()
-        file_menu.addAction(self.act_quit)
-        chat_menu = menu.addMenu("&Chat")
-        chat_menu.addAction(self.act_search)
-        chat_menu.addAction(self.act_regenerate)
-        chat_menu.addAction(self.act_edit_last)
-        chat_menu.addAction(self.act_stop)
-        self.act_stop.setShortcut(QKeySequence(Qt.Key.Key_Escape))
-        docs_menu = menu.addMenu("&Documents")
-        docs_menu.addAction(self.act_documents)
-        docs_menu.addAction(self.act_add_folder)
-        docs_menu.addSeparator()
-        docs_menu.addAction(self.act_sources)
+        acts = build_menus(self)
+        self.act_regenerate = acts.regenerate
+        self._knowledge_actions = (acts.documents, acts.add_folder, acts.sources)
+        for act, slot in (
+            (acts.new, self.new_chat),
+            (acts.search, self.sidebar.focus_search),
+            (acts.settings, self.open_settings),
+            (acts.regenerate, self.regenerate),
+            (acts.stop, self.stop),
+            (acts.edit_last, self.edit_last_question),
+            (acts.quit, self.sig_quit_requested.emit),
+            (acts.documents, self.show_documents),
+            (acts.add_folder, self.choose_folder),
+            (acts.sources, self.show_sources),
+        ):
+            act.triggered.connect(lambda _c=False, f=slot: f())
         self.documents_button.clicked.connect(self.show_documents)
         self.sources_button.clicked.connect(self.show_sources)
-
         self.sidebar.sig_new_requested.connect(self.new_chat)
         self.settings_button.clicked.connect(self.open_settings)
 
@@ -390,7 +251,6 @@ class MainWindow(QMainWindow):
         self._conversations = conversations
         self._providers = providers
         self._chat = chat
-        self._turn_options = turn_options
 
         self.view = ChatView()
         self.chat_holder.layout().addWidget(self.view)  # type: ignore[union-attr]
@@ -417,10 +277,30 @@ class MainWindow(QMainWindow):
             self.view, versions=self.transcript.versions, can_act=lambda: not self.is_busy()
         )
 
+        self.turns = TurnRequests(
+            composer=self.composer,
+            picker=self.picker,
+            controller=self.controller,
+            transcript=self.transcript,
+            notice=self.notice,
+            chat=chat,
+            run_op=self._run_op,
+            turn_options=turn_options,
+            before_turn=self._prepare_turn,
+            reopen=self.open_conversation,
+        )
         c = self.controller
         c.sig_busy_changed.connect(self._busy_changed)
         c.sig_turn_started.connect(self._turn_started)  # after the transcript's own slot
-        c.sig_turn_failed.connect(self._turn_failed)
+        self.conversation_list = ConversationList(
+            self.sidebar,
+            chat=chat,
+            store=conversations,
+            tasks=self._tasks,
+            notice=self.notice,
+            shown=lambda: self.conversation_id,
+        )
+        self.conversation_list.sig_operation_executed.connect(self._operation_executed)
         t = self.transcript
         t.sig_turn_ended.connect(self._turn_ended)
         t.sig_conversation_missing.connect(self._conversation_missing)
@@ -435,10 +315,6 @@ class MainWindow(QMainWindow):
         self.actions_hook.sig_version_requested.connect(self.show_version)
         self.branch_bar.sig_version_requested.connect(self.show_version)
 
-        self.composer.sig_send_requested.connect(self.send)
-        self.composer.sig_stop_requested.connect(self.stop)
-        self.composer.sig_regenerate_requested.connect(self.regenerate)
-        self.composer.sig_edit_last_requested.connect(self.edit_last_question)
         self.composer.sig_options_changed.connect(self._switches_changed)
         self.picker.sig_model_chosen.connect(self._model_chosen)
         self.sidebar.sig_conversation_selected.connect(self.open_conversation)
@@ -496,7 +372,7 @@ class MainWindow(QMainWindow):
             status=self.status,
             tasks=self._tasks,
         )
-        for a in (self.act_documents, self.act_add_folder, self.act_sources):
+        for a in self._knowledge_actions:
             a.setEnabled(True)
         self.documents_button.setEnabled(True)
         self.sources_button.setEnabled(True)
@@ -512,7 +388,7 @@ class MainWindow(QMainWindow):
         self.failed_label.setText(
             f"Parley could not start:\n{message}\n\nFix the problem and start Parley again."
         )
-        self.stack.setCurrentIndex(_PAGE_FAILED)
+        self.stack.setCurrentIndex(PAGE_FAILED)
 
     def is_bound(self) -> bool:
         """Whether :meth:`bind` has run."""
@@ -526,31 +402,14 @@ class MainWindow(QMainWindow):
         *,
         name: str = "operation",
     ) -> asyncio.Task[None]:
-        """Await a core operation (already queued on the writer), then redraw what changed."""
+        """Await a core operation (queued on the writer), then redraw what changed."""
+        assert self.conversation_list is not None
+        return self.conversation_list.run(op, then, name=name)
 
-        async def run() -> None:
-            try:
-                changes = await op
-            except ParleyError as exc:  # the database failed: say so, keep running
-                self.notice.show_notice(exc.user_message, kind="error", timeout_s=12.0)
-                return
-            if self._closing:
-                return
-            if then is not None:  # first: undo shows the chat before the list selects it
-                result = then(changes)
-                if inspect.isawaitable(result):
-                    await result
-            self._operation_did_execute(changes)
-
-        return self._tasks.spawn(run(), name=name)
-
-    def _operation_did_execute(self, changes: OpChanges) -> None:
-        """Redraw what an operation changed (Anki's ``operation_did_execute``)."""
+    def _operation_executed(self, changes: OpChanges) -> None:
         conv = changes.conversation
         if conv is not None and conv.id == self.conversation_id:
-            self._conversation = conv
-        if changes.listing:
-            self.refresh_sidebar()
+            self._conversation = conv  # the shown chat's row (its own system prompt)
 
     # ------------------------------------------------------------------ conversations
     def new_chat(self) -> None:
@@ -558,7 +417,7 @@ class MainWindow(QMainWindow):
         if not self._bound or self._closing:
             return
         assert self.transcript is not None and self.models is not None
-        if self.stack.currentIndex() == _PAGE_ONBOARDING and self.onboarding is not None:
+        if self.stack.currentIndex() == PAGE_ONBOARDING and self.onboarding is not None:
             return
         self.transcript.clear()
         self._conversation = None
@@ -569,7 +428,7 @@ class MainWindow(QMainWindow):
         self.sidebar.select(None)
         self.status.clear_conversation()
         self.models.select_default()
-        self.stack.setCurrentIndex(_PAGE_EMPTY)
+        self.stack.setCurrentIndex(PAGE_EMPTY)
         self.composer.edit.setFocus()
         self.sig_conversation_opened.emit(-1)
 
@@ -598,7 +457,7 @@ class MainWindow(QMainWindow):
         self.status.set_conversation_cost(*loaded.cost)
         self.composer.set_can_regenerate(any(m.role == "user" for m in loaded.branch))
         self.sidebar.select(conversation_id)
-        self.stack.setCurrentIndex(_PAGE_CHAT if loaded.branch else _PAGE_EMPTY)
+        self.stack.setCurrentIndex(PAGE_CHAT if loaded.branch else PAGE_EMPTY)
         self.sig_conversation_opened.emit(conversation_id)
 
     def _conversation_missing(self, _conversation_id: int) -> None:
@@ -610,29 +469,9 @@ class MainWindow(QMainWindow):
 
         ``sync`` reads on the calling thread (tests that fill the store themselves).
         """
-        if not self._bound:
+        if not self._bound or self.conversation_list is None:
             return None
-        assert self._conversations is not None
-        store = self._conversations
-        query = self.sidebar.query() or None
-        self._search_generation += 1
-        generation = self._search_generation
-
-        def show(rows: list[ConversationRow]) -> None:
-            if generation == self._search_generation and not self._closing:
-                self.sidebar.set_conversations(rows, current_id=self.conversation_id)
-
-        def load() -> list[ConversationRow]:
-            return [ConversationRow(c.id, c.title, c.updated_at) for c in store.list(query=query)]
-
-        if sync:
-            show(load())
-            return None
-
-        async def run() -> None:
-            show(await asyncio.to_thread(load))
-
-        return self._tasks.spawn(run(), name="sidebar-refresh")
+        return self.conversation_list.refresh(sync=sync)
 
     def _refresh_cost(self) -> asyncio.Task[None] | None:
         """Show the shown conversation's cost (read off the GUI thread)."""
@@ -652,13 +491,12 @@ class MainWindow(QMainWindow):
 
     def rename_conversation(self, conversation_id: int, title: str) -> asyncio.Task[None] | None:
         """Set a conversation's title."""
-        if not title.strip() or self._chat is None:
-            return None
-        return self._run_op(self._chat.rename(conversation_id, title), name="rename")
+        assert self.conversation_list is not None
+        return self.conversation_list.rename(conversation_id, title)
 
     def delete_conversation(self, conversation_id: int) -> asyncio.Task[None] | None:
         """Soft-delete with an Undo offer."""
-        assert self._chat is not None and self.transcript is not None
+        assert self.conversation_list is not None and self.transcript is not None
         if self.is_busy() and self.controller is not None and self.controller.turn is not None:
             if self.controller.turn.conversation_id == conversation_id:
                 self.notice.show_notice(
@@ -667,78 +505,51 @@ class MainWindow(QMainWindow):
                 return None
         if conversation_id in (self.conversation_id, self.transcript.loading_id):
             self.new_chat()
-
-        def offer_undo(changes: OpChanges) -> None:
-            if changes.conversation is None:
-                return  # it was already gone
-            title = changes.conversation.title or "New chat"
-            self.notice.show_notice(
-                f"Deleted “{_short(title, 40)}”.",
-                action=("Undo", lambda: self.undo_delete(conversation_id)),
-                timeout_s=UNDO_SECONDS,
-                tag="undo",
-            )
-
-        return self._run_op(self._chat.delete(conversation_id), offer_undo, name="delete")
+        return self.conversation_list.delete(conversation_id, undo=self.undo_delete)
 
     def undo_delete(self, conversation_id: int) -> asyncio.Task[None] | None:
         """Bring a deleted conversation back and show it."""
-        assert self._chat is not None
+        assert self.conversation_list is not None
 
         async def reopen(_changes: OpChanges) -> None:
             task = self.open_conversation(conversation_id)
             if task is not None:
                 await task
 
-        # The list is refreshed (the operation changed it) after the chat is shown again.
-        return self._run_op(self._chat.undelete(conversation_id), reopen, name="undelete")
+        return self.conversation_list.undelete(conversation_id, then=reopen)
 
     # ------------------------------------------------------------------ turns
     def is_busy(self) -> bool:
         """Whether a turn is running."""
         return self.controller is not None and self.controller.is_busy()
 
-    def send(self, text: str) -> None:
-        """Send the composer's text (or the edited question in edit mode).
+    def stop(self) -> None:
+        """Esc / Stop: cancel the running turn; else leave edit mode."""
+        if self.turns is not None:
+            self.turns.stop()
 
-        The composer empties at once; if the turn fails before the question is saved, the
-        draft (text, attachments, edit mode) goes back into it.
-        """
-        if not self._bound or self.is_busy() or not text.strip():
-            return
-        assert self.controller is not None and self.transcript is not None
-        editing = self.composer.editing_id()
-        kind = "edit" if editing is not None and self.conversation_id is not None else "send"
-        chips = self.composer.attachments()
-        attachments = [a.to_core() for a in chips]
-        self._draft = _Draft(text, chips, editing)
-        self.composer.clear()
-        self.composer.clear_attachments()
-        options = self._options_now(kind, text)
-        if options is None:
-            return
-        ready = self._prepare_turn(options)
-        if editing is not None and self.conversation_id is not None:
-            self.controller.edit(
-                self.conversation_id, editing, text, attachments, options=options, ready=ready
-            )
-            return
-        self.transcript.set_outgoing_attachments([a.name for a in chips])
-        self.controller.send(text, self.conversation_id, attachments, options=options, ready=ready)
+    def regenerate(self) -> None:
+        """Answer the last question again (the old answer stays as another version)."""
+        if self.turns is not None:
+            self.turns.regenerate()
 
-    def _options_now(self, kind: str, text: str) -> TurnOptions | None:
-        """The next turn's options from the picker and the switches (None: said why)."""
-        assert self._turn_options is not None
-        current = self.picker.current()
-        provider, model = current if current is not None else (None, None)
-        use_tools, use_knowledge = self.composer.options()
-        try:
-            return self._turn_options(
-                provider=provider, model=model, use_tools=use_tools, use_knowledge=use_knowledge
-            )
-        except ParleyError as exc:  # no model configured...
-            self._turn_failed(kind, text, exc.user_message)
-            return None
+    def retry_message(self, message_id: str) -> asyncio.Task[None] | None:
+        """Retry/regenerate a specific answer (a new version of it)."""
+        return self.turns.retry(message_id) if self.turns is not None else None
+
+    def show_version(self, message_id: str) -> asyncio.Task[None] | None:
+        """Switch the conversation to the branch through ``message_id``."""
+        return self.turns.show_version(message_id) if self.turns is not None else None
+
+    def begin_edit(self, message_id: str) -> None:
+        """Put an earlier question into the composer; sending makes a new version."""
+        if self.turns is not None:
+            self.turns.begin_edit(message_id)
+
+    def edit_last_question(self) -> None:
+        """Up in an empty composer: edit the newest question."""
+        if self.turns is not None:
+            self.turns.edit_last_question()
 
     async def _prepare_turn(self, options: TurnOptions) -> None:
         """Before a turn: the SDK client, and the documents when the turn may use them."""
@@ -747,109 +558,19 @@ class MainWindow(QMainWindow):
         if self.docks is not None:
             await self.docks.prepare_turn(options)
 
-    def _restore_draft(self) -> None:
-        draft, self._draft = self._draft, None
-        if draft is None:
-            return
-        current = self.composer.text()
-        if draft.editing_id is not None and not current:
-            self.composer.begin_edit(draft.editing_id, draft.text)
-        else:
-            self.composer.set_text(draft.text + ("\n" + current if current else ""))
-        for a in draft.attachments:
-            self.composer.add_attachment(a)
-
-    def stop(self) -> None:
-        """Esc / Stop: cancel the running turn; else leave edit mode."""
-        if self.controller is not None and self.controller.stop():
-            return
-        if self.composer.editing_id() is not None:
-            self.composer.cancel_edit()
-
-    def regenerate(self) -> None:
-        """Answer the last question again (the old answer stays as another version)."""
-        if self.is_busy() or self.conversation_id is None or self.controller is None:
-            return
-        options = self._options_now("regenerate", "")
-        if options is not None:
-            self.controller.regenerate(
-                self.conversation_id, options=options, ready=self._prepare_turn(options)
-            )
-
-    def retry_message(self, message_id: str) -> asyncio.Task[None] | None:
-        """Retry/regenerate a specific answer (a new version of it)."""
-        if self.is_busy() or self.controller is None or self._chat is None:
-            return None
-
-        def answer_again(changes: OpChanges) -> None:
-            cid = changes.conversation_id
-            if cid is None or self.is_busy() or self.controller is None:
-                return  # the message is gone, or another turn started meanwhile
-            if self.transcript is not None:
-                self.transcript.conversation_id = cid
-            options = self._options_now("regenerate", "")
-            if options is not None:
-                self.controller.regenerate(cid, options=options, ready=self._prepare_turn(options))
-
-        op = self._chat.rewind_to_question(int(message_id))
-        return self._run_op(op, answer_again, name="retry")
-
-    def begin_edit(self, message_id: str) -> None:
-        """Put an earlier question into the composer; sending makes a new version."""
-        if self.is_busy() or self.view is None:
-            return
-        item = self.view.item(message_id)
-        if item is None:
-            return
-        self.composer.begin_edit(int(message_id), item.text)
-
-    def edit_last_question(self) -> None:
-        """Up in an empty composer: edit the newest question."""
-        from parley.ui.chat.model import ChatRole
-
-        if self.transcript is not None:
-            last = self.transcript.last_message(ChatRole.USER)
-            if last is not None:
-                self.begin_edit(last)
-
-    def show_version(self, message_id: str) -> asyncio.Task[None] | None:
-        """Switch the conversation to the branch through ``message_id``."""
-        if self.is_busy() or self._chat is None:
-            return None
-
-        def reopen(changes: OpChanges) -> asyncio.Task[None] | None:
-            if changes.conversation_id is None:
-                return None
-            return self.open_conversation(changes.conversation_id)
-
-        return self._run_op(self._chat.switch_version(int(message_id)), reopen, name="version")
-
-    # ---- controller and transcript signals
     def _busy_changed(self, busy: bool) -> None:
-        self.composer.set_busy(busy)
         self.act_regenerate.setEnabled(not busy)
-        if not busy:
-            self.composer.set_can_regenerate(
-                self.view is not None and self.view.model().rowCount() > 0
-            )
 
     def _turn_started(self, turn: RunningTurn) -> None:
         # The transcript has shown the question and the empty answer (its slot runs first).
-        self._draft = None
         if self.conversation_id == turn.conversation_id:
-            self.stack.setCurrentIndex(_PAGE_CHAT)
+            self.stack.setCurrentIndex(PAGE_CHAT)
         self.refresh_sidebar()
 
     def _turn_ended(self, conversation_id: int) -> None:
         if conversation_id == self.conversation_id:
             self._refresh_cost()
         self.refresh_sidebar()
-
-    def _turn_failed(self, kind: str, text: str, reason: str) -> None:
-        self.notice.show_notice(reason, kind="error", timeout_s=12.0, tag="failed")
-        if kind in ("send", "edit"):
-            self._restore_draft()  # never lose what the person wrote
-        self.composer.edit.setFocus()
 
     # ------------------------------------------------------------------ models
     def refresh_models(self) -> asyncio.Task[None] | None:
@@ -923,7 +644,7 @@ class MainWindow(QMainWindow):
 
     def _settings_applied(self) -> None:
         self.refresh_models()
-        if self.stack.currentIndex() == _PAGE_ONBOARDING and self._has_any_provider():
+        if self.stack.currentIndex() == PAGE_ONBOARDING and self._has_any_provider():
             self._leave_onboarding()
 
     def _settings_changed(self, settings: Settings) -> None:
@@ -954,7 +675,7 @@ class MainWindow(QMainWindow):
             self.onboarding.sig_completed.connect(lambda _pid: self._leave_onboarding())
             self.onboarding.sig_skipped.connect(self._leave_onboarding)
             self.onboarding.sig_settings_requested.connect(self.open_settings)
-        self.stack.setCurrentIndex(_PAGE_ONBOARDING)
+        self.stack.setCurrentIndex(PAGE_ONBOARDING)
         self.composer.setEnabled(False)
         self.onboarding.start_probe()
         return self.onboarding
@@ -963,7 +684,7 @@ class MainWindow(QMainWindow):
         if self.onboarding is not None:
             self.onboarding.cancel_probe()
         self.composer.setEnabled(True)
-        self.stack.setCurrentIndex(_PAGE_EMPTY)
+        self.stack.setCurrentIndex(PAGE_EMPTY)
         self.refresh_models()
         self.new_chat()
 
@@ -1039,62 +760,24 @@ class MainWindow(QMainWindow):
         self.handle_dropped_paths(paths)
 
     def handle_dropped_paths(self, paths: Sequence[str]) -> asyncio.Task[None] | None:
-        """Attach files (read off the GUI thread) and remember folders."""
-        folders = [p for p in paths if Path(p).is_dir()]
-        files = [p for p in paths if not Path(p).is_dir()]
-        if folders:
-            self.add_folders(folders)
-        if files:
-            return self._tasks.spawn(self._attach(files), name="attach-files")
-        return None
+        """Attach files (read off the GUI thread) and add folders to the documents."""
+        assert self._settings is not None
+        return handle_drop(
+            paths,
+            composer=self.composer,
+            notice=self.notice,
+            tasks=self._tasks,
+            add_folders=self.add_folders,
+        )
 
     def add_folders(self, folders: Sequence[str]) -> list[str]:
         """Add folders to ``settings.knowledge.folders`` and index them; returns those new."""
         assert self._settings is not None
         if self.docks is not None:
             return self.docks.add_folders(folders)
-        s = self._settings.current
-        known = list(s.knowledge.folders)
-        added: list[str] = []
-        for f in folders:
-            resolved = str(Path(f).expanduser().resolve())
-            if resolved not in known:
-                known.append(resolved)
-                added.append(resolved)
-        if added:
-            knowledge = s.knowledge.model_copy(update={"folders": known})
-            self._settings.update(s.model_copy(update={"knowledge": knowledge}))
-            names = ", ".join(f"“{Path(a).name or a}”" for a in added)
-            self.notice.show_notice(
-                f"Added {names} to your documents. Turn on “Use my documents” to answer from "
-                f"{'it' if len(added) == 1 else 'them'}.",
-                tag="folder",
-            )
-        else:
-            names = ", ".join(f"“{Path(f).name or f}”" for f in folders)
-            self.notice.show_notice(
-                f"{names} {'is' if len(folders) == 1 else 'are'} already in your documents.",
-                tag="folder",
-            )
-        return added
+        from parley.ui.knowledge.docks import add_folders_to_settings
 
-    async def _attach(self, files: Sequence[str]) -> None:
-        refused: list[str] = []
-        room = MAX_ATTACHMENTS - len(self.composer.attachments())
-        for path in files:
-            if room <= 0:
-                name = Path(path).name
-                refused.append(f"{name} was not attached: at most {MAX_ATTACHMENTS} per message.")
-                continue
-            try:
-                attachment = await asyncio.to_thread(read_attachment, path)
-            except AttachmentRefused as exc:
-                refused.append(exc.user_message)
-                continue
-            if self.composer.add_attachment(attachment):
-                room -= 1
-        if refused:
-            self.notice.show_notice(" ".join(refused), kind="warning", timeout_s=12.0, tag="attach")
+        return add_folders_to_settings(self._settings, folders, self.notice)
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -1108,6 +791,9 @@ class MainWindow(QMainWindow):
     async def shutdown(self) -> None:
         """Stop the running turn (its partial answer is saved), cancel background work."""
         self._closing = True
+        for part in (self.models, self.conversation_list):
+            if part is not None:
+                part.closing = True
         if self.controller is not None:
             self.controller.stop()
             await self.controller.wait()
@@ -1118,7 +804,7 @@ class MainWindow(QMainWindow):
         await self._tasks.cancel_all()
         if self._settings is not None:
             self._settings.remove_listener(self._settings_changed)
-        self._save_geometry()
+        save_geometry(self, self.splitter, self._geometry_file)
 
     def close_now(self) -> None:
         """Close the window without asking (after :meth:`shutdown`)."""
@@ -1127,45 +813,7 @@ class MainWindow(QMainWindow):
             self.settings_dialog.close()
         self.close()
 
-    # ---- geometry (QSettings holds window geometry only, STYLE.md §6)
-    def _qsettings(self) -> QSettings | None:
-        if self._geometry_file is None:
-            return None
-        return QSettings(str(self._geometry_file), QSettings.Format.IniFormat)
-
-    def _restore_geometry(self) -> None:
-        qs = self._qsettings()
-        if qs is None:
-            return
-        geometry = qs.value("window/geometry")
-        if isinstance(geometry, QByteArray):
-            self.restoreGeometry(geometry)
-        splitter = qs.value("window/splitter")
-        if isinstance(splitter, QByteArray):
-            self.splitter.restoreState(splitter)
-
-    def _save_geometry(self) -> None:
-        qs = self._qsettings()
-        if qs is None:
-            return
-        qs.setValue("window/geometry", self.saveGeometry())
-        qs.setValue("window/splitter", self.splitter.saveState())
-        qs.sync()
-
 
 # ---------------------------------------------------------------- helpers
-@dataclass(frozen=True)
-class _Draft:
-    """What was in the composer when it was sent (restored if the turn fails early)."""
-
-    text: str
-    attachments: list[Attachment]
-    editing_id: int | None
-
-
 def _local_paths(urls: Sequence[QUrl]) -> list[str]:
     return [u.toLocalFile() for u in urls if u.isLocalFile() and u.toLocalFile()]
-
-
-def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"

@@ -101,8 +101,11 @@ def model_files_complete(folder: Path) -> bool:
 
 
 def local_model_dir(paths: Paths) -> Path:
-    """The folder holding ``onnx/`` for the local model: the assets copy if complete, else
-    the one under Parley's data dir (which may still need downloading)."""
+    """The folder holding ``onnx/`` for the local model.
+
+    The assets copy if complete, else the one under Parley's data dir (which may still need
+    downloading).
+    """
     if paths.assets_dir is not None:
         candidate = paths.assets_dir / "models" / LOCAL_MODEL_ID
         if model_files_complete(candidate / "onnx"):

@@ -69,7 +69,7 @@ class Source:
         return {}
 
     def location_text(self) -> str:
-        """ "page 3" / "lines 10-24" for people."""
+        """Where the passage is, for people: "page 3" / "lines 10-24"."""
         loc = self.location
         if "page" in loc:
             return f"page {loc['page']}"

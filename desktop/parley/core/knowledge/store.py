@@ -919,8 +919,10 @@ class KnowledgeStore:
 
     @property
     def needs_reindex(self) -> bool:
-        """Whether the vectors do not match SQLite's chunks for this embedding model
-        (the model changed, or the vector index was lost): :meth:`rebuild_vectors` fixes it."""
+        """Whether the vectors do not match SQLite's chunks for this embedding model.
+
+        The model changed, or the vector index was lost: :meth:`rebuild_vectors` fixes it.
+        """
         if self._meta("vector_model") == self.embedder.model_id:
             return False
         return self.chunk_count() > 0

@@ -195,8 +195,10 @@ class FolderPolicy:
         return self._check_real(candidate, shown)
 
     def display(self, path: Path) -> str:
-        """A path as results show it: relative to its folder, prefixed by the folder's name
-        when there are several folders; ``read_file`` accepts it back."""
+        """A path as results show it; ``read_file`` accepts it back.
+
+        Relative to its folder, prefixed by the folder's name when there are several folders.
+        """
         root = self._root_of(Path(path))
         if root is None:
             return str(path)
@@ -421,8 +423,10 @@ class _Match:
 
 
 def _walk(root: Path, cancel: CancelToken, deadline: float) -> Iterator[tuple[str, str, str, bool]]:
-    """Yield (path, relative path, name, is a link) under ``root``, sorted, skipping what is
-    skipped (hidden, vendored and virtual-environment folders)."""
+    """Yield (path, relative path, name, is a link) under ``root``, sorted.
+
+    Hidden, vendored and virtual-environment folders are skipped.
+    """
     root_str = str(root)
     stack = [root_str]
     while stack:
@@ -918,8 +922,10 @@ class _LineReader:
         return self._pos >= len(self._buf) and not self._fill()
 
     def read_line(self, limit: int) -> tuple[bytes, int] | None:
-        """The next line, at most ``limit`` bytes of it kept, and its full length in bytes
-        (without the newline); None at the end of the file."""
+        """The next line, at most ``limit`` bytes of it kept, and its full length in bytes.
+
+        The length excludes the newline; None at the end of the file.
+        """
         if self.at_eof():
             return None
         kept = b""
@@ -989,7 +995,7 @@ def make_file_tools(
     """
 
     @tool(name="file_search", timeout_s=SEARCH_TIME_BUDGET_S + 10, max_output_chars=64_000)
-    def file_search(
+    def file_search(  # noqa: D417 - `cancel` is injected by the runner, not told to the model
         query: str,
         glob: str = "*",
         content: bool = True,
@@ -1015,7 +1021,7 @@ def make_file_tools(
         return file_search_impl(policy, query, glob, content, max_results, cancel)
 
     @tool(name="read_file", timeout_s=60.0, max_output_chars=MAX_CHARS + 8_000)
-    def read_file(
+    def read_file(  # noqa: D417 - `cancel` is injected by the runner, not told to the model
         path: str,
         start_line: Annotated[int, Field(ge=1)] = 1,
         end_line: Annotated[int, Field(ge=1)] | None = None,

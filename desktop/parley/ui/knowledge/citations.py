@@ -79,7 +79,7 @@ class OpenRequest:
         return self.path.suffix.lower() in PDF_SUFFIXES
 
     def where(self) -> str:
-        """ "page 3" / "line 10" / "" for status messages."""
+        """Where, for status messages: "page 3" / "line 10" / ""."""
         if self.page is not None:
             return f"page {self.page}"
         if self.line is not None:

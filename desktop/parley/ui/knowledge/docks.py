@@ -21,6 +21,7 @@ from parley.ui.chat.model import ChatRole
 
 if TYPE_CHECKING:
     from parley.core.chat import TurnOptions
+    from parley.core.settings import SettingsStore
     from parley.ui.chat.transcript import Transcript
     from parley.ui.knowledge.controller import KnowledgeController
     from parley.ui.knowledge.panel import KnowledgePanel
@@ -274,3 +275,36 @@ class KnowledgeDocks(QObject):
     def _reindex_all(self) -> None:
         self.knowledge.reindex_all()
         self.show_documents()
+
+
+def add_folders_to_settings(
+    settings: SettingsStore, folders: Sequence[str], notice: NoticeBar
+) -> list[str]:
+    """Add folders to ``settings.knowledge.folders`` (no indexing); returns those new.
+
+    What the window does when the documents feature is not bound (no knowledge hooks).
+    """
+    s = settings.current
+    known = list(s.knowledge.folders)
+    added: list[str] = []
+    for f in folders:
+        resolved = str(Path(f).expanduser().resolve())
+        if resolved not in known:
+            known.append(resolved)
+            added.append(resolved)
+    if added:
+        knowledge = s.knowledge.model_copy(update={"folders": known})
+        settings.update(s.model_copy(update={"knowledge": knowledge}))
+        names = ", ".join(f"“{Path(a).name or a}”" for a in added)
+        notice.show_notice(
+            f"Added {names} to your documents. Turn on “Use my documents” to answer from "
+            f"{'it' if len(added) == 1 else 'them'}.",
+            tag="folder",
+        )
+    else:
+        names = ", ".join(f"“{Path(f).name or f}”" for f in folders)
+        notice.show_notice(
+            f"{names} {'is' if len(folders) == 1 else 'are'} already in your documents.",
+            tag="folder",
+        )
+    return added
