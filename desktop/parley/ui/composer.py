@@ -330,7 +330,8 @@ class Composer(QWidget):
         return [
             w
             for i in range(self.chips_layout.count())
-            if isinstance(w := self.chips_layout.itemAt(i).widget(), AttachmentChip)
+            if (item := self.chips_layout.itemAt(i)) is not None
+            and isinstance(w := item.widget(), AttachmentChip)
         ]
 
     def clear_attachments(self) -> None:

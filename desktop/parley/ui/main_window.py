@@ -671,7 +671,7 @@ class MainWindow(QMainWindow):
                 if self._probe_ports is not None
                 else DEFAULT_PROBE_PORTS,
             )
-            self.onboarding_holder.layout().addWidget(self.onboarding)
+            self.onboarding_holder.layout().addWidget(self.onboarding)  # type: ignore[union-attr]
             self.onboarding.sig_completed.connect(lambda _pid: self._leave_onboarding())
             self.onboarding.sig_skipped.connect(self._leave_onboarding)
             self.onboarding.sig_settings_requested.connect(self.open_settings)

@@ -146,16 +146,18 @@ def build_groups(
             if mid in seen:
                 continue
             seen.add(mid)
-            m = catalog.model(mid, pid)
+            known = catalog.model(mid, pid)
             entries.append(
-                PickerEntry(pid, mid, m.label if m else mid, describe_model(m, local=local))
+                PickerEntry(
+                    pid, mid, known.label if known else mid, describe_model(known, local=local)
+                )
             )
         if info.default_model and info.default_model not in seen and not local:
-            m = catalog.model(info.default_model, pid)
+            known = catalog.model(info.default_model, pid)
             entries.insert(
                 0,
                 PickerEntry(
-                    pid, info.default_model, info.default_model, describe_model(m, local=local)
+                    pid, info.default_model, info.default_model, describe_model(known, local=local)
                 ),
             )
         groups.append(PickerGroup(pid, info.label, entries))

@@ -46,7 +46,7 @@ class NoticeBar(QFrame):
         layout.addWidget(self.close_button)
         self.setVisible(False)
 
-        self._action: Callable[[], None] | None = None
+        self._action: Callable[[], object] | None = None
         self._hide_timer = QTimer(self)
         self._hide_timer.setSingleShot(True)
         self._hide_timer.timeout.connect(self.dismiss)
@@ -67,7 +67,7 @@ class NoticeBar(QFrame):
         text: str,
         *,
         kind: NoticeKind = "info",
-        action: tuple[str, Callable[[], None]] | None = None,
+        action: tuple[str, Callable[[], object]] | None = None,
         timeout_s: float | None = 8.0,
         tag: str = "",
     ) -> None:

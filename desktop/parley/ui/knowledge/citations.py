@@ -307,10 +307,10 @@ def open_command(
     if request.is_pdf:
         if request.page is None:
             return None
-        for name, args in _PDF_VIEWERS:
+        for name, make_args in _PDF_VIEWERS:
             found = which(name)
             if found:
-                return found, args(request.page, path)
+                return found, make_args(request.page, path)
         return None
     if request.line is None:
         return None
@@ -327,9 +327,9 @@ def open_command(
         found = which(parts[0])
         if not found:
             continue
-        args = editor_args(parts[0], parts[1:], path, request.line)
-        if args is not None:
-            return found, args
+        editor = editor_args(parts[0], parts[1:], path, request.line)
+        if editor is not None:
+            return found, editor
     code = which("code")
     if code:
         return code, ["-g", f"{path}:{request.line}"]

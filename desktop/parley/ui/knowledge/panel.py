@@ -411,7 +411,7 @@ class KnowledgePanel(QWidget):
                 target = str(self._rows[0].path)
             for i in range(self.folders.topLevelItemCount()):
                 it = self.folders.topLevelItem(i)
-                if it.data(_COL_FOLDER, Qt.ItemDataRole.UserRole) == target:
+                if it is not None and it.data(_COL_FOLDER, Qt.ItemDataRole.UserRole) == target:
                     it.setSelected(True)
                     self.folders.setCurrentItem(it)
         finally:
@@ -425,7 +425,7 @@ class KnowledgePanel(QWidget):
             self.cancel_remove()
         self._update_actions()
         current = self.selected_folder()
-        row = next((r for r in self._rows if str(r.path) == current), None)
+        shown = next((r for r in self._rows if str(r.path) == current), None)
         if current != self._skipped_for:
             self._skipped_for = current
             if current is None:
@@ -433,7 +433,7 @@ class KnowledgePanel(QWidget):
                 self._update_skipped_hint()
             else:
                 self.sig_skipped_requested.emit(current)
-        elif row is not None and row.skipped != self.skipped_model.total():
+        elif shown is not None and shown.skipped != self.skipped_model.total():
             # The run found more (or fewer) files to skip since the list was read.
             self.sig_skipped_requested.emit(current)
 
@@ -552,7 +552,7 @@ class KnowledgePanel(QWidget):
         target = str(folder)
         for i in range(self.folders.topLevelItemCount()):
             it = self.folders.topLevelItem(i)
-            if it.data(_COL_FOLDER, Qt.ItemDataRole.UserRole) == target:
+            if it is not None and it.data(_COL_FOLDER, Qt.ItemDataRole.UserRole) == target:
                 self.folders.setCurrentItem(it)
                 it.setSelected(True)
                 return True

@@ -208,7 +208,7 @@ class SourcesPanel(QWidget):
         """Select source ``n`` (shows its passage); False if the answer has no such source."""
         for i in range(self.table.topLevelItemCount()):
             item = self.table.topLevelItem(i)
-            if item.data(_COL_N, Qt.ItemDataRole.UserRole) == n:
+            if item is not None and item.data(_COL_N, Qt.ItemDataRole.UserRole) == n:
                 self.table.setCurrentItem(item)
                 item.setSelected(True)
                 self._show_selected()

@@ -176,7 +176,9 @@ class SettingsDialog(QDialog):
         )
         self._fill_models(self.fallback_model, self.fallback_provider)
         self.fallback_model.setCurrentText(s.fallback_model or "")
-        self.fallback_model.lineEdit().setPlaceholderText("none")
+        line = self.fallback_model.lineEdit()
+        if line is not None:  # editable: it has one
+            line.setPlaceholderText("none")
 
         answers_tab = QWidget()
         af = QFormLayout(answers_tab)
