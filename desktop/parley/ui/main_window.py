@@ -5,17 +5,21 @@ import slowly, STACK-NOTES): ``MainWindow(...)`` creates a light shell that can 
 once; :meth:`MainWindow.bind` receives the core's collaborators after the first paint and
 creates the chat view, the controllers and the onboarding panel.
 
-The window lays out the parts and forwards intent; each job has its own module:
+The window connects the parts and decides which page shows; each job has its own module:
 
-- the transcript (what the chat view shows, turn signals, tool cards, versions):
-  :class:`~parley.ui.chat.transcript.Transcript`;
-- turns: :class:`~parley.ui.controllers.ChatController`, given the turn's options;
+- the widgets and menus: :class:`~parley.ui.window_layout.WindowLayout`, ``build_menus``;
+- the transcript (what the chat view shows, turn signals, the text handed to the view, tool
+  cards, versions): :class:`~parley.ui.chat.transcript.Transcript`;
+- the composer's requests (send, regenerate, retry, edit, stop) and the draft:
+  :class:`~parley.ui.turns.TurnRequests`, which gives the
+  :class:`~parley.ui.controllers.ChatController` each turn's options;
 - the model list, warm-up and detail text: :class:`~parley.ui.model_picker.ModelChooser`;
 - documents, citations and their docks: :class:`~parley.ui.knowledge.docks.KnowledgeDocks`;
-- conversation writes (rename, delete, versions, options): ``ChatSession`` operations on the
-  database's one writer thread, which report what changed (:class:`~parley.core.chat.OpChanges`);
-  the window decides what to redraw. Conversations are read in worker threads: the GUI thread
-  never touches the database.
+- the conversation list and every write (rename, delete, undo, versions, options, a chat's
+  prompt): :class:`~parley.ui.conversations.ConversationList` runs ``ChatSession``
+  operations on the database's one writer thread, which report what changed
+  (:class:`~parley.core.chat.OpChanges`); the window decides what to redraw.
+  Conversations are read in worker threads: the GUI thread never touches the database.
 """
 
 from __future__ import annotations
