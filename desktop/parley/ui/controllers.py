@@ -59,7 +59,7 @@ qasync timers a second on a fast stream; the view renders at most ~30 times a se
 
 @dataclass
 class RunningTurn:
-    """The turn in progress (the window uses it to re-show a stream after switching chats)."""
+    """The turn in progress (the transcript uses it to re-show a stream after switching chats)."""
 
     kind: TurnKind
     text: str
