@@ -27,7 +27,10 @@ EXIT_INTERRUPTED = 130
 
 
 def _err(message: str) -> None:
-    sys.stderr.write(f"parley: {message}\n")
+    from parley.core.display import for_terminal
+
+    # Messages quote tool output, file names and servers: no escape sequence on a terminal.
+    sys.stderr.write(f"parley: {for_terminal(message, sys.stderr)}\n")
     sys.stderr.flush()
 
 
@@ -214,13 +217,16 @@ def _attach_knowledge(services: Services) -> None:
 async def _ask(services: Services, question: str, options: Any, args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
-    import json
 
     from parley.core.agent import AgentStopped, ToolRunFinished, ToolRunStarted
     from parley.core.chat import TurnFinished, TurnStarted
+    from parley.core.display import TerminalText, escape_surrogates, is_terminal, safe_json
     from parley.core.providers.base import FallbackUsed, RetryScheduled, TextDelta
 
     out = sys.stdout
+    # Model output is untrusted: on a terminal, control characters are shown, not obeyed
+    # (TerminalText holds back a CR split from its LF across chunks); a pipe gets it exact.
+    shown = TerminalText() if is_terminal(out) else None
     finished: TurnFinished | None = None
     started: TurnStarted | None = None
     streamed = False
@@ -232,7 +238,7 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
             async for ev in turn:
                 if isinstance(ev, TextDelta):
                     if not args.json:
-                        out.write(ev.text)
+                        out.write(shown.feed(ev.text) if shown else escape_surrogates(ev.text))
                         out.flush()
                         streamed = True
                 elif isinstance(ev, TurnStarted):
@@ -252,7 +258,7 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
                     finished = ev
     except asyncio.CancelledError:
         if streamed:
-            out.write("\n")
+            out.write((shown.flush() if shown else "") + "\n")
         if started is not None:
             _err(f"stopped; the partial answer is saved in conversation {started.conversation_id}")
         raise KeyboardInterrupt from None
@@ -260,7 +266,7 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
         await services.aclose()
     assert finished is not None
     if streamed and not args.json:
-        out.write("\n")
+        out.write((shown.flush() if shown else "") + "\n")
         out.flush()
     if args.json:
         payload: dict[str, Any] = {
@@ -292,7 +298,7 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
             ]
         if args.knowledge:
             payload["sources"] = [_source_json(i + 1, s) for i, s in enumerate(finished.sources)]
-        out.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        out.write(safe_json(payload) + "\n")
         out.flush()
     if finished.error is not None:
         _err(finished.error.user_message)
@@ -449,8 +455,8 @@ def _remote_models(args: argparse.Namespace, paths: Paths) -> int:
 def cmd_conversations(args: argparse.Namespace, paths: Paths) -> int:
     """``parley conversations``."""
     import datetime as dt
-    import json
 
+    from parley.core.display import for_terminal, safe_json
     from parley.core.store.conversations import ConversationStore
 
     store = ConversationStore(paths.db_file)
@@ -467,10 +473,11 @@ def cmd_conversations(args: argparse.Namespace, paths: Paths) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
+        print(safe_json(rows))
     else:
         for r in rows:
-            print(f"{r['id']:>5}  {r['updated_at'][:16].replace('T', ' ')}  {r['title']}")
+            line = f"{r['id']:>5}  {r['updated_at'][:16].replace('T', ' ')}  {r['title']}"
+            print(for_terminal(line, sys.stdout))
     return 0
 
 

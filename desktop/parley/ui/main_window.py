@@ -57,6 +57,7 @@ from parley.ui.composer import Composer
 from parley.ui.errors import ErrorPresenter
 from parley.ui.model_picker import ModelPicker, build_groups, describe_model
 from parley.ui.notices import NoticeBar
+from parley.ui.plain import shown
 from parley.ui.sidebar import ConversationRow, Sidebar
 from parley.ui.status import StatusStrip
 from parley.ui.tasks import TaskSet
@@ -1485,7 +1486,11 @@ class MainWindow(QMainWindow):
                 f"Indexing your documents: {p.files_done:,} of {p.files_total:,} files…", 4000
             )
         elif p.phase == "rebuilding":
-            self.status.showMessage("Re-indexing your documents for the new model…", 4000)
+            why = getattr(p, "reason", None)
+            self.status.showMessage(
+                shown("Rebuilding the document index" + (f" because {why}" if why else "") + "…"),
+                4000,
+            )
 
     def _index_finished(self, _report: Any, summary: str) -> None:
         if summary and not (self.knowledge_dock is not None and self.knowledge_dock.isVisible()):

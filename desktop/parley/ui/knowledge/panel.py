@@ -50,6 +50,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from parley.core.display import safe_text
+from parley.ui.plain import plain_label, shown, tooltip
+
 __all__ = [
     "STATUS_LABELS",
     "FolderRow",
@@ -192,12 +195,13 @@ class SkippedModel(QAbstractTableModel):
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
         rel, reason = self._rows[index.row()]
+        # Names and reasons are untrusted: shown escaped, tooltips never taken for HTML.
         if role == Qt.ItemDataRole.DisplayRole:
-            return rel if index.column() == 0 else reason
+            return shown(rel if index.column() == 0 else reason)
         if role == Qt.ItemDataRole.ToolTipRole:
             if index.column() == 0 and self._root is not None:
-                return str(self._root / rel)
-            return reason
+                return tooltip(str(self._root / rel))
+            return tooltip(reason)
         return None
 
     def headerData(
@@ -259,11 +263,12 @@ class ElidedLabel(QLabel):
         super().__init__(parent)
         self._full = ""
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        plain_label(self)  # file names: never guessed to be rich text
 
     def set_full_text(self, text: str) -> None:
         """Show ``text`` (elided to the width; the whole text is the tooltip)."""
         self._full = text
-        self.setToolTip(text)
+        self.setToolTip(tooltip(text))
         self._elide()
 
     def full_text(self) -> str:
@@ -277,7 +282,9 @@ class ElidedLabel(QLabel):
 
     def _elide(self) -> None:
         width = max(10, self.contentsRect().width())
-        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, width))
+        self.setText(
+            self.fontMetrics().elidedText(shown(self._full), Qt.TextElideMode.ElideMiddle, width)
+        )
 
 
 _STYLE = """
@@ -391,7 +398,7 @@ class KnowledgePanel(QWidget):
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setObjectName("knowledgeMuted")
 
-        self.detail_label = QLabel()
+        self.detail_label = plain_label(QLabel())
         self.detail_label.setObjectName("knowledgeMuted")
         self.detail_label.setWordWrap(True)
         self.detail_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -409,7 +416,7 @@ class KnowledgePanel(QWidget):
         # Inline confirmation for Remove (non-modal).
         self.confirm = QFrame()
         self.confirm.setObjectName("knowledgeConfirm")
-        self.confirm_label = QLabel()
+        self.confirm_label = plain_label(QLabel())
         self.confirm_label.setWordWrap(True)
         self.confirm_remove_button = QPushButton("Remove")
         self.confirm_keep_button = QPushButton("Keep")
@@ -426,11 +433,11 @@ class KnowledgePanel(QWidget):
         # Progress.
         self.progress = QFrame()
         self.progress.setObjectName("knowledgeProgress")
-        self.progress_title = QLabel()
+        self.progress_title = plain_label(QLabel())
         self.progress_bar = QProgressBar()
         self.progress_bar.setTextVisible(False)
         self.progress_bar.setMaximumHeight(max(6, em // 2))
-        self.progress_detail = QLabel()
+        self.progress_detail = plain_label(QLabel())
         self.progress_current = ElidedLabel()
         self.progress_current.setObjectName("knowledgeMuted")
         self.cancel_button = QPushButton("Cancel")
@@ -448,7 +455,7 @@ class KnowledgePanel(QWidget):
         self.progress.setVisible(False)
         self._run_folders: list[str] = []
         self._rate_start: tuple[float, int] | None = None
-        self.summary_label = QLabel()
+        self.summary_label = plain_label(QLabel())
         self.summary_label.setObjectName("knowledgeMuted")
         self.summary_label.setWordWrap(True)
         self.summary_label.setVisible(False)
@@ -456,7 +463,7 @@ class KnowledgePanel(QWidget):
         self.loading_label = QLabel("Opening your documents…")
         self.loading_label.setObjectName("knowledgeMuted")
         self.loading_label.setVisible(False)
-        self.error_label = QLabel()
+        self.error_label = plain_label(QLabel())
         self.error_label.setObjectName("knowledgeError")
         self.error_label.setWordWrap(True)
         self.error_label.setVisible(False)
@@ -558,7 +565,7 @@ class KnowledgePanel(QWidget):
             for row in self._rows:
                 item = QTreeWidgetItem(
                     [
-                        row.path.name or str(row.path),
+                        shown(row.path.name or str(row.path)),
                         f"{row.files:,}",
                         f"{row.chunks:,}",
                         f"{row.skipped:,}",
@@ -566,7 +573,7 @@ class KnowledgePanel(QWidget):
                     ]
                 )
                 item.setData(_COL_FOLDER, Qt.ItemDataRole.UserRole, str(row.path))
-                item.setToolTip(_COL_FOLDER, str(row.path))
+                item.setToolTip(_COL_FOLDER, tooltip(str(row.path)))
                 hint = _STATUS_HINTS.get(row.status)
                 if hint:
                     item.setToolTip(_COL_STATUS, hint)
@@ -626,7 +633,7 @@ class KnowledgePanel(QWidget):
         """Indexing was asked for; the worker is starting (no numbers yet)."""
         self._run_folders = [str(f) for f in folders]
         self._rate_start = None
-        self.progress_title.setText(f"Indexing {_names(folders)}")
+        self.progress_title.setText(shown(f"Indexing {_names(folders)}"))
         self.progress_bar.setRange(0, 0)  # busy indicator
         self.progress_detail.setText("Starting…")
         self.progress_current.set_full_text("")
@@ -642,8 +649,14 @@ class KnowledgePanel(QWidget):
             detail = "Looking for new and changed files…"
         elif p.phase == "rebuilding":
             self.progress_bar.setRange(0, 0)
-            detail = f"Re-embedding stored passages for the new model: {p.chunks:,} done"
+            # Say why (a new model, a damaged index): "for the new model" was not always true.
+            why = getattr(p, "reason", None)
+            detail = f"Re-embedding stored passages: {p.chunks:,} done"
             detail += f" · {eta}" if eta else ""
+            if why:
+                detail = safe_text(f"Rebuilding the vector index because {why}.", one_line=True)
+                detail += f"\nRe-embedding stored passages: {p.chunks:,} done"
+                detail += f" · {eta}" if eta else ""
         else:
             total = max(0, p.files_total)
             self.progress_bar.setRange(0, max(1, total))
@@ -661,7 +674,7 @@ class KnowledgePanel(QWidget):
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self._run_folders = []
-        self.summary_label.setText(f"Last run: {summary}" if summary else "")
+        self.summary_label.setText(shown(f"Last run: {summary}") if summary else "")
         self.summary_label.setVisible(bool(summary))
 
     def _eta(self, p: ProgressLike) -> float | None:
@@ -701,7 +714,7 @@ class KnowledgePanel(QWidget):
 
     def set_error(self, text: str | None) -> None:
         """Show a one-line error (None hides it)."""
-        self.error_label.setText(text or "")
+        self.error_label.setText(safe_text(text or ""))
         self.error_label.setVisible(bool(text))
 
     def set_skipped(self, folder: str, items: Sequence[tuple[Path | str, str]]) -> None:
@@ -774,7 +787,7 @@ class KnowledgePanel(QWidget):
             else "It is no longer searched."
         )
         self.confirm_label.setText(
-            f"Remove “{row.path.name or row.path}” from your documents? {what} "
+            f"Remove “{shown(row.path.name or str(row.path))}” from your documents? {what} "
             "The files on disk are not touched."
         )
         self.confirm.setVisible(True)
@@ -808,7 +821,7 @@ class KnowledgePanel(QWidget):
             self.detail_label.setText("")
             return
         when = format_when(row.last_indexed)
-        self.detail_label.setText(f"{row.path} · last indexed {when}")
+        self.detail_label.setText(shown(f"{row.path} · last indexed {when}"))
 
     def _update_skipped_hint(self) -> None:
         total = self.skipped_model.total()
