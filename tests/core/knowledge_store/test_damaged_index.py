@@ -167,7 +167,8 @@ def test_damaged_file_is_set_aside_and_rebuilt(
         seen: list[Any] = []
         report = Indexer(store).index([template.docs], progress=seen.append)
         assert not report.cancelled and report.files_indexed == 0  # nothing re-parsed
-        assert any(getattr(e, "phase", "") == "rebuilding" for e in seen)
+        reasons = {e.reason for e in seen if e.phase == "rebuilding"}
+        assert len(reasons) == 1 and reasons.pop().startswith("it was damaged: ")
         assert not store.needs_reindex and store.vector_count() == NOTES + 1
         hits = Retriever(store).search(QUERY, k=1, mode="dense")
         assert hits[0].path.name == "keeper.md" and hits[0].dense_score is not None
