@@ -96,6 +96,17 @@ def _remember_folders(
     folders = list(s.knowledge.folders)
     for p in add or []:
         folder = str(p.expanduser().resolve())
+        if path_text(folder) != folder:
+            # settings.toml is UTF-8 text: such a folder stays indexed and searchable, but is
+            # not remembered as a folder the tools may read (pass it with --folder instead).
+            print(
+                _err_text(
+                    f"parley: note: {folder} is indexed, but its name is not valid UTF-8, so it "
+                    "is not added to the folders the tools may read (use --folder for them)."
+                ),
+                file=sys.stderr,
+            )
+            continue
         if Path(folder).is_dir() and folder not in folders:
             folders.append(folder)
     if remove is not None:

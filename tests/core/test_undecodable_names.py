@@ -147,3 +147,19 @@ def test_tool_turn_lists_and_reads_such_a_file(
     # What the model got back is valid JSON text carrying the visible escape.
     sent = fake_llm.requests[-1].body.decode("utf-8")
     assert "caf\\\\xe9 notes.txt" in sent
+
+
+def test_a_folder_whose_own_name_is_not_utf8(parley_home: Path, tmp_path: Path) -> None:
+    need_minilm()
+    raw = os.fsencode(tmp_path) + b"/r\xe9pertoire"
+    os.mkdir(raw)
+    with open(raw + b"/a.txt", "wb") as f:
+        f.write(b"Quinces ripen in October.\n")
+    folder = os.fsdecode(raw)
+    p = parley(parley_home, "index", folder)
+    assert p.returncode == 0, p.stderr  # indexed; settings.toml (UTF-8) cannot name it
+    assert "r\\xe9pertoire is indexed, but its name is not valid UTF-8" in p.stderr
+    p = parley(parley_home, "search", "quinces", "--json")
+    assert json.loads(p.stdout)["results"][0]["path"] == f"{tmp_path}/r\\xe9pertoire/a.txt"
+    p = parley(parley_home, "index", "--status", "--json")
+    assert json.loads(p.stdout)["roots"][0]["path"] == f"{tmp_path}/r\\xe9pertoire"

@@ -242,3 +242,25 @@ def test_file_checks_pass_a_healthy_index(template: Template) -> None:
 
     folder = template.home / "data" / "chroma"
     assert [check_segment(p) for p in folder.iterdir() if p.is_dir()] == [None]
+
+
+@pytest.mark.parametrize("lost", ["folder", "database"])
+def test_a_deleted_index_is_said_not_silent(
+    template: Template, embedder: LocalEmbedder, tmp_path: Path, lost: str
+) -> None:
+    # Deleted, not damaged: Chroma would quietly start an empty index and dense search would
+    # find nothing, without a word.
+    home = _home_copy(template, tmp_path)
+    chroma = home / "data" / "chroma"
+    if lost == "folder":
+        shutil.rmtree(chroma)
+    else:
+        (chroma / "chroma.sqlite3").unlink()
+    p = parley(home, "search", QUERY, "--json")
+    _no_crash(p)
+    assert p.stderr.count("WARNING") == 1, p.stderr
+    assert json.loads(p.stdout)["results"][0]["path"].endswith("keeper.md")  # keywords
+    with KnowledgeStore(_paths(home), embedder) as store:
+        assert store.needs_reindex and store.reindex_reason is not None
+        Indexer(store).index([template.docs])
+        assert store.vector_count() == NOTES + 1

@@ -341,8 +341,20 @@ class KnowledgeStore:
 
         from parley.core.knowledge import vector_check
 
-        if not (self.paths.chroma_dir / "chroma.sqlite3").exists():
+        folder = self.paths.chroma_dir
+        if not folder.is_dir() or not any(folder.iterdir()):
             self._verified = True  # nothing there yet: what Chroma creates now is good
+            if self._meta("vector_model") == self.embedder.model_id and self.chunk_count():
+                # The manifest says vectors were there: the folder was deleted, not new.
+                log.warning(
+                    "the vector index is missing (%s); searches use keywords until it is "
+                    "rebuilt from Parley's database (`parley index` or the Knowledge panel)",
+                    folder,
+                )
+                with self._txn() as conn:
+                    self._set_meta(conn, "vector_model", "")
+                    self._set_meta(conn, "vector_reason", "it was missing")
+                    self._bump(conn)
             return True
         lock = filelock.FileLock(str(self.paths.index_lock_file), thread_local=False)
         try:
