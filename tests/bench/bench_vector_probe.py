@@ -112,6 +112,14 @@ def _measure(n: int) -> dict[str, Any]:
 
         probe = vector_check.probe(paths.chroma_dir)
         assert probe.problem is None, probe
+        store = KnowledgeStore(paths, emb)
+        try:
+            # What every open and every clean close now adds when nothing changed: the
+            # fingerprint compared with the recorded one, then recorded again at close.
+            check_unchanged = _timed(store._check_local_index, 20)
+            record_on_close = _timed(store._record_if_idle, 20)
+        finally:
+            store.close()
         return {
             "vectors": n,
             "build_s": round(build_s, 2),
@@ -119,6 +127,8 @@ def _measure(n: int) -> dict[str, Any]:
             "fingerprint": _timed(lambda: vector_check.fingerprint(paths.chroma_dir), 20),
             "file_checks_in_process": _timed(lambda: vector_check.check_segment(seg), 5),
             "probe_child_process": _timed(lambda: vector_check.probe(paths.chroma_dir), 3),
+            "added_on_open_when_unchanged": check_unchanged,
+            "added_on_clean_close": record_on_close,
             "open_close_store_fingerprint_matches": _timed(open_close, 5),
             "open_close_store_check_runs": _timed(open_close_unchecked, 3),
         }

@@ -264,3 +264,59 @@ def test_a_deleted_index_is_said_not_silent(
         assert store.needs_reindex and store.reindex_reason is not None
         Indexer(store).index([template.docs])
         assert store.vector_count() == NOTES + 1
+
+
+def test_damage_only_chroma_notices_is_caught_by_opening_it_in_the_child(
+    template: Template, embedder: LocalEmbedder, tmp_path: Path
+) -> None:
+    # A well-formed pickle that is not Chroma's id map passes the file checks; opening the
+    # folder in the child process is what finds it (Chroma's own error, not a crash).
+    import pickle
+
+    home = _home_copy(template, tmp_path)
+    target = next((home / "data" / "chroma").rglob("index_metadata.pickle"))
+    target.write_bytes(pickle.dumps({"not": "an id map"}, protocol=3))
+    p = parley(home, "search", QUERY, "--json")
+    _no_crash(p)
+    assert "Error" in _warning(p)  # Chroma's words, from the child
+    assert len(_set_aside(home)) == 1
+
+
+def test_a_child_that_dies_is_a_damaged_index_and_a_hung_one_is_not(
+    template: Template, tmp_path: Path
+) -> None:
+    import multiprocessing
+    import signal
+    import threading
+    import time
+
+    from parley.core.knowledge.vector_check import probe
+
+    home = _home_copy(template, tmp_path)
+    chroma = home / "data" / "chroma"
+    # Killed with SIGSEGV from outside (what a native crash looks like to the parent).
+    result: list[Any] = []
+    worker = threading.Thread(target=lambda: result.append(probe(chroma)))
+    worker.start()
+    deadline = time.monotonic() + 60
+    child = None
+    while child is None and time.monotonic() < deadline:
+        child = next(
+            (c for c in multiprocessing.active_children() if c.name == "parley-vector-probe"),
+            None,
+        )
+        time.sleep(0.01)
+    assert child is not None and child.pid is not None
+    os.kill(child.pid, signal.SIGSEGV)
+    worker.join(60)
+    assert result and result[0].problem == "opening it crashed the process (SIGSEGV)"
+
+    # A child that never answers (a read that blocks, as on a hung network drive: here a
+    # FIFO in place of header.bin) is inconclusive: slowness is not damage.
+    header = next(chroma.rglob("header.bin"))
+    header.unlink()
+    os.mkfifo(header)
+    started = time.monotonic()
+    hung = probe(chroma, timeout_s=3)
+    assert hung.inconclusive and hung.problem is None
+    assert time.monotonic() - started < 30

@@ -17,6 +17,15 @@ Embedded Chroma is not safe with two writers: writes happen only under an OS fil
 (:meth:`KnowledgeStore.writer`). A process that only reads keeps working while another writes,
 but Chroma keeps its HNSW graph in memory and never sees another process's writes, so every
 write bumps a generation number in SQLite and a reader reopens its client when it changes.
+
+A damaged local index (issue 11) must never crash the process nor break search for good:
+before this process loads the Chroma folder, ``vector_check.probe`` validates its files and
+opens it in a child process, whenever the folder differs from the last state known to be good
+(recorded after a good check, after each write session and at each clean close). A folder
+that fails, or that lost vectors, or a Chroma call that fails later, is set aside
+(``chroma.damaged-<time>``) with one warning; searches use keywords meanwhile and the next
+indexing run re-embeds every chunk from SQLite. Paths that are not UTF-8 are stored as the
+BLOB of their bytes (:func:`_db_path`), and as ``display.path_text`` in Chroma metadata.
 """
 
 from __future__ import annotations
