@@ -320,3 +320,48 @@ def test_a_child_that_dies_is_a_damaged_index_and_a_hung_one_is_not(
     hung = probe(chroma, timeout_s=3)
     assert hung.inconclusive and hung.problem is None
     assert time.monotonic() - started < 30
+
+
+def test_damage_while_open_falls_back_to_keywords_then_is_set_aside(
+    template: Template, embedder: LocalEmbedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Damage after the check (while a window has the index open): Chroma's error is caught
+    # where the call is made, the search answers from keywords, the next open sets it aside.
+    # (chroma.sqlite3: SQLite reports damage as errors, so this runs in-process safely.)
+    home = _home_copy(template, tmp_path)
+    paths = _paths(home)
+    store = KnowledgeStore(paths, embedder)
+    try:
+        assert Retriever(store).search(QUERY, k=1, mode="dense")[0].dense_score is not None
+        _damage(home, "chroma.sqlite3", "overwrite")
+        with caplog.at_level("WARNING", logger="parley.core.knowledge.store"):
+            hits = Retriever(store).search(QUERY, k=1)
+            again = Retriever(store).search(QUERY, k=1)
+        assert hits[0].path.name == "keeper.md" and hits[0].dense_score is None
+        assert again[0].path.name == "keeper.md"
+        failed = [r for r in caplog.records if "vector index failed" in r.getMessage()]
+        assert len(failed) == 1  # said once, not per query
+        assert store.needs_reindex
+        assert store.reindex_reason is not None
+        assert store.reindex_reason.startswith("it failed: searching vectors failed")
+    finally:
+        store.close()
+    with KnowledgeStore(paths, embedder) as reopened:
+        assert len(_set_aside(home)) == 1
+        Indexer(reopened).index([template.docs])
+        assert not reopened.needs_reindex and reopened.vector_count() == NOTES + 1
+
+
+def test_damage_while_open_is_repaired_by_the_next_run_in_the_same_process(
+    template: Template, embedder: LocalEmbedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = _home_copy(template, tmp_path)
+    with KnowledgeStore(_paths(home), embedder) as store:
+        _damage(home, "chroma.sqlite3", "overwrite")
+        with caplog.at_level("WARNING", logger="parley.core.knowledge.store"):
+            report = Indexer(store).index([template.docs])
+        assert not report.cancelled
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(said) == 1 and "vector index was damaged" in said[0], said
+        assert not store.needs_reindex and store.vector_count() == NOTES + 1
+    assert len(_set_aside(home)) == 1

@@ -470,11 +470,16 @@ class KnowledgeStore:
                 lock.release()
 
     @contextmanager
-    def _vector_op(self, what: str) -> Iterator[None]:
+    def _vector_op(self, what: str, *, say: bool = True) -> Iterator[None]:
         """Run a local Chroma call; a failure marks the index damaged instead of escaping raw.
 
         The vectors are marked for a rebuild (searches fall back to keywords at once) and
         ``vector_damage`` makes the next store opened here set the folder aside first.
+
+        Args:
+            what: What the call does, for the message ("searching vectors").
+            say: Log the failure (once per store); False when the caller deals with it at
+                once (and says so itself).
 
         Raises:
             StorageError: The call failed (one line, the rebuild is explained).
@@ -493,7 +498,7 @@ class KnowledgeStore:
                 self._set_meta(conn, "vector_reason", f"it failed: {detail}")
                 self._bump(conn)
             self._after_own_write()
-            if not self._failure_logged:
+            if say and not self._failure_logged:
                 self._failure_logged = True
                 log.warning(
                     "the vector index failed (%s); searches use keywords until it is rebuilt "
@@ -1137,7 +1142,17 @@ class KnowledgeStore:
                 self._adopt_empty_collection()
                 return True
             return False
-        vectors, chunks = self.vector_count(), self.chunk_count()
+        try:
+            with self._vector_op("counting vectors", say=False):  # said when set aside
+                vectors = int(self._collection.count())
+        except StorageError:
+            if self.server is not None:
+                raise
+            # Chroma failed on the count: we hold the write lock, so set it aside now and
+            # let this run rebuild it (instead of failing until the next one).
+            self._set_damaged_index_aside(str(self._meta("vector_damage")), locked=True)
+            return False
+        chunks = self.chunk_count()
         if vectors == chunks:
             return True
         log.warning("vector index out of step with the manifest: it will be rebuilt")
