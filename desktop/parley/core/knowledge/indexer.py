@@ -85,8 +85,8 @@ class IndexProgress:
     phase: str = "indexing"
     """``scanning``, ``rebuilding`` (re-embedding every stored chunk) or ``indexing``."""
     reason: str | None = None
-    """While ``rebuilding``: why, for people ("the embedding model changed ...", "the vector
-    index was damaged ...")."""
+    """While ``rebuilding``: why, for people (``KnowledgeStore.reindex_reason``: "the
+    embedding model changed from A to B", "it was damaged: ...", "it was missing")."""
 
 
 @dataclass
