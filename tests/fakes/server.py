@@ -15,6 +15,13 @@ Endpoints (any path prefix is accepted, so ``/v1/...`` and OpenAI-compatible var
   scripted reply (one FIFO queue shared by both) and render it in that endpoint's format,
   streamed as SSE (``Transfer-Encoding: chunked``) or as one JSON body (``"stream": false``).
   An empty queue answers ``You said: <last user text>``.
+- Hostile replies (issue 11): :class:`~tests.fakes.script.Cut` ends the body cleanly without
+  the stream's end (close-delimited or chunked), :class:`~tests.fakes.script.NotAStream`
+  answers 200 with an HTML page or a JSON body that is no completion,
+  :class:`~tests.fakes.script.BadUTF8` puts invalid UTF-8 in a delta,
+  ``StreamError(raw="{not json")`` sends undecodable data, and
+  :class:`~tests.fakes.script.Redirect` sends the client elsewhere (another server: the
+  cross-origin case).
 - ``POST .../messages/count_tokens`` answers ``{"input_tokens": <estimate>}`` (no queue).
 - ``GET .../models`` and ``GET .../models/<id>`` list :attr:`FakeLLMServer.models`, in
   Anthropic's format when the request has an ``anthropic-version`` header.
@@ -55,9 +62,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.script import (
+    BadUTF8,
     Call,
+    Cut,
     Drop,
     HTTPError,
+    NotAStream,
+    Redirect,
     Reply,
     Stall,
     StreamError,
@@ -73,6 +84,11 @@ _STOP_JOIN_S = 0.8
 
 _DEFAULT_MODELS = ("fake-model", "gpt-4o-mini", "claude-haiku-4-5")
 """What ``GET /v1/models`` lists unless a test assigns :attr:`FakeLLMServer.models`."""
+
+_BAD_UTF8_MARK = "\x00bad-utf8\x00"
+"""Stands for :attr:`BadUTF8.bad` in the rendered text until the bytes are put in."""
+_BAD_UTF8_JSON = json.dumps(_BAD_UTF8_MARK)[1:-1].encode()
+"""How the mark looks inside a rendered JSON string."""
 
 _OPENAI_FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
 _ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
@@ -221,6 +237,10 @@ def _pieces(text: str, chunk_chars: int, chunks: Iterable[str] | None = None) ->
     return [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
 
 
+def _raw_bytes(raw: str | bytes) -> bytes:
+    return raw if isinstance(raw, bytes) else raw.encode()
+
+
 def _dumps(value: Any) -> str:
     # Raw UTF-8 like the vendors send, so multi-byte characters may straddle socket reads.
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -246,6 +266,7 @@ class _OpenAIWire:
 
     name = "openai"
     request_id_header = "x-request-id"
+    end_marker = b"data: [DONE]\n\n"
 
     # ---- errors
     @staticmethod
@@ -359,7 +380,7 @@ class _OpenAIWire:
     @staticmethod
     def stream_error(err: StreamError) -> bytes:
         if err.raw is not None:
-            return f"data: {err.raw}\n\n".encode()
+            return b"data: " + _raw_bytes(err.raw) + b"\n\n"
         body = {"error": {"message": err.message, "type": err.type, "param": None, "code": None}}
         return f"data: {_dumps(body)}\n\n".encode()
 
@@ -416,6 +437,7 @@ class _AnthropicWire:
 
     name = "anthropic"
     request_id_header = "request-id"
+    end_marker = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
     # ---- errors
     @staticmethod
@@ -570,7 +592,7 @@ class _AnthropicWire:
     @staticmethod
     def stream_error(err: StreamError) -> bytes:
         if err.raw is not None:
-            return f"event: content_block_delta\ndata: {err.raw}\n\n".encode()
+            return b"event: content_block_delta\ndata: " + _raw_bytes(err.raw) + b"\n\n"
         body = {"type": "error", "error": {"type": err.type, "message": err.message}}
         return f"event: error\ndata: {_dumps(body)}\n\n".encode()
 
@@ -780,6 +802,12 @@ class _Handler(BaseHTTPRequestHandler):
             headers["retry-after-ms"] = _number(err.retry_after_ms)
         self._send_json(err.status, body, headers)
 
+    def _send_redirect(self, redirect: Redirect) -> None:
+        self.send_response(redirect.status)
+        self.send_header("Location", redirect.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def _write_chunks(self, data: Iterable[bytes]) -> None:
         """Write events as HTTP chunks of up to _WRITE_BATCH bytes (few syscalls)."""
         batch: list[bytes] = []
@@ -827,7 +855,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         models = list(fake.models)
         _head, sep, model_id = request.path.rpartition("/models/")
-        if fake.models_error is not None and (request.path.endswith("/models") or sep):
+        if isinstance(fake.models_error, Redirect) and (request.path.endswith("/models") or sep):
+            self._send_redirect(fake.models_error)
+        elif fake.models_error is not None and (request.path.endswith("/models") or sep):
             self._send_error_reply(wire, fake.models_error, model_id)
         elif request.path.endswith("/models"):
             self._send_json(200, wire.models_page(models), self._req_id_header(wire))
@@ -872,12 +902,26 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(reply, Drop) and reply.before_response:
             self._abort()
             return
+        if isinstance(reply, Redirect):
+            self._send_redirect(reply)
+            return
+        if isinstance(reply, NotAStream):
+            data = reply.body.encode()
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         stream = payload.get("stream") is True
         options = payload.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         if isinstance(reply, Text | ToolCalls):
             answer: Text | ToolCalls = reply
             self._pause(reply.first_byte_delay)
+        elif isinstance(reply, BadUTF8):
+            chunks = [reply.before, _BAD_UTF8_MARK, reply.after]
+            answer = Text("".join(chunks), chunks=chunks)
         else:
             answer = Text(reply.text, chunk_chars=reply.chunk_chars)
         ctx = _Ctx(fake, payload, answer.model or model, include_usage)
@@ -894,8 +938,16 @@ class _Handler(BaseHTTPRequestHandler):
         reply: Reply,
     ) -> None:
         data = _dumps(wire.answer(answer, ctx)).encode()
+        if isinstance(reply, BadUTF8):
+            data = data.replace(_BAD_UTF8_JSON, reply.bad)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        if isinstance(reply, Cut):  # close-delimited, and only half of it
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+            return
         self.send_header("Content-Length", str(len(data)))
         self.send_header(wire.request_id_header, ctx.server._new_id("req_fake"))
         self.end_headers()
@@ -915,8 +967,22 @@ class _Handler(BaseHTTPRequestHandler):
         reply: Reply,
     ) -> None:
         events, tail = wire.stream(answer, ctx)
+        if isinstance(reply, BadUTF8):
+            events = [(data.replace(_BAD_UTF8_JSON, reply.bad), paced) for data, paced in events]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        if isinstance(reply, Cut) and reply.framing == "close":
+            # A close-delimited body (RFC 9112 6.3): it ends when the server closes the
+            # connection, which it does cleanly: the transport sees a complete body.
+            self.send_header("Connection", "close")
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            self.wfile.write(b"".join(data for data, _ in events))
+            if reply.end_marker:
+                self.wfile.write(wire.end_marker)
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache")
         self.send_header(wire.request_id_header, ctx.server._new_id("req_fake"))
@@ -942,6 +1008,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._pause(reply.seconds)
         if isinstance(reply, StreamError):
             tail = [wire.stream_error(reply)]
+        if isinstance(reply, Cut):
+            # The body ends properly, the stream does not (or only with its bare end marker).
+            tail = [wire.end_marker] if reply.end_marker else []
         self._write_chunks(tail)
         self.wfile.write(b"0\r\n\r\n")
 
@@ -958,7 +1027,8 @@ class FakeLLMServer:
     Attributes:
         models: Model ids that ``GET /v1/models`` lists (assign freely).
         models_error: When set, every models request answers with this error (e.g. a 401 to
-            test key validation); ``None`` for the normal listing.
+            test key validation) or this :class:`~tests.fakes.script.Redirect`; ``None`` for
+            the normal listing.
         default_reply: Builds the reply when the queue is empty (default: echo the last user
             message as ``You said: <text>``).
         verbose: Log each request to stderr (the standalone server sets it).
@@ -983,7 +1053,7 @@ class FakeLLMServer:
             verbose: Initial :attr:`verbose`.
         """
         self.models: list[str] = list(models)
-        self.models_error: HTTPError | None = None
+        self.models_error: HTTPError | Redirect | None = None
         self.default_reply = default_reply
         self.verbose = verbose
         self._host, self._port = host, port
@@ -1083,7 +1153,19 @@ class FakeLLMServer:
             TypeError: For anything that is not a reply from ``tests.fakes.script``.
         """
         for reply in replies:
-            if not isinstance(reply, Text | ToolCalls | HTTPError | Drop | Stall | StreamError):
+            if not isinstance(
+                reply,
+                Text
+                | ToolCalls
+                | HTTPError
+                | Drop
+                | Stall
+                | StreamError
+                | Cut
+                | NotAStream
+                | BadUTF8
+                | Redirect,
+            ):
                 raise TypeError(f"not a scripted reply: {reply!r}")
         with self._lock:
             self._queue.extend(replies)
