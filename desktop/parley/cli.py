@@ -217,7 +217,7 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
     import json
 
     from parley.core.agent import AgentStopped, ToolRunFinished, ToolRunStarted
-    from parley.core.chat import TurnFinished, TurnStarted
+    from parley.core.chat import TurnFinished, TurnQueued, TurnStarted
     from parley.core.providers.base import FallbackUsed, RetryScheduled, TextDelta
 
     out = sys.stdout
@@ -237,6 +237,11 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
                         streamed = True
                 elif isinstance(ev, TurnStarted):
                     started = ev
+                elif isinstance(ev, TurnQueued):
+                    _err(
+                        f"waiting: {ev.ahead} other question(s) in conversation "
+                        f"{ev.conversation_id} are answered first"
+                    )
                 elif isinstance(ev, RetryScheduled):
                     _err(f"{ev.message} Retrying in {ev.wait_s:.1f} s (attempt {ev.attempt}).")
                 elif isinstance(ev, FallbackUsed):

@@ -32,7 +32,12 @@ from parley.core.providers.base import (
     TextDelta,
     Usage,
 )
-from parley.core.store.conversations import ConversationStore, StoredMessage
+from parley.core.store.conversations import (
+    ConversationStore,
+    StoredMessage,
+    owner_alive,
+    process_owner,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,9 @@ FLUSH_INTERVAL_S = 0.25
 
 MAX_QUESTION_CHARS = 2_000_000
 """Questions longer than this are refused before anything is sent."""
+
+QUEUE_POLL_S = 0.05
+"""How often a turn waiting for its conversation looks whether it is its turn."""
 
 TurnStatus = Literal["complete", "partial", "error", "cancelled"]
 
@@ -54,6 +62,16 @@ class TurnStarted:
     assistant_message_id: int
     provider: str
     model: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnQueued:
+    """Another turn on this conversation is running (here or in another process): this one
+    waits its turn, so every question is placed and answered after the one before."""
+
+    conversation_id: int
+    ahead: int
+    """Turns ahead of this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +99,7 @@ class TurnFinished:
     sources: tuple[Any, ...] = ()
 
 
-TurnEvent = AgentEvent | TurnStarted | TurnFinished | SourcesAttached
+TurnEvent = AgentEvent | TurnStarted | TurnFinished | SourcesAttached | TurnQueued
 
 
 @dataclass(frozen=True)
@@ -148,6 +166,48 @@ class ChatSession:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
 
+    async def _db_surely(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Like :meth:`_db`, but the write happens even if the caller is cancelled meanwhile
+        (a queued executor job would otherwise be dropped with the cancelled await)."""
+        loop = asyncio.get_running_loop()
+        return await asyncio.shield(loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs)))
+
+    @contextlib.asynccontextmanager
+    async def _conversation_turn(self, conversation_id: int) -> AsyncIterator[int]:
+        """Hold ``conversation_id`` for one turn: wait (FIFO) while another turn, in this or
+        another process, places or answers a question there. The database is the lock, so
+        ``parley ask --conversation N`` run six times at once answers one after the other.
+
+        Yields how many turns were ahead when this one queued (0: it did not wait).
+        """
+        store = self.conversations
+        tickets: list[int] = []
+
+        def join() -> int:
+            tickets.append(store.join_turn_queue(conversation_id, process_owner()))
+            return tickets[-1]
+
+        def leave() -> None:
+            try:
+                for ticket in tickets:
+                    store.leave_turn_queue(ticket)
+            except StorageError as exc:  # the owner's exit frees it for the others
+                log.warning("could not leave the turn queue: %s", exc.user_message)
+
+        try:
+            ticket = await asyncio.shield(
+                asyncio.get_running_loop().run_in_executor(self._writer, join)
+            )
+            ahead = first = await self._db(store.turns_ahead, conversation_id, ticket, owner_alive)
+            while ahead:
+                await asyncio.sleep(QUEUE_POLL_S)
+                ahead = await self._db(store.turns_ahead, conversation_id, ticket, owner_alive)
+            yield first
+        finally:
+            # Queued behind the turn's last write (and behind join, if Stop came first); not
+            # awaited, so it also happens while this task is cancelled or torn down.
+            self._writer.submit(leave)
+
     # ---- Public API
     async def send(
         self,
@@ -183,17 +243,20 @@ class ChatSession:
             conversation_id = conv.id
         elif await self._db(self.conversations.get, conversation_id) is None:
             raise ConfigError(f"There is no conversation {conversation_id}.")
-        user = await self._db(
-            self.conversations.add_message,
-            conversation_id,
-            "user",
-            text,
-            parent_id=parent_id,
-            meta={"attachments": list(attachments)} if attachments else None,
-        )
-        async with contextlib.aclosing(self._answer(conversation_id, user, options)) as turn:
-            async for ev in turn:
-                yield ev
+        async with self._conversation_turn(conversation_id) as ahead:
+            if ahead:
+                yield TurnQueued(conversation_id, ahead)
+            user = await self._db(
+                self.conversations.add_message,
+                conversation_id,
+                "user",
+                text,
+                parent_id=parent_id,
+                meta={"attachments": list(attachments)} if attachments else None,
+            )
+            async with contextlib.aclosing(self._answer(conversation_id, user, options)) as turn:
+                async for ev in turn:
+                    yield ev
 
     async def regenerate(
         self, conversation_id: int, options: TurnOptions
@@ -203,13 +266,16 @@ class ChatSession:
         Raises:
             ConfigError: the conversation has no question to answer.
         """
-        branch = await self._db(self.conversations.branch, conversation_id)
-        users = [m for m in branch if m.role == "user"]
-        if not users:
-            raise ConfigError("There is no question to answer again.")
-        async with contextlib.aclosing(self._answer(conversation_id, users[-1], options)) as t:
-            async for ev in t:
-                yield ev
+        async with self._conversation_turn(conversation_id) as ahead:
+            if ahead:
+                yield TurnQueued(conversation_id, ahead)
+            branch = await self._db(self.conversations.branch, conversation_id)
+            users = [m for m in branch if m.role == "user"]
+            if not users:
+                raise ConfigError("There is no question to answer again.")
+            async with contextlib.aclosing(self._answer(conversation_id, users[-1], options)) as t:
+                async for ev in t:
+                    yield ev
 
     async def edit(
         self,
@@ -263,22 +329,18 @@ class ChatSession:
         system = options.system
         if conv is not None and conv.system_prompt:
             system = conv.system_prompt
-        assistant = await self._db(
-            self.conversations.add_message,
-            conversation_id,
-            "assistant",
-            "",
-            parent_id=user.id,
-            provider=options.provider,
-            model=options.model,
-            status="streaming",
-        )
-        yield TurnStarted(conversation_id, user.id, assistant.id, options.provider, options.model)
-
+        assistant = await self._start_answer_row(conversation_id, user, options)
         state = _TurnState(provider=options.provider, model=options.model)
         pending_flush: asyncio.Future[Any] | None = None
         events: AsyncIterator[Any] | None = None
+        # Every way out of this block ends the row: a normal end or a ParleyError set
+        # ``outcome`` and are saved below; anything else (Stop, a closed generator, a bug
+        # below us) is saved on the way out. No turn stays "streaming" (issue 11).
+        outcome: tuple[TurnStatus, ParleyError | None] | None = None
         try:
+            yield TurnStarted(
+                conversation_id, user.id, assistant.id, options.provider, options.model
+            )
             if options.use_knowledge and self.grounder is not None:
                 grounding = await self.grounder.ground(user.content, folders=options.folders)
                 state.sources = grounding.sources
@@ -349,24 +411,68 @@ class ChatSession:
                 elif isinstance(ev, AgentStopped):
                     state.stopped = ev
                 yield ev
-        except (asyncio.CancelledError, GeneratorExit):
-            # Stop (task cancelled) or the caller closed this generator: save what arrived,
-            # synchronously (the task is being torn down; this is one short write), and
-            # close the provider stream so its HTTP connection is released now.
+            # A loop, step cap or budget stop keeps what was said, marked incomplete.
+            outcome = ("partial" if state.stopped is not None else "complete", None)
+        except ParleyError as exc:
+            outcome = ("partial" if state.text() else "error", exc)
+        except BaseException as exc:
+            # Stop (task cancelled), the caller closing this generator, or a bug below us:
+            # save what arrived, synchronously (the task is being torn down; this is one
+            # short write), and close the provider stream so its connection is released.
             if pending_flush is not None:
                 pending_flush.cancel()
-            self._finish_sync(conversation_id, assistant.id, state, "cancelled", None)
+            if isinstance(exc, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
+                status: TurnStatus = "cancelled"
+                error: ParleyError | None = None
+            else:
+                status = "partial" if state.text() else "error"
+                error = ParleyError(f"Internal error ({type(exc).__name__}); see the log.")
+            self._finish_sync(conversation_id, assistant.id, state, status, error)
             if events is not None:
                 with contextlib.suppress(Exception):
                     await events.aclose()  # type: ignore[attr-defined]
             raise
-        except ParleyError as exc:
-            status: TurnStatus = "partial" if state.text() else "error"
-            yield await self._finish(conversation_id, assistant.id, state, status, exc)
-            return
-        # A loop, step cap or budget stop keeps what was said, marked incomplete.
-        status = "partial" if state.stopped is not None else "complete"
-        yield await self._finish(conversation_id, assistant.id, state, status, None)
+        assert outcome is not None  # every other way out raised above
+        yield await self._finish(conversation_id, assistant.id, state, *outcome)
+
+    async def _start_answer_row(
+        self, conversation_id: int, user: StoredMessage, options: TurnOptions
+    ) -> StoredMessage:
+        """The answer's row, status "streaming", under ``user``.
+
+        If Stop lands while the row is being written, the write still completes (it may
+        already be running) and a second write, queued behind it on the same one-thread
+        writer, ends the row as cancelled: no row stays "streaming".
+        """
+        created: list[StoredMessage] = []
+
+        def create() -> StoredMessage:
+            row = self.conversations.add_message(
+                conversation_id,
+                "assistant",
+                "",
+                parent_id=user.id,
+                provider=options.provider,
+                model=options.model,
+                status="streaming",
+            )
+            created.append(row)
+            return row
+
+        def cancel_created() -> None:
+            for row in created:
+                self.conversations.update_message(row.id, status="cancelled")
+
+        job = asyncio.get_running_loop().run_in_executor(self._writer, create)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            self._writer.submit(cancel_created)
+            raise
+
+    async def aclose(self) -> None:
+        """Wait for the writes already queued (a stopped turn's last ones included)."""
+        await asyncio.get_running_loop().run_in_executor(self._writer, lambda: None)
 
     def _flush(self, message_id: int, text: str) -> None:
         try:
@@ -382,7 +488,9 @@ class ChatSession:
         status: TurnStatus,
         error: ParleyError | None,
     ) -> TurnFinished:
-        return await self._db(self._finish_sync, conversation_id, message_id, state, status, error)
+        return await self._db_surely(
+            self._finish_sync, conversation_id, message_id, state, status, error
+        )
 
     def _finish_sync(
         self,

@@ -231,7 +231,8 @@ class Services:
         )
 
     async def aclose(self) -> None:
-        """Close network clients and the database."""
+        """Close network clients and the database (after the writes already queued)."""
+        await self.chat.aclose()
         await self.providers.aclose()
         for extra in self.extras.values():
             close = getattr(extra, "close", None)

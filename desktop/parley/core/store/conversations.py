@@ -95,6 +95,20 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX ledger_by_conversation ON ledger(conversation_id);
         """,
     ),
+    sql_migration(
+        # One row per turn waiting for or holding a conversation: the lowest id whose owner
+        # is alive answers; the rest wait (issue 11: concurrent turns interleaved).
+        "002_turn_queue",
+        """
+        CREATE TABLE turn_queue (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            owner TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX turn_queue_by_conversation ON turn_queue(conversation_id, id);
+        """,
+    ),
 ]
 
 
@@ -533,6 +547,37 @@ class ConversationStore:
             for r in rows
         ]
 
+    # ---- turn queue (one turn at a time per conversation, across processes)
+    def join_turn_queue(self, conversation_id: int, owner: str) -> int:
+        """Queue a turn on ``conversation_id`` for ``owner``; its ticket (FIFO order)."""
+        with transaction(self.conn) as c:
+            cur = c.execute(
+                "INSERT INTO turn_queue(conversation_id, owner, created_at) VALUES (?,?,?)",
+                (conversation_id, owner, time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def turns_ahead(self, conversation_id: int, ticket: int, alive: Callable[[str], bool]) -> int:
+        """How many live turns are ahead of ``ticket``; tickets of dead owners are removed.
+
+        ``alive(owner)`` says whether an owner (a process) still exists: a turn whose process
+        was killed must not block the conversation for good.
+        """
+        rows = self.conn.execute(
+            "SELECT id, owner FROM turn_queue WHERE conversation_id=? AND id<? ORDER BY id",
+            (conversation_id, ticket),
+        ).fetchall()
+        dead = [r["id"] for r in rows if not alive(r["owner"])]
+        if dead:
+            with transaction(self.conn) as c:
+                c.executemany("DELETE FROM turn_queue WHERE id=?", [(d,) for d in dead])
+        return len(rows) - len(dead)
+
+    def leave_turn_queue(self, ticket: int) -> None:
+        """The turn holding or waiting with ``ticket`` is over."""
+        with transaction(self.conn) as c:
+            c.execute("DELETE FROM turn_queue WHERE id=?", (ticket,))
+
     # ---- ledger
     def record_usage(
         self,
@@ -562,6 +607,31 @@ class ConversationStore:
             (conversation_id,),
         ).fetchone()
         return float(row[0]), bool(row[1])
+
+
+# ---------------------------------------------------------------- turn queue owners
+@functools.cache
+def process_owner() -> str:
+    """This process as a turn-queue owner: ``pid:start time`` (a reused pid is not us)."""
+    import psutil
+
+    me = psutil.Process()
+    return f"{me.pid}:{me.create_time():.3f}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process ``owner`` names (see :func:`process_owner`) still runs."""
+    import psutil
+
+    pid_text, _, started = owner.partition(":")
+    try:
+        proc = psutil.Process(int(pid_text))
+        same = abs(proc.create_time() - float(started)) < 0.01
+        return same and proc.status() != psutil.STATUS_ZOMBIE  # killed, not yet reaped
+    except (ValueError, psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:  # someone else's process: it exists
+        return True
 
 
 def _escape_like(text: str) -> str:
