@@ -21,7 +21,14 @@ from typing import Any
 
 import pytest
 
-from parley.core.chat import ChatSession, TurnFinished, TurnOptions, TurnQueued, TurnStarted
+from parley.core.chat import (
+    FLUSH_INTERVAL_S,
+    ChatSession,
+    TurnFinished,
+    TurnOptions,
+    TurnQueued,
+    TurnStarted,
+)
 from parley.core.providers.base import ChatRequest, Finished, StreamEvent, TextDelta
 from parley.core.store.conversations import (
     ConversationStore,
@@ -190,6 +197,55 @@ async def test_stop_while_the_final_write_waits_its_turn_still_saves_it(
     assert (answer.status, answer.content) == ("complete", "the whole answer")
 
 
+class FlushesLate(ThreadPoolExecutor):
+    """The one-thread writer; a streamed-text flush, once running, waits for the test."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.flushing = threading.Event()
+        self.release = threading.Event()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def run() -> Any:
+            if getattr(fn, "__name__", "") == "_flush" and not self.flushing.is_set():
+                self.flushing.set()
+                self.release.wait(10)
+            return fn(*args, **kwargs)
+
+        return super().submit(run)
+
+
+async def test_a_late_flush_does_not_undo_the_final_text(store: ConversationStore) -> None:
+    writer = FlushesLate()
+    parts = [f"part {i} " for i in range(8)]
+
+    class Slow(Scripted):
+        async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+            for p in self.parts:  # slower than the flush interval: every delta is flushed
+                await asyncio.sleep(FLUSH_INTERVAL_S * 1.2)
+                yield TextDelta(p)
+            yield Finished("stop", "stop")
+
+    chat = session(store, Slow(parts), writer)
+    got: list[str] = []
+
+    async def ask() -> None:
+        async for ev in chat.send("q", OPTIONS):
+            if isinstance(ev, TextDelta):
+                got.append(ev.text)
+
+    task = asyncio.create_task(ask())
+    while not writer.flushing.is_set() or len(got) < 3:  # a flush of early text is running
+        await asyncio.sleep(0.002)
+    task.cancel()  # Stop: the turn saves everything that arrived, at once
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    writer.release.set()  # ...then the early flush gets its turn
+    await chat.aclose()
+    answer = store.branch(store.list()[0].id)[-1]
+    assert answer.status == "cancelled" and answer.content == "".join(got)
+
+
 # ---------------------------------------------------------------- one turn at a time
 async def test_two_sessions_on_one_conversation_answer_one_after_the_other(
     store: ConversationStore, parley_home: Path, fake_llm: Any
@@ -218,6 +274,9 @@ async def test_two_sessions_on_one_conversation_answer_one_after_the_other(
     await first.aclose()
     await second.aclose()
     other_store.close()
+    # The second question was sent with the first answer in its history, not before it.
+    sent = [m["content"] for m in fake_llm.requests[-1].json["messages"]]
+    assert sent == ["q1", "answer to q1", "q2"]
     queued = [ev for q, ev in seen if isinstance(ev, TurnQueued)]
     assert [(q, ev.ahead) for q, ev in seen if isinstance(ev, TurnQueued)] == [("q2", 1)]
     assert queued[0].conversation_id == conv.id

@@ -461,7 +461,7 @@ class ChatSession:
 
         def cancel_created() -> None:
             for row in created:
-                self.conversations.update_message(row.id, status="cancelled")
+                self.conversations.update_message(row.id, status="cancelled", if_streaming=True)
 
         job = asyncio.get_running_loop().run_in_executor(self._writer, create)
         try:
@@ -476,7 +476,8 @@ class ChatSession:
 
     def _flush(self, message_id: int, text: str) -> None:
         try:
-            self.conversations.update_message(message_id, content=text)
+            # A flush already running when the turn ended must not undo its final text.
+            self.conversations.update_message(message_id, content=text, if_streaming=True)
         except StorageError as exc:  # keep streaming; the final write reports it
             log.warning("could not save streamed text: %s", exc.user_message)
 

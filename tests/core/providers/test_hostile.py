@@ -135,6 +135,16 @@ async def test_json_that_is_no_completion_is_an_error_saying_so(kind: str, fake_
         await drained(make(kind, fake_llm))
 
 
+async def test_a_200_json_error_body_is_quoted(fake_llm: Any) -> None:
+    body = '{"error": {"message": "Model  is\\nloading; key sk-abcdefghijklmnop", "code": 1}}'
+    fake_llm.enqueue(NotAStream("application/json", body))
+    with pytest.raises(WrongEndpoint) as info:
+        await drained(make("openai", fake_llm))
+    assert info.value.user_message.endswith(
+        'not a model stream: check the base URL (it says "Model is loading; key [redacted]").'
+    )
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_plain_text_is_an_error_saying_so(kind: str, fake_llm: Any) -> None:
     fake_llm.enqueue(NotAStream("text/plain", "It works!"))

@@ -155,10 +155,25 @@ async def check_stream(
     if isinstance(payload, dict) and is_completion(payload):
         return payload
     what = "JSON that is not a completion" if payload is not None else f"'{ctype}' content"
+    said = _error_message(payload)
     raise WrongEndpoint(
-        f"{where} answered with {what}, not a model stream: check the base URL.",
+        f"{where} answered with {what}, not a model stream: check the base URL"
+        + (f' (it says "{said}").' if said else "."),
         detail=head[:300].decode("utf-8", "replace"),
     )
+
+
+def _error_message(payload: Any) -> str:
+    """The message of an ``{"error": ...}`` body (a gateway's way to refuse), shortened."""
+    err = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(err, dict):
+        err = err.get("message")
+    if not isinstance(err, str):
+        return ""
+    from parley.core.providers.http_errors import redact
+
+    text = redact(" ".join(err.split()))
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 # ---------------------------------------------------------------- the event stream

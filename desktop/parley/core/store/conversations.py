@@ -390,8 +390,13 @@ class ConversationStore:
         usage: tuple[int | None, int | None, int | None, int | None] | None = None,
         cost_usd: float | None = None,
         meta: dict[str, Any] | None = None,
+        if_streaming: bool = False,
     ) -> None:
-        """Update fields of a message (streamed text is flushed through here)."""
+        """Update fields of a message (streamed text is flushed through here).
+
+        ``if_streaming``: only while its status is still "streaming" (a late flush must not
+        overwrite the final text of an answer that has ended).
+        """
         sets: list[str] = ["updated_at=?"]
         args: list[Any] = [time.time()]
         for col, val in (
@@ -416,7 +421,8 @@ class ConversationStore:
                 merged = {**json.loads(row["meta"] or "{}"), **meta} if row else meta
                 sets.append("meta=?")
                 args.append(json.dumps(merged))
-            c.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id=?", (*args, message_id))
+            where = "id=? AND status='streaming'" if if_streaming else "id=?"
+            c.execute(f"UPDATE messages SET {', '.join(sets)} WHERE {where}", (*args, message_id))
 
     def message(self, message_id: int) -> StoredMessage | None:
         """One message by id."""
