@@ -209,7 +209,7 @@ async def test_malformed_data_before_any_text_does_not_say_cut_off(
 async def test_a_redirect_to_another_server_is_refused(kind: str, status: int) -> None:
     with FakeLLMServer() as origin, FakeLLMServer() as elsewhere:
         path = "/v1/chat/completions" if kind == "openai" else "/v1/messages"
-        target = f"{elsewhere.base_url}{path}?token=secret"
+        target = f"http://user:secret@127.0.0.1:{elsewhere.port}{path}?token=secret"
         origin.enqueue(Redirect(target, status=status))
         provider = ResilientProvider(make(kind, origin))
         with pytest.raises(WrongEndpoint) as info:

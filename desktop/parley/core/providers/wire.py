@@ -49,14 +49,16 @@ class SSEvent:
 
 # ---------------------------------------------------------------- the HTTP client
 def origin(url: Any) -> str:
-    """``scheme://host:port`` of an ``httpx`` URL (default ports written out)."""
-    port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
-    return f"{url.scheme}://{url.host}:{port}"
+    """``scheme://host[:port]`` of an ``httpx`` URL (a default port left out; never userinfo)."""
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    port = url.port if url.port not in (None, default) else None
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{url.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _shown(url: Any) -> str:
-    """Where a redirect pointed, without a query string (it may carry tokens)."""
-    return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"
+    """Where a redirect pointed: no userinfo, no query string (either may carry a token)."""
+    return origin(url) + url.path
 
 
 def _same_origin(old: Any, new: Any) -> bool:
