@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from parley.core.cache import CachedResponse, request_key
 from parley.core.context import DEFAULT_RESERVED_OUTPUT, Fitted, fit
-from parley.core.costs import cache_savings
+from parley.core.costs import cache_savings, usage_cost
+from parley.core.errors import ParleyError
 from parley.core.providers.base import (
     CacheReplay,
     ChatRequest,
@@ -55,6 +58,8 @@ if TYPE_CHECKING:
     from parley.core.providers.catalog import ModelInfo as CatalogModel
     from parley.core.settings import SettingsStore
     from parley.core.store.ledger import Ledger
+
+log = logging.getLogger(__name__)
 
 REPLAY_CHUNK_CHARS = 256
 """Characters per text event when a cached answer is replayed."""
@@ -374,3 +379,36 @@ class MeteredProvider:
     async def aclose(self) -> None:
         """Close the wrapped provider."""
         await self.inner.aclose()
+
+
+def embedding_recorder(db_file: Path, user_models_file: Path) -> Callable[[str, int], None]:
+    """A callback that writes each OpenAI embedding request to the ledger, priced.
+
+    Used by the OpenAI embedder, in whichever process embeds (the indexer's worker, or a
+    search in the window). A ledger that cannot be written is logged, never fatal: the
+    embedding itself succeeded.
+    """
+    prices: dict[str, CatalogModel | None] = {}
+
+    def record(model: str, tokens: int) -> None:
+        from parley.core.providers.catalog import load_catalog
+        from parley.core.store.ledger import Ledger, LedgerEntry
+
+        if model not in prices:
+            try:
+                prices[model] = load_catalog(user_models_file).model(model, "openai")
+            except ParleyError:
+                prices[model] = None
+        cost = usage_cost(Usage(tokens, 0), prices[model])
+        try:
+            ledger = Ledger(db_file)
+            try:
+                ledger.record(
+                    LedgerEntry("openai", model, tokens, 0, cost_usd=cost, purpose="embedding")
+                )
+            finally:
+                ledger.close()
+        except ParleyError as exc:
+            log.warning("could not record an embedding request: %s", exc.user_message)
+
+    return record
