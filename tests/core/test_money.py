@@ -564,3 +564,31 @@ def test_existing_ledger_rows_are_rolled_up_by_the_migration(tmp_path: Path) -> 
     assert ledger.today().requests == 2 and ledger.today().cost_usd == pytest.approx(0.75)
     store.close()
     ledger.close()
+
+
+# ---------------------------------------------------------------- the composer's estimate
+async def test_draft_estimate_predicts_the_sent_estimate(
+    fake_llm: Any, closing: list[Any], tmp_path: Path
+) -> None:
+    svc = make(fake_llm, "openai", system_prompt="Be precise.")
+    closing.append(svc)
+    fin, _ = await ask(svc, "First question " * 20)
+    cid = fin.conversation_id
+    options = svc.turn_options()
+    draft = svc.chat.draft_estimate(cid, options)
+    assert draft is not None
+    typed = "And the second one, with more words " * 5
+    predicted = draft.update(typed)
+    fin, _ = await ask(svc, typed, cid=cid)
+    assert fin.estimate is not None and predicted.exact
+    assert predicted.input_tokens == fin.estimate.input_tokens == rows(svc)[-1]["input_tokens"]
+    # with tools on, the schemas and the safety prompt are counted too (its nonce differs)
+    tools = svc.turn_options(use_tools=True, folders=(str(tmp_path),))
+    with_tools = svc.chat.draft_estimate(cid, tools)
+    assert with_tools is not None
+    predicted = with_tools.update("Total it")
+    fin, _ = await ask(svc, "Total it", cid=cid, use_tools=True, folders=(str(tmp_path),))
+    await svc.providers.aclose()
+    assert fin.estimate is not None
+    assert abs(predicted.input_tokens - fin.estimate.input_tokens) <= 10
+    assert predicted.input_tokens > draft.update("Total it").input_tokens + 300

@@ -42,6 +42,7 @@ from parley.core.store.ledger import LedgerEntry
 if TYPE_CHECKING:
     from parley.core.budget import Budget
     from parley.core.metering import Meter
+    from parley.core.tokens import DraftEstimate
 
 log = logging.getLogger(__name__)
 
@@ -282,18 +283,38 @@ class ChatSession:
 
     def history(self, conversation_id: int, upto: StoredMessage) -> tuple[Message, ...]:
         """The branch ending at ``upto`` as provider messages (finished text only)."""
-        out: list[Message] = []
-        for m in self.conversations.branch(conversation_id, upto.id):
-            if m.role not in ("user", "assistant"):
-                continue
-            if m.role == "assistant" and not m.content:
-                continue  # a failed answer with no text: leave it out of the context
-            content = m.content
-            attachments = m.meta.get("attachments") if m.role == "user" else None
-            if attachments:
-                content = _with_attachments(content, attachments)
-            out.append(Message(m.role, content))  # type: ignore[arg-type]
-        return tuple(out)
+        return _as_messages(self.conversations.branch(conversation_id, upto.id))
+
+    def draft_estimate(
+        self, conversation_id: int | None, options: TurnOptions
+    ) -> DraftEstimate | None:
+        """An incremental token estimate of the next question (issue 13), for the composer.
+
+        Counts the request a question would extend (system prompt, the current branch, the
+        tool schemas when tools are on); ``update(text)`` on the result then counts only the
+        draft (pass the text with its attachments, :func:`with_attachments`). Passages that
+        knowledge retrieval adds are not known before sending. Blocking (the database, and
+        a long conversation's first count): call it off the GUI thread. None without a meter.
+        """
+        if self.meter is None:
+            return None
+        history: tuple[Message, ...] = ()
+        system = options.system
+        if conversation_id is not None:
+            conv = self.conversations.get(conversation_id)
+            if conv is not None and conv.system_prompt:
+                system = conv.system_prompt
+            history = _as_messages(self.conversations.branch(conversation_id))
+        request = ChatRequest(
+            model=options.model,
+            messages=history,
+            system=system or None,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            max_output_tokens=options.max_output_tokens,
+        )
+        request = self._agent_for(options).with_tools(request, "0" * 16)
+        return self.meter.draft(options.provider, request)
 
     # ---- the turn
     async def _answer(
@@ -597,7 +618,24 @@ def _ledger_entry(ev: Metered, conversation_id: int, message_id: int) -> LedgerE
     )
 
 
-def _with_attachments(text: str, attachments: list[dict[str, Any]]) -> str:
+def _as_messages(branch: Sequence[StoredMessage]) -> tuple[Message, ...]:
+    """Stored messages as provider messages (finished text only, attachments inlined)."""
+    out: list[Message] = []
+    for m in branch:
+        if m.role not in ("user", "assistant"):
+            continue
+        if m.role == "assistant" and not m.content:
+            continue  # a failed answer with no text: leave it out of the context
+        content = m.content
+        attachments = m.meta.get("attachments") if m.role == "user" else None
+        if attachments:
+            content = with_attachments(content, attachments)
+        out.append(Message(m.role, content))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def with_attachments(text: str, attachments: Sequence[dict[str, Any]]) -> str:
+    """A question with its attachments, as the model receives it."""
     parts = [text]
     for a in attachments:
         name = a.get("name", "attachment")
