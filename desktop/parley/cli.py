@@ -1,4 +1,5 @@
-"""``parley`` opens the window; ``parley ask|keys|models|conversations|index|search`` run headless.
+"""``parley`` opens the window; ``parley ask|costs|keys|models|conversations|index|search`` run
+headless.
 
 Start-up is kept cheap (``parley --version`` must take well under 300 ms): only argparse
 and Parley's own small modules load here; the SDKs, chromadb and Qt are imported inside
@@ -58,7 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a folder for tools/knowledge in this run (repeatable)",
     )
     ask.add_argument("--knowledge", action="store_true", help="answer from your indexed folders")
+    ask.add_argument(
+        "--over-budget",
+        action="store_true",
+        help="send even when a daily or monthly budget is reached",
+    )
     ask.set_defaults(func=cmd_ask)
+
+    costs = sub.add_parser(
+        "costs", help="what the model APIs cost: totals and rows from the ledger"
+    )
+    costs.add_argument("--since", metavar="YYYY-MM-DD", help="first local day (inclusive)")
+    costs.add_argument("--until", metavar="YYYY-MM-DD", help="last local day (inclusive)")
+    costs.add_argument(
+        "--by",
+        choices=("model", "day", "purpose"),
+        help="group rows by model, day or purpose (default: day; with --csv: every request)",
+    )
+    fmt = costs.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON object")
+    fmt.add_argument("--csv", action="store_true", help="print CSV (the ledger's rows)")
+    costs.set_defaults(func=cmd_costs)
 
     keys = sub.add_parser("keys", help="manage API keys in the OS keyring")
     ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -177,8 +198,10 @@ def cmd_ask(args: argparse.Namespace, paths: Paths) -> int:
 
     question = _read_question(args.question)
     services = _services(paths)
+    _report_catalog_problems(services.catalog)
     provider = args.provider or services.settings.current.default_provider
     services.catalog.provider(provider)  # unknown provider: one clear line
+    _check_budget(services, args.over_budget)
     if args.base_url:
         services.providers.overrides.setdefault(provider, {})["base_url"] = args.base_url
     options = services.turn_options(
@@ -189,6 +212,7 @@ def cmd_ask(args: argparse.Namespace, paths: Paths) -> int:
         use_knowledge=args.knowledge,
         folders=tuple(os.path.abspath(f) for f in args.folder),
     )
+    options.over_budget = args.over_budget
     if args.knowledge:
         _attach_knowledge(services)
     elif args.tools and services.settings.current.knowledge.folders:
@@ -199,6 +223,20 @@ def cmd_ask(args: argparse.Namespace, paths: Paths) -> int:
         except ParleyError as exc:
             _err(f"knowledge_search unavailable: {exc.user_message}")
     return asyncio.run(_ask(services, question, options, args))
+
+
+def _report_catalog_problems(catalog: Any) -> None:
+    for problem in catalog.problems:
+        _err(problem)
+
+
+def _check_budget(services: Services, over_budget: bool) -> None:
+    """Refuse (exit 2) when a budget is reached, unless ``--over-budget``; warn from 80 %."""
+    status = services.budget.status()
+    if status.over and not over_budget:
+        raise status.error("Pass --over-budget to send anyway.")
+    if status.message:
+        _err(status.message)
 
 
 def _attach_knowledge(services: Services) -> None:
@@ -218,7 +256,7 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
 
     from parley.core.agent import AgentStopped, ToolRunFinished, ToolRunStarted
     from parley.core.chat import TurnFinished, TurnQueued, TurnStarted
-    from parley.core.providers.base import FallbackUsed, RetryScheduled, TextDelta
+    from parley.core.providers.base import ContextTrimmed, FallbackUsed, RetryScheduled, TextDelta
 
     out = sys.stdout
     finished: TurnFinished | None = None
@@ -253,6 +291,8 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
                     _err(f"tool {ev.call.name}: {state} in {ev.ms:.0f} ms: {_short(ev.content)}")
                 elif isinstance(ev, AgentStopped):
                     _err(ev.message)
+                elif isinstance(ev, ContextTrimmed):
+                    _err(ev.note)
                 elif isinstance(ev, TurnFinished):
                     finished = ev
     except asyncio.CancelledError:
@@ -262,26 +302,37 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
             _err(f"stopped; the partial answer is saved in conversation {started.conversation_id}")
         raise KeyboardInterrupt from None
     finally:
+        price_hint = _price_hint(services, finished)
         await services.aclose()
     assert finished is not None
     if streamed and not args.json:
         out.write("\n")
         out.flush()
+    if price_hint:
+        _err(price_hint)
     if args.json:
         payload: dict[str, Any] = {
             "text": finished.text,
             "provider": finished.provider,
             "model": finished.model,
             "status": finished.status,
+            "estimate": _estimate_json(finished.estimate),
             "usage": {
                 "input_tokens": finished.usage.input_tokens,
                 "output_tokens": finished.usage.output_tokens,
                 "cached_input_tokens": finished.usage.cached_input_tokens,
+                "cache_write_tokens": finished.usage.cache_write_tokens,
             },
             "cost_usd": finished.cost_usd,
+            "cached": finished.cached,
+            "local": finished.local,
             "conversation_id": finished.conversation_id,
             "attempts": finished.attempts,
         }
+        if price_hint:
+            payload["price_hint"] = price_hint
+        if finished.notes:
+            payload["notes"] = list(finished.notes)
         if finished.error is not None:
             payload["error"] = finished.error.user_message
         if args.tools:
@@ -307,6 +358,28 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
     return 0
 
 
+def _estimate_json(estimate: Any) -> dict[str, Any] | None:
+    if estimate is None:
+        return None
+    return {
+        "input_tokens": estimate.input_tokens,
+        "cost_usd": estimate.cost_usd,
+        "exact": estimate.exact,
+    }
+
+
+def _price_hint(services: Services, finished: Any) -> str | None:
+    """How to add a price when the answer's model has none (its cost is unknown)."""
+    if finished is None or finished.cost_usd is not None or finished.local:
+        return None
+    if finished.usage.input_tokens is None and finished.usage.output_tokens is None:
+        return None  # nothing was reported: not a price problem
+    info = services.catalog.model(finished.model, finished.provider)
+    if info is not None and info.has_prices:
+        return None
+    return str(services.catalog.price_hint(finished.model, finished.provider))
+
+
 def _short(text: str, n: int = 120) -> str:
     one = " ".join(text.split())
     return one if len(one) <= n else one[: n - 1] + "…"
@@ -325,6 +398,117 @@ def _source_json(n: int, source: Any) -> dict[str, Any]:
     to_dict = getattr(source, "to_dict", None)
     d = dict(to_dict()) if callable(to_dict) else {}
     return {"n": n, "path": d.get("path"), "location": d.get("location")}
+
+
+# ---------------------------------------------------------------- costs
+def _day_arg(value: str | None, flag: str) -> str | None:
+    import datetime as dt
+
+    from parley.core.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise ConfigError(f"{flag} wants a date like 2026-01-31, not '{value}'.") from None
+
+
+def _usd(value: float | None, *, unknown: int = 0, local: bool = False) -> str:
+    from parley.core.costs import format_usd
+
+    if local:
+        return "$0.00 (local)"
+    text = format_usd(value)
+    if unknown and value is not None:
+        text += f" + {unknown} unknown"
+    return text
+
+
+def cmd_costs(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley costs``: totals and rows from the ledger (every request Parley made)."""
+    import json
+
+    from parley.core.errors import ConfigError
+    from parley.core.providers.catalog import load_catalog
+    from parley.core.store.ledger import Ledger
+
+    since = _day_arg(args.since, "--since")
+    until = _day_arg(args.until, "--until")
+    if since and until and since > until:
+        raise ConfigError(f"--since {since} is after --until {until}.")
+    catalog = load_catalog(paths.user_models_file)
+    _report_catalog_problems(catalog)
+    ledger = Ledger(paths.db_file)
+    try:
+        if args.csv and args.by is None:
+            ledger.write_csv(sys.stdout, since, until)
+            return 0
+        by = args.by or "day"
+        totals = ledger.totals(since, until)
+        groups = ledger.breakdown(by, since, until)
+    finally:
+        ledger.close()
+    rows = []
+    for g in groups:
+        row = g.to_json(by)
+        if g.totals.all_local:
+            row["local"] = True
+        if by == "model" and g.totals.unknown and g.provider is not None:
+            row["price_hint"] = catalog.price_hint(g.key, g.provider)
+        rows.append(row)
+    if args.json:
+        payload = {
+            "since": since,
+            "until": until,
+            "by": by,
+            "totals": totals.to_json(),
+            "rows": rows,
+        }
+        print(json.dumps(payload, ensure_ascii=False))
+        return 0
+    if args.csv:
+        import csv
+
+        columns = [by, *([] if by != "model" else ["provider"])] + [
+            k for k in totals.to_json() if k != "cost_complete"
+        ]
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+        return 0
+    span = f"{since or 'the beginning'} to {until or 'today'}"
+    print(f"Costs from {span} (local days), by {by}:")
+    if not rows:
+        print("  no requests recorded")
+    key_w = max([len(by), *(len(str(r[by])) for r in rows)]) + 2
+    print(
+        f"  {by:<{key_w}}{'requests':>9} {'input':>11} {'cached':>10} {'written':>9} "
+        f"{'output':>10}  cost"
+    )
+    for g, r in zip(groups, rows, strict=True):
+        t = g.totals
+        label = str(r[by])
+        cost = None if (t.unknown and t.unknown == t.requests) else t.cost_usd
+        print(
+            f"  {label:<{key_w}}{t.requests:>9,} {t.input_tokens:>11,} "
+            f"{t.cached_input_tokens:>10,} {t.cache_write_tokens:>9,} {t.output_tokens:>10,}  "
+            f"{_usd(cost, unknown=t.unknown if cost is not None else 0, local=t.all_local)}"
+        )
+    cost = None if (totals.unknown and totals.unknown == totals.requests) else totals.cost_usd
+    print(
+        f"  {'total':<{key_w}}{totals.requests:>9,} {totals.input_tokens:>11,} "
+        f"{totals.cached_input_tokens:>10,} {totals.cache_write_tokens:>9,} "
+        f"{totals.output_tokens:>10,}  "
+        f"{_usd(cost, unknown=totals.unknown if cost is not None else 0)}"
+    )
+    if totals.saved_usd:
+        print(f"  saved by caching: {_usd(totals.saved_usd)}")
+    for r in rows:
+        if r.get("price_hint"):
+            _err(r["price_hint"])
+    return 0
 
 
 # ---------------------------------------------------------------- keys
@@ -393,6 +577,7 @@ def cmd_models(args: argparse.Namespace, paths: Paths) -> int:
     from parley.core.providers.catalog import load_catalog
 
     catalog = load_catalog(paths.user_models_file)
+    _report_catalog_problems(catalog)
     if args.provider:
         catalog.provider(args.provider)
     rows = [
@@ -405,6 +590,8 @@ def cmd_models(args: argparse.Namespace, paths: Paths) -> int:
             "price_input_per_mtok": m.price_input,
             "price_output_per_mtok": m.price_output,
             "price_cached_input_per_mtok": m.price_cached_input,
+            "price_cache_write_per_mtok": m.price_cache_write,
+            "kind": m.kind,
         }
         for m in catalog.models.values()
         if not args.provider or m.provider == args.provider

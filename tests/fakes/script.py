@@ -13,8 +13,10 @@ server renders that the way each vendor reports it: OpenAI ``prompt_tokens`` =
 ``cache_read_input_tokens`` and ``cache_creation_input_tokens``. So a Parley adapter that
 normalises correctly gets the same numbers back from both vendors.
 
-``None`` token counts mean "estimate": about 4 characters per token of the request
-(messages, system, tools) or of the answer, never 0.
+``None`` token counts mean "count or estimate": a Chat Completions request to an OpenAI
+model (``gpt-4o``, ``gpt-4.1``, ``o3``...) has its prompt counted with tiktoken the way
+OpenAI renders it (see ``server._openai_prompt_tokens``); any other request, and every
+answer, is estimated at about 4 characters per token, never 0.
 """
 
 from __future__ import annotations

@@ -209,6 +209,96 @@ def _input_estimate(payload: Any) -> int:
     return _estimate(len(json.dumps(relevant, ensure_ascii=False)))
 
 
+def _openai_encoding_name(model: str) -> str | None:
+    """The tiktoken encoding OpenAI uses for ``model`` (None: not an OpenAI model)."""
+    m = model.lower()
+    if m.startswith(("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt")):
+        return "o200k_base"
+    if m.startswith(("gpt-4", "gpt-3.5")):
+        return "cl100k_base"
+    return None
+
+
+def _ts_type(schema: Any) -> str:
+    """A JSON Schema as the TypeScript type OpenAI renders tool parameters with."""
+    if not isinstance(schema, dict):
+        return "any"
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    kind = schema.get("type")
+    if kind == "array":
+        return f"{_ts_type(schema.get('items'))}[]"
+    if kind == "object":
+        props = schema.get("properties") or {}
+        required = set(schema.get("required") or ())
+        lines = ["{"]
+        for name, prop in props.items():
+            if isinstance(prop, dict) and prop.get("description"):
+                lines.append(f"// {prop['description']}")
+            lines.append(f"{name}{'' if name in required else '?'}: {_ts_type(prop)},")
+        lines.append("}")
+        return "\n".join(lines)
+    return {"integer": "number", "boolean": "boolean", "string": "string"}.get(
+        str(kind), "number" if kind == "number" else "any"
+    )
+
+
+def _render_tools(tools: list[Any]) -> str:
+    """OpenAI's rendering of function tools into the prompt (a TypeScript namespace)."""
+    parts = ["# Tools", "", "## functions", "", "namespace functions {", ""]
+    for tool in tools:
+        fn = tool.get("function", {}) if isinstance(tool, dict) else {}
+        if fn.get("description"):
+            parts.append(f"// {fn['description']}")
+        parts.append(f"type {fn.get('name', '')} = (_: {_ts_type(fn.get('parameters'))}) => any;")
+        parts.append("")
+    parts.append("} // namespace functions")
+    return "\n".join(parts)
+
+
+def _openai_prompt_tokens(payload: Any) -> int | None:
+    """Prompt tokens as OpenAI counts them, with tiktoken; None for models it cannot count.
+
+    Each message is ``<|im_start|>{role}<|im_sep|>{content}<|im_end|>`` (three special
+    tokens), tool calls are rendered as ``functions.{name}`` plus their JSON arguments, the
+    tool schemas as a TypeScript namespace in a message of their own, and the reply opens
+    with ``<|im_start|>assistant<|im_sep|>``. This is the fake's own rendering, written from
+    OpenAI's published descriptions, not Parley's estimator: estimates are tested against it.
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
+        return None
+    name = _openai_encoding_name(str(payload.get("model") or ""))
+    if name is None:
+        return None
+    try:
+        import tiktoken
+
+        enc = tiktoken.get_encoding(name)
+    except Exception:  # no BPE files: fall back to the character estimate
+        return None
+
+    def count(text: str) -> int:
+        return len(enc.encode_ordinary(text))
+
+    total = 3  # the reply's opening
+    if payload.get("tools"):
+        total += 3 + count("system") + count(_render_tools(payload["tools"]))
+    for m in payload["messages"]:
+        if not isinstance(m, dict):
+            continue
+        total += 3 + count(str(m.get("role", "")))
+        content = m.get("content")
+        if isinstance(content, list):
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        total += count(content or "")
+        if m.get("name"):
+            total += 1 + count(str(m["name"]))
+        for call in m.get("tool_calls") or ():
+            fn = call.get("function", {})
+            total += 3 + count(f"functions.{fn.get('name', '')}") + count(fn.get("arguments", ""))
+    return total
+
+
 @dataclass(frozen=True)
 class _Usage:
     total_in: int
@@ -217,11 +307,13 @@ class _Usage:
     write: int
 
 
-def _usage_for(reply: Text | ToolCalls, payload: Any) -> _Usage:
+def _usage_for(reply: Text | ToolCalls, payload: Any, *, openai: bool = False) -> _Usage:
     cached, write = reply.cached_input_tokens, reply.cache_write_tokens
     total_in = reply.input_tokens
     if total_in is None:
-        total_in = max(_input_estimate(payload), cached + write + 1)
+        counted = _openai_prompt_tokens(payload) if openai else None
+        estimate = _input_estimate(payload) if counted is None else counted
+        total_in = max(estimate, cached + write + 1)
     output = reply.output_tokens
     if output is None:
         chars = len(reply.text)
@@ -294,7 +386,7 @@ class _OpenAIWire:
     # ---- JSON answers
     @staticmethod
     def answer(reply: Text | ToolCalls, ctx: _Ctx) -> dict[str, Any]:
-        usage = _usage_for(reply, ctx.payload)
+        usage = _usage_for(reply, ctx.payload, openai=True)
         message: dict[str, Any] = {
             "role": "assistant",
             "content": reply.text if (reply.text or isinstance(reply, Text)) else None,
@@ -370,7 +462,7 @@ class _OpenAIWire:
             finish = _OPENAI_FINISH[reply.finish]
         tail = [chunk("{}", finish)]
         if ctx.include_usage:
-            usage = _openai_usage(_usage_for(reply, ctx.payload))
+            usage = _openai_usage(_usage_for(reply, ctx.payload, openai=True))
             tail.append(
                 ("data: " + _dumps({**head_obj, "choices": [], "usage": usage}) + "\n\n").encode()
             )

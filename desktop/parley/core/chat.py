@@ -19,15 +19,19 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from parley.core.agent import Agent, AgentEvent, AgentStopped, ToolRunFinished, ToolRunStarted
 from parley.core.errors import ConfigError, ParleyError, StorageError
 from parley.core.providers.base import (
     AttemptStarted,
+    CacheReplay,
     ChatRequest,
+    ContextTrimmed,
+    Estimated,
     FallbackUsed,
     Message,
+    Metered,
     Provider,
     TextDelta,
     Usage,
@@ -38,6 +42,12 @@ from parley.core.store.conversations import (
     owner_alive,
     process_owner,
 )
+from parley.core.store.ledger import LedgerEntry
+
+if TYPE_CHECKING:
+    from parley.core.budget import Budget
+    from parley.core.metering import Meter
+    from parley.core.tokens import DraftEstimate
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +107,14 @@ class TurnFinished:
     error: ParleyError | None = None
     tool_calls: tuple[ToolRunFinished, ...] = ()
     sources: tuple[Any, ...] = ()
+    estimate: Estimated | None = None
+    """The first request's pre-send estimate (issue 13)."""
+    cached: bool = False
+    """The answer came from Parley's response cache."""
+    local: bool = False
+    """Answered by a server on this machine (the cost is really $0)."""
+    notes: tuple[str, ...] = ()
+    """What the person should know about the request (e.g. turns left out to fit)."""
 
 
 TurnEvent = AgentEvent | TurnStarted | TurnFinished | SourcesAttached | TurnQueued
@@ -131,6 +149,8 @@ class TurnOptions:
     use_tools: bool = False
     use_knowledge: bool = False
     folders: Sequence[str] = field(default_factory=tuple)
+    over_budget: bool = False
+    """Send even when a budget is reached (the person confirmed, or ``--over-budget``)."""
 
 
 class ChatSession:
@@ -143,6 +163,9 @@ class ChatSession:
         agent_for: Builds the agent for a turn (tools on or off, allowed folders).
         grounder: Knowledge retrieval, when the knowledge feature is available.
         writer: Executor for database writes (one thread: writes stay ordered).
+        meter: Fits, estimates, caches and meters every request (issue 13); without it
+            the turn's summed usage is recorded at its end.
+        budget: Spending limits checked before a question is sent.
     """
 
     def __init__(
@@ -154,8 +177,12 @@ class ChatSession:
         agent_for: Callable[[TurnOptions], Agent] | None = None,
         grounder: Grounder | None = None,
         writer: Executor | None = None,
+        meter: Meter | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.conversations = conversations
+        self.meter = meter
+        self.budget = budget
         self._provider_for = provider_for
         self._cost_for = cost_for
         self._agent_for = agent_for or (lambda _opts: Agent(None))
@@ -229,6 +256,8 @@ class ChatSession:
         Raises:
             ConfigError: empty or oversized question, unknown conversation (before anything
                 is saved or sent).
+            OverBudget: a budget is reached and ``options.over_budget`` is not set (nothing
+                is saved or sent).
             StorageError: the question could not be saved.
         """
         if not text or not text.strip():
@@ -238,6 +267,7 @@ class ChatSession:
                 f"The question is too long ({len(text):,} characters; "
                 f"the limit is {MAX_QUESTION_CHARS:,})."
             )
+        await self._check_budget(options)
         if conversation_id is None:
             conv = await self._db(self.conversations.create)
             conversation_id = conv.id
@@ -263,8 +293,11 @@ class ChatSession:
     ) -> AsyncGenerator[TurnEvent, None]:
         """Answer the current branch's last question again (the old answer stays reachable).
 
+        Regenerate always asks the model: the response cache is not consulted.
+
         Raises:
             ConfigError: the conversation has no question to answer.
+            OverBudget: a budget is reached and ``options.over_budget`` is not set.
         """
         async with self._conversation_turn(conversation_id) as ahead:
             if ahead:
@@ -273,9 +306,18 @@ class ChatSession:
             users = [m for m in branch if m.role == "user"]
             if not users:
                 raise ConfigError("There is no question to answer again.")
-            async with contextlib.aclosing(self._answer(conversation_id, users[-1], options)) as t:
+            await self._check_budget(options)
+            answer = self._answer(conversation_id, users[-1], options, regenerate=True)
+            async with contextlib.aclosing(answer) as t:
                 async for ev in t:
                     yield ev
+
+    async def _check_budget(self, options: TurnOptions) -> None:
+        if self.budget is None or options.over_budget:
+            return
+        status = await self._db(self.budget.status)
+        if status.must_confirm:
+            raise status.error("Confirm to send anyway.")
 
     async def edit(
         self,
@@ -307,22 +349,47 @@ class ChatSession:
 
     def history(self, conversation_id: int, upto: StoredMessage) -> tuple[Message, ...]:
         """The branch ending at ``upto`` as provider messages (finished text only)."""
-        out: list[Message] = []
-        for m in self.conversations.branch(conversation_id, upto.id):
-            if m.role not in ("user", "assistant"):
-                continue
-            if m.role == "assistant" and not m.content:
-                continue  # a failed answer with no text: leave it out of the context
-            content = m.content
-            attachments = m.meta.get("attachments") if m.role == "user" else None
-            if attachments:
-                content = _with_attachments(content, attachments)
-            out.append(Message(m.role, content))  # type: ignore[arg-type]
-        return tuple(out)
+        return _as_messages(self.conversations.branch(conversation_id, upto.id))
+
+    def draft_estimate(
+        self, conversation_id: int | None, options: TurnOptions
+    ) -> DraftEstimate | None:
+        """An incremental token estimate of the next question (issue 13), for the composer.
+
+        Counts the request a question would extend (system prompt, the current branch, the
+        tool schemas when tools are on); ``update(text)`` on the result then counts only the
+        draft (pass the text with its attachments, :func:`with_attachments`). Passages that
+        knowledge retrieval adds are not known before sending. Blocking (the database, and
+        a long conversation's first count): call it off the GUI thread. None without a meter.
+        """
+        if self.meter is None:
+            return None
+        history: tuple[Message, ...] = ()
+        system = options.system
+        if conversation_id is not None:
+            conv = self.conversations.get(conversation_id)
+            if conv is not None and conv.system_prompt:
+                system = conv.system_prompt
+            history = _as_messages(self.conversations.branch(conversation_id))
+        request = ChatRequest(
+            model=options.model,
+            messages=history,
+            system=system or None,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            max_output_tokens=options.max_output_tokens,
+        )
+        request = self._agent_for(options).with_tools(request, "0" * 16)
+        return self.meter.draft(options.provider, request)
 
     # ---- the turn
     async def _answer(
-        self, conversation_id: int, user: StoredMessage, options: TurnOptions
+        self,
+        conversation_id: int,
+        user: StoredMessage,
+        options: TurnOptions,
+        *,
+        regenerate: bool = False,
     ) -> AsyncGenerator[TurnEvent, None]:
         conv = await self._db(self.conversations.get, conversation_id)
         history = await self._db(self.history, conversation_id, user)
@@ -358,6 +425,11 @@ class ChatSession:
                 yield SourcesAttached(grounding.sources)
 
             provider = self._provider_for(options.provider, options.model)
+            if self.meter is not None:
+                pin_first = bool(conv is not None and conv.options.get("pin_first"))
+                provider = self.meter.wrap(
+                    provider, options.provider, pin_first=pin_first, bypass_cache=regenerate
+                )
             request = ChatRequest(
                 model=options.model,
                 messages=history,
@@ -410,6 +482,20 @@ class ChatSession:
                     )
                 elif isinstance(ev, AgentStopped):
                     state.stopped = ev
+                elif isinstance(ev, Metered):
+                    # The request's ledger row, written as soon as its usage is known: a crash
+                    # later in the turn loses nothing (issue 13).
+                    state.meter(ev)
+                    await self._db(
+                        self.conversations.record_request,
+                        _ledger_entry(ev, conversation_id, assistant.id),
+                    )
+                elif isinstance(ev, Estimated):
+                    state.estimate = state.estimate or ev
+                elif isinstance(ev, CacheReplay):
+                    state.cached = True
+                elif isinstance(ev, ContextTrimmed):
+                    state.notes.append(ev.note)
                 yield ev
             # A loop, step cap or budget stop keeps what was said, marked incomplete.
             outcome = ("partial" if state.stopped is not None else "complete", None)
@@ -504,13 +590,26 @@ class ChatSession:
         text = state.text()
         usage = state.usage
         reported = usage.input_tokens is not None or usage.output_tokens is not None
-        cost = self._cost_for(state.provider, state.model, usage) if reported else None
+        if state.metered:
+            cost = state.cost  # the sum of the turn's ledger rows
+        else:
+            cost = self._cost_for(state.provider, state.model, usage) if reported else None
         err_text = (
             error.user_message if error else (state.stopped.message if state.stopped else None)
         )
         meta: dict[str, Any] = {"attempts": state.attempts}
         if state.fallback_note:
             meta["fallback"] = state.fallback_note
+        if state.cached:
+            meta["from_cache"] = True
+        if state.notes:
+            meta["context_notes"] = list(state.notes)
+        if state.estimate is not None:
+            meta["estimate"] = {
+                "input_tokens": state.estimate.input_tokens,
+                "exact": state.estimate.exact,
+                "cost_usd": state.estimate.cost_usd,
+            }
         usage_tuple = (
             usage.input_tokens,
             usage.output_tokens,
@@ -535,7 +634,7 @@ class ChatSession:
                 cost_usd=cost,
                 meta=meta,
             )
-            if reported:
+            if reported and not state.metered:
                 self.conversations.record_usage(
                     provider=state.provider,
                     model=state.model,
@@ -562,6 +661,10 @@ class ChatSession:
             error=error,
             tool_calls=tuple(sorted(state.tools, key=state.tool_row)),  # rows are in start order
             sources=state.sources,
+            estimate=state.estimate,
+            cached=state.cached,
+            local=state.local,
+            notes=tuple(state.notes),
         )
 
 
@@ -578,16 +681,70 @@ class _TurnState:
     """id(call) -> (the call, kept alive so its id stays unique; its tool_calls row)."""
     stopped: AgentStopped | None = None
     sources: tuple[Any, ...] = ()
+    # ---- metering (issue 13)
+    metered: bool = False
+    cost: float | None = 0.0
+    local: bool = False
+    cached: bool = False
+    estimate: Estimated | None = None
+    notes: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         return "".join(self.parts)
+
+    def meter(self, ev: Metered) -> None:
+        """Add one request's cost (an unknown one makes the turn's cost unknown)."""
+        self.metered = True
+        self.local = self.local or ev.local
+        self.cost = None if self.cost is None or ev.cost_usd is None else self.cost + ev.cost_usd
 
     def tool_row(self, run: ToolRunFinished) -> int:
         """The stored row of a finished call (rows are numbered in start order)."""
         return self.tool_rows[id(run.call)][1]
 
 
-def _with_attachments(text: str, attachments: list[dict[str, Any]]) -> str:
+def _ledger_entry(ev: Metered, conversation_id: int, message_id: int) -> LedgerEntry:
+    u, e = ev.usage, ev.estimate
+    return LedgerEntry(
+        ev.provider,
+        ev.model,
+        u.input_tokens,
+        u.output_tokens,
+        u.cached_input_tokens,
+        u.cache_write_tokens,
+        cost_usd=ev.cost_usd,
+        purpose=ev.purpose,
+        conversation_id=conversation_id,
+        message_id=message_id,
+        fallback=ev.fallback,
+        cache_hit=ev.cache_hit,
+        saved_usd=ev.saved_usd,
+        local=ev.local,
+        est_input_tokens=e.input_tokens if e else None,
+        est_exact=e.exact if e else None,
+        est_basis_tokens=e.basis_tokens if e else None,
+        est_method=e.method if e else None,
+    )
+
+
+def _as_messages(branch: Sequence[StoredMessage]) -> tuple[Message, ...]:
+    """Stored messages as provider messages (finished text only, attachments inlined)."""
+    out: list[Message] = []
+    for m in branch:
+        if m.role not in ("user", "assistant"):
+            continue
+        if m.role == "assistant" and not m.content:
+            continue  # a failed answer with no text: leave it out of the context
+        content = m.content
+        attachments = m.meta.get("attachments") if m.role == "user" else None
+        if attachments:
+            content = with_attachments(content, attachments)
+        out.append(Message(m.role, content))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def with_attachments(text: str, attachments: Sequence[dict[str, Any]]) -> str:
+    """A question with its attachments, as the model receives it."""
     parts = [text]
     for a in attachments:
         name = a.get("name", "attachment")

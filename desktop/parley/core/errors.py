@@ -152,3 +152,9 @@ class IndexBusy(ParleyError):
     """Another process is writing the knowledge index."""
 
     default_message = "Another Parley process is indexing; try again when it finishes."
+
+
+class OverBudget(ParleyError):
+    """Spending reached a budget the person set, and sending over it was not confirmed."""
+
+    default_message = "Your spending budget is used up; confirm to send anyway."

@@ -46,6 +46,11 @@ class Paths:
         return self.data_dir / "parley.sqlite3"
 
     @property
+    def response_cache_file(self) -> Path:
+        """Parley's response cache (answers to identical temperature-0 requests)."""
+        return self.data_dir / "response-cache.sqlite3"
+
+    @property
     def chroma_dir(self) -> Path:
         """The embedded Chroma store."""
         return self.data_dir / "chroma"

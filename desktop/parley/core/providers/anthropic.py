@@ -66,9 +66,18 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 
+CACHE_MARK: dict[str, str] = {"type": "ephemeral"}
+"""A prompt-caching breakpoint: the prefix up to and including the marked block is cached."""
+
+
 def to_anthropic_messages(request: ChatRequest) -> list[dict[str, Any]]:
-    """Our messages as Messages API turns: tool results merged into one user turn."""
+    """Our messages as Messages API turns: tool results merged into one user turn.
+
+    With ``request.cache_prefix`` set, the last block of the prefix's last message carries
+    a ``cache_control`` breakpoint (issue 13).
+    """
     out: list[dict[str, Any]] = []
+    last_block: dict[int, dict[str, Any]] = {}  # our message index -> its last block
 
     def push(role: str, blocks: list[dict[str, Any]]) -> None:
         if out and out[-1]["role"] == role:
@@ -76,7 +85,7 @@ def to_anthropic_messages(request: ChatRequest) -> list[dict[str, Any]]:
         else:
             out.append({"role": role, "content": blocks})
 
-    for m in request.messages:
+    for index, m in enumerate(request.messages):
         if m.role == "system":
             continue  # the system prompt travels in the top-level field
         if m.role == "tool":
@@ -105,6 +114,13 @@ def to_anthropic_messages(request: ChatRequest) -> list[dict[str, Any]]:
                 push("assistant", blocks)
         else:
             push("user", [{"type": "text", "text": m.content}])
+        if out and out[-1]["content"]:
+            last_block[index] = out[-1]["content"][-1]
+    k = request.cache_prefix
+    if k:
+        marked = [i for i in last_block if i < k]
+        if marked:
+            last_block[max(marked)]["cache_control"] = dict(CACHE_MARK)
     return out
 
 
@@ -184,6 +200,16 @@ class AnthropicProvider:
                 {"name": t.name, "description": t.description, "input_schema": t.parameters}
                 for t in request.tools
             ]
+        if request.cache_prefix is not None:
+            # Prompt caching: breakpoints after the tools and the system prompt (the
+            # messages' one is set above); a prefix shorter than the model's minimum is
+            # simply not cached by the API.
+            if request.tools:
+                params["tools"][-1]["cache_control"] = dict(CACHE_MARK)
+            if request.system:
+                params["system"] = [
+                    {"type": "text", "text": request.system, "cache_control": dict(CACHE_MARK)}
+                ]
         if request.temperature is not None:
             params["temperature"] = min(request.temperature, 1.0)  # Anthropic's range is 0..1
         if request.top_p is not None:

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from parley.core.context import from_provider_message
 from parley.core.errors import (
     AuthError,
     BadRequest,
-    ContextTooLong,
     ModelNotFound,
     ParleyError,
     ProviderDown,
@@ -121,9 +121,11 @@ def error_for_status(
             detail=detail,
         )
     if status in (400, 413, 422) and any(h in text for h in _CONTEXT_HINTS):
-        return ContextTooLong(
-            f"The conversation is too long for {model}'s context window.", detail=detail
-        )
+        # The same sentence as Parley's own pre-send refusal (core/context.py), with the
+        # provider's numbers when it gave them.
+        exc = from_provider_message(model, message)
+        exc.detail = detail
+        return exc
     if status in (408, 409) or status >= 500:
         what = "is overloaded" if status == 529 or "overloaded" in text else "had a server error"
         return ProviderDown(

@@ -301,6 +301,8 @@ def _chunk_events(chunk: Any, calls: dict[int, list[str]]) -> tuple[list[StreamE
                 input_tokens=_count(usage.get("prompt_tokens")),
                 output_tokens=_count(usage.get("completion_tokens")),
                 cached_input_tokens=_count(details.get("cached_tokens")) or 0,
+                # Gateways that bill cache writes (OpenRouter) report them here.
+                cache_write_tokens=_count(details.get("cache_write_tokens")) or 0,
             )
         )
     for choice in chunk.get("choices") or ():

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from parley.core.store import ledger
 from parley.core.store.db import (
     BUSY_TIMEOUT_MS,
     Migration,
@@ -95,10 +96,11 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX ledger_by_conversation ON ledger(conversation_id);
         """,
     ),
+    *ledger.MIGRATIONS,
     sql_migration(
         # One row per turn waiting for or holding a conversation: the lowest id whose owner
         # is alive answers; the rest wait (issue 11: concurrent turns interleaved).
-        "002_turn_queue",
+        "003_turn_queue",
         """
         CREATE TABLE turn_queue (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -597,13 +599,22 @@ class ConversationStore:
         kind: str = "chat",
     ) -> None:
         """Add provider-reported usage to the ledger."""
-        with transaction(self.conn) as c:
-            c.execute(
-                "INSERT INTO ledger(ts, conversation_id, message_id, provider, model, input_tokens,"
-                " output_tokens, cached_input_tokens, cache_write_tokens, cost_usd, kind)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (time.time(), conversation_id, message_id, provider, model, *usage, cost_usd, kind),
+        self.record_request(
+            ledger.LedgerEntry(
+                provider,
+                model,
+                *usage,
+                cost_usd=cost_usd,
+                purpose=kind,
+                conversation_id=conversation_id,
+                message_id=message_id,
             )
+        )
+
+    def record_request(self, entry: ledger.LedgerEntry) -> int:
+        """Add one request's row to the ledger (see :mod:`parley.core.store.ledger`)."""
+        with transaction(self.conn) as c:
+            return ledger.insert(c, entry)
 
     def conversation_cost(self, conversation_id: int) -> tuple[float, bool]:
         """Total known cost of a conversation and whether some of it is unknown."""
