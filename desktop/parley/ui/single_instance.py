@@ -72,6 +72,7 @@ class SingleInstance(QObject):
         # Never stale by age (a window runs for days); a dead owner is still detected.
         self._lock.setStaleLockTime(0)
         self._server: QLocalServer | None = None
+        self._clients: set[QLocalSocket] = set()
 
     # ---- Public API
     def acquire(self) -> bool:
@@ -102,7 +103,7 @@ class SingleInstance(QObject):
         self._server = server
         return True
 
-    def activate_running(self, timeout_s: float = 10.0) -> bool:
+    def activate_running(self, timeout_s: float = 5.0) -> bool:
         """Ask the running window to come forward; True once it said so.
 
         Retries until ``timeout_s``: the first window takes its lock a moment before it
@@ -131,8 +132,12 @@ class SingleInstance(QObject):
 
     def release(self) -> None:
         """Stop listening and give up the lock (the window is closing)."""
+        for sock in list(self._clients):
+            self._drop(sock)
         if self._server is not None:
+            self._server.newConnection.disconnect(self._on_new_connection)
             self._server.close()
+            self._server.deleteLater()
             self._server = None
         if self._lock.isLocked():
             self._lock.unlock()
@@ -141,13 +146,16 @@ class SingleInstance(QObject):
     def _on_new_connection(self) -> None:
         assert self._server is not None
         while (sock := self._server.nextPendingConnection()) is not None:
-            sock.readyRead.connect(lambda s=sock: self._on_ready_read(s))
-            sock.disconnected.connect(sock.deleteLater)
+            self._clients.add(sock)
+            sock.readyRead.connect(self._on_ready_read)
 
-    def _on_ready_read(self, sock: QLocalSocket) -> None:
+    def _on_ready_read(self) -> None:
+        sock = self.sender()
+        if not isinstance(sock, QLocalSocket) or sock not in self._clients:
+            return
         if not sock.canReadLine():
             if sock.bytesAvailable() > 64:  # not one of ours
-                sock.abort()
+                self._drop(sock)
             return
         line = bytes(sock.readLine().data())
         if line == ACTIVATE:
@@ -155,7 +163,15 @@ class SingleInstance(QObject):
             sock.flush()
             log.info("another launch asked for this window: bringing it forward")
             self.sig_activation_requested.emit()
+        self._drop(sock)
+
+    def _drop(self, sock: QLocalSocket) -> None:
+        # Deleted explicitly, never from its own ``disconnected`` signal: a socket destroyed
+        # with its server emits that signal from its destructor (a crash seen in the tests).
+        self._clients.discard(sock)
+        sock.readyRead.disconnect(self._on_ready_read)
         sock.disconnectFromServer()
+        sock.deleteLater()
 
 
 def bring_to_front(window: QWidget) -> None:
