@@ -153,7 +153,9 @@ async def check_qt(environ: Mapping[str, str] | None = None) -> Check:
         detail += f" (Qt said: {'; '.join(found['warnings'][:3])})"
     if problems:
         return Check("qt", False, f"{detail}: {'; '.join(problems)}", _bug(), seconds)
-    return Check("qt", True, detail + "; widgets, SVG icon, ICU collation and casing work", "")
+    return Check(
+        "qt", True, detail + "; widgets, SVG icon, ICU collation, casing and zone names work"
+    )
 
 
 def _last_lines(text: str, n: int = 3) -> str:

@@ -448,14 +448,14 @@ def self_test_qt(result_file: str) -> int:
 
     Starts Qt on the platform it would use for the window, renders a widget, loads the
     app icon (SVG), and exercises what the bundle's trimmed ICU data must still provide:
-    collation (``QCollator``) and locale casing. Qt's warnings about plugins, libraries and
-    ICU count as problems. Writes
+    collation (``QCollator``), locale casing and time zone names. Qt's warnings about
+    plugins, libraries and ICU count as problems. Writes
     :func:`parley.core.selftest.qt_probe_report` JSON to ``result_file``.
 
     Returns:
         0 when the result was written (problems are in it), 1 when Qt could not start.
     """
-    from PySide6.QtCore import QCollator, QLocale, qVersion
+    from PySide6.QtCore import QCollator, QLocale, QTimeZone, qVersion
     from PySide6.QtGui import QFontDatabase
     from PySide6.QtWidgets import QLabel
 
@@ -487,6 +487,14 @@ def self_test_qt(result_file: str) -> int:
             problems.append(f"ICU collation is wrong: {words}")
         if QLocale(QLocale.Language.Turkish).toUpper("i") != "İ":
             problems.append("ICU locale casing is wrong")
+        zone = QTimeZone(b"Europe/Berlin")
+        name = zone.displayName(
+            QTimeZone.TimeType.StandardTime,
+            QTimeZone.NameType.LongName,
+            QLocale(QLocale.Language.German, QLocale.Country.Germany),
+        )
+        if not zone.isValid() or not name or name == "Europe/Berlin":
+            problems.append(f"time zone names are missing: {name!r}")
     except Exception as exc:  # report it; the parent turns it into a failed check
         problems.append(f"{type(exc).__name__}: {exc}")
     # Warnings about what the bundle may lack (a plugin, a library, ICU data) are failures;
