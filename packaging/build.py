@@ -567,6 +567,9 @@ def smoke_test(dist: Path = DIST) -> dict[str, Any]:
 
         # 8. from a read-only folder, as a user who cannot write there
         report["read_only"] = _read_only(dist, tmp)
+
+        # 9. what stops the window: one clear line and exit 2, no traceback
+        report["startup_problems"] = _startup_problems(window_exe, env, tmp)
     return report
 
 
@@ -603,20 +606,28 @@ def _read_only(dist: Path, tmp: Path) -> dict[str, Any] | str:
     setpriv = shutil.which("setpriv")
     if not sys.platform.startswith("linux") or os.geteuid() != 0 or setpriv is None:
         return "skipped: needs Linux, root and setpriv to drop to an unprivileged user"
-    window_exe, cli = executables(dist)
+    # A read-only copy where ``nobody`` can reach it (the checkout's folders may be private).
+    tmp.chmod(0o755)
+    ro_dist = tmp / "read-only"
+    ro_dist.mkdir()
+    subprocess.run(["cp", "-a", str(bundle_dir(dist)), str(ro_dist)], check=True)
+    root = bundle_dir(ro_dist)
+    window_exe, cli = executables(ro_dist)
     home = tmp / "nobody-home"
     home.mkdir()
     shutil.chown(home, "nobody", "nogroup")
-    tmp.chmod(0o755)
     env = smoke_env(tmp / "nobody", HOME=str(home), PARLEY_HOME=str(home / "parley-home"))
     for key in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
         env.pop(key)
     prefix = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all"]
-    root = bundle_dir(dist)
     subprocess.run(["chmod", "-R", "a-w", str(root)], check=True)
     try:
-        probe = run(Path("sh"), ["-c", f"touch {root}/probe 2>/dev/null && echo writable"], env,
-                    prefix=prefix)
+        probe = run(
+            Path("sh"),
+            ["-c", f"touch '{root}/probe' 2>/dev/null && echo writable"],
+            env,
+            prefix=prefix,
+        )
         expect("writable" not in probe.stdout, "the bundle is still writable for nobody", probe)
         r = run(cli, ["--self-test", "--json", "--allow-no-keyring"], env, prefix=prefix)
         report = json_out(r)
@@ -625,6 +636,30 @@ def _read_only(dist: Path, tmp: Path) -> dict[str, Any] | str:
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(root)], check=True)
     return {"self_test_s": round(r.seconds, 2), "first_paint_s": window["first_paint_s"]}
+
+
+def _startup_problems(exe: Path, env: Mapping[str, str], tmp: Path) -> dict[str, str]:
+    """No display, and a HOME whose config folder cannot be created: one line, exit 2."""
+    seen = {}
+    no_display = {k: v for k, v in env.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY")}
+    no_display.pop("WAYLAND_DISPLAY", None)
+    bad_home = tmp / "bad-home"
+    bad_home.mkdir()
+    (bad_home / ".config").write_text("a file where the config folder should be")
+    unwritable = {k: v for k, v in env.items() if k not in ("PARLEY_HOME", "XDG_CONFIG_HOME")}
+    unwritable["HOME"] = str(bad_home)
+    cases = {"no_display": no_display} if sys.platform.startswith("linux") else {}
+    cases["config_folder"] = unwritable
+    for name, case_env in cases.items():
+        r = run(exe, [], case_env)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        expect(
+            r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr,
+            f"{name}: expected one line on stderr and exit 2",
+            r,
+        )
+        seen[name] = lines[0]
+    return seen
 
 
 def _window_ask(exe: Path, env: Mapping[str, str]) -> dict[str, Any]:
@@ -801,9 +836,7 @@ def install_smoke(tarball: Path) -> dict[str, Any]:
         expect((icons / "256x256" / "apps" / "parley.png").is_file(), "no icon installed", r)
         expect((icons / "scalable" / "apps" / "parley.svg").is_file(), "no SVG icon", r)
         expect(link.is_symlink() and link.resolve() == (opt / "parley").resolve(), "no link", r)
-        entry = dict(
-            line.split("=", 1) for line in desktop.read_text().splitlines() if "=" in line
-        )
+        entry = dict(line.split("=", 1) for line in desktop.read_text().splitlines() if "=" in line)
         exec_argv = shlex.split(entry["Exec"])
         expect(exec_argv == [str(opt / "parley")], f"Exec is {entry['Exec']!r}", r)
         validate = shutil.which("desktop-file-validate")

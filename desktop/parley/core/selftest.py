@@ -150,7 +150,8 @@ async def check_qt(environ: Mapping[str, str] | None = None) -> Check:
     problems = list(found.get("problems", []))
     detail = f"Qt {found.get('qt')} on the {found.get('platform')!r} platform{note}"
     if found.get("warnings"):
-        detail += f" (Qt said: {'; '.join(found['warnings'][:3])})"
+        said = [w.splitlines()[0] for w in found["warnings"][:3] if w.strip()]
+        detail += f" (Qt said: {'; '.join(said)})"
     if problems:
         return Check("qt", False, f"{detail}: {'; '.join(problems)}", _bug(), seconds)
     return Check(
