@@ -41,6 +41,7 @@ import platform
 import queue
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -497,6 +498,9 @@ def smoke_test(dist: Path = DIST) -> dict[str, Any]:
             # 3b. the window asks too: its answers stream through a spawned worker process
             report["window_ask"] = _window_ask(window_exe, ask_env)
 
+            # 3c. one window per data folder; the command line works beside it
+            report["single_instance"] = _single_instance(window_exe, cli, ask_env, tmp)
+
             # 4. index (parsers in forkserver workers) + search with the bundled model
             corpus = tmp / "notes"
             queries = make_corpus(corpus)
@@ -684,6 +688,59 @@ def _window_ask(exe: Path, env: Mapping[str, str]) -> dict[str, Any]:
         "chars": len(answer["text"]),
         "worker_streams": answer["worker_streams"],
     }
+
+
+def _single_instance(
+    window_exe: Path, cli: Path, env: Mapping[str, str], tmp: Path
+) -> dict[str, Any] | str:
+    """A window stays open; ``parley ask`` answers beside it; a second launch brings it
+    forward and exits 0; SIGTERM then closes the first cleanly."""
+    if sys.platform == "win32":
+        return "skipped: SIGTERM ends a Windows process without letting it quit"
+    home = tmp / "single-instance"
+    env = {**env, "PARLEY_HOME": str(home)}
+    log_file = home / "logs" / "parley.log"
+    first = subprocess.Popen(
+        [str(window_exe)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while not (log_file.is_file() and "window ready" in log_file.read_text(errors="replace")):
+            if first.poll() is not None:
+                raise SmokeFailure(f"the first window exited ({first.returncode})")
+            if time.monotonic() > deadline:
+                raise SmokeFailure("the first window never became ready")
+            time.sleep(0.1)
+        marker = f"smoke-beside-{os.getpid()}"
+        ask = run(
+            cli,
+            ["ask", "--provider", "openai", "--model", "gpt-4o-mini", "--json", f"Echo {marker}"],
+            env,
+        )
+        expect(marker in json_out(ask).get("text", ""), "parley ask beside the window", ask)
+        second = run(window_exe, [], env)
+        expect(
+            second.returncode == 0 and "already open" in second.stderr,
+            "a second launch did not hand over to the open window",
+            second,
+        )
+        expect("bringing it forward" in log_file.read_text(), "the open window was not asked")
+        first.send_signal(signal.SIGTERM)
+        try:
+            first.wait(60)
+        except subprocess.TimeoutExpired:
+            raise SmokeFailure("the first window did not quit on SIGTERM") from None
+        expect(first.returncode == 0, f"the first window quit with {first.returncode}")
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    return {"second_launch_s": round(second.seconds, 2), "ask_beside_s": round(ask.seconds, 2)}
 
 
 def _window(exe: Path, env: Mapping[str, str], *, prefix: Sequence[str] = ()) -> dict[str, float]:
