@@ -1,6 +1,10 @@
 """``parley`` opens the window; ``parley ask|costs|keys|models|conversations|index|search`` run
 headless.
 
+``parley --self-test [--json] [--allow-no-keyring]`` checks the installation
+(:mod:`parley.core.selftest`); ``parley assets download`` fetches the offline assets
+(:mod:`parley.core.assets`).
+
 Start-up is kept cheap (``parley --version`` must take well under 300 ms): only argparse
 and Parley's own small modules load here; the SDKs, chromadb and Qt are imported inside
 the commands that need them.
@@ -40,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Parley: a desktop chat assistant. With no command, opens the window.",
     )
     p.add_argument("--version", action="version", version=f"parley {__version__}")
+    p.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check this installation (Qt, keyring, tiktoken, embeddings, Chroma, database, "
+        "stream worker) and exit; with --json and --allow-no-keyring",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     ask = sub.add_parser("ask", help="ask a question; the answer streams to stdout")
@@ -107,6 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     convs.add_argument("--search", help="only those whose title or text contains this")
     convs.set_defaults(func=cmd_conversations)
 
+    assets = sub.add_parser("assets", help="the offline files (tiktoken, embedding model)")
+    asub = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
+    dl = asub.add_parser(
+        "download",
+        help="download tiktoken's BPE files and the MiniLM model, checking their SHA-256",
+    )
+    dl.add_argument(
+        "--dir",
+        type=os.path.abspath,
+        metavar="DIR",
+        help="where to put them (default: PARLEY_ASSETS, else <data folder>/assets); "
+        "point PARLEY_ASSETS at it on another machine or for a build",
+    )
+    assets.set_defaults(func=cmd_assets)
+
     try:
         from parley.cli_knowledge import add_commands
     except ImportError:  # the knowledge feature is optional at this layer
@@ -122,6 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list:
         return _open_window()
+    if args_list[0] == "--self-test-qt" and len(args_list) == 2:  # parley --self-test's child
+        from parley.ui.app import self_test_qt
+
+        return self_test_qt(args_list[1])
+    if "--self-test" in args_list:
+        return _self_test(args_list)
     parser = build_parser()
     args = parser.parse_args(args_list)
     if not getattr(args, "func", None):
@@ -162,6 +193,34 @@ def _services(paths: Paths) -> Services:
     from parley.core.services import build_services
 
     return build_services(paths)
+
+
+def _self_test(args_list: list[str]) -> int:
+    """``parley --self-test [--json] [--allow-no-keyring]``: 0 only if every check passed."""
+    import asyncio
+    import time
+
+    from parley.core.selftest import report_json, report_text, run_self_test
+
+    p = argparse.ArgumentParser(prog="parley", description="Check this installation.")
+    p.add_argument("--self-test", action="store_true", required=True)
+    p.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+    p.add_argument(
+        "--allow-no-keyring",
+        action="store_true",
+        help="pass without an OS keyring (keys then come from the environment)",
+    )
+    args = p.parse_args(args_list)
+    t0 = time.perf_counter()
+    checks = asyncio.run(run_self_test(_paths(), allow_no_keyring=args.allow_no_keyring))
+    seconds = time.perf_counter() - t0
+    if args.json:
+        print(report_json(checks, seconds, __version__))
+    else:
+        print(f"Parley {__version__} self-test")
+        print(report_text(checks, seconds))
+    sys.stdout.flush()
+    return 0 if all(c.ok for c in checks) else 1
 
 
 def _open_window() -> int:
@@ -634,6 +693,51 @@ def _remote_models(args: argparse.Namespace, paths: Paths) -> int:
     else:
         for m in found:
             print(m.id)
+    return 0
+
+
+# ---------------------------------------------------------------- assets
+def cmd_assets(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley assets download [--dir DIR]``."""
+    from pathlib import Path
+
+    from parley.core.assets import BASE_URL_ENV, Fetched, Source, download_assets
+
+    if args.dir:
+        folder = Path(args.dir)
+    elif os.environ.get("PARLEY_ASSETS"):
+        folder = Path(os.environ["PARLEY_ASSETS"]).expanduser()
+    else:
+        folder = paths.data_dir / "assets"
+    tty = sys.stderr is not None and sys.stderr.isatty()
+    shown: dict[str, int] = {}
+
+    def progress(source: Source, done: int, total: int) -> None:
+        # A terminal gets one updating line; a log gets a line every quarter.
+        step = 4 * done // total if total else 0
+        if tty:
+            of = f" of {total / 1e6:.1f} MB ({100 * done // total}%)" if total else " MB"
+            sys.stderr.write(f"\r  {source.name}: {done / 1e6:.1f}{of}   ")
+        elif done and shown.get(source.name) != step and step < 4:
+            shown[source.name] = step
+            of = f"/{total / 1e6:.1f}" if total else ""
+            sys.stderr.write(f"  {source.name}: {done / 1e6:.1f}{of} MB\n")
+        sys.stderr.flush()
+
+    def done(result: Fetched) -> str:
+        if result.status == "present":
+            return f"{result.source.name}: already there, SHA-256 verified"
+        return f"{result.source.name}: {result.size / 1e6:.1f} MB downloaded, SHA-256 verified"
+
+    print(f"assets folder: {folder}")
+    results = download_assets(
+        folder, base_url=os.environ.get(BASE_URL_ENV) or None, progress=progress
+    )
+    if tty:
+        sys.stderr.write("\n")
+    for r in results:
+        print(done(r))
+    print(f"done: point PARLEY_ASSETS at {folder} (or copy it to another machine)")
     return 0
 
 
