@@ -554,8 +554,13 @@ def make_embedder(paths: Paths, config: EmbedderConfig) -> Any:
     if config.kind == "openai":
         if not config.openai_api_key:
             raise ConfigError("OpenAI embeddings need an API key.")
+        from parley.core.metering import embedding_recorder
+
         return OpenAIEmbedder(
-            config.openai_api_key, model=config.openai_model, base_url=config.openai_base_url
+            config.openai_api_key,
+            model=config.openai_model,
+            base_url=config.openai_base_url,
+            on_usage=embedding_recorder(paths.db_file, paths.user_models_file),
         )
     raise ConfigError(f"Unknown embedder {config.kind!r}.")
 
