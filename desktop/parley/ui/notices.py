@@ -15,6 +15,9 @@ from typing import Literal
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
 
+from parley.core.display import safe_text
+from parley.ui.plain import plain_label
+
 NoticeKind = Literal["info", "warning", "error"]
 
 
@@ -29,7 +32,8 @@ class NoticeBar(QFrame):
         super().__init__(parent)
         self.setObjectName("noticeBar")
         self.setProperty("kind", "info")
-        self.label = QLabel()
+        # Notices quote file names and server messages: plain text, never guessed to be HTML.
+        self.label = plain_label(QLabel())
         self.label.setWordWrap(True)
         self.label.setObjectName("noticeText")
         self.action_button = QPushButton()
@@ -74,7 +78,7 @@ class NoticeBar(QFrame):
         """Show ``text`` (replacing any notice), with an optional ``(label, callback)``."""
         self._tick.stop()
         self.tag = tag
-        self.label.setText(text)
+        self.label.setText(safe_text(text))
         self._set_kind(kind)
         if action is not None:
             self.action_button.setText(action[0])

@@ -345,6 +345,7 @@ class OpenAIEmbedder:
         timeout_s: float = 60.0,
         retries: int = 3,
         max_wait_s: float = 20.0,
+        on_usage: Callable[[str, int], None] | None = None,
     ) -> None:
         """Create the client (no request is made).
 
@@ -355,10 +356,13 @@ class OpenAIEmbedder:
             timeout_s: Per-request timeout.
             retries: Extra attempts after a retryable failure.
             max_wait_s: Longest wait between attempts.
+            on_usage: Called with ``(model, prompt tokens)`` after each request the service
+                answered: every paid request lands in the ledger (issue 13).
         """
         import openai
 
         self.model = model
+        self._on_usage = on_usage
         self.model_id = f"openai:{model}"
         self._retries = retries
         self._max_wait_s = max_wait_s
@@ -383,6 +387,9 @@ class OpenAIEmbedder:
                     model=self.model, input=batch, encoding_format="float"
                 )
                 data = sorted(resp.data, key=lambda d: d.index)
+                usage = getattr(resp, "usage", None)
+                if self._on_usage is not None and usage is not None:
+                    self._on_usage(self.model, int(getattr(usage, "prompt_tokens", 0) or 0))
                 if len(data) != len(batch):
                     raise ProviderDown(
                         f"The embedding service returned {len(data)} vectors "

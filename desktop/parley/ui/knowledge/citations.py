@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from parley.core.display import path_from_text, safe_text
 from parley.ui.chat.model import FooterItem
 
 if TYPE_CHECKING:
@@ -133,7 +134,10 @@ def sources_from_meta(meta: Mapping[str, Any]) -> list[Source] | None:
 
 
 def display_path(source: Source) -> str:
-    """``notes/q3.md``: the file relative to its folder's parent (the folder name shows)."""
+    """``notes/q3.md``: the file relative to its folder's parent (the folder name shows).
+
+    Safe to show: control and bidi characters are escaped (``core.display.safe_text``).
+    """
     path = Path(source.path)
     root = Path(source.root) if source.root else None
     if root is not None:
@@ -142,8 +146,9 @@ def display_path(source: Source) -> str:
         except ValueError:
             pass
         else:
-            return (Path(root.name) / rel).as_posix() if root.name else rel.as_posix()
-    return path.name or str(path)
+            shown = (Path(root.name) / rel).as_posix() if root.name else rel.as_posix()
+            return safe_text(shown, one_line=True)
+    return safe_text(path.name or str(path), one_line=True)
 
 
 def location_text(source: Source) -> str:
@@ -211,7 +216,8 @@ def resolve_citation(
     if source is None:
         raise CitationRefused(f"This answer has no source [{n}].")
     try:
-        path = Path(source.path).expanduser().resolve(strict=True)
+        # Stored paths are in their text form (bytes that are not UTF-8 as \xNN).
+        path = Path(path_from_text(source.path)).expanduser().resolve(strict=True)
     except (OSError, RuntimeError):
         raise CitationRefused(f"{display_path(source)} no longer exists.") from None
     if not path.is_file():

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from parley.ui.chat.model import ChatRole
+from parley.ui.plain import shown
 
 if TYPE_CHECKING:
     from parley.core.chat import TurnOptions
@@ -257,7 +258,11 @@ class KnowledgeDocks(QObject):
                 f"Indexing your documents: {p.files_done:,} of {p.files_total:,} files…", 4000
             )
         elif p.phase == "rebuilding":
-            self._status.showMessage("Re-indexing your documents for the new model…", 4000)
+            why = getattr(p, "reason", None)
+            self._status.showMessage(
+                shown("Rebuilding the document index" + (f" because {why}" if why else "") + "…"),
+                4000,
+            )
 
     def _index_finished(self, _report: Any, summary: str) -> None:
         if summary and not self._documents_visible():

@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from parley.core.display import safe_text
 from parley.ui.knowledge.rows import (
     STATUS_LABELS,
     FolderRow,
@@ -54,6 +55,7 @@ from parley.ui.knowledge.rows import (
     format_when,
     skipped_rows,
 )
+from parley.ui.plain import plain_label, shown, tooltip
 
 __all__ = [
     "STATUS_LABELS",
@@ -88,11 +90,12 @@ class ElidedLabel(QLabel):
         super().__init__(parent)
         self._full = ""
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        plain_label(self)  # file names: never guessed to be rich text
 
     def set_full_text(self, text: str) -> None:
         """Show ``text`` (elided to the width; the whole text is the tooltip)."""
         self._full = text
-        self.setToolTip(text)
+        self.setToolTip(tooltip(text))
         self._elide()
 
     def full_text(self) -> str:
@@ -106,7 +109,9 @@ class ElidedLabel(QLabel):
 
     def _elide(self) -> None:
         width = max(10, self.contentsRect().width())
-        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, width))
+        self.setText(
+            self.fontMetrics().elidedText(shown(self._full), Qt.TextElideMode.ElideMiddle, width)
+        )
 
 
 _STYLE = """
@@ -220,7 +225,7 @@ class KnowledgePanel(QWidget):
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setObjectName("knowledgeMuted")
 
-        self.detail_label = QLabel()
+        self.detail_label = plain_label(QLabel())
         self.detail_label.setObjectName("knowledgeMuted")
         self.detail_label.setWordWrap(True)
         self.detail_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -238,7 +243,7 @@ class KnowledgePanel(QWidget):
         # Inline confirmation for Remove (non-modal).
         self.confirm = QFrame()
         self.confirm.setObjectName("knowledgeConfirm")
-        self.confirm_label = QLabel()
+        self.confirm_label = plain_label(QLabel())
         self.confirm_label.setWordWrap(True)
         self.confirm_remove_button = QPushButton("Remove")
         self.confirm_keep_button = QPushButton("Keep")
@@ -255,11 +260,11 @@ class KnowledgePanel(QWidget):
         # Progress.
         self.progress = QFrame()
         self.progress.setObjectName("knowledgeProgress")
-        self.progress_title = QLabel()
+        self.progress_title = plain_label(QLabel())
         self.progress_bar = QProgressBar()
         self.progress_bar.setTextVisible(False)
         self.progress_bar.setMaximumHeight(max(6, em // 2))
-        self.progress_detail = QLabel()
+        self.progress_detail = plain_label(QLabel())
         self.progress_current = ElidedLabel()
         self.progress_current.setObjectName("knowledgeMuted")
         self.cancel_button = QPushButton("Cancel")
@@ -277,7 +282,7 @@ class KnowledgePanel(QWidget):
         self.progress.setVisible(False)
         self._run_folders: list[str] = []
         self._rate_start: tuple[float, int] | None = None
-        self.summary_label = QLabel()
+        self.summary_label = plain_label(QLabel())
         self.summary_label.setObjectName("knowledgeMuted")
         self.summary_label.setWordWrap(True)
         self.summary_label.setVisible(False)
@@ -285,7 +290,7 @@ class KnowledgePanel(QWidget):
         self.loading_label = QLabel("Opening your documents…")
         self.loading_label.setObjectName("knowledgeMuted")
         self.loading_label.setVisible(False)
-        self.error_label = QLabel()
+        self.error_label = plain_label(QLabel())
         self.error_label.setObjectName("knowledgeError")
         self.error_label.setWordWrap(True)
         self.error_label.setVisible(False)
@@ -387,7 +392,7 @@ class KnowledgePanel(QWidget):
             for row in self._rows:
                 item = QTreeWidgetItem(
                     [
-                        row.path.name or str(row.path),
+                        shown(row.path.name or str(row.path)),
                         f"{row.files:,}",
                         f"{row.chunks:,}",
                         f"{row.skipped:,}",
@@ -395,7 +400,7 @@ class KnowledgePanel(QWidget):
                     ]
                 )
                 item.setData(_COL_FOLDER, Qt.ItemDataRole.UserRole, str(row.path))
-                item.setToolTip(_COL_FOLDER, str(row.path))
+                item.setToolTip(_COL_FOLDER, tooltip(str(row.path)))
                 hint = _STATUS_HINTS.get(row.status)
                 if hint:
                     item.setToolTip(_COL_STATUS, hint)
@@ -425,7 +430,7 @@ class KnowledgePanel(QWidget):
             self.cancel_remove()
         self._update_actions()
         current = self.selected_folder()
-        shown = next((r for r in self._rows if str(r.path) == current), None)
+        chosen = next((r for r in self._rows if str(r.path) == current), None)
         if current != self._skipped_for:
             self._skipped_for = current
             if current is None:
@@ -433,7 +438,7 @@ class KnowledgePanel(QWidget):
                 self._update_skipped_hint()
             else:
                 self.sig_skipped_requested.emit(current)
-        elif shown is not None and shown.skipped != self.skipped_model.total():
+        elif chosen is not None and chosen.skipped != self.skipped_model.total():
             # The run found more (or fewer) files to skip since the list was read.
             self.sig_skipped_requested.emit(current)
 
@@ -455,7 +460,7 @@ class KnowledgePanel(QWidget):
         """Indexing was asked for; the worker is starting (no numbers yet)."""
         self._run_folders = [str(f) for f in folders]
         self._rate_start = None
-        self.progress_title.setText(f"Indexing {_names(folders)}")
+        self.progress_title.setText(shown(f"Indexing {_names(folders)}"))
         self.progress_bar.setRange(0, 0)  # busy indicator
         self.progress_detail.setText("Starting…")
         self.progress_current.set_full_text("")
@@ -471,8 +476,14 @@ class KnowledgePanel(QWidget):
             detail = "Looking for new and changed files…"
         elif p.phase == "rebuilding":
             self.progress_bar.setRange(0, 0)
-            detail = f"Re-embedding stored passages for the new model: {p.chunks:,} done"
+            # Say why (a new model, a damaged index): "for the new model" was not always true.
+            why = getattr(p, "reason", None)
+            detail = f"Re-embedding stored passages: {p.chunks:,} done"
             detail += f" · {eta}" if eta else ""
+            if why:
+                detail = safe_text(f"Rebuilding the vector index because {why}.", one_line=True)
+                detail += f"\nRe-embedding stored passages: {p.chunks:,} done"
+                detail += f" · {eta}" if eta else ""
         else:
             total = max(0, p.files_total)
             self.progress_bar.setRange(0, max(1, total))
@@ -490,7 +501,7 @@ class KnowledgePanel(QWidget):
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self._run_folders = []
-        self.summary_label.setText(f"Last run: {summary}" if summary else "")
+        self.summary_label.setText(shown(f"Last run: {summary}") if summary else "")
         self.summary_label.setVisible(bool(summary))
 
     def _eta(self, p: ProgressLike) -> float | None:
@@ -530,7 +541,7 @@ class KnowledgePanel(QWidget):
 
     def set_error(self, text: str | None) -> None:
         """Show a one-line error (None hides it)."""
-        self.error_label.setText(text or "")
+        self.error_label.setText(safe_text(text or ""))
         self.error_label.setVisible(bool(text))
 
     def set_skipped(self, folder: str, items: Sequence[tuple[Path | str, str]]) -> None:
@@ -603,7 +614,7 @@ class KnowledgePanel(QWidget):
             else "It is no longer searched."
         )
         self.confirm_label.setText(
-            f"Remove “{row.path.name or row.path}” from your documents? {what} "
+            f"Remove “{shown(row.path.name or str(row.path))}” from your documents? {what} "
             "The files on disk are not touched."
         )
         self.confirm.setVisible(True)
@@ -637,19 +648,19 @@ class KnowledgePanel(QWidget):
             self.detail_label.setText("")
             return
         when = format_when(row.last_indexed)
-        self.detail_label.setText(f"{row.path} · last indexed {when}")
+        self.detail_label.setText(shown(f"{row.path} · last indexed {when}"))
 
     def _update_skipped_hint(self) -> None:
         total = self.skipped_model.total()
-        shown = self.skipped_model.rowCount()
+        visible = self.skipped_model.rowCount()
         folder = self._skipped_for
         name = Path(folder).name if folder else ""
         if total == 0:
             self.skipped_title.setText(f"Skipped files in {name}" if name else "Skipped files")
-        elif shown == total:
+        elif visible == total:
             self.skipped_title.setText(f"Skipped files in {name} ({total:,})")
         else:
-            self.skipped_title.setText(f"Skipped files in {name} ({shown:,} of {total:,})")
+            self.skipped_title.setText(f"Skipped files in {name} ({visible:,} of {total:,})")
         self.skipped_empty.setVisible(total == 0 and folder is not None)
         self.skipped_view.setVisible(total > 0)
         self.skipped_filter.setEnabled(total > 0)

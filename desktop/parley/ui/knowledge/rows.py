@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
+from parley.ui.plain import shown, tooltip
+
 STATUS_LABELS = {
     "new": "Not indexed yet",
     "indexing": "Indexing…",
@@ -138,12 +140,13 @@ class SkippedModel(QAbstractTableModel):
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
         rel, reason = self._rows[index.row()]
+        # Names and reasons are untrusted: shown escaped, tooltips never taken for HTML.
         if role == Qt.ItemDataRole.DisplayRole:
-            return rel if index.column() == 0 else reason
+            return shown(rel if index.column() == 0 else reason)
         if role == Qt.ItemDataRole.ToolTipRole:
             if index.column() == 0 and self._root is not None:
-                return str(self._root / rel)
-            return reason
+                return tooltip(str(self._root / rel))
+            return tooltip(reason)
         return None
 
     def headerData(
