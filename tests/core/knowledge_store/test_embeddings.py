@@ -180,3 +180,33 @@ def test_embedder_from_setting(paths: Paths, fake_openai: FakeOpenAI) -> None:
         make_embedder(paths, EmbedderConfig.from_setting("openai:text-embedding-3-small"))
     with pytest.raises(ConfigError):
         EmbedderConfig.from_setting("word2vec")
+
+
+def test_openai_embedding_requests_land_in_the_ledger(
+    paths: Paths, fake_openai: FakeOpenAI
+) -> None:
+    """Issue 13: every paid request is in the ledger, embeddings included, priced."""
+    from parley.core.knowledge.indexer import EmbedderConfig, make_embedder
+    from parley.core.metering import embedding_recorder
+    from parley.core.store.ledger import Ledger
+
+    emb = make_embedder(
+        paths,
+        EmbedderConfig.from_setting("openai:text-embedding-3-small", "k", base_url=fake_openai.url),
+    )
+    emb.embed([f"text {i}" for i in range(600)])  # two requests
+    record = embedding_recorder(paths.db_file, paths.user_models_file)
+    record("text-embedding-3-small", 1_000_000)
+    ledger = Ledger(paths.db_file)
+    try:
+        rows = list(ledger.entries())
+        by_purpose = {g.key: g.totals for g in ledger.breakdown("purpose")}
+    finally:
+        ledger.close()
+    assert [(r["purpose"], r["model"], r["input_tokens"]) for r in rows] == [
+        ("embedding", "text-embedding-3-small", 1),  # the fake reports 1 token per request
+        ("embedding", "text-embedding-3-small", 1),
+        ("embedding", "text-embedding-3-small", 1_000_000),
+    ]
+    assert rows[-1]["cost_usd"] == pytest.approx(0.02)  # $0.02 per 1M tokens
+    assert by_purpose["embedding"].requests == 3

@@ -83,7 +83,10 @@ class IndexProgress:
     eta_s: float | None
     """Estimated seconds left (None until there is a rate to go by)."""
     phase: str = "indexing"
-    """``scanning``, ``rebuilding`` (re-embedding after a model change) or ``indexing``."""
+    """``scanning``, ``rebuilding`` (re-embedding every stored chunk) or ``indexing``."""
+    reason: str | None = None
+    """While ``rebuilding``: why, for people (``KnowledgeStore.reindex_reason``: "the
+    embedding model changed from A to B", "it was damaged: ...", "it was missing")."""
 
 
 @dataclass
@@ -479,14 +482,15 @@ class Indexer:
     def _rebuild(self, emit: Callable[[IndexProgress], None], cancel: _Cancel | None) -> bool:
         total = self.store.chunk_count()
         started = time.monotonic()
+        why = self.store.reindex_reason
 
         def on(done: int, tot: int) -> None:
             el = time.monotonic() - started
             eta = el * (tot - done) / done if done else None
-            emit(IndexProgress(0, 0, done, None, eta, phase="rebuilding"))
+            emit(IndexProgress(0, 0, done, None, eta, phase="rebuilding", reason=why))
 
-        emit(IndexProgress(0, 0, 0, None, None, phase="rebuilding"))
-        log.info("re-embedding %d chunks for %s", total, self.store.embedder.model_id)
+        emit(IndexProgress(0, 0, 0, None, None, phase="rebuilding", reason=why))
+        log.info("re-embedding %d chunks for %s (%s)", total, self.store.embedder.model_id, why)
         return self.store.rebuild_vectors(progress=on, cancel=cancel)  # type: ignore[arg-type]
 
 
@@ -550,8 +554,13 @@ def make_embedder(paths: Paths, config: EmbedderConfig) -> Any:
     if config.kind == "openai":
         if not config.openai_api_key:
             raise ConfigError("OpenAI embeddings need an API key.")
+        from parley.core.metering import embedding_recorder
+
         return OpenAIEmbedder(
-            config.openai_api_key, model=config.openai_model, base_url=config.openai_base_url
+            config.openai_api_key,
+            model=config.openai_model,
+            base_url=config.openai_base_url,
+            on_usage=embedding_recorder(paths.db_file, paths.user_models_file),
         )
     raise ConfigError(f"Unknown embedder {config.kind!r}.")
 

@@ -383,7 +383,7 @@ def _plausible_cp1252(raw: bytes) -> bool:
 
 
 def _text_of(raw: bytes, *, html: bool = False) -> str:
-    """Binary sniffing plus decoding; newlines normalised to ``\\n``."""
+    r"""Binary sniffing plus decoding; newlines normalised to ``\\n``."""
     if not any(raw.startswith(bom) for bom, _ in _BOMS) and looks_binary(raw[:SNIFF_BYTES]):
         raise FileSkipped("binary file")
     text = decode_text(raw, html=html)

@@ -493,8 +493,10 @@ def _dedupe(results: list[RetrievedChunk], k: int, per_file: int = 0) -> list[Re
 def _merge(
     best: RetrievedChunk, other: RetrievedChunk, *, other_first: bool
 ) -> RetrievedChunk | None:
-    """One passage from two adjacent chunks that overlap (None if they do not overlap);
-    the scores stay those of the better chunk."""
+    """One passage from two adjacent chunks that overlap (None if they do not overlap).
+
+    The scores stay those of the better chunk.
+    """
     a, b = (best, other) if other_first else (other, best)
     text = _join_overlapping(a.text, b.text)
     if text is None:
