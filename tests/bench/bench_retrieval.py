@@ -470,8 +470,11 @@ def ranking_config(params: list[str]) -> Any:
 
 
 def latency_at_scale(home: Path, base: Path, n: int, log: Any) -> dict[str, Any]:
-    """bench_index.py's large-store harness: n chunks of this corpus's texts (repeated),
-    vectors near their real embeddings; hybrid queries with the shipped ranking."""
+    """Query latency at scale, with bench_index.py's large-store harness.
+
+    n chunks of this corpus's texts (repeated), vectors near their real embeddings; hybrid
+    queries with the shipped ranking.
+    """
     sys.path.insert(0, str(HERE))
     import bench_index
 

@@ -806,8 +806,10 @@ def _same_title(heading: str, title: str) -> bool:
 
 
 def _doc_title(doc: LoadedDocument) -> str:
-    """The document's title: the format's own (HTML ``<title>``), else its first top-level
-    heading when it comes first; shortened to 120 characters."""
+    """The document's title, shortened to 120 characters.
+
+    The format's own (HTML ``<title>``), else its first top-level heading when it comes first.
+    """
     title = " ".join((getattr(doc, "title", "") or "").split())
     if not title:
         for b in doc.blocks[:3]:

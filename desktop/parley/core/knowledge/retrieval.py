@@ -446,8 +446,10 @@ def _norm_text(text: str) -> str:
 
 
 def _dedupe(results: list[RetrievedChunk], k: int, per_file: int = 0) -> list[RetrievedChunk]:
-    """Drop repeated texts, merge adjacent overlapping chunks of one file and keep at most
-    ``per_file`` passages per file (0: any number); at most ``k`` passages (best first).
+    """Drop repeated texts, merge adjacent chunks, cap passages per file; at most ``k``.
+
+    Adjacent overlapping chunks of one file are merged; at most ``per_file`` passages are kept
+    per file (0: any number), and at most ``k`` passages in all (best first).
 
     Once ``k`` passages are kept, the rest of the list may still merge into them (a later
     chunk next to a kept one). Every decision depends only on the passages before it, so

@@ -235,8 +235,11 @@ class ChunkRow:
 
 
 def title_text(title: str, path: Path) -> str:
-    """What keyword search matches as a chunk's title: the document's title and its file
-    name as words (``sql-createtable.html`` -> ``sql createtable``)."""
+    """What keyword search matches as a chunk's title.
+
+    The document's title and its file name as words (``sql-createtable.html`` ->
+    ``sql createtable``).
+    """
     name = path.name[:-8] if path.name.lower().endswith(".rst.txt") else path.stem
     words = " ".join(w for w in re.split(r"[\W_]+", name) if w)
     return f"{title} {words}".strip()
