@@ -38,12 +38,12 @@ __all__ = ["SourcesPanel", "format_score"]
 _COL_N, _COL_SOURCE, _COL_FUSED, _COL_DENSE, _COL_KEYWORD = range(5)
 
 _HEADER_TIPS = {
-    _COL_FUSED: "Fused score: reciprocal-rank fusion of the dense and keyword rankings "
-    "(higher is better).",
+    _COL_FUSED: "Fused score: the cosine plus a share of the BM25 score, raised by the "
+    "file's other good passages (higher is better).",
     _COL_DENSE: "Dense: cosine similarity between the question and the passage embeddings "
-    "(— when only the keyword search found it).",
+    "(— when dense search was not used).",
     _COL_KEYWORD: "Keyword: BM25 score of the question's words in the passage "
-    "(— when only the dense search found it).",
+    "(— when none of the question's words is in it).",
 }
 
 
