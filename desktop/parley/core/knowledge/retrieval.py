@@ -357,11 +357,16 @@ class Retriever:
         """Cosine similarity of the query to these chunks, from their stored vectors."""
         if not ids:
             return {}
-        q = _unit(vector)
-        return {
-            cid: sum(x * y for x, y in zip(q, _unit(v), strict=False))
-            for cid, v in self.store.vectors(ids).items()
-        }
+        import numpy as np  # a dependency of chromadb and onnxruntime
+
+        got = self.store.vectors(ids)
+        if not got:
+            return {}
+        q = np.asarray(vector, dtype=np.float64)
+        m = np.asarray(list(got.values()), dtype=np.float64)
+        norms = np.linalg.norm(m, axis=1) * (np.linalg.norm(q) or 1.0)
+        sims = (m @ q) / np.where(norms > 0, norms, 1.0)
+        return {cid: float(x) for cid, x in zip(got, sims, strict=True)}
 
     def _keyword(
         self,
@@ -485,11 +490,6 @@ def file_evidence(
             extra += weight * (scores[cid] - floor)
         out[cids[0]] += extra
     return out
-
-
-def _unit(v: Sequence[float]) -> list[float]:
-    norm = sum(x * x for x in v) ** 0.5
-    return [x / norm for x in v] if norm > 0 else list(v)
 
 
 def _keep(row: ChunkRow, prefixes: list[Path] | None, kinds: set[str] | None) -> bool:

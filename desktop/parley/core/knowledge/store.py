@@ -1343,7 +1343,7 @@ class KnowledgeStore:
             for i, d, m, doc in zip(ids, dists, metas, docs, strict=True)
         ]
 
-    def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+    def vectors(self, ids: Sequence[str]) -> dict[str, Sequence[float]]:
         """The stored vectors of these chunks (ids without one are left out).
 
         Retrieval scores keyword candidates the dense search did not rank by their cosine
