@@ -1364,7 +1364,7 @@ class KnowledgeStore:
         embeddings = got.get("embeddings")
         if embeddings is None:
             return {}
-        return {str(i): [float(x) for x in e] for i, e in zip(got["ids"], embeddings, strict=True)}
+        return dict(zip(got["ids"], embeddings, strict=True))
 
     def keyword_query(
         self, match: str, n: int, weights: Sequence[float] = (1.0, 0.4, 0.4)
