@@ -70,6 +70,7 @@ class SourcesPanel(QWidget):
         self.setObjectName("sourcesPanel")
         self._message_id: str | None = None
         self._sources: list[Source] = []
+        self._query: str | None = None
         em = self.fontMetrics().height()
 
         self.title = QLabel()
@@ -80,6 +81,15 @@ class SourcesPanel(QWidget):
         self.hint = QLabel()
         self.hint.setWordWrap(True)
         self.hint.setEnabled(False)
+        # The model's rewrite of a follow-up: untrusted text, shown plain.
+        self.query = plain_label(QLabel())
+        self.query.setObjectName("sourcesQuery")
+        self.query.setWordWrap(True)
+        self.query.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.query.setToolTip(
+            "Your question leaned on earlier turns, so the chat model turned it into this "
+            "standalone search; the answer still got your question as you wrote it."
+        )
 
         self.table = QTreeWidget()
         self.table.setObjectName("sourcesTable")
@@ -133,6 +143,7 @@ class SourcesPanel(QWidget):
         layout.setSpacing(em // 3)
         layout.addWidget(self.title)
         layout.addWidget(self.hint)
+        layout.addWidget(self.query)
         layout.addWidget(self.splitter, 1)
         self.show_sources(None, None)
 
@@ -145,8 +156,17 @@ class SourcesPanel(QWidget):
         """The sources shown."""
         return list(self._sources)
 
+    def search_query(self) -> str | None:
+        """The rewritten search query shown (None: the question was searched as asked)."""
+        return self._query
+
     def show_sources(
-        self, message_id: str | None, sources: Sequence[Source] | None, *, select: int | None = None
+        self,
+        message_id: str | None,
+        sources: Sequence[Source] | None,
+        *,
+        select: int | None = None,
+        search_query: str | None = None,
     ) -> None:
         """Show an answer's sources.
 
@@ -155,10 +175,20 @@ class SourcesPanel(QWidget):
             sources: Its sources; None when the answer did not search the documents, an empty
                 list when the search found nothing relevant.
             select: The source number to select (default: the first).
+            search_query: What was searched when it was not the question as asked (a
+                follow-up rewritten into a standalone query).
         """
         self._message_id = message_id
         self._sources = list(sources or [])
         self.table.clear()
+        shown_query = search_query if message_id is not None and sources is not None else None
+        self._query = shown_query or None
+        self.query.setText(
+            shown(f"Searched for: “{shown_query}” (your follow-up, made standalone)")
+            if shown_query
+            else ""
+        )
+        self.query.setVisible(bool(shown_query))
         if message_id is None:
             self.title.setText("Sources")
             self.hint.setText(
