@@ -95,7 +95,9 @@ async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
     def window_for(settings: Settings, secrets: Secrets, ports: dict[str, int]) -> MainWindow:
         home = Path(tempfile.mkdtemp(prefix="parley-shots-"))
         os.environ["PARLEY_HOME"] = str(home)
-        services = build_services(default_paths(), settings, secrets, environ={})
+        services = build_services(
+            default_paths(), settings, secrets, environ={}, stream_worker=True
+        )
         w = MainWindow(
             tasks=TaskSet(), presenter=ErrorPresenter(show_dialogs=False), probe_ports=ports
         )

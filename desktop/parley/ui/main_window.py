@@ -65,6 +65,7 @@ from parley.ui.window_layout import (
 
 if TYPE_CHECKING:
     from parley.core.chat import ChatSession, OpChanges, TurnOptions
+    from parley.core.knowledge.feature import KnowledgeFeature
     from parley.core.paths import Paths
     from parley.core.providers.catalog import Catalog
     from parley.core.secrets import Secrets
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
     from parley.ui.chat.transcript import Transcript
     from parley.ui.chat.view import ChatView
     from parley.ui.controllers import ChatController, RunningTurn
-    from parley.ui.knowledge.controller import KnowledgeController, KnowledgeHooks
+    from parley.ui.knowledge.controller import KnowledgeController
     from parley.ui.knowledge.docks import KnowledgeDocks
     from parley.ui.knowledge.panel import KnowledgePanel
     from parley.ui.knowledge.sources_panel import SourcesPanel
@@ -143,7 +144,7 @@ class MainWindow(QMainWindow):
         self.onboarding: OnboardingPanel | None = None
         self.settings_dialog: SettingsDialog | None = None
         self.knowledge: KnowledgeController | None = None
-        """Folders, indexing and citations (None when bound without the knowledge hooks)."""
+        """Folders, indexing and citations (None when bound without the knowledge feature)."""
         self.docks: KnowledgeDocks | None = None
         """The Documents and Sources docks (with :attr:`knowledge`)."""
         self.conversation_list: ConversationList | None = None
@@ -235,14 +236,13 @@ class MainWindow(QMainWindow):
         chat: ChatSession,
         turn_options: Callable[..., TurnOptions],
         paths: Paths | None = None,
-        knowledge: KnowledgeHooks | None = None,
+        knowledge: KnowledgeFeature | None = None,
     ) -> None:
         """Connect the window to the core (after the first paint).
 
         ``conversations`` is only read (in worker threads); every write is a ``chat``
-        operation. ``paths`` and ``knowledge``
-        (``parley.ui.knowledge.controller.hooks_for(services)``) enable the documents
-        feature: folders, indexing, grounded answers and citations.
+        operation. ``paths`` and ``knowledge`` (the core's documents feature,
+        ``services.knowledge``) enable folders, indexing, grounded answers and citations.
         """
         from parley.ui.chat.transcript import Transcript
         from parley.ui.chat.view import ChatView
@@ -354,7 +354,11 @@ class MainWindow(QMainWindow):
         self.sig_ready.emit()
 
     def _bind_knowledge(
-        self, paths: Paths, settings: SettingsStore, secrets: Secrets, hooks: KnowledgeHooks
+        self,
+        paths: Paths,
+        settings: SettingsStore,
+        secrets: Secrets,
+        knowledge: KnowledgeFeature,
     ) -> None:
         from parley.ui.knowledge.controller import KnowledgeController
         from parley.ui.knowledge.docks import KnowledgeDocks
@@ -365,7 +369,7 @@ class MainWindow(QMainWindow):
             settings=settings,
             secrets=secrets,
             tasks=self._tasks,
-            hooks=hooks,
+            feature=knowledge,
             opener=lambda request: self.docks.open_target(request) if self.docks else None,
         )
         self.docks = KnowledgeDocks(
