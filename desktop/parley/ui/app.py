@@ -101,6 +101,7 @@ def bind_services(window: MainWindow, services: Services) -> None:
     store, :func:`~parley.ui.knowledge.controller.hooks_for`): nothing heavy runs here.
     """
     from parley.core.providers.worker import StreamWorker
+    from parley.ui.costs.feature import MoneyHooks
     from parley.ui.knowledge.controller import hooks_for
 
     if services.providers.stream_worker is None:
@@ -117,6 +118,7 @@ def bind_services(window: MainWindow, services: Services) -> None:
         turn_options=services.turn_options,
         paths=services.paths,
         knowledge=hooks_for(services),
+        money=MoneyHooks(services.ledger, services.budget, services.meter),
     )
 
 
