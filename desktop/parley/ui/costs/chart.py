@@ -16,6 +16,7 @@ from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPalette, 
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from parley.core.costs import format_usd
+from parley.ui.theme import is_dark
 
 Day = tuple[str, float, int]
 """``(YYYY-MM-DD, known cost, requests of unknown price)``."""
@@ -102,7 +103,7 @@ class SpendChart(QWidget):
         pal = self.palette()
         accent = pal.color(QPalette.ColorRole.Highlight)
         faded = QColor(accent)
-        faded.setAlphaF(0.55)
+        faded.setAlphaF(0.7 if is_dark(pal) else 0.55)
         text = pal.color(QPalette.ColorRole.PlaceholderText)
         grid = pal.color(QPalette.ColorRole.Mid)
         p = QPainter(self)

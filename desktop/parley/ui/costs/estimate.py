@@ -30,9 +30,8 @@ from PySide6.QtCore import QObject, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
 
-from parley.core.costs import format_usd
 from parley.core.errors import ParleyError
-from parley.ui.costs.format import short_tokens
+from parley.ui.costs.format import short_tokens, small_usd
 from parley.ui.plain import plain_label, tooltip
 from parley.ui.theme import is_dark
 
@@ -139,7 +138,7 @@ class DraftFigures:
         elif self.cost_usd is None:
             money = "price unknown"
         else:
-            money = format_usd(self.cost_usd)
+            money = small_usd(self.cost_usd)
         return f"{n} · {money}"
 
     def meter_text(self) -> str:

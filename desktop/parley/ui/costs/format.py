@@ -23,7 +23,7 @@ def money(totals: Totals) -> str:
         return "$0.00 (local)"
     if totals.unknown == totals.requests:
         return "unknown"
-    text = format_usd(totals.cost_usd)
+    text = small_usd(totals.cost_usd)
     if totals.unknown:
         text += f" + {totals.unknown:,} unknown"
     return text
@@ -46,13 +46,30 @@ def short_tokens(n: int) -> str:
     return f"{n / 1_000_000:.2f}".rstrip("0").rstrip(".") + "M"
 
 
+def small_usd(value: float) -> str:
+    """Like ``format_usd``, but a known amount too small for four decimals is "< $0.0001".
+
+    ``$0.0000`` would read as free; a few tokens on a cheap model do cost something.
+    """
+    if 0 < value < 0.00005:
+        return "< $0.0001"
+    return format_usd(value)
+
+
 def tokens_line(totals: Totals) -> str:
-    """``1,234 in · 567 out · 3 requests`` (cached input said when there is some)."""
-    parts = [f"{totals.input_tokens:,} in", f"{totals.output_tokens:,} out"]
+    """``1,234 in · 567 out · 3 requests`` (cached input said when there is some).
+
+    Counts of 10,000 and more are shortened (``228K``) so a card stays one line.
+    """
+
+    def n(v: int) -> str:
+        return short_tokens(v) if v >= 10_000 else f"{v:,}"
+
+    parts = [f"{n(totals.input_tokens)} in", f"{n(totals.output_tokens)} out"]
     if totals.cached_input_tokens:
-        parts.append(f"{totals.cached_input_tokens:,} cached")
-    n = totals.requests
-    parts.append(f"{n:,} request{'s' if n != 1 else ''}")
+        parts.append(f"{n(totals.cached_input_tokens)} cached")
+    count = totals.requests
+    parts.append(f"{count:,} request{'s' if count != 1 else ''}")
     return " · ".join(parts)
 
 

@@ -287,10 +287,13 @@ class CostPanel(QWidget):
         self.month_card = FigureCard("This month")
         cards = QGridLayout()
         cards.setSpacing(self.fontMetrics().height() // 3)
-        cards.addWidget(self.message_card, 0, 0)
-        cards.addWidget(self.conversation_card, 0, 1)
-        cards.addWidget(self.today_card, 1, 0)
-        cards.addWidget(self.month_card, 1, 1)
+        top_aligned = Qt.AlignmentFlag.AlignTop
+        cards.addWidget(self.message_card, 0, 0, top_aligned)
+        cards.addWidget(self.conversation_card, 0, 1, top_aligned)
+        cards.addWidget(self.today_card, 1, 0, top_aligned)
+        cards.addWidget(self.month_card, 1, 1, top_aligned)
+        cards.setColumnStretch(0, 1)
+        cards.setColumnStretch(1, 1)
 
         self.budget_label = plain_label(QLabel())
         self.budget_label.setObjectName("budgetLine")
@@ -395,6 +398,11 @@ class CostPanel(QWidget):
             )
         )
         self.chart.set_days(f.daily)
+        marked = any(u for _d, _c, u in f.daily)
+        self.chart_title.setText(
+            f"Daily spend, last {CHART_DAYS} days"
+            + (" (○ marks days with requests of unknown price)" if marked else "")
+        )
         label = dict(PERIODS)[f.period].lower()
         self.model_title.setText(f"Per model, {label}: {money(f.period_totals)}")
         self.purpose_title.setText(f"Per purpose, {label}")
@@ -403,9 +411,10 @@ class CostPanel(QWidget):
         if f.unknown_models:
             names = ", ".join(shown(m) for m, _p in f.unknown_models[:6])
             more = len(f.unknown_models) - 6
+            its = "its" if len(f.unknown_models) == 1 else "their"
             self.unknown_label.setText(
                 f"No price is known for {names}{f' and {more} more' if more > 0 else ''}: "
-                "their cost is unknown, not $0."
+                f"{its} cost is unknown, not $0."
             )
         self.unknown_box.setVisible(bool(f.unknown_models))
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer
 
-from parley.core.costs import format_usd
 from parley.core.providers.base import Usage
+from parley.ui.costs.format import small_usd
 
 if TYPE_CHECKING:
     from parley.core.chat import TurnFinished
@@ -122,7 +122,7 @@ class StreamTicker(QObject):
         if self._local:
             return f"{out} · free (local)"
         cost = self.cost_usd
-        return f"{out} · {'price unknown' if cost is None else '≈ ' + format_usd(cost)}"
+        return f"{out} · {'price unknown' if cost is None else '≈ ' + small_usd(cost)}"
 
     # ---- turn events
     def _started(self, turn: RunningTurn) -> None:

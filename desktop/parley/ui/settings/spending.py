@@ -38,6 +38,9 @@ class LimitField(QWidget):
         self.amount.setRange(0.01, MAX_LIMIT_USD)
         self.amount.setSingleStep(1.0)
         self.amount.setValue(value if value else default)
+        self._original = value
+        self._edited = False
+        self.amount.valueChanged.connect(lambda _v: setattr(self, "_edited", True))
         self.enabled.setChecked(value is not None)
         self.amount.setEnabled(value is not None)
         self.enabled.toggled.connect(self.amount.setEnabled)
@@ -48,8 +51,12 @@ class LimitField(QWidget):
         layout.addStretch(1)
 
     def value(self) -> float | None:
-        """The limit, None when off."""
-        return round(self.amount.value(), 2) if self.enabled.isChecked() else None
+        """The limit, None when off (a limit from the file stays exact unless edited)."""
+        if not self.enabled.isChecked():
+            return None
+        if self._original is not None and not self._edited:
+            return self._original  # e.g. $0.005 set in settings.toml: not rounded to cents
+        return round(self.amount.value(), 2)
 
 
 class SpendingPage(QWidget):
