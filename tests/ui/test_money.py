@@ -23,12 +23,13 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from parley.core.costs import format_usd
 from parley.core.secrets import MemorySecretStore, Secrets
 from parley.core.store.ledger import Ledger, LedgerEntry, local_day
 from parley.ui.costs.estimate import DraftFigures, level_colors
+from parley.ui.theme import apply_theme, is_dark
 from tests.core.test_cli import parley
 from tests.fakes.script import Text
 from tests.fakes.server import FakeLLMServer
@@ -136,6 +137,15 @@ async def test_composer_estimate_is_what_the_provider_counts_then_amber_then_red
             assert bar.meter.fill_color() == amber
             assert bar.meter_label.palette().windowText().color() == amber
             assert "Nearly full" in bar.toolTip()
+            # A theme switch recolours it (dark needs a lighter amber to stay readable).
+            app = QApplication.instance()
+            assert isinstance(app, QApplication)
+            apply_theme(app, "dark")
+            await h.until(lambda: is_dark(bar.palette()), what="the dark palette")
+            dark_amber = level_colors(bar.palette())["warn"]
+            assert dark_amber != amber
+            await h.until(lambda: bar.meter_label.palette().windowText().color() == dark_amber)
+            apply_theme(app, "light")
 
             w.composer.set_text(fill(950))
             await h.until(lambda: bar.figures is not None and bar.figures.tokens > 900, what="red")

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from PySide6.QtCore import QObject, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
 
@@ -286,15 +286,24 @@ class EstimateBar(QWidget):
         self.meter_label.setVisible(has_window)
         self.meter.set_values(figures.tokens, figures.window, figures.reserved, figures.level)
         self.meter_label.setText(figures.meter_text())
-        color = level_colors(self.palette())
-        pal = self.meter_label.palette()
+        # Amber and red numbers: a style sheet on the label itself (the window re-applies its
+        # own style sheets on a theme switch, which would reset a palette set here); for
+        # the normal level none, so the label follows the theme.
+        css = ""
         if figures.level in ("warn", "over"):
-            pal.setColor(QPalette.ColorRole.WindowText, color[figures.level])
-        else:
-            pal = self.palette()
-        self.meter_label.setPalette(pal)
+            css = f"QLabel {{ color: {level_colors(self.palette())[figures.level].name()}; }}"
+        if css != self.meter_label.styleSheet():
+            self.meter_label.setStyleSheet(css)
         self.setToolTip(tooltip(figures.explanation()))
         self.setVisible(True)
+
+    def changeEvent(self, event: QEvent) -> None:
+        """A theme switch: the amber and red of the numbers follow the new palette."""
+        super().changeEvent(event)
+        # PaletteChange: this widget's own (inherited) palette is the new one now.
+        if event.type() == QEvent.Type.PaletteChange and self.figures is not None:
+            if self.isVisible():
+                self.show_figures(self.figures)
 
 
 @dataclass(frozen=True)
