@@ -382,12 +382,23 @@ async def bench_window(res: dict[str, object], quick: bool) -> None:
         async def stream(
             panel_open: bool,
         ) -> tuple[list[float], list[float], float, float, float]:
+            # The chat view keeps the same width either way (the dock takes its width from
+            # the window, and a narrower view wraps more lines): the difference is the panel.
             if panel_open:
+                window.resize(open_width, window.height())
                 panel = money.show_panel()
                 while panel.figures is None:
                     await asyncio.sleep(0.01)
             elif money.dock is not None:
                 money.dock.hide()
+                for _ in range(3):  # narrow the window until the view is as wide as with it
+                    await asyncio.sleep(0.1)
+                    extra = window.view.width() - open_view_width
+                    if extra == 0:
+                        break
+                    window.resize(window.width() - extra, window.height())
+            await asyncio.sleep(0.2)
+            view_widths[("open" if panel_open else "closed")].add(window.view.width())
             done = asyncio.Event()
             ended: list[TurnFinished] = []
 
@@ -418,6 +429,11 @@ async def bench_window(res: dict[str, object], quick: bool) -> None:
             assert ended[0].status == "complete", ended[0].error
             return stalls, own, wall, cpu, gui
 
+        open_width = window.width()
+        view_widths: dict[str, set[int]] = {"open": set(), "closed": set()}
+        money.show_panel()
+        await asyncio.sleep(0.3)
+        open_view_width = window.view.width()
         await stream(True)  # warm: connections, imports, the worker
         opened: list[float] = []
         opened_own: list[float] = []
@@ -449,6 +465,7 @@ async def bench_window(res: dict[str, object], quick: bool) -> None:
             "stream_wall_s": walls,
             "stream_process_cpu_s": cpus,
             "stream_gui_thread_cpu_s": guis,
+            "chat_view_widths_px": {k: sorted(v) for k, v in view_widths.items()},
         }
         res["panel_stall_own_p99_ms"] = pct(opened_own, 0.99)
         res["panel_show_figures_ms"] = {
