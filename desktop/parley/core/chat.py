@@ -52,7 +52,7 @@ from parley.core.store.conversations import (
 from parley.core.store.ledger import LedgerEntry
 
 if TYPE_CHECKING:
-    from parley.core.budget import Budget
+    from parley.core.budget import Budget, BudgetStatus
     from parley.core.metering import Meter
     from parley.core.tokens import DraftEstimate
 
@@ -791,6 +791,22 @@ class ChatSession:
             return OpChanges(msg.conversation_id, branch=True)
 
         return self._op(op)
+
+    def confirm_budget(self) -> asyncio.Future[BudgetStatus | None]:
+        """The person chose to keep sending over a budget today: do not ask again today.
+
+        Stored on the writer (the window never writes); returns the status after it (None
+        without budgets).
+        """
+        budget = self.budget
+
+        def op() -> BudgetStatus | None:
+            if budget is None:
+                return None
+            budget.confirm()
+            return budget.status()
+
+        return asyncio.get_running_loop().run_in_executor(self._writer, op)
 
     def _op(self, fn: Callable[[], OpChanges]) -> asyncio.Future[OpChanges]:
         # Submitted now (not when a caller's task first runs), so operations reach the

@@ -100,6 +100,8 @@ def bind_services(window: MainWindow, services: Services) -> None:
     The documents feature is the core's (``services.knowledge``): it opens the index when
     the window first asks, so nothing heavy runs here.
     """
+    from parley.ui.costs.feature import MoneyHooks
+
     window.bind(
         settings=services.settings,
         secrets=services.secrets,
@@ -110,6 +112,7 @@ def bind_services(window: MainWindow, services: Services) -> None:
         turn_options=services.turn_options,
         paths=services.paths,
         knowledge=services.knowledge,
+        money=MoneyHooks(services.ledger, services.budget, services.meter),
     )
 
 
