@@ -797,6 +797,8 @@ class EmbedderConfig:
     kind: str = "local"
     """``local`` (all-MiniLM-L6-v2) or ``openai``."""
     threads: int | None = None
+    quantized: bool = False
+    """The local model's int8 variant (``all-MiniLM-L6-v2-int8``)."""
     openai_api_key: str | None = None
     openai_model: str = "text-embedding-3-small"
     openai_base_url: str | None = None
@@ -808,18 +810,21 @@ class EmbedderConfig:
         """Parse the ``knowledge.embedding_model`` setting.
 
         Args:
-            model: ``all-MiniLM-L6-v2`` (or ``local``) or ``openai:<model name>``.
+            model: ``all-MiniLM-L6-v2`` (or ``local``), ``all-MiniLM-L6-v2-int8`` or
+                ``openai:<model name>``.
             api_key: The OpenAI key, for ``openai:`` models.
             base_url: Another OpenAI-compatible endpoint.
 
         Raises:
             ConfigError: An unknown model.
         """
-        from parley.core.knowledge.embeddings import LOCAL_MODEL_ID
+        from parley.core.knowledge.embeddings import LOCAL_INT8_MODEL_ID, LOCAL_MODEL_ID
 
         name = model.strip()
         if name.lower() in (LOCAL_MODEL_ID.lower(), "local", ""):
             return cls(kind="local")
+        if name.lower() == LOCAL_INT8_MODEL_ID.lower():
+            return cls(kind="local", quantized=True)
         if name.lower().startswith("openai:") and name[7:].strip():
             return cls(
                 kind="openai",
@@ -837,7 +842,7 @@ def make_embedder(paths: Paths, config: EmbedderConfig) -> Any:
     from parley.core.knowledge.embeddings import OpenAIEmbedder, local_embedder
 
     if config.kind == "local":
-        return local_embedder(paths, threads=config.threads)
+        return local_embedder(paths, threads=config.threads, quantized=config.quantized)
     if config.kind == "openai":
         if not config.openai_api_key:
             raise ConfigError("OpenAI embeddings need an API key.")
@@ -857,6 +862,7 @@ class _Job:
     nice: int
     loader_timeout_s: float
     max_file_bytes: int
+    max_chunks_per_file: int = MAX_CHUNKS_PER_FILE
 
 
 def _worker_main(conn: Any, job: _Job, cancel: Any) -> None:
@@ -869,14 +875,17 @@ def _worker_main(conn: Any, job: _Job, cancel: Any) -> None:
     try:
         store = KnowledgeStore(job.paths, make_embedder(job.paths, job.embedder), server=job.server)
         indexer = Indexer(
-            store, loader_timeout_s=job.loader_timeout_s, max_file_bytes=job.max_file_bytes
+            store,
+            loader_timeout_s=job.loader_timeout_s,
+            max_file_bytes=job.max_file_bytes,
+            max_chunks_per_file=job.max_chunks_per_file,
         )
         last = [0.0]
 
         def progress(p: IndexProgress) -> None:
             now = time.monotonic()
             # At most ~20 events a second: the GUI repaints a progress bar, not a log.
-            if now - last[0] >= 0.05 or p.files_done == p.files_total:
+            if now - last[0] >= 0.05 or p.files_done == p.files_total or p.file_chunks_total:
                 last[0] = now
                 conn.send(("progress", p))
 
@@ -936,6 +945,7 @@ async def index_in_background(
     nice: int = WORKER_NICE,
     loader_timeout_s: float = 30.0,
     max_file_bytes: int = 50 * 2**20,
+    max_chunks_per_file: int = MAX_CHUNKS_PER_FILE,
     stop_timeout_s: float = 10.0,
 ) -> AsyncIterator[IndexProgress | IndexReport]:
     """Index in a worker process at a lower OS priority; yield its progress, then its report.
@@ -956,6 +966,7 @@ async def index_in_background(
         nice=nice,
         loader_timeout_s=loader_timeout_s,
         max_file_bytes=max_file_bytes,
+        max_chunks_per_file=max_chunks_per_file,
     )
     # spawn, not fork: the parent may be a Qt application with threads.
     ctx = multiprocessing.get_context("spawn")

@@ -718,7 +718,7 @@ class KnowledgeStore:
             )
 
     def skipped(self, root: Path | None = None) -> list[tuple[Path, str]]:
-        """Files skipped or failed, with the reason, optionally for one root."""
+        """Files skipped, failed or cut short, with the reason, optionally for one root."""
         sql = "SELECT f.path, f.status, f.reason FROM files f"
         args: tuple[Any, ...] = ()
         if root is not None:
@@ -726,7 +726,11 @@ class KnowledgeStore:
             args = (str(_norm(root)),)
         else:
             sql += " WHERE"
-        sql += " f.status IN ('skipped', 'error') ORDER BY f.path"
+        # Indexed files with a reason were cut short (the per-file chunk cap): listed too.
+        sql += (
+            " (f.status IN ('skipped', 'error') OR (f.status = 'indexed' AND f.reason IS NOT NULL))"
+            " ORDER BY f.path"
+        )
         return [
             (Path(r["path"]), str(r["reason"] or r["status"]))
             for r in self._read().execute(sql, args)
