@@ -160,7 +160,9 @@ def stages(corpus: Path, glob: str) -> dict[str, Any]:
         metas = [{"path": str(w.path), "idx": i} for w in writes for i in range(len(w.chunks))]
         t = time.perf_counter()
         for s in range(0, len(ids), 64):
-            col.upsert(ids=ids[s : s + 64], embeddings=vecs[s : s + 64], metadatas=metas[s : s + 64])
+            col.upsert(
+                ids=ids[s : s + 64], embeddings=vecs[s : s + 64], metadatas=metas[s : s + 64]
+            )
         out["chroma_s"] = round(time.perf_counter() - t, 2)
     out["sqlite_fts_s"] = round(max(0.0, write_all - out["chroma_s"]), 2)
     keys = ("load_parse_s", "chunk_s", "tokenize_s", "onnx_s", "chroma_s", "sqlite_fts_s")
@@ -257,7 +259,7 @@ def e2e(
             "timings": rep.get("timings"),
         }
         # Unchanged re-index of the same corpus.
-        wall2, _cpu2, _rss2, stdout2 = _run(
+        _wall2, _cpu2, _rss2, stdout2 = _run(
             [sys.executable, "-m", "parley", "index", str(corpus), "--json"],
             env,
             work / "parley2.log",

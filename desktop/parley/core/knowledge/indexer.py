@@ -537,7 +537,10 @@ class Indexer:
 
         def progress(current: _Open | None, path: Path | None) -> None:
             elapsed = time.monotonic() - start
-            partial = current.item.size * current.fraction if current is not None else 0
+            partial = 0.0
+            if current is not None:  # how far into the file, by chunks (the cap counts)
+                est = max(current.item.est_chunks, 1)
+                partial = current.item.size * min(1.0, current.done / est)
             seen = bytes_done + partial
             eta = elapsed * (bytes_total - seen) / seen if seen else None
             emit(
