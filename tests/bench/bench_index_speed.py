@@ -205,9 +205,14 @@ def _qa_tsv(qa: Path, work: Path) -> Path:
 
 
 def e2e(
-    corpus: Path, glob: str, baseline_python: str | None, qa: list[Path], skip_parley: bool
+    corpus: Path,
+    glob: str,
+    baseline_python: str | None,
+    qa: list[Path],
+    skip_parley: bool,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"corpus": str(corpus)}
+    out: dict[str, Any] = {"corpus": str(corpus), "model": model or "default"}
     with tempfile.TemporaryDirectory(prefix="parley-speed-") as tmp:
         work = Path(tmp)
         qa_tsv = [_qa_tsv(q, work) for q in qa]
@@ -243,6 +248,11 @@ def e2e(
             return out
         home = work / "home-parley"
         env = _env(home)
+        if model:
+            (home / "config").mkdir(parents=True, exist_ok=True)
+            (home / "config" / "settings.toml").write_text(
+                f'[knowledge]\nembedding_model = "{model}"\n'
+            )
         wall, cpu, rss, stdout = _run(
             [sys.executable, "-m", "parley", "index", str(corpus), "--json"],
             env,
@@ -300,13 +310,16 @@ def main() -> int:
     ap.add_argument("--baseline-python", help="a Python with chromadb + langchain-text-splitters")
     ap.add_argument("--qa", type=Path, action="append", default=[])
     ap.add_argument("--skip-parley", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help="Parley's knowledge.embedding_model for this run")
     args = ap.parse_args()
     if args.what == "stages":
         with tempfile.TemporaryDirectory(prefix="parley-stages-") as tmp:
             os.environ.update(_env(Path(tmp)))
             result = stages(args.corpus, args.glob)
     else:
-        result = e2e(args.corpus, args.glob, args.baseline_python, args.qa, args.skip_parley)
+        result = e2e(
+            args.corpus, args.glob, args.baseline_python, args.qa, args.skip_parley, args.model
+        )
     print(json.dumps(result))
     return 0
 

@@ -387,6 +387,10 @@ class LocalEmbedder:
             ) from exc
         self._int8_dir.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f"model.{os.getpid()}.tmp.onnx")
+        root = logging.getLogger()
+        level = root.level
+        # The quantizer logs advice ("consider pre-processing") on the root logger.
+        root.setLevel(logging.ERROR)
         try:
             quantize_dynamic(
                 self.model_dir / "onnx" / "model.onnx",
@@ -401,6 +405,7 @@ class LocalEmbedder:
                 f"The int8 embedding model could not be made: {exc}", detail=repr(exc)
             ) from exc
         finally:
+            root.setLevel(level)
             tmp.unlink(missing_ok=True)
         return dest
 
