@@ -111,6 +111,7 @@ def _file_chunks(paths: Paths, big: Path) -> tuple[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # ~40 s on an idle machine; two CLI starts and ~200 real embeddings
 def test_49_mb_one_line_file_stop_and_resume(paths: Paths, tmp_path: Path) -> None:
     big = _one_line_file(tmp_path / "export.txt", 49)
     paths.settings_file.parent.mkdir(parents=True, exist_ok=True)
