@@ -15,7 +15,12 @@ Corpora:
   its middle edited and the folder indexed again: ``edit_one_paragraph_s`` (target <= 2 s),
   with ``edit_embedded`` (texts the embedder ran on) and the first index's time.
 
-``--parts real,generated,large,stall,edit`` runs only those parts (default: all).
+- unchanged: the 10,000-file tree (``--quick``: 200) registered in a store with synthetic
+  vectors (the unchanged path never embeds), then indexed again: ``reindex_unchanged_10k_s``
+  (target <= 2 s) and its peak RSS. ``generated`` measures the same after a real first index.
+
+``--parts real,generated,large,stall,edit,unchanged`` runs only those parts (default: all but
+unchanged, which ``generated`` covers with real vectors).
 
 Figures: chunks_per_s (end to end); non_embedding_share = 1 - (wall time of embedding the same
 chunk texts alone) / (wall time of indexing), plus ``_cpu`` (the same with CPU seconds of this
@@ -340,6 +345,63 @@ def bench_edit(root: Path, pages: int) -> dict[str, Any]:
     }
 
 
+def bench_unchanged(root: Path, n: int, home: Path) -> dict[str, Any]:
+    """Re-index of an unchanged n-file tree whose index was written with synthetic vectors."""
+    import numpy as np
+
+    from parley.core.knowledge.chunking import Chunker, default_tokenizer_path
+    from parley.core.knowledge.embeddings import local_embedder
+    from parley.core.knowledge.indexer import Indexer, file_sha256
+    from parley.core.knowledge.loaders import load_file
+    from parley.core.knowledge.store import FileWrite, KnowledgeStore
+
+    paths = default_store_paths(home)
+    make_generated(root, n)
+    store = KnowledgeStore(paths, local_embedder(paths))
+    root = root.resolve()
+    store.add_root(root)
+    chunker = Chunker(tokenizer_path=default_tokenizer_path(paths.assets_dir))
+    rnd = np.random.default_rng(1)
+    t0 = time.perf_counter()
+    with store.writer():
+        batch: list[Any] = []
+        for f in sorted(root.rglob("*.txt")):
+            st = f.stat()
+            chunks = chunker.chunk(load_file(f))
+            vecs = rnd.normal(size=(len(chunks), 384)).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            batch.append(
+                FileWrite(
+                    f,
+                    root,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    file_sha256(f),
+                    "text",
+                    chunks,
+                    vecs.tolist(),
+                )
+            )
+            if len(batch) >= 500:
+                store.write_files(batch)
+                batch = []
+        store.write_files(batch)
+    build_s = time.perf_counter() - t0
+    rss = PeakRss()
+    t1 = time.perf_counter()
+    again = Indexer(store).index([root])
+    reindex = time.perf_counter() - t1
+    rss_mb = rss.stop()
+    assert again.files_unchanged == n and again.chunks == 0, again
+    store.close()
+    return {
+        "unchanged_files": n,
+        "unchanged_build_s": round(build_s, 1),
+        f"reindex_unchanged_{n // 1000}k_s": round(reindex, 2),
+        "unchanged_rss_mb": rss_mb,
+    }
+
+
 def bench_large(n: int, home: Path) -> dict[str, Any]:
     """n chunks written straight into a store: real texts, vectors near real embeddings."""
     import numpy as np
@@ -554,6 +616,10 @@ def main() -> int:
         if "edit" in run_parts:
             _stage("edit one paragraph", result)
             result.update(bench_edit(work / "edit", 30 if args.quick else 300))
+        if "unchanged" in run_parts:
+            _stage("unchanged tree", result)
+            n = 200 if args.quick else 10_000
+            result.update(bench_unchanged(work / "unchanged", n, work / "home-unchanged"))
         if "large" in run_parts and "real" in run_parts:
             _stage("large store", result)
             result.update(bench_large(10_000 if args.quick else 100_000, work / "home-large"))
