@@ -341,7 +341,7 @@ class Indexer:
         plan = _Plan(root, target, [], 0, [], [], [])
         seen: set[Path] = set()
         for e in entries:
-            path = Path(e.path)
+            path = e.path if isinstance(e.path, Path) else Path(e.path)
             seen.add(path)
             rec = known.get(path)
             if not isinstance(e, SourceFile):
