@@ -188,3 +188,35 @@ def test_big_file_reports_progress_inside_and_commits_per_batch(
     assert report.chunks == 130 and [p for p, _ in report.files_capped] == [big]
     rows = store._read().execute("SELECT idx FROM chunks ORDER BY idx").fetchall()
     assert [r[0] for r in rows] == list(range(130))  # numbered across windows
+
+
+def test_big_document_is_chunked_in_windows_that_keep_headings_and_lines(
+    store: KnowledgeStore, tmp_path: Path
+) -> None:
+    """A 1.1 MB Markdown file is chunked a window at a time (nothing embedded here): chunks
+    are numbered across windows, keep their chapter heading, and cite lines in order."""
+    from parley.core.knowledge.indexer import WINDOW_CHARS, _End, _Part, _Prepared
+    from parley.core.knowledge.loaders import load_file
+
+    rnd = random.Random(1)
+    parts = []
+    for ch in range(8):
+        parts.append(f"# Chapter {ch}\n")
+        for sec in range(20):
+            parts.append(f"## Section {ch}.{sec}\n")
+            parts += [" ".join(rnd.choice(_WORDS) for _ in range(150)) + "\n" for _ in range(8)]
+    doc_path = tmp_path / "manual.md"
+    doc_path.write_text("\n".join(parts))
+    doc = load_file(doc_path)
+    assert sum(len(b.text) for b in doc.blocks) > 4 * WINDOW_CHARS  # several windows
+    item = _Prepared(doc_path, tmp_path, doc.size, 0, doc=doc)
+    pieces = list(Indexer(store)._chunk_stream(item, {"chunk_s": 0.0}))
+    assert isinstance(pieces[-1], _End) and pieces[-1].reason is None
+    chunks = [c for p in pieces if isinstance(p, _Part) for c in p.chunks]
+    assert len([p for p in pieces if isinstance(p, _Part)]) >= 4
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert all(c.heading_path and c.heading_path[0].startswith("Chapter") for c in chunks)
+    # Carried headings have no lines: a chunk of nothing but them would have none either.
+    starts = [c.line_start for c in chunks]
+    assert None not in starts and starts == sorted(starts)
+    assert item.est_chunks == len(chunks) and item.doc is None  # the text is let go

@@ -427,15 +427,17 @@ class Indexer:
         total_chars = sum(len(b.text) for b in doc.blocks) or 1
         sent = 0
         try:
-            for blocks, chars_done in _windows(doc.blocks, total_chars):
+            for blocks, chars_done, carried in _windows(doc.blocks, total_chars):
                 t = time.perf_counter()
                 part = LoadedDocument(
                     path=doc.path, kind=doc.kind, blocks=blocks, size=doc.size, sha256=doc.sha256
                 )
                 chunks = chunker.chunk(part)
+                while chunks and carried and set(chunks[0].text.split("\n\n")) <= carried:
+                    chunks = chunks[1:]  # only the carried headings: no content of its own
                 timing["chunk_s"] += time.perf_counter() - t
-                if sent:  # renumber: the chunker counts from 0 in every window
-                    chunks = [dataclasses.replace(c, index=c.index + sent) for c in chunks]
+                if sent or carried:  # renumber: the chunker counts from 0 in every window
+                    chunks = [dataclasses.replace(c, index=sent + i) for i, c in enumerate(chunks)]
                 cut = len(chunks) > cap - sent
                 chunks = chunks[: cap - sent]
                 sent += len(chunks)
@@ -731,16 +733,18 @@ def _embed_stats(embedder: Any) -> tuple[float, float]:
     return float(st.tokenize_s), float(st.onnx_s)
 
 
-def _windows(blocks: list[Block], total_chars: int) -> Iterator[tuple[list[Block], int]]:
+def _windows(
+    blocks: list[Block], total_chars: int
+) -> Iterator[tuple[list[Block], int, frozenset[str]]]:
     """A document's blocks in windows of about :data:`WINDOW_CHARS` characters.
 
-    Yields ``(blocks, characters up to the end of this window)``. A short document is one
-    window; otherwise a block longer than a window is cut (:func:`_cut_block`) and every
-    window after the first starts with the headings still open where it begins, so its
-    chunks keep their heading path.
+    Yields ``(blocks, characters up to the end of this window, carried heading titles)``. A
+    short document is one window; otherwise a block longer than a window is cut
+    (:func:`_cut_block`) and every window after the first starts with the headings still
+    open where it begins (without line numbers), so its chunks keep their heading path.
     """
     if total_chars <= 4 * WINDOW_CHARS:
-        yield blocks, total_chars
+        yield blocks, total_chars, frozenset()
         return
     open_heads: list[Block] = []
     carry: list[Block] = []
@@ -756,11 +760,13 @@ def _windows(blocks: list[Block], total_chars: int) -> Iterator[tuple[list[Block
                 open_heads = [h for h in open_heads if h.level < level] + [piece]
             if size >= WINDOW_CHARS:
                 done += size
-                yield carry + cur, done
-                carry = list(open_heads)
+                yield carry + cur, done, frozenset(h.text for h in carry)
+                # Carried headings give the path, not a line range: a chunk at the window's
+                # start must not cite lines back to its chapter's title.
+                carry = [dataclasses.replace(h, line_start=None, line_end=None) for h in open_heads]
                 cur, size = [], 0
     if cur:
-        yield carry + cur, total_chars
+        yield carry + cur, total_chars, frozenset(h.text for h in carry)
 
 
 def _cut_block(block: Block) -> Iterator[Block]:
