@@ -41,6 +41,7 @@ import platform
 import queue
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -497,6 +498,9 @@ def smoke_test(dist: Path = DIST) -> dict[str, Any]:
             # 3b. the window asks too: its answers stream through a spawned worker process
             report["window_ask"] = _window_ask(window_exe, ask_env)
 
+            # 3c. one window per data folder; the command line works beside it
+            report["single_instance"] = _single_instance(window_exe, cli, ask_env, tmp)
+
             # 4. index (parsers in forkserver workers) + search with the bundled model
             corpus = tmp / "notes"
             queries = make_corpus(corpus)
@@ -561,7 +565,105 @@ def smoke_test(dist: Path = DIST) -> dict[str, Any]:
         else:
             report["window_xcb"] = "skipped: no xvfb-run"
         report["keyring"] = _keyring(cli, env, tmp)
+
+        # 7. the self-test, as a support thread would ask a person to run it
+        report["self_test"] = self_test(cli, env)
+
+        # 8. from a read-only folder, as a user who cannot write there
+        report["read_only"] = _read_only(dist, tmp)
+
+        # 9. what stops the window: one clear line and exit 2, no traceback
+        report["startup_problems"] = _startup_problems(window_exe, env, tmp)
     return report
+
+
+def self_test(exe: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """``parley --self-test --json --allow-no-keyring`` (the null keyring in the smoke env).
+
+    Returns:
+        ``{"seconds", "checks": {name: detail}}``.
+
+    Raises:
+        SmokeFailure: A check failed (its detail and fix are in the message).
+    """
+    r = run(exe, ["--self-test", "--json", "--allow-no-keyring"], env)
+    report = json_out(r) if r.stdout.strip() else {}
+    failed = [c for c in report.get("checks", []) if not c.get("ok")]
+    expect(
+        r.returncode == 0 and report.get("ok") is True and report.get("frozen") is True,
+        "the frozen self-test failed: "
+        + "; ".join(f"{c['name']}: {c['detail']} (fix: {c['fix']})" for c in failed),
+        r,
+    )
+    return {
+        "seconds": round(r.seconds, 2),
+        "checks": {c["name"]: c["detail"] for c in report["checks"]},
+    }
+
+
+def _read_only(dist: Path, tmp: Path) -> dict[str, Any] | str:
+    """The bundle made read-only, run by an unprivileged user: self-test and window.
+
+    Root ignores permission bits, so as root the runs drop to ``nobody`` (``setpriv``) with
+    a HOME of their own; the bundle's write bits are restored afterwards.
+    """
+    setpriv = shutil.which("setpriv")
+    if not sys.platform.startswith("linux") or os.geteuid() != 0 or setpriv is None:
+        return "skipped: needs Linux, root and setpriv to drop to an unprivileged user"
+    # A read-only copy where ``nobody`` can reach it (the checkout's folders may be private).
+    tmp.chmod(0o755)
+    ro_dist = tmp / "read-only"
+    ro_dist.mkdir()
+    subprocess.run(["cp", "-a", str(bundle_dir(dist)), str(ro_dist)], check=True)
+    root = bundle_dir(ro_dist)
+    window_exe, cli = executables(ro_dist)
+    home = tmp / "nobody-home"
+    home.mkdir()
+    shutil.chown(home, "nobody", "nogroup")
+    env = smoke_env(tmp / "nobody", HOME=str(home), PARLEY_HOME=str(home / "parley-home"))
+    for key in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        env.pop(key)
+    prefix = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all"]
+    subprocess.run(["chmod", "-R", "a-w", str(root)], check=True)
+    try:
+        probe = run(
+            Path("sh"),
+            ["-c", f"touch '{root}/probe' 2>/dev/null && echo writable"],
+            env,
+            prefix=prefix,
+        )
+        expect("writable" not in probe.stdout, "the bundle is still writable for nobody", probe)
+        r = run(cli, ["--self-test", "--json", "--allow-no-keyring"], env, prefix=prefix)
+        report = json_out(r)
+        expect(report.get("ok") is True, "the self-test failed from a read-only folder", r)
+        window = _window(window_exe, env, prefix=prefix)
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(root)], check=True)
+    return {"self_test_s": round(r.seconds, 2), "first_paint_s": window["first_paint_s"]}
+
+
+def _startup_problems(exe: Path, env: Mapping[str, str], tmp: Path) -> dict[str, str]:
+    """No display, and a HOME whose config folder cannot be created: one line, exit 2."""
+    seen = {}
+    no_display = {k: v for k, v in env.items() if k not in ("QT_QPA_PLATFORM", "DISPLAY")}
+    no_display.pop("WAYLAND_DISPLAY", None)
+    bad_home = tmp / "bad-home"
+    bad_home.mkdir()
+    (bad_home / ".config").write_text("a file where the config folder should be")
+    unwritable = {k: v for k, v in env.items() if k not in ("PARLEY_HOME", "XDG_CONFIG_HOME")}
+    unwritable["HOME"] = str(bad_home)
+    cases = {"no_display": no_display} if sys.platform.startswith("linux") else {}
+    cases["config_folder"] = unwritable
+    for name, case_env in cases.items():
+        r = run(exe, [], case_env)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        expect(
+            r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr,
+            f"{name}: expected one line on stderr and exit 2",
+            r,
+        )
+        seen[name] = lines[0]
+    return seen
 
 
 def _window_ask(exe: Path, env: Mapping[str, str]) -> dict[str, Any]:
@@ -586,6 +688,59 @@ def _window_ask(exe: Path, env: Mapping[str, str]) -> dict[str, Any]:
         "chars": len(answer["text"]),
         "worker_streams": answer["worker_streams"],
     }
+
+
+def _single_instance(
+    window_exe: Path, cli: Path, env: Mapping[str, str], tmp: Path
+) -> dict[str, Any] | str:
+    """A window stays open; ``parley ask`` answers beside it; a second launch brings it
+    forward and exits 0; SIGTERM then closes the first cleanly."""
+    if sys.platform == "win32":
+        return "skipped: SIGTERM ends a Windows process without letting it quit"
+    home = tmp / "single-instance"
+    env = {**env, "PARLEY_HOME": str(home)}
+    log_file = home / "logs" / "parley.log"
+    first = subprocess.Popen(
+        [str(window_exe)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while not (log_file.is_file() and "window ready" in log_file.read_text(errors="replace")):
+            if first.poll() is not None:
+                raise SmokeFailure(f"the first window exited ({first.returncode})")
+            if time.monotonic() > deadline:
+                raise SmokeFailure("the first window never became ready")
+            time.sleep(0.1)
+        marker = f"smoke-beside-{os.getpid()}"
+        ask = run(
+            cli,
+            ["ask", "--provider", "openai", "--model", "gpt-4o-mini", "--json", f"Echo {marker}"],
+            env,
+        )
+        expect(marker in json_out(ask).get("text", ""), "parley ask beside the window", ask)
+        second = run(window_exe, [], env)
+        expect(
+            second.returncode == 0 and "already open" in second.stderr,
+            "a second launch did not hand over to the open window",
+            second,
+        )
+        expect("bringing it forward" in log_file.read_text(), "the open window was not asked")
+        first.send_signal(signal.SIGTERM)
+        try:
+            first.wait(60)
+        except subprocess.TimeoutExpired:
+            raise SmokeFailure("the first window did not quit on SIGTERM") from None
+        expect(first.returncode == 0, f"the first window quit with {first.returncode}")
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    return {"second_launch_s": round(second.seconds, 2), "ask_beside_s": round(ask.seconds, 2)}
 
 
 def _window(exe: Path, env: Mapping[str, str], *, prefix: Sequence[str] = ()) -> dict[str, float]:
@@ -646,6 +801,133 @@ def _keyring(cli: Path, env: Mapping[str, str], tmp: Path) -> dict[str, Any] | s
     return {"backend": status["keyring"], "seconds": round(r.seconds, 2)}
 
 
+# ---------------------------------------------------------------- installers
+def installer(dist: Path = DIST) -> Path:
+    """The installer for this system, made from the bundle in ``dist``.
+
+    Linux: ``Parley-<version>-linux-<machine>.tar.gz`` (the bundle folder ``parley/``,
+    ``install.sh``, ``uninstall.sh``, ``parley.desktop``). Windows: Inno Setup's
+    ``Parley-<version>-windows-x64-setup.exe`` (``packaging/windows/parley.iss``). macOS:
+    ``Parley-<version>-macos-<arch>.dmg`` (``packaging/macos/make_dmg.sh``).
+
+    Raises:
+        SystemExit: The tool for this system's installer is missing or failed.
+    """
+    t0 = time.monotonic()
+    if sys.platform == "win32":
+        iscc = shutil.which("iscc") or r"C:\Program Files (x86)\Inno Setup 6\ISCC.exe"
+        if not Path(iscc).is_file():
+            raise SystemExit("installer: Inno Setup's iscc is not installed")
+        out = dist / f"Parley-{version()}-windows-x64-setup.exe"
+        icon = WORK / "parley" / "icons" / "parley.ico"
+        cmd = [
+            iscc,
+            f"/DAppVersion={version()}",
+            f"/DSourceDir={bundle_dir(dist)}",
+            f"/DOutputDir={dist}",
+            *([f"/DIconFile={icon}"] if icon.is_file() else []),
+            str(HERE / "windows" / "parley.iss"),
+        ]
+        subprocess.run(cmd, check=True)
+    elif sys.platform == "darwin":
+        proc = subprocess.run(
+            ["sh", str(HERE / "macos" / "make_dmg.sh"), str(bundle_dir(dist))],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        print(proc.stdout, end="")
+        out = Path(proc.stdout.strip().splitlines()[-1])
+    else:
+        import tarfile
+
+        name = f"Parley-{version()}-linux-{platform.machine()}"
+        out = dist / f"{name}.tar.gz"
+        tmp = out.with_suffix(".partial")
+        # tar keeps the symlinks PyInstaller makes (a zip would turn them into copies).
+        with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+            tar.add(bundle_dir(dist), arcname=f"{name}/parley")
+            for script in ("install.sh", "uninstall.sh", "parley.desktop"):
+                tar.add(HERE / "linux" / script, arcname=f"{name}/{script}")
+        os.replace(tmp, out)
+    print(
+        f"installer: {out} ({out.stat().st_size / 1e6:.1f} MB, {time.monotonic() - t0:.1f} s)",
+        flush=True,
+    )
+    return out
+
+
+def install_smoke(tarball: Path) -> dict[str, Any]:
+    """Linux: unpack the tarball and install it as a person would, into a temporary HOME.
+
+    ``install.sh``, then the menu entry's ``Exec`` line starts the window (offscreen, until
+    its first paint), ``~/.local/bin/parley`` answers, ``install.sh`` again upgrades in place
+    and keeps the person's data, ``uninstall.sh`` keeps it, ``uninstall.sh --purge`` removes it.
+
+    Raises:
+        SmokeFailure: A step did not do what it says.
+    """
+    import shlex
+    import tarfile
+
+    with tempfile.TemporaryDirectory(prefix="parley-install-") as tmp_name:
+        tmp = Path(tmp_name)
+        with tarfile.open(tarball) as tar:
+            tar.extractall(tmp / "download", filter="tar")
+        [unpacked] = list((tmp / "download").iterdir())
+        home = tmp / "home"
+        home.mkdir()
+        env = smoke_env(tmp / "smoke")
+        env.update(HOME=str(home), PATH=f"{home / '.local' / 'bin'}:/usr/bin:/bin")
+        for key in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "PARLEY_HOME"):
+            env.pop(key, None)
+        sh = Path("sh")
+
+        r = run(sh, [str(unpacked / "install.sh")], env)
+        expect(r.returncode == 0 and "installed in" in r.stdout, "install.sh failed", r)
+        opt = home / ".local" / "opt" / "parley"
+        desktop = home / ".local" / "share" / "applications" / "parley.desktop"
+        icons = home / ".local" / "share" / "icons" / "hicolor"
+        link = home / ".local" / "bin" / "parley"
+        expect(desktop.is_file(), f"no menu entry at {desktop}", r)
+        expect((icons / "256x256" / "apps" / "parley.png").is_file(), "no icon installed", r)
+        expect((icons / "scalable" / "apps" / "parley.svg").is_file(), "no SVG icon", r)
+        expect(link.is_symlink() and link.resolve() == (opt / "parley").resolve(), "no link", r)
+        entry = dict(line.split("=", 1) for line in desktop.read_text().splitlines() if "=" in line)
+        exec_argv = shlex.split(entry["Exec"])
+        expect(exec_argv == [str(opt / "parley")], f"Exec is {entry['Exec']!r}", r)
+        validate = shutil.which("desktop-file-validate")
+        if validate:
+            v = run(Path(validate), [str(desktop)], env)
+            expect(v.returncode == 0 and not v.stdout.strip(), "the menu entry is not valid", v)
+
+        # The menu entry starts Parley (offscreen, quitting at its first paint).
+        window = _window(Path(exec_argv[0]), env)
+        version_run = run(Path("parley"), ["--version"], env)
+        expect(version_run.stdout.strip() == f"parley {version()}", "parley on PATH", version_run)
+
+        # The person's data (the platform's folders under HOME) survives an upgrade.
+        data = home / ".local" / "share" / "parley"
+        config = home / ".config" / "parley"
+        expect(data.is_dir() and config.is_dir(), "the window made no data folders")
+        (data / "keep-me").write_text("conversations live here")
+        r = run(sh, [str(unpacked / "install.sh")], env)
+        expect(r.returncode == 0 and "upgraded in" in r.stdout, "a second install.sh failed", r)
+        expect((data / "keep-me").is_file(), "install.sh touched the person's data", r)
+        expect(not list(opt.parent.glob("parley.*")), "the upgrade left a folder behind", r)
+
+        r = run(sh, [str(opt / "uninstall.sh")], env)
+        expect(r.returncode == 0, "uninstall.sh failed", r)
+        gone = [p for p in (opt, desktop, link) if p.exists() or p.is_symlink()]
+        expect(not gone, f"uninstall.sh left {gone}", r)
+        expect((data / "keep-me").is_file() and config.is_dir(), "uninstall.sh removed data", r)
+
+        run(sh, [str(unpacked / "install.sh")], env)
+        r = run(sh, [str(opt / "uninstall.sh"), "--purge"], env)
+        expect(r.returncode == 0 and not data.exists() and not config.exists(), "--purge", r)
+    return {"first_paint_s": window["first_paint_s"], "exec": entry["Exec"]}
+
+
 # ---------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     """Build, measure and smoke-test; returns the exit code."""
@@ -662,6 +944,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--dist", type=Path, default=DIST, help="output folder (default: dist/)")
     p.add_argument("--report", type=Path, default=REPORT, help="where the JSON report goes")
+    p.add_argument(
+        "--installer",
+        action="store_true",
+        help="also make this system's installer (Linux: a .tar.gz with install.sh, then "
+        "installed into a temporary HOME as part of the smoke test)",
+    )
     args = p.parse_args(argv)
 
     report: dict[str, Any] = {
@@ -692,9 +980,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     report["bundle"] = {"path": str(root), **bundle_sizes(root)}
     status = 0
+    tarball = None
+    if args.installer:
+        t0 = time.monotonic()
+        tarball = installer(args.dist)
+        report["installer"] = {
+            "path": str(tarball),
+            "mb": round(tarball.stat().st_size / 1e6, 1),
+            "seconds": round(time.monotonic() - t0, 1),
+        }
     if not args.no_smoke:
         try:
             report["smoke"] = smoke_test(args.dist)
+            if tarball is not None and tarball.name.endswith(".tar.gz"):
+                report["smoke"]["install"] = install_smoke(tarball)
             report["smoke_passed"] = True
         except SmokeFailure as exc:
             report["smoke_passed"] = False
@@ -721,6 +1020,9 @@ def _summary(report: dict[str, Any], path: Path) -> None:
             f"warm; window first paint {smoke['window_first_paint_cold_s']} s cold, "
             f"{smoke['window_first_paint_warm_s']} s warm"
         )
+        print(f"self-test: {smoke['self_test']['seconds']} s")
+        if "install" in smoke:
+            print(f"install.sh: the menu entry's Exec ({smoke['install']['exec']}) painted")
         print("smoke: passed")
     print(f"report: {path}")
 

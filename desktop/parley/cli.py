@@ -1,4 +1,11 @@
-"""``parley`` opens the window; ``parley ask|keys|models|conversations|index|search`` run headless.
+"""The ``parley`` command: the window, or a headless subcommand.
+
+``parley`` opens the window; ``parley ask|costs|keys|models|conversations|index|search`` run
+headless.
+
+``parley --self-test [--json] [--allow-no-keyring]`` checks the installation
+(:mod:`parley.core.selftest`); ``parley assets download`` fetches the offline assets
+(:mod:`parley.core.assets`).
 
 Start-up is kept cheap (``parley --version`` must take well under 300 ms): only argparse
 and Parley's own small modules load here; the SDKs, chromadb and Qt are imported inside
@@ -27,7 +34,10 @@ EXIT_INTERRUPTED = 130
 
 
 def _err(message: str) -> None:
-    sys.stderr.write(f"parley: {message}\n")
+    from parley.core.display import for_terminal
+
+    # Messages quote tool output, file names and servers: no escape sequence on a terminal.
+    sys.stderr.write(f"parley: {for_terminal(message, sys.stderr)}\n")
     sys.stderr.flush()
 
 
@@ -39,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Parley: a desktop chat assistant. With no command, opens the window.",
     )
     p.add_argument("--version", action="version", version=f"parley {__version__}")
+    p.add_argument(
+        "--self-test",
+        action="store_true",
+        help="check this installation (Qt, keyring, tiktoken, embeddings, Chroma, database, "
+        "stream worker) and exit; with --json and --allow-no-keyring",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     ask = sub.add_parser("ask", help="ask a question; the answer streams to stdout")
@@ -58,7 +74,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a folder for tools/knowledge in this run (repeatable)",
     )
     ask.add_argument("--knowledge", action="store_true", help="answer from your indexed folders")
+    ask.add_argument(
+        "--over-budget",
+        action="store_true",
+        help="send even when a daily or monthly budget is reached",
+    )
     ask.set_defaults(func=cmd_ask)
+
+    costs = sub.add_parser(
+        "costs", help="what the model APIs cost: totals and rows from the ledger"
+    )
+    costs.add_argument("--since", metavar="YYYY-MM-DD", help="first local day (inclusive)")
+    costs.add_argument("--until", metavar="YYYY-MM-DD", help="last local day (inclusive)")
+    costs.add_argument(
+        "--by",
+        choices=("model", "day", "purpose"),
+        help="group rows by model, day or purpose (default: day; with --csv: every request)",
+    )
+    fmt = costs.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON object")
+    fmt.add_argument("--csv", action="store_true", help="print CSV (the ledger's rows)")
+    costs.set_defaults(func=cmd_costs)
 
     keys = sub.add_parser("keys", help="manage API keys in the OS keyring")
     ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -86,6 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     convs.add_argument("--search", help="only those whose title or text contains this")
     convs.set_defaults(func=cmd_conversations)
 
+    assets = sub.add_parser("assets", help="the offline files (tiktoken, embedding model)")
+    asub = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
+    dl = asub.add_parser(
+        "download",
+        help="download tiktoken's BPE files and the MiniLM model, checking their SHA-256",
+    )
+    dl.add_argument(
+        "--dir",
+        type=os.path.abspath,
+        metavar="DIR",
+        help="where to put them (default: PARLEY_ASSETS, else <data folder>/assets); "
+        "point PARLEY_ASSETS at it on another machine or for a build",
+    )
+    assets.set_defaults(func=cmd_assets)
+
     try:
         from parley.cli_knowledge import add_commands
     except ImportError:  # the knowledge feature is optional at this layer
@@ -101,6 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list:
         return _open_window()
+    if args_list[0] == "--self-test-qt" and len(args_list) == 2:  # parley --self-test's child
+        from parley.ui.app import self_test_qt
+
+        return self_test_qt(args_list[1])
+    if "--self-test" in args_list:
+        return _self_test(args_list)
     parser = build_parser()
     args = parser.parse_args(args_list)
     if not getattr(args, "func", None):
@@ -143,6 +200,34 @@ def _services(paths: Paths) -> Services:
     return build_services(paths)
 
 
+def _self_test(args_list: list[str]) -> int:
+    """``parley --self-test [--json] [--allow-no-keyring]``: 0 only if every check passed."""
+    import asyncio
+    import time
+
+    from parley.core.selftest import report_json, report_text, run_self_test
+
+    p = argparse.ArgumentParser(prog="parley", description="Check this installation.")
+    p.add_argument("--self-test", action="store_true", required=True)
+    p.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+    p.add_argument(
+        "--allow-no-keyring",
+        action="store_true",
+        help="pass without an OS keyring (keys then come from the environment)",
+    )
+    args = p.parse_args(args_list)
+    t0 = time.perf_counter()
+    checks = asyncio.run(run_self_test(_paths(), allow_no_keyring=args.allow_no_keyring))
+    seconds = time.perf_counter() - t0
+    if args.json:
+        print(report_json(checks, seconds, __version__))
+    else:
+        print(f"Parley {__version__} self-test")
+        print(report_text(checks, seconds))
+    sys.stdout.flush()
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def _open_window() -> int:
     try:
         from parley.ui.app import main as gui_main
@@ -177,8 +262,10 @@ def cmd_ask(args: argparse.Namespace, paths: Paths) -> int:
 
     question = _read_question(args.question)
     services = _services(paths)
+    _report_catalog_problems(services.catalog)
     provider = args.provider or services.settings.current.default_provider
     services.catalog.provider(provider)  # unknown provider: one clear line
+    _check_budget(services, args.over_budget)
     if args.base_url:
         services.providers.overrides.setdefault(provider, {})["base_url"] = args.base_url
     options = services.turn_options(
@@ -189,6 +276,7 @@ def cmd_ask(args: argparse.Namespace, paths: Paths) -> int:
         use_knowledge=args.knowledge,
         folders=tuple(os.path.abspath(f) for f in args.folder),
     )
+    options.over_budget = args.over_budget
     if args.knowledge:
         _attach_knowledge(services)
     elif args.tools and services.settings.current.knowledge.folders:
@@ -199,6 +287,20 @@ def cmd_ask(args: argparse.Namespace, paths: Paths) -> int:
         except ParleyError as exc:
             _err(f"knowledge_search unavailable: {exc.user_message}")
     return asyncio.run(_ask(services, question, options, args))
+
+
+def _report_catalog_problems(catalog: Any) -> None:
+    for problem in catalog.problems:
+        _err(problem)
+
+
+def _check_budget(services: Services, over_budget: bool) -> None:
+    """Refuse (exit 2) when a budget is reached, unless ``--over-budget``; warn from 80 %."""
+    status = services.budget.status()
+    if status.over and not over_budget:
+        raise status.error("Pass --over-budget to send anyway.")
+    if status.message:
+        _err(status.message)
 
 
 def _attach_knowledge(services: Services) -> None:
@@ -214,13 +316,16 @@ def _attach_knowledge(services: Services) -> None:
 async def _ask(services: Services, question: str, options: Any, args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
-    import json
 
     from parley.core.agent import AgentStopped, ToolRunFinished, ToolRunStarted
-    from parley.core.chat import TurnFinished, TurnStarted
-    from parley.core.providers.base import FallbackUsed, RetryScheduled, TextDelta
+    from parley.core.chat import TurnFinished, TurnQueued, TurnStarted
+    from parley.core.display import TerminalText, escape_surrogates, is_terminal, safe_json
+    from parley.core.providers.base import ContextTrimmed, FallbackUsed, RetryScheduled, TextDelta
 
     out = sys.stdout
+    # Model output is untrusted: on a terminal, control characters are shown, not obeyed
+    # (TerminalText holds back a CR split from its LF across chunks); a pipe gets it exact.
+    shown = TerminalText() if is_terminal(out) else None
     finished: TurnFinished | None = None
     started: TurnStarted | None = None
     streamed = False
@@ -232,11 +337,16 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
             async for ev in turn:
                 if isinstance(ev, TextDelta):
                     if not args.json:
-                        out.write(ev.text)
+                        out.write(shown.feed(ev.text) if shown else escape_surrogates(ev.text))
                         out.flush()
                         streamed = True
                 elif isinstance(ev, TurnStarted):
                     started = ev
+                elif isinstance(ev, TurnQueued):
+                    _err(
+                        f"waiting: {ev.ahead} other question(s) in conversation "
+                        f"{ev.conversation_id} are answered first"
+                    )
                 elif isinstance(ev, RetryScheduled):
                     _err(f"{ev.message} Retrying in {ev.wait_s:.1f} s (attempt {ev.attempt}).")
                 elif isinstance(ev, FallbackUsed):
@@ -248,35 +358,48 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
                     _err(f"tool {ev.call.name}: {state} in {ev.ms:.0f} ms: {_short(ev.content)}")
                 elif isinstance(ev, AgentStopped):
                     _err(ev.message)
+                elif isinstance(ev, ContextTrimmed):
+                    _err(ev.note)
                 elif isinstance(ev, TurnFinished):
                     finished = ev
     except asyncio.CancelledError:
         if streamed:
-            out.write("\n")
+            out.write((shown.flush() if shown else "") + "\n")
         if started is not None:
             _err(f"stopped; the partial answer is saved in conversation {started.conversation_id}")
         raise KeyboardInterrupt from None
     finally:
+        price_hint = _price_hint(services, finished)
         await services.aclose()
     assert finished is not None
     if streamed and not args.json:
-        out.write("\n")
+        out.write((shown.flush() if shown else "") + "\n")
         out.flush()
+    if price_hint:
+        _err(price_hint)
     if args.json:
         payload: dict[str, Any] = {
             "text": finished.text,
             "provider": finished.provider,
             "model": finished.model,
             "status": finished.status,
+            "estimate": _estimate_json(finished.estimate),
             "usage": {
                 "input_tokens": finished.usage.input_tokens,
                 "output_tokens": finished.usage.output_tokens,
                 "cached_input_tokens": finished.usage.cached_input_tokens,
+                "cache_write_tokens": finished.usage.cache_write_tokens,
             },
             "cost_usd": finished.cost_usd,
+            "cached": finished.cached,
+            "local": finished.local,
             "conversation_id": finished.conversation_id,
             "attempts": finished.attempts,
         }
+        if price_hint:
+            payload["price_hint"] = price_hint
+        if finished.notes:
+            payload["notes"] = list(finished.notes)
         if finished.error is not None:
             payload["error"] = finished.error.user_message
         if args.tools:
@@ -292,7 +415,7 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
             ]
         if args.knowledge:
             payload["sources"] = [_source_json(i + 1, s) for i, s in enumerate(finished.sources)]
-        out.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        out.write(safe_json(payload) + "\n")
         out.flush()
     if finished.error is not None:
         _err(finished.error.user_message)
@@ -300,6 +423,28 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
     if finished.status != "complete":
         return EXIT_ERROR
     return 0
+
+
+def _estimate_json(estimate: Any) -> dict[str, Any] | None:
+    if estimate is None:
+        return None
+    return {
+        "input_tokens": estimate.input_tokens,
+        "cost_usd": estimate.cost_usd,
+        "exact": estimate.exact,
+    }
+
+
+def _price_hint(services: Services, finished: Any) -> str | None:
+    """How to add a price when the answer's model has none (its cost is unknown)."""
+    if finished is None or finished.cost_usd is not None or finished.local:
+        return None
+    if finished.usage.input_tokens is None and finished.usage.output_tokens is None:
+        return None  # nothing was reported: not a price problem
+    info = services.catalog.model(finished.model, finished.provider)
+    if info is not None and info.has_prices:
+        return None
+    return str(services.catalog.price_hint(finished.model, finished.provider))
 
 
 def _short(text: str, n: int = 120) -> str:
@@ -320,6 +465,117 @@ def _source_json(n: int, source: Any) -> dict[str, Any]:
     to_dict = getattr(source, "to_dict", None)
     d = dict(to_dict()) if callable(to_dict) else {}
     return {"n": n, "path": d.get("path"), "location": d.get("location")}
+
+
+# ---------------------------------------------------------------- costs
+def _day_arg(value: str | None, flag: str) -> str | None:
+    import datetime as dt
+
+    from parley.core.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise ConfigError(f"{flag} wants a date like 2026-01-31, not '{value}'.") from None
+
+
+def _usd(value: float | None, *, unknown: int = 0, local: bool = False) -> str:
+    from parley.core.costs import format_usd
+
+    if local:
+        return "$0.00 (local)"
+    text = format_usd(value)
+    if unknown and value is not None:
+        text += f" + {unknown} unknown"
+    return text
+
+
+def cmd_costs(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley costs``: totals and rows from the ledger (every request Parley made)."""
+    import json
+
+    from parley.core.errors import ConfigError
+    from parley.core.providers.catalog import load_catalog
+    from parley.core.store.ledger import Ledger
+
+    since = _day_arg(args.since, "--since")
+    until = _day_arg(args.until, "--until")
+    if since and until and since > until:
+        raise ConfigError(f"--since {since} is after --until {until}.")
+    catalog = load_catalog(paths.user_models_file)
+    _report_catalog_problems(catalog)
+    ledger = Ledger(paths.db_file)
+    try:
+        if args.csv and args.by is None:
+            ledger.write_csv(sys.stdout, since, until)
+            return 0
+        by = args.by or "day"
+        totals = ledger.totals(since, until)
+        groups = ledger.breakdown(by, since, until)
+    finally:
+        ledger.close()
+    rows = []
+    for g in groups:
+        row = g.to_json(by)
+        if g.totals.all_local:
+            row["local"] = True
+        if by == "model" and g.totals.unknown and g.provider is not None:
+            row["price_hint"] = catalog.price_hint(g.key, g.provider)
+        rows.append(row)
+    if args.json:
+        payload = {
+            "since": since,
+            "until": until,
+            "by": by,
+            "totals": totals.to_json(),
+            "rows": rows,
+        }
+        print(json.dumps(payload, ensure_ascii=False))
+        return 0
+    if args.csv:
+        import csv
+
+        columns = [by, *([] if by != "model" else ["provider"])] + [
+            k for k in totals.to_json() if k != "cost_complete"
+        ]
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+        return 0
+    span = f"{since or 'the beginning'} to {until or 'today'}"
+    print(f"Costs from {span} (local days), by {by}:")
+    if not rows:
+        print("  no requests recorded")
+    key_w = max([len(by), *(len(str(r[by])) for r in rows)]) + 2
+    print(
+        f"  {by:<{key_w}}{'requests':>9} {'input':>11} {'cached':>10} {'written':>9} "
+        f"{'output':>10}  cost"
+    )
+    for g, r in zip(groups, rows, strict=True):
+        t = g.totals
+        label = str(r[by])
+        cost = None if (t.unknown and t.unknown == t.requests) else t.cost_usd
+        print(
+            f"  {label:<{key_w}}{t.requests:>9,} {t.input_tokens:>11,} "
+            f"{t.cached_input_tokens:>10,} {t.cache_write_tokens:>9,} {t.output_tokens:>10,}  "
+            f"{_usd(cost, unknown=t.unknown if cost is not None else 0, local=t.all_local)}"
+        )
+    cost = None if (totals.unknown and totals.unknown == totals.requests) else totals.cost_usd
+    print(
+        f"  {'total':<{key_w}}{totals.requests:>9,} {totals.input_tokens:>11,} "
+        f"{totals.cached_input_tokens:>10,} {totals.cache_write_tokens:>9,} "
+        f"{totals.output_tokens:>10,}  "
+        f"{_usd(cost, unknown=totals.unknown if cost is not None else 0)}"
+    )
+    if totals.saved_usd:
+        print(f"  saved by caching: {_usd(totals.saved_usd)}")
+    for r in rows:
+        if r.get("price_hint"):
+            _err(r["price_hint"])
+    return 0
 
 
 # ---------------------------------------------------------------- keys
@@ -388,6 +644,7 @@ def cmd_models(args: argparse.Namespace, paths: Paths) -> int:
     from parley.core.providers.catalog import load_catalog
 
     catalog = load_catalog(paths.user_models_file)
+    _report_catalog_problems(catalog)
     if args.provider:
         catalog.provider(args.provider)
     rows = [
@@ -400,6 +657,8 @@ def cmd_models(args: argparse.Namespace, paths: Paths) -> int:
             "price_input_per_mtok": m.price_input,
             "price_output_per_mtok": m.price_output,
             "price_cached_input_per_mtok": m.price_cached_input,
+            "price_cache_write_per_mtok": m.price_cache_write,
+            "kind": m.kind,
         }
         for m in catalog.models.values()
         if not args.provider or m.provider == args.provider
@@ -445,12 +704,57 @@ def _remote_models(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- assets
+def cmd_assets(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley assets download [--dir DIR]``."""
+    from pathlib import Path
+
+    from parley.core.assets import BASE_URL_ENV, Fetched, Source, download_assets
+
+    if args.dir:
+        folder = Path(args.dir)
+    elif os.environ.get("PARLEY_ASSETS"):
+        folder = Path(os.environ["PARLEY_ASSETS"]).expanduser()
+    else:
+        folder = paths.data_dir / "assets"
+    tty = sys.stderr is not None and sys.stderr.isatty()
+    shown: dict[str, int] = {}
+
+    def progress(source: Source, done: int, total: int) -> None:
+        # A terminal gets one updating line; a log gets a line every quarter.
+        step = 4 * done // total if total else 0
+        if tty:
+            of = f" of {total / 1e6:.1f} MB ({100 * done // total}%)" if total else " MB"
+            sys.stderr.write(f"\r  {source.name}: {done / 1e6:.1f}{of}   ")
+        elif done and shown.get(source.name) != step and step < 4:
+            shown[source.name] = step
+            of = f"/{total / 1e6:.1f}" if total else ""
+            sys.stderr.write(f"  {source.name}: {done / 1e6:.1f}{of} MB\n")
+        sys.stderr.flush()
+
+    def done(result: Fetched) -> str:
+        if result.status == "present":
+            return f"{result.source.name}: already there, SHA-256 verified"
+        return f"{result.source.name}: {result.size / 1e6:.1f} MB downloaded, SHA-256 verified"
+
+    print(f"assets folder: {folder}")
+    results = download_assets(
+        folder, base_url=os.environ.get(BASE_URL_ENV) or None, progress=progress
+    )
+    if tty:
+        sys.stderr.write("\n")
+    for r in results:
+        print(done(r))
+    print(f"done: point PARLEY_ASSETS at {folder} (or copy it to another machine)")
+    return 0
+
+
 # ---------------------------------------------------------------- conversations
 def cmd_conversations(args: argparse.Namespace, paths: Paths) -> int:
     """``parley conversations``."""
     import datetime as dt
-    import json
 
+    from parley.core.display import for_terminal, safe_json
     from parley.core.store.conversations import ConversationStore
 
     store = ConversationStore(paths.db_file)
@@ -467,10 +771,11 @@ def cmd_conversations(args: argparse.Namespace, paths: Paths) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
+        print(safe_json(rows))
     else:
         for r in rows:
-            print(f"{r['id']:>5}  {r['updated_at'][:16].replace('T', ' ')}  {r['title']}")
+            line = f"{r['id']:>5}  {r['updated_at'][:16].replace('T', ' ')}  {r['title']}"
+            print(for_terminal(line, sys.stdout))
     return 0
 
 

@@ -3,16 +3,20 @@
 ``add_commands(subparsers)`` adds both to ``parley``'s argparse; each handler is
 ``handler(args, paths) -> int`` (0 ok, 2 error with one line on stderr). Heavy modules
 (chromadb, onnxruntime) are imported inside the handlers, so ``parley --help`` stays fast.
+
+File names and document text are untrusted: on a terminal they are shown through
+``display.safe_text`` (no escape sequence reaches it); ``--json`` stays exact
+(``display.safe_json``), with paths in their ``display.path_text`` form.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from parley.core.display import for_terminal, path_text, safe_json
 from parley.core.errors import ParleyError
 from parley.core.paths import Paths
 
@@ -56,8 +60,16 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"parley: {message}", file=sys.stderr)
+    print(f"parley: {_err_text(message)}", file=sys.stderr)
     return 2
+
+
+def _out_text(text: str) -> str:
+    return for_terminal(text, sys.stdout)
+
+
+def _err_text(text: str) -> str:
+    return for_terminal(text, sys.stderr)
 
 
 def _open_store(paths: Paths) -> Any:
@@ -84,6 +96,17 @@ def _remember_folders(
     folders = list(s.knowledge.folders)
     for p in add or []:
         folder = str(p.expanduser().resolve())
+        if path_text(folder) != folder:
+            # settings.toml is UTF-8 text: such a folder stays indexed and searchable, but is
+            # not remembered as a folder the tools may read (pass it with --folder instead).
+            print(
+                _err_text(
+                    f"parley: note: {folder} is indexed, but its name is not valid UTF-8, so it "
+                    "is not added to the folders the tools may read (use --folder for them)."
+                ),
+                file=sys.stderr,
+            )
+            continue
         if Path(folder).is_dir() and folder not in folders:
             folders.append(folder)
     if remove is not None:
@@ -111,9 +134,9 @@ def run_index(args: argparse.Namespace, paths: Paths) -> int:
             removed = store.remove_root(args.remove)
             _remember_folders(paths, remove=args.remove)
             if args.json:
-                print(json.dumps({"removed": str(args.remove.resolve()), "chunks": removed}))
+                print(safe_json({"removed": path_text(args.remove.resolve()), "chunks": removed}))
             else:
-                print(f"Removed {args.remove} ({removed} chunks).", file=sys.stderr)
+                print(_err_text(f"Removed {args.remove} ({removed} chunks)."), file=sys.stderr)
             return 0
         from parley.core.settings import load_settings
 
@@ -159,13 +182,23 @@ def _index(
     interactive = sys.stderr.isatty()
     last_len = [0]
     last_inside = [0.0]
+    told_why = [False]
 
     def progress(p: IndexProgress) -> None:
         inside = p.phase == "indexing" and p.file_chunks_total > 0 and p.current
         if p.phase == "rebuilding":
-            line = f"re-embedding for the new model: {p.chunks} chunks"
+            if not told_why[0]:
+                told_why[0] = True
+                why = f" because {p.reason}" if p.reason else ""
+                if interactive and last_len[0]:
+                    sys.stderr.write("\n")
+                    last_len[0] = 0
+                sys.stderr.write(_err_text(f"rebuilding the vector index{why}") + "\n")
+            line = f"re-embedding stored passages: {p.chunks} done"
         elif p.phase == "scanning":
             line = "scanning..."
+        elif p.files_total == 0:
+            return  # nothing to index: the summary says so ("0/0 files" told nothing)
         else:
             eta = f", about {p.eta_s:.0f} s left" if p.eta_s else ""
             line = f"{p.files_done}/{p.files_total} files, {p.chunks} chunks{eta}"
@@ -191,19 +224,21 @@ def _index(
             targets, progress=progress, cancel=cancel, wait_for_lock=wait
         )
     finally:
-        if interactive:
+        if interactive and last_len[0]:
             sys.stderr.write("\n")
     if as_json:
         print(
-            json.dumps(
+            safe_json(
                 {
                     "files_indexed": report.files_indexed,
                     "files_unchanged": report.files_unchanged,
                     "files_removed": report.files_removed,
                     "files_skipped": [
-                        {"path": str(p), "reason": r} for p, r in report.files_skipped
+                        {"path": path_text(p), "reason": r} for p, r in report.files_skipped
                     ],
-                    "files_capped": [{"path": str(p), "reason": r} for p, r in report.files_capped],
+                    "files_capped": [
+                        {"path": path_text(p), "reason": r} for p, r in report.files_capped
+                    ],
                     "chunks": report.chunks,
                     "embedded": report.embedded,
                     "seconds": round(report.seconds, 3),
@@ -212,29 +247,42 @@ def _index(
             )
         )
     else:
-        print(
-            f"Indexed {report.files_indexed} files ({report.chunks} chunks), "
-            f"{report.files_unchanged} unchanged, {report.files_removed} removed, "
-            f"{len(report.files_skipped)} skipped in {report.seconds:.1f} s.",
-            file=sys.stderr,
-        )
+        print(_summary(report), file=sys.stderr)
         for p, reason in report.files_skipped[:20]:
-            print(f"  skipped {p}: {reason}", file=sys.stderr)
+            print(_err_text(f"  skipped {p}: {reason}"), file=sys.stderr)
         for p, reason in report.files_capped[:20]:
-            print(f"  only partly indexed {p}: {reason}", file=sys.stderr)
+            print(_err_text(f"  only partly indexed {p}: {reason}"), file=sys.stderr)
     return 0
+
+
+def _summary(report: Any) -> str:
+    """One line that says what the run did (and, when it did nothing, that all is current)."""
+    skipped = len(report.files_skipped)
+    if not (report.cancelled or report.files_indexed or report.files_removed or report.chunks):
+        files = report.files_unchanged
+        return (
+            f"Nothing changed: {files} {'file' if files == 1 else 'files'} up to date"
+            + (f", {skipped} skipped" if skipped else "")
+            + f" (checked in {report.seconds:.1f} s)."
+        )
+    return (
+        f"{'Stopped after indexing' if report.cancelled else 'Indexed'} "
+        f"{report.files_indexed} files ({report.chunks} chunks), "
+        f"{report.files_unchanged} unchanged, {report.files_removed} removed, "
+        f"{skipped} skipped in {report.seconds:.1f} s."
+    )
 
 
 def _status(store: Any, *, as_json: bool) -> int:
     roots = store.roots()
     if as_json:
         print(
-            json.dumps(
+            safe_json(
                 {
                     "needs_reindex": store.needs_reindex,
                     "roots": [
                         {
-                            "path": str(r.path),
+                            "path": path_text(r.path),
                             "files": r.files,
                             "chunks": r.chunks,
                             "skipped": r.skipped,
@@ -252,8 +300,10 @@ def _status(store: Any, *, as_json: bool) -> int:
     for r in roots:
         when = r.last_indexed.strftime("%Y-%m-%d %H:%M") if r.last_indexed else "never"
         print(
-            f"{r.path}  {r.status}  {r.files} files, {r.chunks} chunks, "
-            f"{r.skipped} skipped, last indexed {when}"
+            _out_text(
+                f"{r.path}  {r.status}  {r.files} files, {r.chunks} chunks, "
+                f"{r.skipped} skipped, last indexed {when}"
+            )
         )
     return 0
 
@@ -289,7 +339,7 @@ def run_search(args: argparse.Namespace, paths: Paths) -> int:
             snippet = snippet[: SNIPPET_CHARS - 1] + "…"
         results.append(
             {
-                "path": str(h.path),
+                "path": path_text(h.path),
                 "score": round(h.score, 6),
                 "location": location,
                 "heading": h.heading,
@@ -297,7 +347,7 @@ def run_search(args: argparse.Namespace, paths: Paths) -> int:
             }
         )
     if args.json:
-        print(json.dumps({"results": results}, ensure_ascii=False))
+        print(safe_json({"results": results}))
         return 0
     if not results:
         print("No results.")
@@ -307,5 +357,5 @@ def run_search(args: argparse.Namespace, paths: Paths) -> int:
             f"p. {loc['page']}" if "page" in loc else f"lines {loc['line_start']}-{loc['line_end']}"
         )
         head = f" — {r['heading']}" if r["heading"] else ""
-        print(f"{i}. {r['path']} ({where}){head}\n   {r['snippet']}")
+        print(_out_text(f"{i}. {r['path']} ({where}){head}\n   {r['snippet']}"))
     return 0

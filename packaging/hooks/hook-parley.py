@@ -36,10 +36,15 @@ CHROMADB_SKIPPED = (
     "chromadb.cli",
     "chromadb.auth.simple_rbac_authz",
     "chromadb.telemetry.opentelemetry.fastapi",
+    "chromadb.telemetry.opentelemetry.grpc",
+    "chromadb.proto",
+    "chromadb.logservice",
+    "chromadb.db.impl.grpc",
+    "chromadb.execution.executor.distributed",
 )
 """chromadb parts a desktop client never loads: its tests, its HTTP server (FastAPI/uvicorn),
-the server's auth and tracing middleware, and the ``chroma`` command line (which starts that
-server)."""
+the server's auth and tracing middleware, the ``chroma`` command line (which starts that
+server), and the gRPC client of its distributed mode (parley.spec excludes gRPC)."""
 
 
 def resource_datas(repo: Path = _REPO) -> list[tuple[str, str]]:

@@ -403,7 +403,7 @@ def bench_unchanged(root: Path, n: int, home: Path) -> dict[str, Any]:
 
 
 def bench_large(n: int, home: Path) -> dict[str, Any]:
-    """n chunks written straight into a store: real texts, vectors near real embeddings."""
+    """N chunks written straight into a store: real texts, vectors near real embeddings."""
     import numpy as np
 
     from parley.core.knowledge.embeddings import local_embedder

@@ -393,6 +393,9 @@ def bench_listview(app: QApplication, rows: int = 1000) -> dict[str, object]:
 def main() -> None:
     quick = "--quick" in sys.argv
     app = QApplication.instance() or QApplication(sys.argv)
+    from parley.ui.qt_guard import guard_none_refcount
+
+    guard_none_refcount()  # as ui/app.py does
     answer = synthetic_answer(6_000 if quick else 30_000, 8 if quick else 40)
     results: dict[str, object] = {
         "machine": {"cores": os.cpu_count(), "loadavg_at_start": os.getloadavg()},

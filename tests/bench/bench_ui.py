@@ -73,6 +73,7 @@ from parley.core.paths import default_paths  # noqa: E402
 from parley.core.secrets import MemorySecretStore, Secrets  # noqa: E402
 from parley.core.services import build_services  # noqa: E402
 from parley.core.settings import ProviderSettings, Settings  # noqa: E402
+from parley.core.store.conversations import ConversationStore  # noqa: E402
 from parley.ui.app import FIRST_PAINT_MARK, bind_services, settle_after_startup  # noqa: E402
 from parley.ui.errors import ErrorPresenter  # noqa: E402
 from parley.ui.main_window import MainWindow  # noqa: E402
@@ -262,9 +263,7 @@ async def _stream_through_window(
     return took, cpu, stalls
 
 
-def _make_long_chat(window: MainWindow) -> int:
-    store = window._conversations
-    assert store is not None
+def _make_long_chat(store: ConversationStore) -> int:
     conv = store.create("A long conversation (1,000 messages)")
     rnd = random.Random(11)
     for i in range(500):
@@ -292,7 +291,10 @@ async def _open_times(window: MainWindow, cid: int, repeats: int) -> list[float]
         t0 = time.perf_counter()
         window.open_conversation(cid)
         while watch.paints == before:
-            await asyncio.sleep(0)  # let Qt paint (never processEvents() inside a task)
+            # Let Qt paint (never processEvents() inside a task). Not sleep(0): a spinning
+            # poller competes for the GIL with the worker thread that reads the chat (issue
+            # 15 moved that read off the GUI thread); a person's window is idle meanwhile.
+            await asyncio.sleep(0.001)
         bar = window.view.canvas().verticalScrollBar()
         assert bar.maximum() > 0, "not scrollable"
         times.append((time.perf_counter() - t0) * 1000)
@@ -378,7 +380,7 @@ async def run(quick: bool) -> dict[str, Any]:
         raw_cpu.append(cpu)
         adapters.append(await _adapter_drain(srv.openai_base_url, question, text))
 
-        cid = _make_long_chat(window)
+        cid = _make_long_chat(services.conversations)
         window.refresh_sidebar(sync=True)
         opens = await _open_times(window, cid, 3 if quick else 7)
 
@@ -428,6 +430,9 @@ def main() -> int:
     if args.serve:
         return _serve()
     app = QApplication.instance() or QApplication([])
+    from parley.ui.qt_guard import guard_none_refcount
+
+    guard_none_refcount()  # as ui/app.py does
     with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
         result = runner.run(run(args.quick))
     print(json.dumps(result))

@@ -74,14 +74,21 @@ def test_user_file_overrides_prices(tmp_path: Path) -> None:
     assert local is not None and local.price_input is None and not local.has_prices
 
 
-def test_bad_catalog_is_a_config_error(tmp_path: Path) -> None:
+def test_bad_user_catalog_is_reported_not_fatal(tmp_path: Path) -> None:
+    """A typo in the person's models.toml names the file and line; built-in entries stay."""
     user = tmp_path / "models.toml"
     user.write_text("[models.x\n")
-    with pytest.raises(ConfigError, match="not valid TOML"):
-        load_catalog(user)
+    cat = load_catalog(user)
+    assert cat.problems and "not valid TOML" in cat.problems[0] and "line 1" in cat.problems[0]
+    assert cat.model("gpt-4o") is not None
     user.write_text('[models.x]\nprovider = "openai"\nprice_input = -1\n')
-    with pytest.raises(ConfigError, match="non-negative"):
-        load_catalog(user)
+    cat = load_catalog(user)
+    assert "non-negative" in cat.problems[0] and "line 3" in cat.problems[0]
+    assert cat.model("x") is None  # a new entry with a bad value is left out
+    bundled = tmp_path / "bundled.toml"
+    bundled.write_text("[models.x\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):  # the shipped file must be right
+        load_catalog(None, bundled)
 
 
 def test_parley_home_moves_every_path(parley_home: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from parley.core.chat import TurnFinished, TurnStarted
+from parley.core.chat import OpChanges, TurnFinished, TurnStarted
 from parley.core.errors import ConfigError
 from parley.core.paths import default_paths
 from parley.core.providers.base import TextDelta
@@ -218,3 +218,67 @@ async def test_edit_keeps_attachments_and_sibling_counts(services: Services, fak
     branch = services.conversations.branch(fin.conversation_id)
     assert counts[branch[0].id] == (2, 2) and counts[user_id] == (1, 2)
     assert counts[branch[1].id] == (1, 1)
+
+
+# ---------------------------------------------------------------- conversation operations
+async def test_a_turn_stores_the_options_it_ran_with(services: Services) -> None:
+    """What ``parley ask`` and the window ask with is remembered by the conversation."""
+    options = services.turn_options(use_tools=True)
+    fin = [ev async for ev in services.chat.send("hi", options)][-1]
+    await services.providers.aclose()
+    stored = services.conversations.get(fin.conversation_id)
+    assert stored is not None
+    assert stored.options == {
+        "provider": "openai-compatible",
+        "model": "fake-model",
+        "use_tools": True,
+        "use_knowledge": False,
+    }
+
+
+async def test_operations_run_on_the_writer_and_say_what_changed(
+    services: Services, fake_llm: Any
+) -> None:
+    import threading
+
+    store = services.conversations
+    writes: list[str] = []
+
+    def trace(statement: str) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            writes.append(threading.current_thread().name)
+
+    fin, _ = await turn(services, "first")
+    cid = fin.conversation_id
+    fake_llm.enqueue(Text("second"))
+    regen = [ev async for ev in services.chat.regenerate(cid, services.turn_options())][-1]
+    await services.providers.aclose()
+    first_answer = store.siblings(regen.message_id)[0].id
+    store.conn.set_trace_callback(trace)
+    try:
+        chat = services.chat
+        renamed = await chat.rename(cid, "  Renamed  ")
+        assert (renamed.conversation_id, renamed.listing) == (cid, True)
+        assert renamed.conversation is not None and renamed.conversation.title == "Renamed"
+        opts = await chat.set_options(cid, model="other-model")
+        assert opts.options and opts.conversation is not None
+        assert opts.conversation.options["model"] == "other-model"
+        prompt = await chat.set_system_prompt(cid, "Be brief.")
+        assert prompt.conversation is not None and prompt.conversation.system_prompt == "Be brief."
+        # versions: back to the first answer, then rewind to its question
+        switched = await chat.switch_version(first_answer)
+        assert (switched.conversation_id, switched.branch) == (cid, True)
+        assert store.branch(cid)[-1].id == first_answer
+        rewound = await chat.rewind_to_question(first_answer)
+        assert rewound.branch and store.branch(cid)[-1].role == "user"
+        assert await chat.switch_version(10_000) == OpChanges()  # unknown message: no change
+        deleted = await chat.delete(cid)
+        assert deleted.conversation is not None and deleted.conversation.title == "Renamed"
+        assert store.get(cid) is None
+        assert (await chat.undelete(cid)).conversation is not None
+        await chat.delete(cid)
+        assert (await chat.purge_deleted()).count == 1
+        assert store.get(cid, include_deleted=True) is None
+    finally:
+        store.conn.set_trace_callback(None)
+    assert writes and set(writes) == {"parley-db_0"}  # one writer thread, nobody else

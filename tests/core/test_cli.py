@@ -122,7 +122,12 @@ def test_ask_json_contract(parley_home: Path, fake_llm: Any, provider: str) -> N
     }
     assert out["text"] == "Forty-two." and out["status"] == "complete"
     assert out["provider"] == provider and out["model"] == model and out["attempts"] == 1
-    assert out["usage"] == {"input_tokens": 100, "output_tokens": 4, "cached_input_tokens": 40}
+    assert out["usage"] == {
+        "input_tokens": 100,
+        "output_tokens": 4,
+        "cached_input_tokens": 40,
+        "cache_write_tokens": 0,
+    }
     assert out["cost_usd"] > 0
     # continue the conversation: the history is sent again
     fake_llm.enqueue(Text("Sure."))

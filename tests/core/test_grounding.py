@@ -1,5 +1,8 @@
-"""Grounded answers end to end: `parley index`, then `parley ask --knowledge` against the fake
-model server. The sources travel as numbered, delimited, untrusted data within a budget."""
+"""Grounded answers end to end: `parley index`, then `parley ask --knowledge`.
+
+Against the fake model server. The sources travel as numbered, delimited, untrusted data
+within a budget.
+"""
 
 from __future__ import annotations
 

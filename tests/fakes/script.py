@@ -13,8 +13,10 @@ server renders that the way each vendor reports it: OpenAI ``prompt_tokens`` =
 ``cache_read_input_tokens`` and ``cache_creation_input_tokens``. So a Parley adapter that
 normalises correctly gets the same numbers back from both vendors.
 
-``None`` token counts mean "estimate": about 4 characters per token of the request
-(messages, system, tools) or of the answer, never 0.
+``None`` token counts mean "count or estimate": a Chat Completions request to an OpenAI
+model (``gpt-4o``, ``gpt-4.1``, ``o3``...) has its prompt counted with tiktoken the way
+OpenAI renders it (see ``server._openai_prompt_tokens``); any other request, and every
+answer, is estimated at about 4 characters per token, never 0.
 """
 
 from __future__ import annotations
@@ -249,8 +251,8 @@ class StreamError:
     By default the vendor's own mid-stream error event: OpenAI ``data: {"error": {...}}``,
     Anthropic ``event: error`` with ``{"type": "error", "error": {"type", "message"}}``
     (how Anthropic reports ``overloaded_error`` once an answer has begun). With ``raw`` set,
-    that JSON text is sent instead as an ordinary chunk / ``content_block_delta`` event: a
-    payload that is valid JSON but not shaped like one.
+    that text is sent instead as an ordinary chunk / ``content_block_delta`` event's data:
+    valid JSON not shaped like one, or not JSON at all (``raw="{not json"``).
 
     Attributes:
         text: Text streamed before the error.
@@ -271,13 +273,148 @@ class StreamError:
         _check_pacing(self.chunk_chars, 0.0, 0.0)
 
 
-Reply = Text | ToolCalls | HTTPError | Drop | Stall | StreamError
+# ---------------------------------------------------------------- hostile servers
+# Replies a misbehaving server, proxy or captive portal gives (issue 11): each one is a way
+# a client can be told something false, and each has a test through the CLI and the window.
+
+CutFraming = Literal["close", "chunked"]
+"""How a :class:`Cut` body ends: ``close`` = close-delimited (``Connection: close``, neither
+``Content-Length`` nor ``Transfer-Encoding``; the server closes the socket cleanly, so the
+HTTP body itself is complete); ``chunked`` = a well-formed chunked body with its last chunk."""
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Stream ``text``, then end the HTTP body cleanly WITHOUT the stream's own end.
+
+    No ``finish_reason`` / ``data: [DONE]`` (OpenAI), no ``content_block_stop`` /
+    ``message_delta`` / ``message_stop`` (Anthropic). Unlike :class:`Drop` the transport sees
+    nothing wrong: only the missing end marker tells the client the answer was cut off. With
+    ``text=""`` only the stream's opening arrives (OpenAI's role chunk, Anthropic's
+    ``message_start`` and a ``ping``).
+
+    With ``end_marker=True`` the protocol's bare end marker is sent after the text (OpenAI
+    ``data: [DONE]``, Anthropic ``message_stop``) but still no finish reason: what some
+    servers send, and a stream that did end.
+
+    Attributes:
+        text: Text streamed before the cut ("" for none).
+        framing: See :data:`CutFraming`.
+        chunk_chars: Characters per streamed delta.
+        end_marker: Send the end marker (and nothing else of the stream's end).
+    """
+
+    text: str = "partial answer"
+    framing: CutFraming = "close"
+    chunk_chars: int = 6
+    end_marker: bool = False
+
+    def __post_init__(self) -> None:
+        """Validate pacing and framing."""
+        _check_pacing(self.chunk_chars, 0.0, 0.0)
+        if self.framing not in ("close", "chunked"):
+            raise ValueError(f"unknown framing {self.framing!r}")
+
+
+PORTAL_HTML = (
+    "<!DOCTYPE html>\n<html><head><title>Sign in to Guest Wi-Fi</title></head>"
+    "<body><h1>Welcome</h1><p>Accept the terms to continue.</p></body></html>\n"
+)
+"""A captive portal's page."""
+
+NOT_A_COMPLETION_JSON = '{"status": "ok", "message": "Welcome to nginx!"}'
+"""A JSON body that is no model's answer (a proxy's or a health endpoint's)."""
+
+
+@dataclass(frozen=True)
+class NotAStream:
+    """Answer a chat request with HTTP ``status`` and a body that is not a model stream.
+
+    What a captive portal, a reverse proxy or a wrong base URL gives: by default a 200 HTML
+    page (:data:`PORTAL_HTML`); ``NotAStream("application/json", NOT_A_COMPLETION_JSON)`` is a
+    200 JSON body that is no completion. Sent with a ``Content-Length``.
+
+    Attributes:
+        content_type: The ``Content-Type`` header.
+        body: The body text (UTF-8).
+        status: The status code.
+    """
+
+    content_type: str = "text/html; charset=utf-8"
+    body: str = PORTAL_HTML
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class BadUTF8:
+    """A normally finished text answer one of whose deltas carries invalid UTF-8.
+
+    Three deltas: ``before``, then one whose JSON string holds the raw ``bad`` bytes (not a
+    valid UTF-8 sequence, so a strict decoder fails), then ``after``. A lenient client shows
+    ``bad.decode("utf-8", "replace")`` (U+FFFD) for them and keeps everything else.
+
+    Attributes:
+        before: Text streamed before the bad delta.
+        bad: The invalid bytes (default: a lone Latin-1 ``é`` and a stray continuation byte).
+        after: Text streamed after it.
+    """
+
+    before: str = "Caf"
+    bad: bytes = b"\xe9\x80"
+    after: str = " au lait."
+
+    def __post_init__(self) -> None:
+        """The bytes must really be invalid UTF-8 (else the test proves nothing)."""
+        try:
+            self.bad.decode("utf-8")
+        except UnicodeDecodeError:
+            return
+        raise ValueError("BadUTF8.bad must not be valid UTF-8")
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Answer with a redirect (``307`` keeps the method and body: the prompt is re-posted).
+
+    Attributes:
+        location: The ``Location`` header (another server's URL for the cross-origin case).
+        status: 301, 302, 303, 307 or 308.
+    """
+
+    location: str
+    status: int = 307
+
+    def __post_init__(self) -> None:
+        """Only redirect statuses."""
+        if self.status not in (301, 302, 303, 307, 308):
+            raise ValueError(f"not a redirect status: {self.status}")
+
+
+Reply = (
+    Text
+    | ToolCalls
+    | HTTPError
+    | Drop
+    | Stall
+    | StreamError
+    | Cut
+    | NotAStream
+    | BadUTF8
+    | Redirect
+)
 """Anything :meth:`FakeLLMServer.enqueue` accepts."""
 
 __all__ = [
+    "NOT_A_COMPLETION_JSON",
+    "PORTAL_HTML",
+    "BadUTF8",
     "Call",
+    "Cut",
+    "CutFraming",
     "Drop",
     "HTTPError",
+    "NotAStream",
+    "Redirect",
     "Reply",
     "Stall",
     "StreamError",

@@ -15,6 +15,13 @@ Endpoints (any path prefix is accepted, so ``/v1/...`` and OpenAI-compatible var
   scripted reply (one FIFO queue shared by both) and render it in that endpoint's format,
   streamed as SSE (``Transfer-Encoding: chunked``) or as one JSON body (``"stream": false``).
   An empty queue answers ``You said: <last user text>``.
+- Hostile replies (issue 11): :class:`~tests.fakes.script.Cut` ends the body cleanly without
+  the stream's end (close-delimited or chunked), :class:`~tests.fakes.script.NotAStream`
+  answers 200 with an HTML page or a JSON body that is no completion,
+  :class:`~tests.fakes.script.BadUTF8` puts invalid UTF-8 in a delta,
+  ``StreamError(raw="{not json")`` sends undecodable data, and
+  :class:`~tests.fakes.script.Redirect` sends the client elsewhere (another server: the
+  cross-origin case).
 - ``POST .../messages/count_tokens`` answers ``{"input_tokens": <estimate>}`` (no queue).
 - ``GET .../models`` and ``GET .../models/<id>`` list :attr:`FakeLLMServer.models`, in
   Anthropic's format when the request has an ``anthropic-version`` header.
@@ -55,9 +62,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.script import (
+    BadUTF8,
     Call,
+    Cut,
     Drop,
     HTTPError,
+    NotAStream,
+    Redirect,
     Reply,
     Stall,
     StreamError,
@@ -73,6 +84,11 @@ _STOP_JOIN_S = 0.8
 
 _DEFAULT_MODELS = ("fake-model", "gpt-4o-mini", "claude-haiku-4-5")
 """What ``GET /v1/models`` lists unless a test assigns :attr:`FakeLLMServer.models`."""
+
+_BAD_UTF8_MARK = "\x00bad-utf8\x00"
+"""Stands for :attr:`BadUTF8.bad` in the rendered text until the bytes are put in."""
+_BAD_UTF8_JSON = json.dumps(_BAD_UTF8_MARK)[1:-1].encode()
+"""How the mark looks inside a rendered JSON string."""
 
 _OPENAI_FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
 _ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
@@ -193,6 +209,96 @@ def _input_estimate(payload: Any) -> int:
     return _estimate(len(json.dumps(relevant, ensure_ascii=False)))
 
 
+def _openai_encoding_name(model: str) -> str | None:
+    """The tiktoken encoding OpenAI uses for ``model`` (None: not an OpenAI model)."""
+    m = model.lower()
+    if m.startswith(("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt")):
+        return "o200k_base"
+    if m.startswith(("gpt-4", "gpt-3.5")):
+        return "cl100k_base"
+    return None
+
+
+def _ts_type(schema: Any) -> str:
+    """A JSON Schema as the TypeScript type OpenAI renders tool parameters with."""
+    if not isinstance(schema, dict):
+        return "any"
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    kind = schema.get("type")
+    if kind == "array":
+        return f"{_ts_type(schema.get('items'))}[]"
+    if kind == "object":
+        props = schema.get("properties") or {}
+        required = set(schema.get("required") or ())
+        lines = ["{"]
+        for name, prop in props.items():
+            if isinstance(prop, dict) and prop.get("description"):
+                lines.append(f"// {prop['description']}")
+            lines.append(f"{name}{'' if name in required else '?'}: {_ts_type(prop)},")
+        lines.append("}")
+        return "\n".join(lines)
+    return {"integer": "number", "boolean": "boolean", "string": "string"}.get(
+        str(kind), "number" if kind == "number" else "any"
+    )
+
+
+def _render_tools(tools: list[Any]) -> str:
+    """OpenAI's rendering of function tools into the prompt (a TypeScript namespace)."""
+    parts = ["# Tools", "", "## functions", "", "namespace functions {", ""]
+    for tool in tools:
+        fn = tool.get("function", {}) if isinstance(tool, dict) else {}
+        if fn.get("description"):
+            parts.append(f"// {fn['description']}")
+        parts.append(f"type {fn.get('name', '')} = (_: {_ts_type(fn.get('parameters'))}) => any;")
+        parts.append("")
+    parts.append("} // namespace functions")
+    return "\n".join(parts)
+
+
+def _openai_prompt_tokens(payload: Any) -> int | None:
+    """Prompt tokens as OpenAI counts them, with tiktoken; None for models it cannot count.
+
+    Each message is ``<|im_start|>{role}<|im_sep|>{content}<|im_end|>`` (three special
+    tokens), tool calls are rendered as ``functions.{name}`` plus their JSON arguments, the
+    tool schemas as a TypeScript namespace in a message of their own, and the reply opens
+    with ``<|im_start|>assistant<|im_sep|>``. This is the fake's own rendering, written from
+    OpenAI's published descriptions, not Parley's estimator: estimates are tested against it.
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
+        return None
+    name = _openai_encoding_name(str(payload.get("model") or ""))
+    if name is None:
+        return None
+    try:
+        import tiktoken
+
+        enc = tiktoken.get_encoding(name)
+    except Exception:  # no BPE files: fall back to the character estimate
+        return None
+
+    def count(text: str) -> int:
+        return len(enc.encode_ordinary(text))
+
+    total = 3  # the reply's opening
+    if payload.get("tools"):
+        total += 3 + count("system") + count(_render_tools(payload["tools"]))
+    for m in payload["messages"]:
+        if not isinstance(m, dict):
+            continue
+        total += 3 + count(str(m.get("role", "")))
+        content = m.get("content")
+        if isinstance(content, list):
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        total += count(content or "")
+        if m.get("name"):
+            total += 1 + count(str(m["name"]))
+        for call in m.get("tool_calls") or ():
+            fn = call.get("function", {})
+            total += 3 + count(f"functions.{fn.get('name', '')}") + count(fn.get("arguments", ""))
+    return total
+
+
 @dataclass(frozen=True)
 class _Usage:
     total_in: int
@@ -201,11 +307,13 @@ class _Usage:
     write: int
 
 
-def _usage_for(reply: Text | ToolCalls, payload: Any) -> _Usage:
+def _usage_for(reply: Text | ToolCalls, payload: Any, *, openai: bool = False) -> _Usage:
     cached, write = reply.cached_input_tokens, reply.cache_write_tokens
     total_in = reply.input_tokens
     if total_in is None:
-        total_in = max(_input_estimate(payload), cached + write + 1)
+        counted = _openai_prompt_tokens(payload) if openai else None
+        estimate = _input_estimate(payload) if counted is None else counted
+        total_in = max(estimate, cached + write + 1)
     output = reply.output_tokens
     if output is None:
         chars = len(reply.text)
@@ -219,6 +327,10 @@ def _pieces(text: str, chunk_chars: int, chunks: Iterable[str] | None = None) ->
     if chunks is not None:
         return [c for c in chunks if c]
     return [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
+
+
+def _raw_bytes(raw: str | bytes) -> bytes:
+    return raw if isinstance(raw, bytes) else raw.encode()
 
 
 def _dumps(value: Any) -> str:
@@ -246,6 +358,7 @@ class _OpenAIWire:
 
     name = "openai"
     request_id_header = "x-request-id"
+    end_marker = b"data: [DONE]\n\n"
 
     # ---- errors
     @staticmethod
@@ -273,7 +386,7 @@ class _OpenAIWire:
     # ---- JSON answers
     @staticmethod
     def answer(reply: Text | ToolCalls, ctx: _Ctx) -> dict[str, Any]:
-        usage = _usage_for(reply, ctx.payload)
+        usage = _usage_for(reply, ctx.payload, openai=True)
         message: dict[str, Any] = {
             "role": "assistant",
             "content": reply.text if (reply.text or isinstance(reply, Text)) else None,
@@ -349,7 +462,7 @@ class _OpenAIWire:
             finish = _OPENAI_FINISH[reply.finish]
         tail = [chunk("{}", finish)]
         if ctx.include_usage:
-            usage = _openai_usage(_usage_for(reply, ctx.payload))
+            usage = _openai_usage(_usage_for(reply, ctx.payload, openai=True))
             tail.append(
                 ("data: " + _dumps({**head_obj, "choices": [], "usage": usage}) + "\n\n").encode()
             )
@@ -359,7 +472,7 @@ class _OpenAIWire:
     @staticmethod
     def stream_error(err: StreamError) -> bytes:
         if err.raw is not None:
-            return f"data: {err.raw}\n\n".encode()
+            return b"data: " + _raw_bytes(err.raw) + b"\n\n"
         body = {"error": {"message": err.message, "type": err.type, "param": None, "code": None}}
         return f"data: {_dumps(body)}\n\n".encode()
 
@@ -416,6 +529,7 @@ class _AnthropicWire:
 
     name = "anthropic"
     request_id_header = "request-id"
+    end_marker = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
     # ---- errors
     @staticmethod
@@ -570,7 +684,7 @@ class _AnthropicWire:
     @staticmethod
     def stream_error(err: StreamError) -> bytes:
         if err.raw is not None:
-            return f"event: content_block_delta\ndata: {err.raw}\n\n".encode()
+            return b"event: content_block_delta\ndata: " + _raw_bytes(err.raw) + b"\n\n"
         body = {"type": "error", "error": {"type": err.type, "message": err.message}}
         return f"event: error\ndata: {_dumps(body)}\n\n".encode()
 
@@ -780,6 +894,12 @@ class _Handler(BaseHTTPRequestHandler):
             headers["retry-after-ms"] = _number(err.retry_after_ms)
         self._send_json(err.status, body, headers)
 
+    def _send_redirect(self, redirect: Redirect) -> None:
+        self.send_response(redirect.status)
+        self.send_header("Location", redirect.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def _write_chunks(self, data: Iterable[bytes]) -> None:
         """Write events as HTTP chunks of up to _WRITE_BATCH bytes (few syscalls)."""
         batch: list[bytes] = []
@@ -827,7 +947,9 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         models = list(fake.models)
         _head, sep, model_id = request.path.rpartition("/models/")
-        if fake.models_error is not None and (request.path.endswith("/models") or sep):
+        if isinstance(fake.models_error, Redirect) and (request.path.endswith("/models") or sep):
+            self._send_redirect(fake.models_error)
+        elif fake.models_error is not None and (request.path.endswith("/models") or sep):
             self._send_error_reply(wire, fake.models_error, model_id)
         elif request.path.endswith("/models"):
             self._send_json(200, wire.models_page(models), self._req_id_header(wire))
@@ -872,12 +994,26 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(reply, Drop) and reply.before_response:
             self._abort()
             return
+        if isinstance(reply, Redirect):
+            self._send_redirect(reply)
+            return
+        if isinstance(reply, NotAStream):
+            data = reply.body.encode()
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         stream = payload.get("stream") is True
         options = payload.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         if isinstance(reply, Text | ToolCalls):
             answer: Text | ToolCalls = reply
             self._pause(reply.first_byte_delay)
+        elif isinstance(reply, BadUTF8):
+            chunks = [reply.before, _BAD_UTF8_MARK, reply.after]
+            answer = Text("".join(chunks), chunks=chunks)
         else:
             answer = Text(reply.text, chunk_chars=reply.chunk_chars)
         ctx = _Ctx(fake, payload, answer.model or model, include_usage)
@@ -894,8 +1030,16 @@ class _Handler(BaseHTTPRequestHandler):
         reply: Reply,
     ) -> None:
         data = _dumps(wire.answer(answer, ctx)).encode()
+        if isinstance(reply, BadUTF8):
+            data = data.replace(_BAD_UTF8_JSON, reply.bad)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        if isinstance(reply, Cut):  # close-delimited, and only half of it
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+            return
         self.send_header("Content-Length", str(len(data)))
         self.send_header(wire.request_id_header, ctx.server._new_id("req_fake"))
         self.end_headers()
@@ -915,8 +1059,22 @@ class _Handler(BaseHTTPRequestHandler):
         reply: Reply,
     ) -> None:
         events, tail = wire.stream(answer, ctx)
+        if isinstance(reply, BadUTF8):
+            events = [(data.replace(_BAD_UTF8_JSON, reply.bad), paced) for data, paced in events]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        if isinstance(reply, Cut) and reply.framing == "close":
+            # A close-delimited body (RFC 9112 6.3): it ends when the server closes the
+            # connection, which it does cleanly: the transport sees a complete body.
+            self.send_header("Connection", "close")
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            self.wfile.write(b"".join(data for data, _ in events))
+            if reply.end_marker:
+                self.wfile.write(wire.end_marker)
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache")
         self.send_header(wire.request_id_header, ctx.server._new_id("req_fake"))
@@ -942,6 +1100,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._pause(reply.seconds)
         if isinstance(reply, StreamError):
             tail = [wire.stream_error(reply)]
+        if isinstance(reply, Cut):
+            # The body ends properly, the stream does not (or only with its bare end marker).
+            tail = [wire.end_marker] if reply.end_marker else []
         self._write_chunks(tail)
         self.wfile.write(b"0\r\n\r\n")
 
@@ -958,7 +1119,8 @@ class FakeLLMServer:
     Attributes:
         models: Model ids that ``GET /v1/models`` lists (assign freely).
         models_error: When set, every models request answers with this error (e.g. a 401 to
-            test key validation); ``None`` for the normal listing.
+            test key validation) or this :class:`~tests.fakes.script.Redirect`; ``None`` for
+            the normal listing.
         default_reply: Builds the reply when the queue is empty (default: echo the last user
             message as ``You said: <text>``).
         verbose: Log each request to stderr (the standalone server sets it).
@@ -983,7 +1145,7 @@ class FakeLLMServer:
             verbose: Initial :attr:`verbose`.
         """
         self.models: list[str] = list(models)
-        self.models_error: HTTPError | None = None
+        self.models_error: HTTPError | Redirect | None = None
         self.default_reply = default_reply
         self.verbose = verbose
         self._host, self._port = host, port
@@ -1083,7 +1245,19 @@ class FakeLLMServer:
             TypeError: For anything that is not a reply from ``tests.fakes.script``.
         """
         for reply in replies:
-            if not isinstance(reply, Text | ToolCalls | HTTPError | Drop | Stall | StreamError):
+            if not isinstance(
+                reply,
+                Text
+                | ToolCalls
+                | HTTPError
+                | Drop
+                | Stall
+                | StreamError
+                | Cut
+                | NotAStream
+                | BadUTF8
+                | Redirect,
+            ):
                 raise TypeError(f"not a scripted reply: {reply!r}")
         with self._lock:
             self._queue.extend(replies)
@@ -1147,8 +1321,10 @@ class FakeLLMServer:
 
 # ---------------------------------------------------------------- standalone
 def serve_until_stdin_closes(srv: FakeLLMServer) -> int:
-    """Serve for a parent process (see :class:`FakeServerProcess`): print the port, then
-    serve until the parent closes our stdin."""
+    """Serve for a parent process (see :class:`FakeServerProcess`).
+
+    Print the port, then serve until the parent closes our stdin.
+    """
     srv.start()
     print(srv.port, flush=True)
     try:
@@ -1159,8 +1335,10 @@ def serve_until_stdin_closes(srv: FakeLLMServer) -> int:
 
 
 class FakeServerProcess:
-    """A fake server in a child process, as a real server would be (in-process, its threads
-    would compete with the client for the GIL). ``argv`` runs :func:`serve_until_stdin_closes`.
+    """A fake server in a child process, as a real server would be.
+
+    In-process, its threads would compete with the client for the GIL. ``argv`` runs
+    :func:`serve_until_stdin_closes`.
     """
 
     def __init__(self, argv: list[str], cwd: Path | None = None) -> None:

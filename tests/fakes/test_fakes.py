@@ -23,10 +23,25 @@ import anthropic
 import httpx2
 import openai
 import pytest
+import tiktoken
 from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
 
-from tests.fakes.script import Call, Drop, HTTPError, Stall, Text, ToolCalls
+from tests.fakes.script import (
+    NOT_A_COMPLETION_JSON,
+    PORTAL_HTML,
+    BadUTF8,
+    Call,
+    Cut,
+    Drop,
+    HTTPError,
+    NotAStream,
+    Redirect,
+    Stall,
+    StreamError,
+    Text,
+    ToolCalls,
+)
 from tests.fakes.server import FakeLLMServer
 
 OPENAI_KEY = "sk-test-openai"
@@ -247,7 +262,11 @@ async def test_default_token_counts_are_plausible(
     long_an = await anthropic_events(an, messages=long_prompt)
 
     assert 0 < short_oa.prompt_tokens < 20
-    assert 900 <= long_oa.prompt_tokens <= 1100  # 4,000 characters at ~4 per token
+    # OpenAI models' prompts are counted with tiktoken: 3 tokens around each message, the
+    # role, the content, and 3 that open the reply.
+    enc = tiktoken.get_encoding("o200k_base")
+    content = enc.encode_ordinary("word " * 800)
+    assert long_oa.prompt_tokens == 3 + 1 + len(content) + 3
     assert short_oa.completion_tokens == 100
     assert 0 < short_an[0].message.usage.input_tokens < long_an[0].message.usage.input_tokens
     assert long_an[-2].usage.output_tokens == 100
@@ -581,6 +600,75 @@ async def test_drop_before_response_and_non_streaming(
     with pytest.raises(anthropic.APIConnectionError):
         await an.messages.create(model="claude-haiku-4-5", max_tokens=8, messages=HI)
     assert len(srv.requests) == 4
+
+
+# ---------------------------------------------------------------- hostile modes (issue 11)
+def _raw_post(srv: FakeLLMServer, path: str) -> httpx2.Response:
+    body = {"model": "m", "max_tokens": 8, "stream": True, "messages": HI}
+    with httpx2.Client() as client:
+        response = client.post(srv.base_url + path, json=body)
+        response.read()
+        return response
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_cut_close_delimited_ends_cleanly_without_the_streams_end(
+    srv: FakeLLMServer, path: str
+) -> None:
+    srv.enqueue(Cut("half of it", framing="close", chunk_chars=4))
+    r = _raw_post(srv, path)  # read to the end without any transport error
+    assert r.status_code == 200 and r.headers["connection"] == "close"
+    assert "content-length" not in r.headers and "transfer-encoding" not in r.headers
+    body = r.text
+    assert "half" in body and " of " in body and "it" in body
+    for end in ("[DONE]", 'finish_reason":"stop', "message_stop", "message_delta"):
+        assert end not in body
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_cut_chunked_and_with_the_bare_end_marker(srv: FakeLLMServer, path: str) -> None:
+    srv.enqueue(Cut("x", framing="chunked"), Cut("x", framing="chunked", end_marker=True))
+    plain, marked = _raw_post(srv, path), _raw_post(srv, path)
+    assert plain.headers["transfer-encoding"] == "chunked"
+    marker = {
+        "/v1/chat/completions": "data: [DONE]\n\n",
+        "/v1/messages": 'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    }[path]
+    assert marker not in plain.text and marked.text.endswith(marker)
+    assert 'stop_reason":"end_turn' not in marked.text
+    assert 'finish_reason":"stop' not in marked.text
+
+
+def test_not_a_stream_bad_utf8_raw_bytes_and_redirect(srv: FakeLLMServer) -> None:
+    srv.enqueue(
+        NotAStream(),
+        NotAStream("application/json", NOT_A_COMPLETION_JSON),
+        BadUTF8("a", b"\xff", "b"),
+        StreamError("", raw=b"\xfe{not"),
+        Redirect("http://127.0.0.1:9/elsewhere", status=308),
+    )
+    page = _raw_post(srv, "/v1/chat/completions")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text == PORTAL_HTML
+    js = _raw_post(srv, "/v1/messages")
+    assert js.headers["content-type"] == "application/json" and js.json()["status"] == "ok"
+    bad = _raw_post(srv, "/v1/chat/completions")
+    assert b'"content":"\xff"' in bad.content
+    raw = _raw_post(srv, "/v1/messages")
+    assert b"data: \xfe{not\n\n" in raw.content
+    with httpx2.Client() as client:  # not following it
+        moved = client.post(srv.base_url + "/v1/chat/completions", json={"messages": HI})
+    assert moved.status_code == 308
+    assert moved.headers["location"] == "http://127.0.0.1:9/elsewhere"
+
+
+def test_scripts_reject_what_proves_nothing() -> None:
+    with pytest.raises(ValueError, match="must not be valid UTF-8"):
+        BadUTF8(bad="é".encode())
+    with pytest.raises(ValueError, match="not a redirect"):
+        Redirect("http://x", status=200)
+    with pytest.raises(ValueError, match="framing"):
+        Cut(framing="gzip")  # type: ignore[arg-type]
 
 
 async def test_stall_goes_silent_without_blocking_other_requests(

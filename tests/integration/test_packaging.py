@@ -54,7 +54,15 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assets = _assets()
     path = tmp_path_factory.mktemp("packaging") / "report.json"
     proc = subprocess.run(
-        [sys.executable, str(BUILD_PY), "--assets", str(assets), "--report", str(path)],
+        [
+            sys.executable,
+            str(BUILD_PY),
+            "--assets",
+            str(assets),
+            "--report",
+            str(path),
+            "--installer",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -90,6 +98,36 @@ def test_frozen_app_passes_the_smoke_test(report: dict[str, Any]) -> None:
     assert smoke["window_first_paint_cold_s"] > 0
     # The window's answer streamed through its spawned worker process.
     assert smoke["window_ask"]["worker_streams"] >= 1 and smoke["window_ask"]["chars"] > 0
+    # The frozen self-test passed every check (build.py fails the smoke test otherwise).
+    assert set(smoke["self_test"]["checks"]) == {
+        "qt",
+        "keyring",
+        "tiktoken",
+        "embedding",
+        "chroma",
+        "database",
+        "worker",
+    }
+    assert "ICU collation" in smoke["self_test"]["checks"]["qt"]
+
+
+def test_installer_tarball_installs_and_its_menu_entry_starts_parley(
+    report: dict[str, Any],
+) -> None:
+    import parley
+
+    tarball = Path(report["installer"]["path"])
+    assert tarball.name == f"Parley-{parley.__version__}-linux-x86_64.tar.gz"
+    install = report["smoke"]["install"]
+    assert install["exec"].endswith('/.local/opt/parley/parley"')
+    assert install["first_paint_s"] > 0
+
+
+def test_read_only_bundle_runs_as_an_unprivileged_user(report: dict[str, Any]) -> None:
+    read_only = report["smoke"]["read_only"]
+    if isinstance(read_only, str):
+        pytest.skip(read_only)
+    assert read_only["first_paint_s"] > 0
 
 
 def test_measurements_are_reported(report: dict[str, Any]) -> None:
@@ -97,9 +135,10 @@ def test_measurements_are_reported(report: dict[str, Any]) -> None:
     bundle = report["bundle"]
     assert len(bundle["top"]) == 10
     assert sum(p["mb"] for p in bundle["top"]) <= bundle["total_mb"]
-    # Regression guard: measured 486 MB (91 MB of it the embedding model); untrimmed it
-    # was 503 MB, and with QtWebEngine & co. it would pass 700 MB.
-    assert bundle["total_mb"] < 520, bundle["top"]
+    # Regression guard: measured 395 MB (486 MB before the ICU, strip and gRPC cuts; with
+    # QtWebEngine & co. it would pass 700 MB). Issue 16 asks for 350 MB: not reached, see
+    # packaging/README.md ("Measured") for where the rest goes.
+    assert bundle["total_mb"] <= 400, bundle["top"]
     smoke = report["smoke"]
     # Generous bounds for a loaded machine (measured here: 0.23 s and 0.54 s).
     assert smoke["version_warm_s"] < 1.5
@@ -167,9 +206,13 @@ def test_trimmed_parts_are_gone(report: dict[str, Any]) -> None:
     }
     # Only the Qt modules Parley imports.
     bindings = {p.name.split(".")[0] for p in (INTERNAL / "PySide6").glob("Qt*.abi3.so")}
-    assert bindings == {"QtCore", "QtGui", "QtWidgets"}
-    for unused in ("kubernetes", "mypy", "uvloop", "tkinter"):
+    assert bindings == {"QtCore", "QtGui", "QtWidgets", "QtNetwork"}
+    assert not list(qt.glob("plugins/tls/*")) and not list(qt.glob("plugins/networkinformation/*"))
+    for unused in ("kubernetes", "mypy", "uvloop", "tkinter", "grpc", "regex", "bcrypt"):
         assert not (INTERNAL / unused).exists(), unused
+    # ICU's data without what Qt never reads (32 MB -> ~11 MB), and stripped binaries.
+    assert (qt / "lib" / "libicudata.so.73").stat().st_size < 15e6
+    assert (INTERNAL / "libpython3.11.so.1.0").stat().st_size < 10e6
 
 
 def test_icons_were_generated_for_windows_and_macos(report: dict[str, Any]) -> None:

@@ -103,7 +103,9 @@ class WindowHarness:
         settings: Settings to start with (default: the fake server as local provider).
         secrets: Key storage (default: memory, empty).
         probe_ports: Ports onboarding probes (default: none, so no real port is touched).
-        presenter: Error presenter (default: one that logs and records, no dialogs).
+        presenter: Error presenter, installed as the loop's exception handler (default: one
+            that logs and records, no dialogs, and is not installed, so an exception escaping
+            into the loop fails the test: ``tests/ui/conftest.py``).
         confirm_links: Ask before opening links (tests that enable it must never accept).
     """
 
@@ -126,6 +128,7 @@ class WindowHarness:
         self.settings = settings
         self.secrets = secrets or Secrets(MemorySecretStore(), environ={})
         self.probe_ports = dict(probe_ports or {})
+        self._install_presenter = presenter is not None
         self.presenter = presenter or ErrorPresenter(show_dialogs=False)
         self.tasks = TaskSet()
         self.services: Services | None = None
@@ -134,7 +137,8 @@ class WindowHarness:
     async def __aenter__(self) -> WindowHarness:
         paths = default_paths()
         self.services = build_services(paths, self.settings, self.secrets, environ={})
-        self.presenter.install(asyncio.get_running_loop())
+        if self._install_presenter:
+            self.presenter.install(asyncio.get_running_loop())
         self.window = MainWindow(
             tasks=self.tasks,
             presenter=self.presenter,
@@ -154,7 +158,8 @@ class WindowHarness:
             await self.services.aclose()
         finally:
             self.window.close_now()
-            self.presenter.uninstall()
+            if self._install_presenter:
+                self.presenter.uninstall()
             app = QApplication.instance()
             if isinstance(app, QApplication):
                 apply_theme(app, "system")

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,11 +41,8 @@ from parley.ui.chat.view import (
     UPDATE_INTERVAL_MS,
     ChatView,
     SafeTextDocument,
-    guard_none_refcount,
     theme_from_palette,
 )
-
-guard_none_refcount()  # shiboken6 6.12 + Python 3.11 (see its docstring)
 
 ANSWER = textwrap.dedent(
     """\
@@ -240,8 +238,10 @@ class PaintCounter(QObject):
 
 
 def call_repeatedly(qtbot: QtBot, fn: Callable[[], None], *, interval_ms: int, for_ms: int) -> int:
-    """Call ``fn`` from a Qt timer every ``interval_ms`` (0: every loop turn) for at least
-    ``for_ms``; returns the milliseconds that actually passed."""
+    """Call ``fn`` from a Qt timer every ``interval_ms`` (0: every loop turn).
+
+    For at least ``for_ms``; returns the milliseconds that actually passed.
+    """
     clock = QElapsedTimer()
     clock.start()
     timer = QTimer()
@@ -326,7 +326,7 @@ def test_a_backlog_renders_at_machine_speed_not_a_slice_per_frame(qtbot: QtBot) 
     beat.timeout.connect(lambda: heartbeat_gaps.append(clock.restart()))
     view.append_delta("live", text)
     view.end_stream("live")
-    cpu0 = time.process_time()
+    sched0 = _gui_thread_schedstat()
     wall = QElapsedTimer()
     wall.start()
     clock.start()
@@ -334,9 +334,12 @@ def test_a_backlog_renders_at_machine_speed_not_a_slice_per_frame(qtbot: QtBot) 
     qtbot.waitUntil(lambda: not view.canvas().active_streams(), timeout=60_000)
     beat.stop()
     took_ms = wall.elapsed()
-    cpu_ms = (time.process_time() - cpu0) * 1000
+    cpu_ms, queued_ms = (b - a for a, b in zip(sched0, _gui_thread_schedstat(), strict=True))
     assert cpu_ms > 50  # a real backlog (several ticks' worth)
-    assert took_ms < 2 * cpu_ms, (took_ms, cpu_ms)  # the old pacing: ~4x
+    # Time the GUI thread spent waiting for a CPU (other processes on a loaded machine) is not
+    # the view's pacing: only the rest (running + sleeping) is compared with the work itself.
+    paced_ms = took_ms - queued_ms
+    assert paced_ms < 2 * cpu_ms, (took_ms, queued_ms, cpu_ms)  # the old pacing: ~4x
     # ...while the loop still turned between steps: a heartbeat kept beating.
     assert len(heartbeat_gaps) >= took_ms / 50, (len(heartbeat_gaps), took_ms)
     loaded = make_view(qtbot, height=400)
@@ -661,7 +664,7 @@ def test_guard_keeps_signal_heavy_code_alive() -> None:
     script = textwrap.dedent(
         """
         from PySide6.QtCore import QObject, QPointF, Signal
-        from parley.ui.chat.view import guard_none_refcount
+        from parley.ui.qt_guard import guard_none_refcount
         guard_none_refcount()
         class O(QObject):
             s = Signal(int)
@@ -743,3 +746,17 @@ def test_a_long_answer_renders_only_the_blocks_in_view(qtbot: QtBot) -> None:
     assert canvas.block_counts("big") == (301, 301)
     canvas.select_message("big")
     assert view.selected_text().startswith("Paragraph 0:")
+
+
+def _gui_thread_schedstat() -> tuple[float, float]:
+    """(ms on a CPU, ms runnable but waiting for one) of this thread, from the kernel.
+
+    Linux's ``/proc/<pid>/task/<tid>/schedstat``; elsewhere the thread's CPU time and 0.
+    """
+    path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+    try:
+        with open(path) as f:
+            on_cpu_ns, waiting_ns, _slices = (int(x) for x in f.read().split())
+    except OSError:
+        return time.thread_time() * 1000, 0.0
+    return on_cpu_ns / 1e6, waiting_ns / 1e6

@@ -375,7 +375,7 @@ async def test_dropped_folder_grounds_an_answer_whose_citations_open_the_right_p
             # Reopened from the database: the same sources, still clickable.
             opened.clear()
             w.new_chat()
-            w.open_conversation(w.sidebar.ids()[0])
+            await w.open_conversation(w.sidebar.ids()[0])
             again = h.items()[-1]
             assert [f.text for f in again.footer if f.kind == "citation"] == [f.text for f in cites]
             point = view.canvas().anchor_point(again.message_id, "parley-cite:2")
@@ -443,7 +443,7 @@ async def test_tool_calls_show_as_cards_that_open_to_arguments_and_result(qtbot)
 
             # After reopening, the card comes from the stored tool calls and still opens.
             w.new_chat()
-            w.open_conversation(w.sidebar.ids()[0])
+            await w.open_conversation(w.sidebar.ids()[0])
             again = h.items()[-1]
             assert [f.text for f in again.footer if f.kind == "tool_call"] == [cards[0].text]
             point = view.canvas().anchor_point(again.message_id, "parley-tool:")
@@ -455,7 +455,7 @@ async def test_tool_calls_show_as_cards_that_open_to_arguments_and_result(qtbot)
 
 
 async def test_with_tools_on_and_folders_added_knowledge_search_is_offered(qtbot, tmp_path) -> None:
-    """ "Use tools" alone: knowledge_search is one of the tools once folders are added."""
+    """With "Use tools" alone, knowledge_search is one of the tools once folders are added."""
     need_minilm()
     root = tmp_path / "notes"
     root.mkdir()

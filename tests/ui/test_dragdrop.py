@@ -54,7 +54,7 @@ async def test_dropped_text_file_goes_with_the_next_question(qtbot, tmp_path) ->
             assert [f.text for f in user.footer] == ["📎 notes.txt"]
             # kept with the question: reopening shows it, and edits keep it
             w.new_chat()
-            w.open_conversation(w.sidebar.ids()[0])
+            await w.open_conversation(w.sidebar.ids()[0])
             assert [f.text for f in h.items()[0].footer] == ["📎 notes.txt"]
 
 

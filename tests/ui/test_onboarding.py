@@ -17,10 +17,11 @@ from keyring.backends import fail
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
+from parley.core.providers.local_servers import probe_local_servers
 from parley.core.secrets import KeyringSecretStore, MemorySecretStore, Secrets
 from parley.core.settings import Settings, load_settings
 from parley.ui.main_window import MainWindow
-from parley.ui.onboarding import needs_onboarding, probe_local_servers
+from parley.ui.onboarding import needs_onboarding
 from tests.fakes.server import FakeLLMServer
 from tests.ui.harness import (
     WindowHarness,

@@ -211,7 +211,9 @@ async def test_apply_persists_and_takes_effect(qtbot) -> None:
             assert saved.theme == "dark"
             assert saved.provider("openai-compatible").default_model == "fake-model-2"
             assert saved.provider("openai-compatible").base_url == srv.openai_base_url
-            assert h.s.conversations.get(cid).system_prompt == "Answer like a pirate."
+            await h.until(
+                lambda: h.s.conversations.get(cid).system_prompt == "Answer like a pirate."
+            )
             assert is_dark(app.palette())
             dialog.accept()
 

@@ -316,7 +316,7 @@ async def test_fallback_answer_is_labelled(qtbot) -> None:
             assert chat_requests(srv)[-1].json["model"] == "backup-model"
             # reopening the chat keeps the label (it comes from the store)
             h.w.new_chat()
-            h.w.open_conversation(h.w.sidebar.ids()[0])
+            await h.w.open_conversation(h.w.sidebar.ids()[0])
             assert h.items()[-1].answered_by == "backup-model"
 
 
@@ -363,9 +363,9 @@ async def test_status_strip_shows_cost_and_tokens(qtbot) -> None:
             await h.send_and_wait("how much?")
             # gpt-4o-mini: $0.15 in / $0.60 out per 1M -> 0.0015 + 0.003
             assert h.w.status.tokens_label.text() == "Last turn: 10,000 in · 5,000 out · $0.0045"
-            assert h.w.status.cost_label.text() == "Chat cost: $0.0045"
+            await h.until(lambda: h.w.status.cost_label.text() == "Chat cost: $0.0045")
             await h.send_and_wait("and now?")
-            assert h.w.status.cost_label.text() == "Chat cost: $0.0090"
+            await h.until(lambda: h.w.status.cost_label.text() == "Chat cost: $0.0090")
             assert "128K context" in h.w.status.model_label.text()
             h.w.new_chat()
             assert h.w.status.cost_label.text() == "Chat cost: $0.00"
@@ -397,11 +397,11 @@ async def test_model_picker_groups_prices_and_local_models(qtbot) -> None:
             picker.setCurrentIndex(row)
             picker.activated.emit(row)
             cid = h.w.conversation_id
-            assert h.s.conversations.get(cid).options["model"] == "llama3.2:3b"
+            await h.until(lambda: h.s.conversations.get(cid).options["model"] == "llama3.2:3b")
             await h.send_and_wait("again")
             assert chat_requests(srv)[-1].json["model"] == "llama3.2:3b"
             h.w.new_chat()
-            h.w.open_conversation(cid)
+            await h.w.open_conversation(cid)
             assert picker.current() == ("openai-compatible", "llama3.2:3b")
 
 
@@ -435,10 +435,10 @@ async def test_switches_are_stored_per_conversation_and_reach_the_turn(qtbot, tm
             assert w.composer.options() == (False, False)
             await h.send_and_wait("no tools")
             assert "tools" not in chat_requests(srv)[-1].json
-            w.open_conversation(cid)
+            await w.open_conversation(cid)
             assert w.composer.options() == (True, False)
             w.composer.knowledge_switch.setChecked(True)
-            assert h.s.conversations.get(cid).options["use_knowledge"] is True
+            await h.until(lambda: h.s.conversations.get(cid).options["use_knowledge"] is True)
 
 
 # ---------------------------------------------------------------- sidebar
@@ -539,7 +539,7 @@ async def test_opening_a_chat_from_the_sidebar_shows_its_branch(qtbot) -> None:
                     if w.sidebar._id(w.sidebar.list.item(i)) == a
                 )
             )
-            assert w.conversation_id == a
+            await h.until(lambda: w.conversation_id == a, what="opened")  # read off-thread
             assert h.texts() == [("user", "chat A"), ("assistant", "A1")]
 
 
@@ -554,9 +554,9 @@ async def test_switching_chats_mid_stream_and_back_shows_the_live_answer(qtbot) 
             h.type_and_send("streaming chat")
             await h.until(lambda: len(h.texts()) == 2 and len(h.texts()[1][1]) > 30)
             streaming = w.conversation_id
-            w.open_conversation(other)
+            await w.open_conversation(other)
             assert h.texts() == [("user", "other chat"), ("assistant", "done")]
-            w.open_conversation(streaming)
+            await w.open_conversation(streaming)
             assert h.items()[-1].status == MessageStatus.STREAMING
             await h.until(lambda: not w.is_busy(), timeout=15)
             assert h.texts()[-1] == ("assistant", "x" * 600)

@@ -118,6 +118,19 @@ class Agent:
         self.max_tool_output_tokens = max_tool_output_tokens
         self.max_repeats = max_repeats
 
+    def with_tools(self, request: ChatRequest, nonce: str) -> ChatRequest:
+        """``request`` as the loop sends it: the tool schemas and the safety prompt added.
+
+        Estimates use it with a placeholder ``nonce`` of the real one's length (16 hex).
+        """
+        registry = self.registry
+        if registry is None or not registry.names():
+            return request
+        system = TOOL_SAFETY_PROMPT.format(nonce=nonce)
+        if request.system:
+            system = f"{request.system}\n\n{system}"
+        return replace(request, system=system, tools=registry.specs())
+
     async def run(
         self, provider: Provider, request: ChatRequest
     ) -> AsyncGenerator[AgentEvent, None]:
@@ -130,13 +143,10 @@ class Agent:
             return
 
         nonce = secrets.token_hex(8)
-        system = TOOL_SAFETY_PROMPT.format(nonce=nonce)
-        if request.system:
-            system = f"{request.system}\n\n{system}"
         messages = list(request.messages)
         seen: Counter[tuple[str, str]] = Counter()
         budget = self.max_tool_output_tokens
-        req = replace(request, system=system, tools=registry.specs())
+        req = self.with_tools(request, nonce)
 
         said_something = False  # text shown in an earlier round
         for step in range(1, self.step_cap + 1):

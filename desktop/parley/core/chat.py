@@ -8,6 +8,11 @@ the partial answer has been saved with status ``cancelled``.
 
 Streamed text is flushed to SQLite at least every ``FLUSH_INTERVAL_S`` (so a kill -9 loses
 at most that much); writes go through one single-thread executor, off the event loop.
+
+The window's own writes (rename, delete and undo, branch switches, a conversation's options
+and prompt) are :class:`ChatSession` operations too, on the same writer, so the database has
+one writer and the GUI thread never writes. Each returns an :class:`OpChanges` saying what
+changed; the caller decides what to redraw (Anki's ``CollectionOp``/``OpChanges``).
 """
 
 from __future__ import annotations
@@ -19,20 +24,36 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from parley.core.agent import Agent, AgentEvent, AgentStopped, ToolRunFinished, ToolRunStarted
 from parley.core.errors import ConfigError, ParleyError, StorageError
 from parley.core.providers.base import (
     AttemptStarted,
+    CacheReplay,
     ChatRequest,
+    ContextTrimmed,
+    Estimated,
     FallbackUsed,
     Message,
+    Metered,
     Provider,
     TextDelta,
     Usage,
 )
-from parley.core.store.conversations import ConversationStore, StoredMessage
+from parley.core.store.conversations import (
+    Conversation,
+    ConversationStore,
+    StoredMessage,
+    owner_alive,
+    process_owner,
+)
+from parley.core.store.ledger import LedgerEntry
+
+if TYPE_CHECKING:
+    from parley.core.budget import Budget
+    from parley.core.metering import Meter
+    from parley.core.tokens import DraftEstimate
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +62,9 @@ FLUSH_INTERVAL_S = 0.25
 
 MAX_QUESTION_CHARS = 2_000_000
 """Questions longer than this are refused before anything is sent."""
+
+QUEUE_POLL_S = 0.05
+"""How often a turn waiting for its conversation looks whether it is its turn."""
 
 TurnStatus = Literal["complete", "partial", "error", "cancelled"]
 
@@ -54,6 +78,18 @@ class TurnStarted:
     assistant_message_id: int
     provider: str
     model: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnQueued:
+    """Another turn on this conversation is running (here or in another process).
+
+    This one waits its turn, so every question is placed and answered after the one before.
+    """
+
+    conversation_id: int
+    ahead: int
+    """Turns ahead of this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +115,17 @@ class TurnFinished:
     error: ParleyError | None = None
     tool_calls: tuple[ToolRunFinished, ...] = ()
     sources: tuple[Any, ...] = ()
+    estimate: Estimated | None = None
+    """The first request's pre-send estimate (issue 13)."""
+    cached: bool = False
+    """The answer came from Parley's response cache."""
+    local: bool = False
+    """Answered by a server on this machine (the cost is really $0)."""
+    notes: tuple[str, ...] = ()
+    """What the person should know about the request (e.g. turns left out to fit)."""
 
 
-TurnEvent = AgentEvent | TurnStarted | TurnFinished | SourcesAttached
+TurnEvent = AgentEvent | TurnStarted | TurnFinished | SourcesAttached | TurnQueued
 
 
 @dataclass(frozen=True)
@@ -100,6 +144,24 @@ class Grounder(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class OpChanges:
+    """What a conversation operation changed; the caller decides what to redraw."""
+
+    conversation_id: int | None = None
+    """The conversation the operation touched (None: several or none)."""
+    conversation: Conversation | None = None
+    """Its row as the operation found it (before a delete, after any other change)."""
+    listing: bool = False
+    """The conversation list changed: a title, the order, or which conversations exist."""
+    branch: bool = False
+    """Which messages are on the conversation's current branch changed."""
+    options: bool = False
+    """The conversation's options (model, switches) or its own system prompt changed."""
+    count: int = 0
+    """How many rows the operation removed (purging)."""
+
+
 @dataclass
 class TurnOptions:
     """Per-turn choices (the caller resolves defaults from settings and the conversation)."""
@@ -113,6 +175,8 @@ class TurnOptions:
     use_tools: bool = False
     use_knowledge: bool = False
     folders: Sequence[str] = field(default_factory=tuple)
+    over_budget: bool = False
+    """Send even when a budget is reached (the person confirmed, or ``--over-budget``)."""
 
 
 class ChatSession:
@@ -125,6 +189,9 @@ class ChatSession:
         agent_for: Builds the agent for a turn (tools on or off, allowed folders).
         grounder: Knowledge retrieval, when the knowledge feature is available.
         writer: Executor for database writes (one thread: writes stay ordered).
+        meter: Fits, estimates, caches and meters every request (issue 13); without it
+            the turn's summed usage is recorded at its end.
+        budget: Spending limits checked before a question is sent.
     """
 
     def __init__(
@@ -136,8 +203,12 @@ class ChatSession:
         agent_for: Callable[[TurnOptions], Agent] | None = None,
         grounder: Grounder | None = None,
         writer: Executor | None = None,
+        meter: Meter | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.conversations = conversations
+        self.meter = meter
+        self.budget = budget
         self._provider_for = provider_for
         self._cost_for = cost_for
         self._agent_for = agent_for or (lambda _opts: Agent(None))
@@ -147,6 +218,52 @@ class ChatSession:
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
+
+    async def _db_surely(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Like :meth:`_db`, but the write happens even if the caller is cancelled meanwhile.
+
+        A queued executor job would otherwise be dropped with the cancelled await.
+        """
+        loop = asyncio.get_running_loop()
+        return await asyncio.shield(loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs)))
+
+    @contextlib.asynccontextmanager
+    async def _conversation_turn(self, conversation_id: int) -> AsyncIterator[int]:
+        """Hold ``conversation_id`` for one turn, waiting (FIFO) behind the turns before it.
+
+        Another turn, in this or another process, may be placing or answering a question
+        there. The database is the lock, so ``parley ask --conversation N`` run six times at
+        once answers one after the other.
+
+        Yields how many turns were ahead when this one queued (0: it did not wait).
+        """
+        store = self.conversations
+        tickets: list[int] = []
+
+        def join() -> int:
+            tickets.append(store.join_turn_queue(conversation_id, process_owner()))
+            return tickets[-1]
+
+        def leave() -> None:
+            try:
+                for ticket in tickets:
+                    store.leave_turn_queue(ticket)
+            except StorageError as exc:  # the owner's exit frees it for the others
+                log.warning("could not leave the turn queue: %s", exc.user_message)
+
+        try:
+            ticket = await asyncio.shield(
+                asyncio.get_running_loop().run_in_executor(self._writer, join)
+            )
+            ahead = first = await self._db(store.turns_ahead, conversation_id, ticket, owner_alive)
+            while ahead:
+                await asyncio.sleep(QUEUE_POLL_S)
+                ahead = await self._db(store.turns_ahead, conversation_id, ticket, owner_alive)
+            yield first
+        finally:
+            # Queued behind the turn's last write (and behind join, if Stop came first); not
+            # awaited, so it also happens while this task is cancelled or torn down.
+            self._writer.submit(leave)
 
     # ---- Public API
     async def send(
@@ -169,6 +286,8 @@ class ChatSession:
         Raises:
             ConfigError: empty or oversized question, unknown conversation (before anything
                 is saved or sent).
+            OverBudget: a budget is reached and ``options.over_budget`` is not set (nothing
+                is saved or sent).
             StorageError: the question could not be saved.
         """
         if not text or not text.strip():
@@ -178,38 +297,57 @@ class ChatSession:
                 f"The question is too long ({len(text):,} characters; "
                 f"the limit is {MAX_QUESTION_CHARS:,})."
             )
+        await self._check_budget(options)
         if conversation_id is None:
             conv = await self._db(self.conversations.create)
             conversation_id = conv.id
         elif await self._db(self.conversations.get, conversation_id) is None:
             raise ConfigError(f"There is no conversation {conversation_id}.")
-        user = await self._db(
-            self.conversations.add_message,
-            conversation_id,
-            "user",
-            text,
-            parent_id=parent_id,
-            meta={"attachments": list(attachments)} if attachments else None,
-        )
-        async with contextlib.aclosing(self._answer(conversation_id, user, options)) as turn:
-            async for ev in turn:
-                yield ev
+        async with self._conversation_turn(conversation_id) as ahead:
+            if ahead:
+                yield TurnQueued(conversation_id, ahead)
+            user = await self._db(
+                self.conversations.add_message,
+                conversation_id,
+                "user",
+                text,
+                parent_id=parent_id,
+                meta={"attachments": list(attachments)} if attachments else None,
+            )
+            async with contextlib.aclosing(self._answer(conversation_id, user, options)) as turn:
+                async for ev in turn:
+                    yield ev
 
     async def regenerate(
         self, conversation_id: int, options: TurnOptions
     ) -> AsyncGenerator[TurnEvent, None]:
         """Answer the current branch's last question again (the old answer stays reachable).
 
+        Regenerate always asks the model: the response cache is not consulted.
+
         Raises:
             ConfigError: the conversation has no question to answer.
+            OverBudget: a budget is reached and ``options.over_budget`` is not set.
         """
-        branch = await self._db(self.conversations.branch, conversation_id)
-        users = [m for m in branch if m.role == "user"]
-        if not users:
-            raise ConfigError("There is no question to answer again.")
-        async with contextlib.aclosing(self._answer(conversation_id, users[-1], options)) as t:
-            async for ev in t:
-                yield ev
+        async with self._conversation_turn(conversation_id) as ahead:
+            if ahead:
+                yield TurnQueued(conversation_id, ahead)
+            branch = await self._db(self.conversations.branch, conversation_id)
+            users = [m for m in branch if m.role == "user"]
+            if not users:
+                raise ConfigError("There is no question to answer again.")
+            await self._check_budget(options)
+            answer = self._answer(conversation_id, users[-1], options, regenerate=True)
+            async with contextlib.aclosing(answer) as t:
+                async for ev in t:
+                    yield ev
+
+    async def _check_budget(self, options: TurnOptions) -> None:
+        if self.budget is None or options.over_budget:
+            return
+        status = await self._db(self.budget.status)
+        if status.must_confirm:
+            raise status.error("Confirm to send anyway.")
 
     async def edit(
         self,
@@ -241,44 +379,74 @@ class ChatSession:
 
     def history(self, conversation_id: int, upto: StoredMessage) -> tuple[Message, ...]:
         """The branch ending at ``upto`` as provider messages (finished text only)."""
-        out: list[Message] = []
-        for m in self.conversations.branch(conversation_id, upto.id):
-            if m.role not in ("user", "assistant"):
-                continue
-            if m.role == "assistant" and not m.content:
-                continue  # a failed answer with no text: leave it out of the context
-            content = m.content
-            attachments = m.meta.get("attachments") if m.role == "user" else None
-            if attachments:
-                content = _with_attachments(content, attachments)
-            out.append(Message(m.role, content))  # type: ignore[arg-type]
-        return tuple(out)
+        return _as_messages(self.conversations.branch(conversation_id, upto.id))
+
+    def draft_estimate(
+        self, conversation_id: int | None, options: TurnOptions
+    ) -> DraftEstimate | None:
+        """An incremental token estimate of the next question (issue 13), for the composer.
+
+        Counts the request a question would extend (system prompt, the current branch, the
+        tool schemas when tools are on); ``update(text)`` on the result then counts only the
+        draft (pass the text with its attachments, :func:`with_attachments`). Passages that
+        knowledge retrieval adds are not known before sending. Blocking (the database, and
+        a long conversation's first count): call it off the GUI thread. None without a meter.
+        """
+        if self.meter is None:
+            return None
+        history: tuple[Message, ...] = ()
+        system = options.system
+        if conversation_id is not None:
+            conv = self.conversations.get(conversation_id)
+            if conv is not None and conv.system_prompt:
+                system = conv.system_prompt
+            history = _as_messages(self.conversations.branch(conversation_id))
+        request = ChatRequest(
+            model=options.model,
+            messages=history,
+            system=system or None,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            max_output_tokens=options.max_output_tokens,
+        )
+        request = self._agent_for(options).with_tools(request, "0" * 16)
+        return self.meter.draft(options.provider, request)
 
     # ---- the turn
     async def _answer(
-        self, conversation_id: int, user: StoredMessage, options: TurnOptions
+        self,
+        conversation_id: int,
+        user: StoredMessage,
+        options: TurnOptions,
+        *,
+        regenerate: bool = False,
     ) -> AsyncGenerator[TurnEvent, None]:
-        conv = await self._db(self.conversations.get, conversation_id)
+        # The conversation remembers what it was last asked with (the window reopens it with
+        # that model and those switches; ``parley ask --conversation`` records them too).
+        conv = await self._db(
+            self.conversations.set_options,
+            conversation_id,
+            provider=options.provider,
+            model=options.model,
+            use_tools=options.use_tools,
+            use_knowledge=options.use_knowledge,
+        )
         history = await self._db(self.history, conversation_id, user)
         system = options.system
         if conv is not None and conv.system_prompt:
             system = conv.system_prompt
-        assistant = await self._db(
-            self.conversations.add_message,
-            conversation_id,
-            "assistant",
-            "",
-            parent_id=user.id,
-            provider=options.provider,
-            model=options.model,
-            status="streaming",
-        )
-        yield TurnStarted(conversation_id, user.id, assistant.id, options.provider, options.model)
-
+        assistant = await self._start_answer_row(conversation_id, user, options)
         state = _TurnState(provider=options.provider, model=options.model)
         pending_flush: asyncio.Future[Any] | None = None
         events: AsyncIterator[Any] | None = None
+        # Every way out of this block ends the row: a normal end or a ParleyError set
+        # ``outcome`` and are saved below; anything else (Stop, a closed generator, a bug
+        # below us) is saved on the way out. No turn stays "streaming" (issue 11).
+        outcome: tuple[TurnStatus, ParleyError | None] | None = None
         try:
+            yield TurnStarted(
+                conversation_id, user.id, assistant.id, options.provider, options.model
+            )
             if options.use_knowledge and self.grounder is not None:
                 grounding = await self.grounder.ground(user.content, folders=options.folders)
                 state.sources = grounding.sources
@@ -296,6 +464,11 @@ class ChatSession:
                 yield SourcesAttached(grounding.sources)
 
             provider = self._provider_for(options.provider, options.model)
+            if self.meter is not None:
+                pin_first = bool(conv is not None and conv.options.get("pin_first"))
+                provider = self.meter.wrap(
+                    provider, options.provider, pin_first=pin_first, bypass_cache=regenerate
+                )
             request = ChatRequest(
                 model=options.model,
                 messages=history,
@@ -348,29 +521,88 @@ class ChatSession:
                     )
                 elif isinstance(ev, AgentStopped):
                     state.stopped = ev
+                elif isinstance(ev, Metered):
+                    # The request's ledger row, written as soon as its usage is known: a crash
+                    # later in the turn loses nothing (issue 13).
+                    state.meter(ev)
+                    await self._db(
+                        self.conversations.record_request,
+                        _ledger_entry(ev, conversation_id, assistant.id),
+                    )
+                elif isinstance(ev, Estimated):
+                    state.estimate = state.estimate or ev
+                elif isinstance(ev, CacheReplay):
+                    state.cached = True
+                elif isinstance(ev, ContextTrimmed):
+                    state.notes.append(ev.note)
                 yield ev
-        except (asyncio.CancelledError, GeneratorExit):
-            # Stop (task cancelled) or the caller closed this generator: save what arrived,
-            # synchronously (the task is being torn down; this is one short write), and
-            # close the provider stream so its HTTP connection is released now.
+            # A loop, step cap or budget stop keeps what was said, marked incomplete.
+            outcome = ("partial" if state.stopped is not None else "complete", None)
+        except ParleyError as exc:
+            outcome = ("partial" if state.text() else "error", exc)
+        except BaseException as exc:
+            # Stop (task cancelled), the caller closing this generator, or a bug below us:
+            # save what arrived, synchronously (the task is being torn down; this is one
+            # short write), and close the provider stream so its connection is released.
             if pending_flush is not None:
                 pending_flush.cancel()
-            self._finish_sync(conversation_id, assistant.id, state, "cancelled", None)
+            if isinstance(exc, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
+                status: TurnStatus = "cancelled"
+                error: ParleyError | None = None
+            else:
+                status = "partial" if state.text() else "error"
+                error = ParleyError(f"Internal error ({type(exc).__name__}); see the log.")
+            self._finish_sync(conversation_id, assistant.id, state, status, error)
             if events is not None:
                 with contextlib.suppress(Exception):
                     await events.aclose()  # type: ignore[attr-defined]
             raise
-        except ParleyError as exc:
-            status: TurnStatus = "partial" if state.text() else "error"
-            yield await self._finish(conversation_id, assistant.id, state, status, exc)
-            return
-        # A loop, step cap or budget stop keeps what was said, marked incomplete.
-        status = "partial" if state.stopped is not None else "complete"
-        yield await self._finish(conversation_id, assistant.id, state, status, None)
+        assert outcome is not None  # every other way out raised above
+        yield await self._finish(conversation_id, assistant.id, state, *outcome)
+
+    async def _start_answer_row(
+        self, conversation_id: int, user: StoredMessage, options: TurnOptions
+    ) -> StoredMessage:
+        """The answer's row, status "streaming", under ``user``.
+
+        If Stop lands while the row is being written, the write still completes (it may
+        already be running) and a second write, queued behind it on the same one-thread
+        writer, ends the row as cancelled: no row stays "streaming".
+        """
+        created: list[StoredMessage] = []
+
+        def create() -> StoredMessage:
+            row = self.conversations.add_message(
+                conversation_id,
+                "assistant",
+                "",
+                parent_id=user.id,
+                provider=options.provider,
+                model=options.model,
+                status="streaming",
+            )
+            created.append(row)
+            return row
+
+        def cancel_created() -> None:
+            for row in created:
+                self.conversations.update_message(row.id, status="cancelled", if_streaming=True)
+
+        job = asyncio.get_running_loop().run_in_executor(self._writer, create)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            self._writer.submit(cancel_created)
+            raise
+
+    async def aclose(self) -> None:
+        """Wait for the writes already queued (a stopped turn's last ones included)."""
+        await asyncio.get_running_loop().run_in_executor(self._writer, lambda: None)
 
     def _flush(self, message_id: int, text: str) -> None:
         try:
-            self.conversations.update_message(message_id, content=text)
+            # A flush already running when the turn ended must not undo its final text.
+            self.conversations.update_message(message_id, content=text, if_streaming=True)
         except StorageError as exc:  # keep streaming; the final write reports it
             log.warning("could not save streamed text: %s", exc.user_message)
 
@@ -382,7 +614,9 @@ class ChatSession:
         status: TurnStatus,
         error: ParleyError | None,
     ) -> TurnFinished:
-        return await self._db(self._finish_sync, conversation_id, message_id, state, status, error)
+        return await self._db_surely(
+            self._finish_sync, conversation_id, message_id, state, status, error
+        )
 
     def _finish_sync(
         self,
@@ -395,13 +629,26 @@ class ChatSession:
         text = state.text()
         usage = state.usage
         reported = usage.input_tokens is not None or usage.output_tokens is not None
-        cost = self._cost_for(state.provider, state.model, usage) if reported else None
+        if state.metered:
+            cost = state.cost  # the sum of the turn's ledger rows
+        else:
+            cost = self._cost_for(state.provider, state.model, usage) if reported else None
         err_text = (
             error.user_message if error else (state.stopped.message if state.stopped else None)
         )
         meta: dict[str, Any] = {"attempts": state.attempts}
         if state.fallback_note:
             meta["fallback"] = state.fallback_note
+        if state.cached:
+            meta["from_cache"] = True
+        if state.notes:
+            meta["context_notes"] = list(state.notes)
+        if state.estimate is not None:
+            meta["estimate"] = {
+                "input_tokens": state.estimate.input_tokens,
+                "exact": state.estimate.exact,
+                "cost_usd": state.estimate.cost_usd,
+            }
         usage_tuple = (
             usage.input_tokens,
             usage.output_tokens,
@@ -426,7 +673,7 @@ class ChatSession:
                 cost_usd=cost,
                 meta=meta,
             )
-            if reported:
+            if reported and not state.metered:
                 self.conversations.record_usage(
                     provider=state.provider,
                     model=state.model,
@@ -453,7 +700,107 @@ class ChatSession:
             error=error,
             tool_calls=tuple(sorted(state.tools, key=state.tool_row)),  # rows are in start order
             sources=state.sources,
+            estimate=state.estimate,
+            cached=state.cached,
+            local=state.local,
+            notes=tuple(state.notes),
         )
+
+    # ---- Conversation operations (on the writer, in the order they are called)
+    def rename(self, conversation_id: int, title: str) -> asyncio.Future[OpChanges]:
+        """Set a conversation's title."""
+
+        def op() -> OpChanges:
+            self.conversations.rename(conversation_id, title)
+            conv = self.conversations.get(conversation_id)
+            return OpChanges(conversation_id, conv, listing=True)
+
+        return self._op(op)
+
+    def delete(self, conversation_id: int) -> asyncio.Future[OpChanges]:
+        """Soft-delete a conversation (``conversation``: its row before, None if unknown)."""
+
+        def op() -> OpChanges:
+            conv = self.conversations.get(conversation_id)
+            if conv is None:
+                return OpChanges(conversation_id)
+            self.conversations.delete(conversation_id)
+            return OpChanges(conversation_id, conv, listing=True)
+
+        return self._op(op)
+
+    def undelete(self, conversation_id: int) -> asyncio.Future[OpChanges]:
+        """Bring a soft-deleted conversation back."""
+
+        def op() -> OpChanges:
+            self.conversations.undelete(conversation_id)
+            conv = self.conversations.get(conversation_id)
+            return OpChanges(conversation_id, conv, listing=True)
+
+        return self._op(op)
+
+    def purge_deleted(self, older_than_s: float = 0.0) -> asyncio.Future[OpChanges]:
+        """Remove soft-deleted conversations for good (``count``: how many)."""
+        return self._op(
+            lambda: OpChanges(count=self.conversations.purge_deleted(older_than_s), listing=True)
+        )
+
+    def set_options(self, conversation_id: int, **options: Any) -> asyncio.Future[OpChanges]:
+        """Merge per-conversation options (model, provider, use_tools, use_knowledge)."""
+        return self._op(
+            lambda: OpChanges(
+                conversation_id,
+                self.conversations.set_options(conversation_id, **options),
+                options=True,
+            )
+        )
+
+    def set_system_prompt(
+        self, conversation_id: int, prompt: str | None
+    ) -> asyncio.Future[OpChanges]:
+        """A conversation's own system prompt (None: the global one)."""
+
+        def op() -> OpChanges:
+            self.conversations.set_system_prompt(conversation_id, prompt)
+            conv = self.conversations.get(conversation_id)
+            return OpChanges(conversation_id, conv, options=True)
+
+        return self._op(op)
+
+    def switch_version(self, message_id: int) -> asyncio.Future[OpChanges]:
+        """Make the branch through ``message_id`` (to its newest leaf) the current one."""
+
+        def op() -> OpChanges:
+            msg = self.conversations.message(message_id)
+            if msg is None:
+                return OpChanges()
+            self.conversations.set_leaf(msg.conversation_id, self.conversations.latest_leaf(msg.id))
+            return OpChanges(msg.conversation_id, branch=True)
+
+        return self._op(op)
+
+    def rewind_to_question(self, message_id: int) -> asyncio.Future[OpChanges]:
+        """End the current branch at the question of ``message_id`` (itself or its parent).
+
+        :meth:`regenerate` then answers that question again, as a new version of the answer.
+        """
+
+        def op() -> OpChanges:
+            msg = self.conversations.message(message_id)
+            if msg is None:
+                return OpChanges()
+            if msg.role == "user":
+                self.conversations.set_leaf(msg.conversation_id, msg.id)
+            elif msg.parent_id is not None:
+                self.conversations.set_leaf(msg.conversation_id, msg.parent_id)
+            return OpChanges(msg.conversation_id, branch=True)
+
+        return self._op(op)
+
+    def _op(self, fn: Callable[[], OpChanges]) -> asyncio.Future[OpChanges]:
+        # Submitted now (not when a caller's task first runs), so operations reach the
+        # writer in the order they were asked for, between a turn's own writes.
+        return asyncio.get_running_loop().run_in_executor(self._writer, fn)
 
 
 @dataclass
@@ -469,16 +816,70 @@ class _TurnState:
     """id(call) -> (the call, kept alive so its id stays unique; its tool_calls row)."""
     stopped: AgentStopped | None = None
     sources: tuple[Any, ...] = ()
+    # ---- metering (issue 13)
+    metered: bool = False
+    cost: float | None = 0.0
+    local: bool = False
+    cached: bool = False
+    estimate: Estimated | None = None
+    notes: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         return "".join(self.parts)
+
+    def meter(self, ev: Metered) -> None:
+        """Add one request's cost (an unknown one makes the turn's cost unknown)."""
+        self.metered = True
+        self.local = self.local or ev.local
+        self.cost = None if self.cost is None or ev.cost_usd is None else self.cost + ev.cost_usd
 
     def tool_row(self, run: ToolRunFinished) -> int:
         """The stored row of a finished call (rows are numbered in start order)."""
         return self.tool_rows[id(run.call)][1]
 
 
-def _with_attachments(text: str, attachments: list[dict[str, Any]]) -> str:
+def _ledger_entry(ev: Metered, conversation_id: int, message_id: int) -> LedgerEntry:
+    u, e = ev.usage, ev.estimate
+    return LedgerEntry(
+        ev.provider,
+        ev.model,
+        u.input_tokens,
+        u.output_tokens,
+        u.cached_input_tokens,
+        u.cache_write_tokens,
+        cost_usd=ev.cost_usd,
+        purpose=ev.purpose,
+        conversation_id=conversation_id,
+        message_id=message_id,
+        fallback=ev.fallback,
+        cache_hit=ev.cache_hit,
+        saved_usd=ev.saved_usd,
+        local=ev.local,
+        est_input_tokens=e.input_tokens if e else None,
+        est_exact=e.exact if e else None,
+        est_basis_tokens=e.basis_tokens if e else None,
+        est_method=e.method if e else None,
+    )
+
+
+def _as_messages(branch: Sequence[StoredMessage]) -> tuple[Message, ...]:
+    """Stored messages as provider messages (finished text only, attachments inlined)."""
+    out: list[Message] = []
+    for m in branch:
+        if m.role not in ("user", "assistant"):
+            continue
+        if m.role == "assistant" and not m.content:
+            continue  # a failed answer with no text: leave it out of the context
+        content = m.content
+        attachments = m.meta.get("attachments") if m.role == "user" else None
+        if attachments:
+            content = with_attachments(content, attachments)
+        out.append(Message(m.role, content))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def with_attachments(text: str, attachments: Sequence[dict[str, Any]]) -> str:
+    """A question with its attachments, as the model receives it."""
     parts = [text]
     for a in attachments:
         name = a.get("name", "attachment")

@@ -55,10 +55,31 @@ def usage_cost(usage: Usage, model: ModelInfo | None, *, local: bool = False) ->
     return cost / PER
 
 
+def cache_savings(usage: Usage, model: ModelInfo | None, *, local: bool = False) -> float | None:
+    """What the provider's prompt cache saved on ``usage``, net of the dearer cache writes.
+
+    Cached reads cost ``price_cached_input`` instead of ``price_input``; writes cost
+    ``price_cache_write`` instead. None when nothing was cached or written, when the server is
+    local, or when a price is unknown.
+    """
+    cached = usage.cached_input_tokens or 0
+    written = usage.cache_write_tokens or 0
+    if local or model is None or model.price_input is None or not (cached or written):
+        return None
+    saved = 0.0
+    if cached and model.price_cached_input is not None:
+        saved += cached * (model.price_input - model.price_cached_input)
+    if written and model.price_cache_write is not None:
+        saved -= written * (model.price_cache_write - model.price_input)
+    return saved / PER
+
+
 def format_usd(value: float | None) -> str:
-    """``$0.0123``-style text; "unknown" for None."""
+    """``$0.0123``-style text (``-$0.0004`` below zero); "unknown" for None."""
     if value is None:
         return "unknown"
+    if value < 0:  # net prompt-cache savings can be negative (writes cost more at first)
+        return "-" + format_usd(-value)
     if value == 0:
         return "$0.00"
     if value < 0.01:

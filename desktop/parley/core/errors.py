@@ -104,6 +104,18 @@ class ProviderTimeout(ParleyError):
     retryable = True
 
 
+class WrongEndpoint(ParleyError):
+    """The server answered, but not as a model server.
+
+    An HTML page, a JSON body that is no completion, or a redirect to another server (a wrong
+    base URL, a captive portal, a proxy).
+
+    Not retryable: asking the same address again gets the same page.
+    """
+
+    default_message = "The server's answer is not a model's: check the base URL."
+
+
 class Cancelled(ParleyError):
     """The person stopped the turn."""
 
@@ -142,3 +154,9 @@ class IndexBusy(ParleyError):
     """Another process is writing the knowledge index."""
 
     default_message = "Another Parley process is indexing; try again when it finishes."
+
+
+class OverBudget(ParleyError):
+    """Spending reached a budget the person set, and sending over it was not confirmed."""
+
+    default_message = "Your spending budget is used up; confirm to send anyway."

@@ -2,7 +2,8 @@
 
 ``PARLEY_HOME`` moves all of them under one folder (tests always set it). Otherwise the
 platform's conventional folders are used (platformdirs). ``PARLEY_ASSETS`` names a folder
-of offline assets (tiktoken BPE files, the embedding model); the packaged app ships its own.
+of offline assets (tiktoken BPE files, the embedding model: ``core/assets.py``); else the
+packaged app's own, else ``<data dir>/assets`` when ``parley assets download`` filled it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class Paths:
         return self.data_dir / "parley.sqlite3"
 
     @property
+    def response_cache_file(self) -> Path:
+        """Parley's response cache (answers to identical temperature-0 requests)."""
+        return self.data_dir / "response-cache.sqlite3"
+
+    @property
     def chroma_dir(self) -> Path:
         """The embedded Chroma store."""
         return self.data_dir / "chroma"
@@ -76,28 +82,31 @@ def _bundled_assets() -> Path | None:
 
 
 def default_paths(environ: dict[str, str] | None = None) -> Paths:
-    """Locations from the environment: ``PARLEY_HOME`` first, then platformdirs."""
+    """Locations from the environment: ``PARLEY_HOME`` first, then platformdirs.
+
+    The assets folder: ``PARLEY_ASSETS``, else the packaged app's, else ``<data dir>/assets``
+    if it exists (``parley assets download`` puts them there by default).
+    """
     env = os.environ if environ is None else environ
     assets_env = env.get("PARLEY_ASSETS")
     assets = Path(assets_env).expanduser().resolve() if assets_env else _bundled_assets()
     home = env.get("PARLEY_HOME")
     if home:
         root = Path(home).expanduser().resolve()
-        return Paths(
-            config_dir=root / "config",
-            data_dir=root / "data",
-            cache_dir=root / "cache",
-            log_dir=root / "logs",
-            assets_dir=assets,
-        )
-    import platformdirs
+        dirs = (root / "config", root / "data", root / "cache", root / "logs")
+    else:
+        import platformdirs
 
+        dirs = (
+            Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
+            Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+            Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
+            Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)),
+        )
+    if assets is None and (dirs[1] / "assets").is_dir():
+        assets = dirs[1] / "assets"
     return Paths(
-        config_dir=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
-        data_dir=Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
-        cache_dir=Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
-        log_dir=Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)),
-        assets_dir=assets,
+        config_dir=dirs[0], data_dir=dirs[1], cache_dir=dirs[2], log_dir=dirs[3], assets_dir=assets
     )
 
 

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from parley.core import tokens
 from parley.core.agent import Agent
+from parley.core.budget import Budget
+from parley.core.cache import ResponseCache
 from parley.core.chat import ChatSession, Grounder, TurnOptions
 from parley.core.costs import is_local_url, usage_cost
 from parley.core.errors import ConfigError, MissingKeyError
+from parley.core.metering import Meter
 from parley.core.paths import Paths
 from parley.core.providers.base import Provider, Timeouts, Usage
 from parley.core.providers.catalog import Catalog, load_catalog
@@ -24,6 +27,7 @@ from parley.core.providers.resilient import Fallback, ResilientProvider
 from parley.core.secrets import ResolvedKey, Secrets
 from parley.core.settings import Settings, SettingsStore
 from parley.core.store.conversations import ConversationStore
+from parley.core.store.ledger import Ledger
 
 if TYPE_CHECKING:
     from parley.core.providers.worker import StreamWorker
@@ -202,6 +206,14 @@ class Services:
     chat: ChatSession
     extras: dict[str, Any]
     """Late-bound features (knowledge) keyed by name; filled by their builders."""
+    ledger: Ledger
+    """Every request's cost: the cost panel's and ``parley costs``' queries (issue 13)."""
+    meter: Meter
+    """Token estimates, context limits, prompt and response caching."""
+    budget: Budget
+    """Spending limits."""
+    response_cache: ResponseCache
+    """Answers of identical temperature-0 requests."""
 
     def turn_options(
         self,
@@ -231,12 +243,15 @@ class Services:
         )
 
     async def aclose(self) -> None:
-        """Close network clients and the database."""
+        """Close network clients and the database (after the writes already queued)."""
+        await self.chat.aclose()
         await self.providers.aclose()
         for extra in self.extras.values():
             close = getattr(extra, "close", None)
             if callable(close):
                 close()
+        self.response_cache.close()
+        self.ledger.close()
         self.conversations.close()
 
 
@@ -303,10 +318,37 @@ def build_services(
             max_tool_output_tokens=t.max_output_tokens,
         )
 
+    ledger = Ledger(paths.db_file)
+    response_cache = ResponseCache(paths.response_cache_file)
+    meter = Meter(
+        catalog=catalog,
+        settings=settings,
+        cost_for=providers.cost,
+        is_local=providers.is_local,
+        base_url_for=providers.base_url,
+        ledger=ledger,
+        cache=response_cache,
+    )
+    budget = Budget(ledger, settings)
     chat = ChatSession(
         conversations,
         provider_for=providers.resilient,
         cost_for=providers.cost,
         agent_for=agent_for,
+        meter=meter,
+        budget=budget,
     )
-    return Services(paths, settings, secrets, catalog, conversations, providers, chat, extras)
+    return Services(
+        paths,
+        settings,
+        secrets,
+        catalog,
+        conversations,
+        providers,
+        chat,
+        extras,
+        ledger,
+        meter,
+        budget,
+        response_cache,
+    )

@@ -84,6 +84,32 @@ class ToolSettings(_Model):
     )
 
 
+class BudgetSettings(_Model):
+    """Spending limits (issue 13): off unless set. At 80 % a notice; at 100 % sending asks."""
+
+    daily_usd: float | None = Field(
+        None, gt=0, description="Most US dollars to spend on model APIs in one day."
+    )
+    monthly_usd: float | None = Field(
+        None, gt=0, description="Most US dollars to spend on model APIs in one calendar month."
+    )
+
+
+class CachingSettings(_Model):
+    """Prompt caching at the provider and Parley's own response cache."""
+
+    prompt_cache: bool = Field(
+        True,
+        description="Mark the stable start of long Anthropic requests for prompt caching "
+        "(cached tokens cost a tenth; writing them costs a quarter more once).",
+    )
+    response_cache: bool = Field(
+        True,
+        description="Answer a request identical to an earlier one from Parley's own cache "
+        "(only at temperature 0; Regenerate always asks the model).",
+    )
+
+
 class Settings(_Model):
     """All of Parley's settings."""
 
@@ -105,6 +131,8 @@ class Settings(_Model):
     theme: Literal["system", "light", "dark"] = Field("system", description="Window theme.")
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     tools: ToolSettings = Field(default_factory=ToolSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    caching: CachingSettings = Field(default_factory=CachingSettings)
     onboarded: bool = Field(False, description="The first-run panel was completed.")
 
     def provider(self, provider_id: str) -> ProviderSettings:

@@ -17,6 +17,12 @@ paint and quits: the first-paint benchmark (``tests/bench/bench_ui.py``) uses it
 ``PARLEY_SMOKE_ASK=<question>`` sends that question through the window once the stream worker
 is up, prints ``PARLEY_SMOKE_ANSWER <json>`` and quits: the packaged app's smoke test
 (``packaging/build.py``) uses it to check that the frozen window streams through its worker.
+
+Before any window, :func:`main` checks what would otherwise end in a Qt abort or a traceback
+(issue 16): no display (one line on stderr, exit 2), Parley's folders cannot be created (the
+same line, and a dialog when there is a display), and another window already open on the
+same data folder (:mod:`parley.ui.single_instance`: it is brought forward, exit 0).
+``parley --self-test`` runs :func:`self_test_qt` in a child process for its Qt check.
 """
 
 from __future__ import annotations
@@ -34,13 +40,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import qasync
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QMessageLogContext, Qt, QtMsgType, qInstallMessageHandler
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from parley import __version__
 from parley.core.errors import ParleyError
 from parley.ui.errors import ErrorPresenter
 from parley.ui.main_window import MainWindow
+from parley.ui.qt_guard import guard_none_refcount
+from parley.ui.single_instance import SingleInstance, bring_to_front
 from parley.ui.tasks import TaskSet
 from parley.ui.theme import app_icon, apply_theme
 
@@ -54,6 +62,12 @@ FIRST_PAINT_ENV = "PARLEY_FIRST_PAINT_EXIT"
 FIRST_PAINT_MARK = "PARLEY_FIRST_PAINT"
 SMOKE_ASK_ENV = "PARLEY_SMOKE_ASK"
 SMOKE_ANSWER_MARK = "PARLEY_SMOKE_ANSWER"
+
+EXIT_CANNOT_START = 2
+"""Exit code when the window cannot start (no display, unwritable folders, a stuck window)."""
+
+HEADLESS_PLATFORMS = ("offscreen", "minimal")
+"""Qt platforms with no screen a person could see a dialog on."""
 
 
 def _setup_logging(paths: Paths) -> logging.Handler | None:
@@ -122,6 +136,7 @@ async def amain(
     services_factory: Callable[[Paths], Services] | None = None,
     probe_ports: Mapping[str, int] | None = None,
     window_ready: Callable[[MainWindow], Any] | None = None,
+    instance: SingleInstance | None = None,
 ) -> int:
     """Run the window until quit; returns the exit code.
 
@@ -131,6 +146,8 @@ async def amain(
         services_factory: Builds the core (default: ``build_services``); tests inject one.
         probe_ports: Ports the onboarding panel probes (tests point it at a fake server).
         window_ready: Called with the window once it is bound (tests and benchmarks drive it).
+        instance: The single-window lock (:func:`main`); later launches bring this window
+            forward through it.
     """
     from parley.core.paths import default_paths
 
@@ -150,6 +167,8 @@ async def amain(
     presenter.set_window(window)
     on_quit = quit_event.set
     window.sig_quit_requested.connect(on_quit)
+    if instance is not None:
+        instance.sig_activation_requested.connect(lambda: bring_to_front(window))
     app.aboutToQuit.connect(on_quit)
     _install_signal_handlers(loop, quit_event)
     painted = asyncio.Event()
@@ -286,6 +305,7 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
             Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
         )
         app = QApplication(list(argv) if argv is not None else sys.argv[:1])
+    guard_none_refcount()  # process-wide, before any window (see its docstring)
     app.setApplicationName("Parley")
     app.setApplicationDisplayName("Parley")
     app.setApplicationVersion(__version__)
@@ -299,18 +319,194 @@ def create_application(argv: Sequence[str] | None = None) -> QApplication:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Start the window; returns the exit code."""
-    app = create_application(argv)
-    with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-        try:
-            return runner.run(amain(app))
-        except RuntimeError as exc:
-            # Qt quit by itself (the desktop session ended): the Runner's close cancels
-            # amain, whose finally block still stops streams and closes the clients.
-            log.info("event loop stopped early: %s", exc)
+    """Start the window; returns the exit code.
+
+    What would otherwise abort inside Qt or print a traceback ends in one clear message
+    instead (stderr, and a dialog when a display exists), with exit code 2: no display,
+    folders that cannot be created. A second launch on the same data folder brings the
+    open window forward and exits 0.
+    """
+    problem = display_problem(os.environ)
+    if problem is not None:
+        _say(problem)
+        return EXIT_CANNOT_START
+    # Qt ends the process (abort) when no platform plugin loads; say why in one line first.
+    qInstallMessageHandler(_startup_message_handler)
+    try:
+        app = create_application(argv)
+    finally:
+        qInstallMessageHandler(None)
+        _startup_messages.clear()
+
+    from parley.core.paths import default_paths
+
+    paths = default_paths()
+    problem = folders_problem(paths)
+    if problem is not None:
+        return startup_error(app, problem)
+    instance = SingleInstance(paths.data_dir)
+    if not instance.acquire():
+        if instance.activate_running():
+            _say("Parley is already open: its window was brought forward.")
             return 0
-        except KeyboardInterrupt:
-            return 130
+        return startup_error(
+            app,
+            f"Parley is already running for {paths.data_dir} but its window does not "
+            "answer. Close it (or end the stuck process), then start Parley again.",
+        )
+    try:
+        with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+            try:
+                return runner.run(amain(app, paths=paths, instance=instance))
+            except RuntimeError as exc:
+                # Qt quit by itself (the desktop session ended): the Runner's close cancels
+                # amain, whose finally block still stops streams and closes the clients.
+                log.info("event loop stopped early: %s", exc)
+                return 0
+            except KeyboardInterrupt:
+                return 130
+    finally:
+        instance.release()
+
+
+# ---------------------------------------------------------------- start-up problems
+def _say(message: str) -> None:
+    """One line on stderr (a windowed Windows app has none)."""
+    if sys.stderr is not None:
+        sys.stderr.write(f"parley: {message}\n")
+        sys.stderr.flush()
+
+
+def display_problem(environ: Mapping[str, str]) -> str | None:
+    """Why the window cannot start for lack of a display, or None.
+
+    Only decidable up front on Linux and the BSDs: Qt picks xcb or wayland there, and both
+    need ``DISPLAY`` / ``WAYLAND_DISPLAY``. A set but unreachable display is caught by
+    :func:`_startup_message_handler` instead.
+    """
+    if sys.platform in ("win32", "darwin") or environ.get("QT_QPA_PLATFORM"):
+        return None
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "the window needs a graphical desktop session (neither DISPLAY nor WAYLAND_DISPLAY "
+        "is set). The command line works without one: parley ask, parley --self-test, "
+        "parley --help."
+    )
+
+
+_startup_messages: list[str] = []
+
+
+def _startup_message_handler(mode: QtMsgType, _context: QMessageLogContext, message: str) -> None:
+    """Collect Qt's start-up warnings; on its fatal error, say why in one line and exit 2."""
+    if mode != QtMsgType.QtFatalMsg:
+        _startup_messages.append(message.strip())
+        return
+    causes = [m for m in _startup_messages if m] or [message.splitlines()[0]]
+    # Qt follows "could not connect to display" with generic advice about xcb libraries.
+    causes = [m for m in causes if "could not connect to display" in m.lower()] or causes
+    _say(
+        "the window cannot start: Qt could not load its display plugin ("
+        + "; ".join(causes[-3:])
+        + "). Run `parley --self-test` for details."
+    )
+    os._exit(EXIT_CANNOT_START)  # Qt aborts right after this handler returns
+
+
+def folders_problem(paths: Paths) -> str | None:
+    """Why Parley's folders cannot be created or written, or None (they exist now)."""
+    import tempfile
+
+    for folder in (paths.config_dir, paths.data_dir, paths.cache_dir, paths.log_dir):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            return (
+                f"Parley cannot create or write its folder {folder} ({reason}). Make sure "
+                "your home folder can be written, or set PARLEY_HOME to a folder you can write."
+            )
+    return None
+
+
+def startup_error(app: QApplication, message: str) -> int:
+    """Say why Parley cannot start: stderr, and a dialog when there is a screen to show it on.
+
+    Returns:
+        :data:`EXIT_CANNOT_START`.
+    """
+    _say(message)
+    if app.platformName() not in HEADLESS_PLATFORMS:
+        QMessageBox.critical(None, "Parley cannot start", message)
+    return EXIT_CANNOT_START
+
+
+# ---------------------------------------------------------------- parley --self-test (Qt part)
+def self_test_qt(result_file: str) -> int:
+    """The Qt check of ``parley --self-test``, run in a child process (core has no Qt).
+
+    Starts Qt on the platform it would use for the window, renders a widget, loads the
+    app icon (SVG), and exercises what the bundle's trimmed ICU data must still provide:
+    collation (``QCollator``), locale casing and time zone names. Qt's warnings about
+    plugins, libraries and ICU count as problems. Writes
+    :func:`parley.core.selftest.qt_probe_report` JSON to ``result_file``.
+
+    Returns:
+        0 when the result was written (problems are in it), 1 when Qt could not start.
+    """
+    from PySide6.QtCore import QCollator, QLocale, QTimeZone, qVersion
+    from PySide6.QtGui import QFontDatabase
+    from PySide6.QtWidgets import QLabel
+
+    from parley.core.selftest import qt_probe_report
+
+    warnings: list[str] = []
+
+    def collect(mode: QtMsgType, _context: QMessageLogContext, message: str) -> None:
+        if mode != QtMsgType.QtDebugMsg and "propagateSizeHints" not in message:
+            warnings.append(message.strip())
+        if sys.stderr is not None:
+            sys.stderr.write(message + "\n")
+
+    qInstallMessageHandler(collect)
+    app = create_application([sys.argv[0]])
+    problems: list[str] = []
+    try:
+        label = QLabel("Parley ✓ — Grüße, 你好")
+        label.resize(240, 40)
+        if label.grab().isNull():
+            problems.append("a widget did not render")
+        if app_icon().pixmap(64, 64).isNull():
+            problems.append("the app icon did not load")
+        if not QFontDatabase.families():
+            problems.append("no fonts found")
+        collator = QCollator(QLocale(QLocale.Language.German, QLocale.Country.Germany))
+        words = sorted(["zebra", "Äpfel", "apfel", "Bär"], key=collator.sortKey)
+        if words != ["apfel", "Äpfel", "Bär", "zebra"]:
+            problems.append(f"ICU collation is wrong: {words}")
+        if QLocale(QLocale.Language.Turkish).toUpper("i") != "İ":
+            problems.append("ICU locale casing is wrong")
+        zone = QTimeZone(b"Europe/Berlin")
+        name = zone.displayName(
+            QTimeZone.TimeType.StandardTime,
+            QTimeZone.NameType.LongName,
+            QLocale(QLocale.Language.German, QLocale.Country.Germany),
+        )
+        if not zone.isValid() or not name or name == "Europe/Berlin":
+            problems.append(f"time zone names are missing: {name!r}")
+    except Exception as exc:  # report it; the parent turns it into a failed check
+        problems.append(f"{type(exc).__name__}: {exc}")
+    # Warnings about what the bundle may lack (a plugin, a library, ICU data) are failures;
+    # others (a desktop's own chatter) are shown but do not fail the check.
+    serious = ("icu", "collator", "plugin", "library", "cannot load", "could not load")
+    problems += [f"Qt warned: {w}" for w in warnings if any(k in w.lower() for k in serious)]
+    other = [w for w in warnings if not any(k in w.lower() for k in serious)]
+    with open(result_file, "w", encoding="utf-8") as f:
+        f.write(qt_probe_report(qVersion(), app.platformName(), problems, {"warnings": other}))
+    return 0
 
 
 if __name__ == "__main__":

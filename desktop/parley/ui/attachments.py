@@ -1,5 +1,8 @@
 """Files dropped on the window become attachments of the next message (text only, capped).
 
+:func:`handle_drop` is what a drop on the window does: files are read here and attached to the
+composer, folders go to the documents (the caller's ``add_folders``).
+
 Reading is plain Python (no Qt) so it can run in a worker thread (``asyncio.to_thread``):
 the GUI thread never reads a file. A file is attached when it is a regular file of at most
 :data:`MAX_ATTACHMENT_BYTES` whose bytes decode as text; anything else is refused with a
@@ -8,9 +11,17 @@ one-line reason that the window shows (nothing is half-attached).
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from parley.ui.composer import Composer
+    from parley.ui.notices import NoticeBar
+    from parley.ui.tasks import TaskSet
 
 MAX_ATTACHMENT_BYTES = 1_000_000
 """Largest file that is attached (its text goes into the prompt)."""
@@ -132,3 +143,58 @@ def read_attachment(
     if not text.strip():
         raise AttachmentRefused(f"{name} was not attached: it is empty.")
     return Attachment(name=name, path=str(p.resolve()), text=text, size=st.st_size)
+
+
+async def attach_files(
+    paths: Sequence[str], *, room: int, add: Callable[[Attachment], bool]
+) -> list[str]:
+    """Read ``paths`` in a worker thread and ``add`` each (at most ``room`` of them).
+
+    ``add`` returns whether it took the attachment (the composer skips a file it has).
+
+    Returns:
+        One-line reasons for the files that were not attached.
+    """
+    refused: list[str] = []
+    for path in paths:
+        if room <= 0:
+            name = Path(path).name
+            refused.append(f"{name} was not attached: at most {MAX_ATTACHMENTS} per message.")
+            continue
+        try:
+            attachment = await asyncio.to_thread(read_attachment, path)
+        except AttachmentRefused as exc:
+            refused.append(exc.user_message)
+            continue
+        if add(attachment):
+            room -= 1
+    return refused
+
+
+def handle_drop(
+    paths: Sequence[str],
+    *,
+    composer: Composer,
+    notice: NoticeBar,
+    tasks: TaskSet,
+    add_folders: Callable[[Sequence[str]], Any],
+) -> asyncio.Task[None] | None:
+    """Attach dropped files to the composer (read off the GUI thread); add folders.
+
+    Returns:
+        The task reading the files, or None when only folders were dropped.
+    """
+    folders = [p for p in paths if Path(p).is_dir()]
+    files = [p for p in paths if not Path(p).is_dir()]
+    if folders:
+        add_folders(folders)
+    if not files:
+        return None
+
+    async def attach() -> None:
+        room = MAX_ATTACHMENTS - len(composer.attachments())
+        refused = await attach_files(files, room=room, add=composer.add_attachment)
+        if refused:
+            notice.show_notice(" ".join(refused), kind="warning", timeout_s=12.0, tag="attach")
+
+    return tasks.spawn(attach(), name="attach-files")

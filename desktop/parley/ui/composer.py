@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from parley.ui.attachments import Attachment, human_size
+from parley.ui.plain import plain_label, shown, tooltip
 
 
 class ComposerEdit(QPlainTextEdit):
@@ -111,12 +112,13 @@ class AttachmentChip(QFrame):
         super().__init__(parent)
         self.setObjectName("attachmentChip")
         self.attachment = attachment
-        label = QLabel(f"📄 {attachment.name}  ·  {human_size(attachment.size)}")
-        label.setToolTip(attachment.path)
+        chip = f"📄 {shown(attachment.name)}  ·  {human_size(attachment.size)}"
+        label = plain_label(QLabel(chip))
+        label.setToolTip(tooltip(attachment.path))
         self.remove_button = QToolButton()
         self.remove_button.setObjectName("chipRemove")
         self.remove_button.setText("✕")
-        self.remove_button.setToolTip(f"Remove {attachment.name}")
+        self.remove_button.setToolTip(tooltip(f"Remove {attachment.name}"))
         self.remove_button.clicked.connect(
             lambda: self.sig_remove_requested.emit(self.attachment.path)
         )
@@ -330,7 +332,8 @@ class Composer(QWidget):
         return [
             w
             for i in range(self.chips_layout.count())
-            if isinstance(w := self.chips_layout.itemAt(i).widget(), AttachmentChip)
+            if (item := self.chips_layout.itemAt(i)) is not None
+            and isinstance(w := item.widget(), AttachmentChip)
         ]
 
     def clear_attachments(self) -> None:

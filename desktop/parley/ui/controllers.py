@@ -1,7 +1,9 @@
 """The chat controller: runs one turn at a time and turns core events into Qt signals.
 
-The window forwards intent (send, regenerate, edit, stop); the controller iterates the
-core's async generator (``ChatSession.send/regenerate/edit``) in a task started through
+The window forwards intent (send, regenerate, edit, stop) with everything a turn needs (its
+:class:`~parley.core.chat.TurnOptions`, and what to await before the turn talks to the core);
+the controller never calls back into the window. It iterates the core's async generator
+(``ChatSession.send/regenerate/edit``) in a task started through
 :class:`~parley.ui.tasks.TaskSet` and emits a signal per event. Stop cancels that task: the
 core saves the partial answer (status ``cancelled``) while the cancellation unwinds.
 
@@ -14,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,13 +34,12 @@ from parley.core.chat import (
     TurnOptions,
     TurnStarted,
 )
-from parley.core.errors import ParleyError
+from parley.core.errors import ConfigError, ParleyError
 from parley.core.providers.base import (
     AttemptStarted,
     FallbackUsed,
     RetryScheduled,
     TextDelta,
-    Usage,
 )
 from parley.ui.tasks import TaskSet
 
@@ -57,7 +59,7 @@ qasync timers a second on a fast stream; the view renders at most ~30 times a se
 
 @dataclass
 class RunningTurn:
-    """The turn in progress (the window uses it to re-show a stream after switching chats)."""
+    """The turn in progress (the transcript uses it to re-show a stream after switching chats)."""
 
     kind: TurnKind
     text: str
@@ -68,6 +70,8 @@ class RunningTurn:
     """The options the turn runs with (provider, model, switches)."""
     parts: list[str] = field(default_factory=list)
     fallback_model: str | None = None
+    done: bool = False
+    """The turn has finished and is saved (its ``TurnFinished`` was emitted)."""
 
     def streamed_text(self) -> str:
         """What arrived so far."""
@@ -80,10 +84,10 @@ class ChatController(QObject):
     Args:
         chat: The core chat session.
         tasks: Where the turn's task is started (kept alive, cancelled on quit).
-        options_for: Builds the turn options for a conversation (None: a new one); may raise
-            :class:`~parley.core.errors.ParleyError` (no model configured...).
-        prepare: Awaited before a turn talks to the core (the window waits there for an SDK
-            client being created off the GUI thread).
+
+    Each turn method takes the turn's ``options`` and, optionally, ``ready``: an awaitable
+    the turn awaits before it talks to the core (the window passes one that waits for an SDK
+    client being created off the GUI thread and opens the documents the turn may use).
     """
 
     # ---- Signals
@@ -109,8 +113,6 @@ class ChatController(QObject):
     """A tool ended: (message id, :class:`~parley.core.agent.ToolRunFinished`)."""
     sig_agent_stopped = Signal(int, str)
     """The tool loop stopped early: (message id, message)."""
-    sig_usage_reported = Signal(int, object)
-    """Usage so far: (message id, :class:`~parley.core.providers.base.Usage`)."""
     sig_turn_finished = Signal(object)
     """The turn ended and is saved: :class:`~parley.core.chat.TurnFinished`."""
     sig_turn_cancelled = Signal(int, int)
@@ -120,19 +122,10 @@ class ChatController(QObject):
     sig_turn_broken = Signal(int, int, str)
     """An unexpected error ended a started turn: (conversation id, message id, summary)."""
 
-    def __init__(
-        self,
-        chat: ChatSession,
-        tasks: TaskSet,
-        options_for: Callable[[int | None], TurnOptions],
-        *,
-        prepare: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
+    def __init__(self, chat: ChatSession, tasks: TaskSet) -> None:
         super().__init__()
-        self._prepare = prepare
         self._chat = chat
         self._tasks = tasks
-        self._options_for = options_for
         self._task: asyncio.Task[None] | None = None
         self._pending_text: list[str] = []
         self._pending_id = 0
@@ -150,48 +143,62 @@ class ChatController(QObject):
         text: str,
         conversation_id: int | None,
         attachments: Sequence[dict[str, str]] = (),
+        *,
+        options: TurnOptions,
+        ready: Awaitable[None] | None = None,
     ) -> asyncio.Task[None] | None:
         """Ask ``text`` (in a new conversation when ``conversation_id`` is None)."""
+        events = self._chat.send(
+            text, options, conversation_id=conversation_id, attachments=tuple(attachments)
+        )
+        return self._start("send", text, conversation_id, options, events, ready)
 
-        def events(options: TurnOptions) -> AsyncIterator[TurnEvent]:
-            return self._chat.send(
-                text, options, conversation_id=conversation_id, attachments=tuple(attachments)
-            )
-
-        return self._start("send", text, conversation_id, events)
-
-    def regenerate(self, conversation_id: int) -> asyncio.Task[None] | None:
+    def regenerate(
+        self,
+        conversation_id: int,
+        *,
+        options: TurnOptions,
+        ready: Awaitable[None] | None = None,
+    ) -> asyncio.Task[None] | None:
         """Answer the current branch's last question again."""
-
-        def events(options: TurnOptions) -> AsyncIterator[TurnEvent]:
-            return self._chat.regenerate(conversation_id, options)
-
-        return self._start("regenerate", "", conversation_id, events)
+        events = self._chat.regenerate(conversation_id, options)
+        return self._start("regenerate", "", conversation_id, options, events, ready)
 
     def edit(
         self,
         conversation_id: int,
-        parent_id: int | None,
+        message_id: int,
         text: str,
         attachments: Sequence[dict[str, str]] = (),
+        *,
+        options: TurnOptions,
+        ready: Awaitable[None] | None = None,
     ) -> asyncio.Task[None] | None:
-        """Ask ``text`` as a new version of a question whose parent is ``parent_id``.
+        """Ask ``text`` as a new version of the question ``message_id``.
 
-        The old question and its answers stay on their branch. This is
-        ``ChatSession.edit`` through ``send(parent_id=...)`` so the question keeps its
-        attachments (``edit`` takes none).
+        The old question and its answers stay on their branch; the new one keeps the old
+        one's attachments and adds ``attachments``. This is ``ChatSession.send`` with the
+        old question's parent (``ChatSession.edit`` would replace the attachments).
         """
+        chat = self._chat
 
-        def events(options: TurnOptions) -> AsyncIterator[TurnEvent]:
-            return self._chat.send(
+        async def events() -> AsyncIterator[TurnEvent]:
+            original = await asyncio.to_thread(chat.conversations.message, message_id)
+            if original is None or original.role != "user":
+                raise ConfigError("That question no longer exists.")
+            kept = list(original.meta.get("attachments") or [])
+            sent = chat.send(
                 text,
                 options,
                 conversation_id=conversation_id,
-                parent_id=parent_id,
-                attachments=tuple(attachments),
+                parent_id=original.parent_id,
+                attachments=(*kept, *attachments),
             )
+            async with contextlib.aclosing(sent) as turn:
+                async for ev in turn:
+                    yield ev
 
-        return self._start("edit", text, conversation_id, events)
+        return self._start("edit", text, conversation_id, options, events(), ready)
 
     def stop(self) -> bool:
         """Cancel the running turn; False when none was running."""
@@ -217,28 +224,29 @@ class ChatController(QObject):
         kind: TurnKind,
         text: str,
         conversation_id: int | None,
-        events: Callable[[TurnOptions], AsyncIterator[TurnEvent]],
+        options: TurnOptions,
+        events: AsyncIterator[TurnEvent],
+        ready: Awaitable[None] | None,
     ) -> asyncio.Task[None] | None:
         if self.is_busy():
-            return None
-        try:
-            options = self._options_for(conversation_id)
-        except ParleyError as exc:
-            self.sig_turn_failed.emit(kind, text, exc.user_message)
-            return None
+            if inspect.iscoroutine(ready):
+                ready.close()  # never awaited: close it without a "never awaited" warning
+            return None  # ``events`` never started: nothing to close
         self.turn = RunningTurn(
             kind=kind, text=text, conversation_id=conversation_id, options=options
         )
-        self._task = self._tasks.spawn(self._run(self.turn, events(options)), name=f"turn-{kind}")
+        self._task = self._tasks.spawn(self._run(self.turn, events, ready), name=f"turn-{kind}")
         self.sig_busy_changed.emit(True)
         return self._task
 
-    async def _run(self, turn: RunningTurn, events: AsyncIterator[TurnEvent]) -> None:
+    async def _run(
+        self, turn: RunningTurn, events: AsyncIterator[TurnEvent], ready: Awaitable[None] | None
+    ) -> None:
         started = False
         finished = False
         try:
-            if self._prepare is not None:
-                await self._prepare()
+            if ready is not None:
+                await ready
             slice_start = time.perf_counter()
             async for ev in events:
                 # A fast stream arrives in big socket reads whose events are all ready: the
@@ -247,14 +255,14 @@ class ChatController(QObject):
                 # (paint, input, timers) at least every YIELD_EVERY_S.
                 now = time.perf_counter()
                 if now - slice_start >= YIELD_EVERY_S:
-                    self._flush_text(turn)
+                    self._flush_text()
                     await _yield_to_qt()
                     slice_start = time.perf_counter()
                 if isinstance(ev, TextDelta):
                     turn.parts.append(ev.text)
                     self._queue_text(turn, ev.text)
                     continue
-                self._flush_text(turn)  # keep text and other events in order
+                self._flush_text()  # keep text and other events in order
                 if isinstance(ev, TurnStarted):
                     started = True
                     turn.conversation_id = ev.conversation_id
@@ -262,12 +270,12 @@ class ChatController(QObject):
                     turn.assistant_message_id = ev.assistant_message_id
                     self.sig_turn_started.emit(turn)
                 elif isinstance(ev, TurnFinished):
-                    finished = True
+                    finished = turn.done = True
                     self.sig_turn_finished.emit(ev)
                 else:
                     self._other(turn, ev)
         except asyncio.CancelledError:
-            self._flush_text(turn)
+            self._flush_text()
             if started and not finished:
                 assert turn.conversation_id is not None and turn.assistant_message_id is not None
                 self.sig_turn_cancelled.emit(turn.conversation_id, turn.assistant_message_id)
@@ -315,7 +323,7 @@ class ChatController(QObject):
             self._flush_scheduled = True
             asyncio.get_running_loop().call_later(TEXT_BATCH_S, self._flush_text)
 
-    def _flush_text(self, _turn: RunningTurn | None = None) -> None:
+    def _flush_text(self) -> None:
         self._flush_scheduled = False
         if self._pending_text:
             text = "".join(self._pending_text)
@@ -340,8 +348,7 @@ class ChatController(QObject):
             self.sig_tool_finished.emit(mid, ev)
         elif isinstance(ev, AgentStopped):
             self.sig_agent_stopped.emit(mid, ev.message)
-        elif isinstance(ev, Usage):
-            self.sig_usage_reported.emit(mid, ev)
+        # Usage goes into TurnFinished (the core adds it up); nothing shows it live.
 
 
 async def _yield_to_qt() -> None:

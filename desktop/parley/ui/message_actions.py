@@ -7,19 +7,28 @@ This hook adds them without changing the view: an event filter on the view's vie
 the context-menu event, asks the view for its menu (``build_context_menu``), appends the
 window's actions and shows it. The message under the pointer is found with the view's public
 ``message_rect`` (a binary search over rows, which are laid out top to bottom).
+
+:class:`BranchBar` is the same information in the window's header: ``Answer version ‹ 2/3 ›``
+for the newest message on the branch that has other versions.
+
+It imports no chat-view code at run time (the window builds the branch bar before its first
+paint, when the view's Markdown engine is not loaded yet).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QContextMenuEvent
-from PySide6.QtWidgets import QMenu
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMenu, QToolButton, QWidget
 
 from parley.ui.chat.model import ChatRole
-from parley.ui.chat.view import ChatView
+
+if TYPE_CHECKING:
+    from parley.ui.chat.view import ChatView
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,59 @@ class Versions:
     def label(self) -> str:
         """``‹ 2/3 ›``-style position."""
         return f"{self.current + 1}/{len(self.ids)}"
+
+
+class BranchBar(QWidget):
+    """``Version ‹ 2/3 ›`` for the newest message on this branch that has other versions."""
+
+    # ---- Signals
+    sig_version_requested = Signal(str)
+    """Switch to this sibling message (its id)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QLabel()
+        self.prev_button = QToolButton()
+        self.prev_button.setText("‹")
+        self.prev_button.setToolTip("Previous version")
+        self.prev_button.setAutoRaise(True)
+        self.next_button = QToolButton()
+        self.next_button.setText("›")
+        self.next_button.setToolTip("Next version")
+        self.next_button.setAutoRaise(True)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.label)
+        layout.addWidget(self.prev_button)
+        layout.addWidget(self.next_button)
+        self._versions: Versions | None = None
+        self.prev_button.clicked.connect(lambda: self._step(-1))
+        self.next_button.clicked.connect(lambda: self._step(+1))
+        self.setVisible(False)
+
+    def set_versions(self, versions: Versions | None, what: str = "") -> None:
+        """Show ``versions`` (hide the bar for None or a single version)."""
+        self._versions = versions
+        if versions is None or len(versions.ids) < 2:
+            self.setVisible(False)
+            return
+        self.label.setText(f"{what} version {versions.label}".strip())
+        self.prev_button.setEnabled(versions.current > 0)
+        self.next_button.setEnabled(versions.current < len(versions.ids) - 1)
+        self.setVisible(True)
+
+    def text(self) -> str:
+        """The label (for tests)."""
+        return self.label.text() if self.isVisible() else ""
+
+    def _step(self, delta: int) -> None:
+        v = self._versions
+        if v is None:
+            return
+        target = v.current + delta
+        if 0 <= target < len(v.ids):
+            self.sig_version_requested.emit(v.ids[target])
 
 
 class MessageActions(QObject):

@@ -4,15 +4,21 @@ Prices and context windows come from the catalog (models.toml), never from code.
 catalog does not know shows "price unknown"; a model on a server on this machine shows
 "free (local)". Models an OpenAI-compatible server lists (``/v1/models``) are added under
 their provider when the server answers.
+
+:class:`ModelPicker` is the widget; :class:`ModelChooser` fills it (providers with a key or a
+server, the default model, the detail text in the status strip), asks local servers for
+their models and creates SDK clients off the GUI thread before the first turn needs them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import QFont, QPainter, QPalette, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
@@ -24,6 +30,17 @@ from PySide6.QtWidgets import (
 
 if TYPE_CHECKING:
     from parley.core.providers.catalog import Catalog, ModelInfo
+    from parley.core.services import ProviderFactory
+    from parley.core.settings import SettingsStore
+    from parley.ui.status import StatusStrip
+    from parley.ui.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+REMOTE_LIST_TIMEOUT_S = 3.0
+"""How long the chooser waits for a local server's model list."""
+
+T = TypeVar("T")
 
 _PROVIDER_ROLE = Qt.ItemDataRole.UserRole + 1
 _MODEL_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -129,16 +146,18 @@ def build_groups(
             if mid in seen:
                 continue
             seen.add(mid)
-            m = catalog.model(mid, pid)
+            known = catalog.model(mid, pid)
             entries.append(
-                PickerEntry(pid, mid, m.label if m else mid, describe_model(m, local=local))
+                PickerEntry(
+                    pid, mid, known.label if known else mid, describe_model(known, local=local)
+                )
             )
         if info.default_model and info.default_model not in seen and not local:
-            m = catalog.model(info.default_model, pid)
+            known = catalog.model(info.default_model, pid)
             entries.insert(
                 0,
                 PickerEntry(
-                    pid, info.default_model, info.default_model, describe_model(m, local=local)
+                    pid, info.default_model, info.default_model, describe_model(known, local=local)
                 ),
             )
         groups.append(PickerGroup(pid, info.label, entries))
@@ -356,3 +375,161 @@ class ModelPicker(QComboBox):
         cur = self.current()
         if cur is not None:
             self.sig_model_chosen.emit(*cur)
+
+
+class ModelChooser(QObject):
+    """Keeps the picker's list, its current model and the status strip's model detail.
+
+    Args:
+        picker: The picker widget.
+        status: Shows the current model's detail (context window, prices).
+        catalog: Models, prices, providers.
+        providers: Keys, default models, local or not, SDK clients.
+        settings: The default provider and the local servers' base URLs.
+        tasks: Where listing and warm-up run.
+    """
+
+    def __init__(
+        self,
+        picker: ModelPicker,
+        status: StatusStrip,
+        *,
+        catalog: Catalog,
+        providers: ProviderFactory,
+        settings: SettingsStore,
+        tasks: TaskSet,
+    ) -> None:
+        super().__init__(picker)
+        self.picker = picker
+        self._status = status
+        self._catalog = catalog
+        self._providers = providers
+        self._settings = settings
+        self._tasks = tasks
+        self._remote_models: dict[str, list[str]] = {}
+        self._warming: set[asyncio.Task[Any]] = set()
+        self.closing = False
+        """Set when the window closes: late model lists are dropped."""
+
+    # ---- Public API
+    def refresh(self) -> asyncio.Task[None]:
+        """Rebuild the list from the catalog and the keys; ask local servers for theirs."""
+        self._rebuild()
+        return self._tasks.spawn(self._list_remote_models(), name="remote-models")
+
+    def available_providers(self) -> list[str]:
+        """Providers that can answer now (a key, or a local server that is set up)."""
+        out = []
+        for pid, info in self._catalog.providers.items():
+            if info.key_optional:
+                if self._settings.current.provider(pid).base_url or self._remote_models.get(pid):
+                    out.append(pid)
+            elif self._providers.key(pid) is not None:
+                out.append(pid)
+        return out
+
+    def is_local(self, provider: str) -> bool:
+        """Whether ``provider`` is a server on this machine (its turns are free)."""
+        return _safe(lambda: self._providers.is_local(provider), False)
+
+    def select_default(self) -> None:
+        """Select the default provider's default model (else the first one listed)."""
+        pid = self._settings.current.default_provider
+        model = _safe(lambda: self._providers.default_model(pid), None)
+        if model is None and pid in self._remote_models and self._remote_models[pid]:
+            model = self._remote_models[pid][0]
+        if model is not None and pid in self.available_providers():
+            self.pick(pid, model)
+        elif self.picker.entries():
+            p, m, _ = self.picker.entries()[0]
+            self.picker.set_current(p, m)
+        self.update_status()
+
+    def pick(self, provider: str, model: str) -> None:
+        """Select a model in the picker (described even before a server lists it)."""
+        local = self.is_local(provider)
+        info = self._catalog.model(model, provider)
+        detail = describe_model(info, local=local)
+        if info is None and not local:
+            detail = "not in the catalog · " + detail
+        self.picker.set_current(provider, model, detail=detail)
+
+    def update_status(self) -> None:
+        """Show the current model and its detail in the status strip."""
+        cur = self.picker.current()
+        if cur is None:
+            self._status.set_model_detail("No model: add a key in Settings (Ctrl+,)")
+            return
+        self._status.set_model_detail(f"{cur[1]} · {self.picker.current_detail()}")
+
+    async def sdk_ready(self) -> None:
+        """Until SDK clients being created off-thread exist (a turn never makes a second)."""
+        pending = [t for t in self._warming if not t.done()]
+        if pending:
+            await asyncio.wait(pending)
+
+    # ---- internals
+    def _rebuild(self) -> None:
+        groups = build_groups(
+            self._catalog,
+            self.available_providers(),
+            is_local=self.is_local,
+            remote=self._remote_models,
+        )
+        self.picker.set_groups(groups)
+        if self.picker.current() is None:
+            self.select_default()
+        self.update_status()
+
+    async def _list_remote_models(self) -> None:
+        current = self.picker.current()
+        await self._warm_sdk(current[0] if current else self._settings.current.default_provider)
+        found: dict[str, list[str]] = {}
+        for pid, info in self._catalog.providers.items():
+            if not info.key_optional or not self._settings.current.provider(pid).base_url:
+                continue
+            try:
+                provider = self._providers.raw(pid)
+                await self._warm_sdk(pid)
+                async with asyncio.timeout(REMOTE_LIST_TIMEOUT_S):
+                    models = await provider.list_models()
+            except Exception as exc:  # an unreachable server is normal (ParleyError, timeout)
+                log.info("could not list models of %s: %s", pid, getattr(exc, "user_message", exc))
+                continue
+            found[pid] = [m.id for m in models]
+        if found and not self.closing:
+            self._remote_models.update(found)
+            self._rebuild()
+
+    async def _warm_sdk(self, provider_id: str) -> None:
+        """Create the provider's SDK client in a worker thread.
+
+        The core imports an SDK lazily, on first use (~0.4-1 s here, STACK-NOTES); doing it
+        on the GUI thread at the first Send would freeze the window. The adapter's ``client``
+        property is what triggers it, so it is touched once, off the GUI thread.
+        """
+        from parley.core.errors import ParleyError
+
+        try:
+            provider = self._providers.raw(provider_id)
+        except ParleyError:
+            return
+        if getattr(type(provider), "client", None) is None:
+            return
+        task = self._tasks.spawn(
+            asyncio.to_thread(lambda: provider.client),  # type: ignore[attr-defined]
+            name=f"warm-{provider_id}",
+        )
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+        await asyncio.wait([task])
+
+
+def _safe(fn: Callable[[], T], default: T) -> T:
+    """``fn()``, or ``default`` when it raises a ParleyError (an unknown provider...)."""
+    from parley.core.errors import ParleyError
+
+    try:
+        return fn()
+    except ParleyError:
+        return default

@@ -15,6 +15,9 @@ from typing import Literal
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
 
+from parley.core.display import safe_text
+from parley.ui.plain import plain_label
+
 NoticeKind = Literal["info", "warning", "error"]
 
 
@@ -29,7 +32,8 @@ class NoticeBar(QFrame):
         super().__init__(parent)
         self.setObjectName("noticeBar")
         self.setProperty("kind", "info")
-        self.label = QLabel()
+        # Notices quote file names and server messages: plain text, never guessed to be HTML.
+        self.label = plain_label(QLabel())
         self.label.setWordWrap(True)
         self.label.setObjectName("noticeText")
         self.action_button = QPushButton()
@@ -46,7 +50,7 @@ class NoticeBar(QFrame):
         layout.addWidget(self.close_button)
         self.setVisible(False)
 
-        self._action: Callable[[], None] | None = None
+        self._action: Callable[[], object] | None = None
         self._hide_timer = QTimer(self)
         self._hide_timer.setSingleShot(True)
         self._hide_timer.timeout.connect(self.dismiss)
@@ -67,14 +71,14 @@ class NoticeBar(QFrame):
         text: str,
         *,
         kind: NoticeKind = "info",
-        action: tuple[str, Callable[[], None]] | None = None,
+        action: tuple[str, Callable[[], object]] | None = None,
         timeout_s: float | None = 8.0,
         tag: str = "",
     ) -> None:
         """Show ``text`` (replacing any notice), with an optional ``(label, callback)``."""
         self._tick.stop()
         self.tag = tag
-        self.label.setText(text)
+        self.label.setText(safe_text(text))
         self._set_kind(kind)
         if action is not None:
             self.action_button.setText(action[0])

@@ -1,24 +1,18 @@
 """First start: add an OpenAI or Anthropic key, or use a model server on this computer.
 
 Shown when no key is set for OpenAI or Anthropic and no local server is configured. It probes
-the usual local endpoints (Ollama :11434, LM Studio :1234, llama.cpp :8080, vLLM :8000) on
-loopback, concurrently, with a short timeout each, and offers the ones whose ``/v1/models``
-answers. The probe only ever talks to ``127.0.0.1`` (the ports are a constructor argument so
-tests can point it at a fake server), reads at most :data:`MAX_PROBE_BYTES` and never follows
-anything the server says.
-
-The probe speaks a minimal HTTP/1.1 GET itself instead of going through an SDK: the SDKs
-import slowly (STACK-NOTES) and would retry; a person should see results within a second.
+the usual local endpoints (:data:`~parley.core.providers.local_servers.DEFAULT_PROBE_PORTS`:
+Ollama :11434, LM Studio :1234, llama.cpp :8080, vLLM :8000) on loopback, concurrently, with a
+short timeout each, and offers the ones whose ``/v1/models`` answers. The probe is core's
+(:func:`~parley.core.providers.local_servers.probe_local_servers`); the ports are a
+constructor argument so tests can point it at a server's port.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
@@ -36,6 +30,11 @@ from PySide6.QtWidgets import (
 )
 
 from parley.core.errors import KeyringUnavailable
+from parley.core.providers.local_servers import (
+    DEFAULT_PROBE_PORTS,
+    LocalServer,
+    probe_local_servers,
+)
 from parley.ui.key_field import key_field
 from parley.ui.tasks import TaskSet
 from parley.ui.theme import scale_font
@@ -46,123 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROBE_PORTS: dict[str, int] = {
-    "Ollama": 11434,
-    "LM Studio": 1234,
-    "llama.cpp server": 8080,
-    "vLLM": 8000,
-}
-"""The usual local OpenAI-compatible servers and their default ports."""
-
-PROBE_HOST = "127.0.0.1"
-MAX_PROBE_BYTES = 1_000_000
-"""A model list is small; a server that sends more is not one we want."""
-
 KEY_PROVIDERS = ("openai", "anthropic")
 """Providers onboarding offers a key field for."""
-
-
-@dataclass(frozen=True)
-class LocalServer:
-    """A model server that answered on this machine."""
-
-    name: str
-    """Which product usually listens on that port ("Ollama")."""
-    base_url: str
-    """``http://127.0.0.1:PORT/v1``."""
-    models: tuple[str, ...]
-    """Model ids it listed."""
-
-
-def _dechunk(body: bytes) -> bytes:
-    out = bytearray()
-    rest = body
-    while rest:
-        line, _, rest = rest.partition(b"\r\n")
-        try:
-            size = int(line.split(b";")[0].strip() or b"0", 16)
-        except ValueError:
-            break
-        if size == 0:
-            break
-        out += rest[:size]
-        rest = rest[size + 2 :]
-    return bytes(out)
-
-
-async def probe_server(
-    name: str, port: int, *, host: str = PROBE_HOST, timeout: float = 0.8
-) -> LocalServer | None:
-    """``GET http://host:port/v1/models``; the server's listing, or None if it does not answer.
-
-    Args:
-        name: The product name to show.
-        port: TCP port on ``host``.
-        host: Loopback address (kept loopback: onboarding never probes the network).
-        timeout: Seconds for the whole exchange.
-    """
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-            request = (
-                f"GET /v1/models HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                "Accept: application/json\r\nUser-Agent: Parley onboarding\r\n"
-                "Connection: close\r\n\r\n"
-            )
-            writer.write(request.encode("ascii"))
-            await writer.drain()
-            data = await reader.read(MAX_PROBE_BYTES + 1)
-            chunks = [data]
-            total = len(data)
-            while data and total <= MAX_PROBE_BYTES:
-                data = await reader.read(MAX_PROBE_BYTES + 1 - total)
-                chunks.append(data)
-                total += len(data)
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
-        return None
-    finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-    raw = b"".join(chunks)
-    if total > MAX_PROBE_BYTES:
-        return None
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    parts = lines[0].split() if lines else []
-    if len(parts) < 2 or parts[1] != b"200":
-        return None
-    headers = {
-        k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])
-    }
-    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-        body = _dechunk(body)
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    items = payload.get("data") if isinstance(payload, dict) else None
-    if not isinstance(items, list):
-        return None
-    models = tuple(
-        str(m["id"])[:200] for m in items if isinstance(m, dict) and isinstance(m.get("id"), str)
-    )
-    return LocalServer(name=name, base_url=f"http://{host}:{port}/v1", models=models[:500])
-
-
-async def probe_local_servers(
-    ports: Mapping[str, int] = DEFAULT_PROBE_PORTS,
-    *,
-    host: str = PROBE_HOST,
-    timeout: float = 0.8,
-) -> list[LocalServer]:
-    """Probe every ``name -> port`` concurrently; the servers that answered, in ``ports`` order."""
-    results = await asyncio.gather(
-        *(probe_server(name, port, host=host, timeout=timeout) for name, port in ports.items())
-    )
-    return [r for r in results if r is not None]
 
 
 def _card(title: str, text: str) -> tuple[QFrame, QVBoxLayout]:

@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from parley.ui.plain import shown, tooltip
+
 GROUPS = ("Today", "Yesterday", "Previous 7 days", "Older")
 
 _ID_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -162,8 +164,8 @@ class Sidebar(QWidget):
                     header.setData(_ID_ROLE, None)
                     self.list.addItem(header)
                     last_group = group
-                item = QListWidgetItem(row.title or "New chat")
-                item.setToolTip(row.title)
+                item = QListWidgetItem(shown(row.title) if row.title else "New chat")
+                item.setToolTip(tooltip(row.title))
                 item.setData(_ID_ROLE, row.id)
                 item.setData(_TITLE_ROLE, row.title)
                 self.list.addItem(item)

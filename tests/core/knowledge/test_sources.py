@@ -245,17 +245,17 @@ def test_non_ascii_and_255_byte_names(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="only POSIX names can hold undecodable bytes")
-def test_name_that_is_not_utf8_is_reported(tmp_path: Path) -> None:
-    raw = os.fsencode(tmp_path) + b"/caf\xe9.md"
-    fd = os.open(raw, os.O_CREAT | os.O_WRONLY, 0o600)
-    os.close(fd)
+def test_names_that_are_not_utf8_are_walked_like_any_other(tmp_path: Path) -> None:
+    # A name that is not UTF-8 must not hide its file, nor a folder its contents (issue 11).
+    raw = os.fsencode(tmp_path)
+    os.close(os.open(raw + b"/caf\xe9.md", os.O_CREAT | os.O_WRONLY, 0o600))
+    os.mkdir(raw + b"/d\xff")
+    os.close(os.open(raw + b"/d\xff/inner.md", os.O_CREAT | os.O_WRONLY, 0o600))
     touch(tmp_path, "fine.md")
     items = list(walk_folder(tmp_path))
-    assert [i.path.name for i in items if isinstance(i, SourceFile)] == ["fine.md"]
-    bad = [i for i in items if isinstance(i, Skipped)]
-    assert len(bad) == 1
-    assert bad[0].reason == "file name is not valid UTF-8"
-    assert os.fsencode(bad[0].path).endswith(b"caf\xe9.md")
+    assert not [i for i in items if isinstance(i, Skipped)]
+    found = sorted(os.fsencode(i.path)[len(raw) :] for i in items if isinstance(i, SourceFile))
+    assert found == [b"/caf\xe9.md", b"/d\xff/inner.md", b"/fine.md"]
 
 
 def test_fifo_is_not_a_document(tmp_path: Path) -> None:

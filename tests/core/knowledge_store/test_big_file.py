@@ -1,6 +1,8 @@
-"""A 49 MB one-line file (issue 11, item 7): bounded memory, progress inside the file,
-committed batches that survive a stop, a resume that does not redo them, a chunk cap with a
-reason. Real CLI in a subprocess, real MiniLM, SQLite and Chroma."""
+"""A 49 MB one-line file (issue 11, item 7).
+
+Bounded memory, progress inside the file, committed batches that survive a stop, a resume that does
+not redo them, a chunk cap with a reason. Real CLI in a subprocess, real MiniLM, SQLite and Chroma.
+"""
 
 from __future__ import annotations
 
@@ -193,8 +195,10 @@ def test_big_file_reports_progress_inside_and_commits_per_batch(
 def test_big_document_is_chunked_in_windows_that_keep_headings_and_lines(
     store: KnowledgeStore, tmp_path: Path
 ) -> None:
-    """A 1.1 MB Markdown file is chunked a window at a time (nothing embedded here): chunks
-    are numbered across windows, keep their chapter heading, and cite lines in order."""
+    """A 1.1 MB Markdown file is chunked a window at a time (nothing embedded here).
+
+    Chunks are numbered across windows, keep their chapter heading, and cite lines in order.
+    """
     from parley.core.knowledge.indexer import WINDOW_CHARS, _End, _Part, _Prepared
     from parley.core.knowledge.loaders import load_file
 

@@ -184,8 +184,11 @@ def test_embedder_from_setting(paths: Paths, fake_openai: FakeOpenAI) -> None:
 
 @pytest.mark.slow
 def test_int8_variant_is_its_own_model(paths: Paths, embedder: LocalEmbedder) -> None:
-    """The int8 model (opt-in) is another vector space: own id, own collection and cache keys;
-    its vectors stay close to the fp32 ones (measured 0.994 mean cosine on real chunks)."""
+    """The int8 model (opt-in) is another vector space.
+
+    Own id, own collection and cache keys; its vectors stay close to the fp32 ones (measured 0.994
+    mean cosine on real chunks).
+    """
     pytest.importorskip("onnx", reason="making the int8 model needs the onnx package")
     from parley.core.knowledge.indexer import EmbedderConfig, make_embedder
 
@@ -199,3 +202,33 @@ def test_int8_variant_is_its_own_model(paths: Paths, embedder: LocalEmbedder) ->
         assert sum(x * y for x, y in zip(a, b, strict=True)) > 0.95
     made = paths.models_dir / "all-MiniLM-L6-v2-int8" / "model.onnx"
     assert made.is_file() and [p.name for p in made.parent.iterdir()] == ["model.onnx"]
+
+
+def test_openai_embedding_requests_land_in_the_ledger(
+    paths: Paths, fake_openai: FakeOpenAI
+) -> None:
+    """Issue 13: every paid request is in the ledger, embeddings included, priced."""
+    from parley.core.knowledge.indexer import EmbedderConfig, make_embedder
+    from parley.core.metering import embedding_recorder
+    from parley.core.store.ledger import Ledger
+
+    emb = make_embedder(
+        paths,
+        EmbedderConfig.from_setting("openai:text-embedding-3-small", "k", base_url=fake_openai.url),
+    )
+    emb.embed([f"text {i}" for i in range(600)])  # two requests
+    record = embedding_recorder(paths.db_file, paths.user_models_file)
+    record("text-embedding-3-small", 1_000_000)
+    ledger = Ledger(paths.db_file)
+    try:
+        rows = list(ledger.entries())
+        by_purpose = {g.key: g.totals for g in ledger.breakdown("purpose")}
+    finally:
+        ledger.close()
+    assert [(r["purpose"], r["model"], r["input_tokens"]) for r in rows] == [
+        ("embedding", "text-embedding-3-small", 1),  # the fake reports 1 token per request
+        ("embedding", "text-embedding-3-small", 1),
+        ("embedding", "text-embedding-3-small", 1_000_000),
+    ]
+    assert rows[-1]["cost_usd"] == pytest.approx(0.02)  # $0.02 per 1M tokens
+    assert by_purpose["embedding"].requests == 3

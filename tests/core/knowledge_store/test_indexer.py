@@ -24,8 +24,6 @@ from parley.core.paths import Paths
 
 from .conftest import index_lock_held_elsewhere
 
-pytest.importorskip("parley.core.knowledge.chunking", reason="chunking.py not written yet")
-
 REPO = Path(__file__).resolve().parents[3]
 
 

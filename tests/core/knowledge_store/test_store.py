@@ -195,6 +195,10 @@ def test_model_switch_needs_reindex_then_rebuilds(
     try:
         assert other.collection_name == "parley_openai-text-embedding-3-small"
         assert other.needs_reindex
+        # Said as it is (a damaged index says "it was damaged: ..." instead; issue 11).
+        assert other.reindex_reason == (
+            "the embedding model changed from all-MiniLM-L6-v2 to openai:text-embedding-3-small"
+        )
         assert [r.status for r in other.roots()] == ["needs-reindex"]
         # Keyword search still answers meanwhile (dense is skipped).
         assert Retriever(other).search("potassium", k=1)[0].dense_score is None
@@ -202,7 +206,7 @@ def test_model_switch_needs_reindex_then_rebuilds(
         with other.writer():
             assert other.rebuild_vectors(progress=lambda d, t: seen.append((d, t)))
         assert seen[-1] == (3, 3)
-        assert not other.needs_reindex
+        assert not other.needs_reindex and other.reindex_reason is None
         assert other.vector_count() == 3
         embedded = {tuple(r["input"]) for r in fake_openai.requests}
         assert any("Doc: " + TEXTS[0] in inputs for inputs in embedded)  # embed_text is used

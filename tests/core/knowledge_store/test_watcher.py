@@ -6,8 +6,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from parley.core.knowledge.indexer import Indexer, IndexReport
 from parley.core.knowledge.store import KnowledgeStore
 from parley.core.knowledge.watcher import FolderWatcher, IndexingWatcher
@@ -50,7 +48,6 @@ def test_ignored_paths_do_not_trigger(tmp_path: Path) -> None:
 
 
 def test_reindexes_changes(store: KnowledgeStore, tmp_path: Path) -> None:
-    pytest.importorskip("parley.core.knowledge.chunking", reason="chunking.py not written yet")
     root = tmp_path / "kb"
     root.mkdir()
     (root / "a.md").write_text("# Alpha\n\nThe first note mentions zeppelins.\n")

@@ -144,8 +144,10 @@ async def test_stopping_the_consumer_cancels_the_request(
 async def break_mid_stream(
     p: WorkerProvider, worker: StreamWorker, match: str, breaker: Callable[[Any], object]
 ) -> StreamResult:
-    """Stream until text arrives, then ``breaker(worker process)``: the stream must fail
-    with ``ProviderDown`` matching ``match`` and leave the worker unused. Returns the partial."""
+    """Stream until text arrives, then ``breaker(worker process)``; returns the partial.
+
+    The stream must fail with ``ProviderDown`` matching ``match`` and leave the worker unused.
+    """
     result = StreamResult()
     with pytest.raises(ProviderDown, match=match):
         async for ev in p.stream(req()):

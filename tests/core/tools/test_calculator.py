@@ -150,13 +150,14 @@ HOSTILE = {
 
 @pytest.mark.parametrize("expression", list(HOSTILE), ids=lambda e: e[:40])
 def test_hostile_input_gets_a_clear_error_fast(expression: str) -> None:
-    t0 = time.perf_counter()
+    # CPU time of this thread: what the evaluation costs, not how loaded the machine is.
+    t0 = time.thread_time()
     try:
         evaluate(expression)
         message = ""
     except CalcError as exc:
         message = exc.user_message
-    elapsed = time.perf_counter() - t0
+    elapsed = time.thread_time() - t0
     assert elapsed < HOSTILE_LIMIT_S, f"{elapsed * 1000:.0f} ms"
     if HOSTILE[expression]:
         assert HOSTILE[expression] in message

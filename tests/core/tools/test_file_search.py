@@ -208,3 +208,35 @@ def test_a_cancelled_token_stops_the_search(tree: Path) -> None:
 def test_time_budget_returns_partial_results(tree: Path) -> None:
     text = file_search_impl(FolderPolicy([tree]), "widget", time_budget_s=0.0)
     assert text.splitlines()[-1] == "The search stopped after 0 s; results are partial."
+
+
+def test_a_file_over_the_size_limit_is_reported_not_called_a_non_match(tree: Path) -> None:
+    # Before: "No matches" — the model was told the text is not there. The file is sparse
+    # (1 GB on paper, a few KB on disk) and holds the text near its start.
+    with open(tree / "notes" / "big.txt", "wb") as f:
+        f.write(b"header line\n" * 10_000 + b"widget budget: 1.2M\n")
+        f.truncate(2**30)
+    content, is_error = search(tree, query="budget")
+    assert not is_error
+    lines = content.splitlines()
+    assert lines[0] == "No matches for 'budget' (7 files looked at)."
+    assert lines[1] == (
+        "1 file skipped: notes/big.txt, 1.0 GB, over the 256 MB search limit "
+        "(not searched, so it may hold matches)."
+    )
+    # With matches elsewhere, the skipped file is still named (after the matches).
+    content, _ = search(tree, query="widget")
+    assert content.splitlines()[0].startswith("5 matching line(s)")
+    assert content.splitlines()[-1].startswith("1 file skipped: notes/big.txt, 1.0 GB")
+
+
+def test_many_skipped_files_are_counted(tree: Path) -> None:
+    for i in range(12):
+        with open(tree / f"big{i:02d}.log.txt", "wb") as f:
+            f.write(b"x\n" * 40_000)
+            f.truncate(300 * 2**20)
+    content, _ = search(tree, query="nothing-like-this")
+    note = content.splitlines()[-1]
+    assert note.startswith("12 files skipped: big00.log.txt, 300 MB, over the 256 MB")
+    assert "big09.log.txt" in note and "big10.log.txt" not in note
+    assert note.endswith("; and 2 more (not searched, so they may hold matches).")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from pathlib import Path
 
@@ -170,13 +169,6 @@ def make_pdf(pages: list[str]) -> bytes:
     return bytes(out)
 
 
-needs_loaders = pytest.mark.skipif(
-    importlib.util.find_spec("parley.core.knowledge.loaders") is None,
-    reason="parley.core.knowledge.loaders is not written yet",
-)
-
-
-@needs_loaders
 def test_pdf_through_the_knowledge_loaders(folder: Path) -> None:
     (folder / "report.pdf").write_bytes(make_pdf(["Revenue grew strongly", "Costs fell slightly"]))
     content, is_error = run(folder, path="report.pdf")
@@ -191,7 +183,6 @@ def test_pdf_through_the_knowledge_loaders(folder: Path) -> None:
     assert numbered(content) == [(page2, "[page 2]")]
 
 
-@needs_loaders
 def test_damaged_pdf_is_a_clear_error(folder: Path) -> None:
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf")
     content, is_error = run(folder, path="broken.pdf")
@@ -199,7 +190,6 @@ def test_damaged_pdf_is_a_clear_error(folder: Path) -> None:
     assert content.startswith("read_file: This document cannot be read: ")
 
 
-@needs_loaders
 def test_documents_through_an_isolated_loader(folder: Path) -> None:
     from parley.core.knowledge.loaders import IsolatedLoader
 
@@ -211,7 +201,6 @@ def test_documents_through_an_isolated_loader(folder: Path) -> None:
     assert "Isolated parsing works" in result.content
 
 
-@needs_loaders
 def test_docx_through_the_knowledge_loaders(folder: Path) -> None:
     import docx
 

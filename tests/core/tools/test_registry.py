@@ -26,7 +26,7 @@ from parley.core.tools.registry import (
 
 
 @tool(timeout_s=12.5, max_output_chars=1_000)
-def lookup(
+def lookup(  # noqa: D417 - `cancel` is injected by the runner, not told to the model
     title: str,
     limit: int = 3,
     ratio: float | None = None,

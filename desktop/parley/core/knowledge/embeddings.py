@@ -157,8 +157,11 @@ def model_files_complete(folder: Path) -> bool:
 
 
 def local_model_dir(paths: Paths) -> Path:
-    """The folder holding ``onnx/`` for the local model: the assets copy if complete, else
-    the one under Parley's data dir (which may still need downloading)."""
+    """The folder holding ``onnx/`` for the local model.
+
+    The assets copy if complete, else the one under Parley's data dir (which may still need
+    downloading).
+    """
     if paths.assets_dir is not None:
         candidate = paths.assets_dir / "models" / LOCAL_MODEL_ID
         if model_files_complete(candidate / "onnx"):
@@ -491,6 +494,7 @@ class OpenAIEmbedder:
         timeout_s: float = 60.0,
         retries: int = 3,
         max_wait_s: float = 20.0,
+        on_usage: Callable[[str, int], None] | None = None,
     ) -> None:
         """Create the client (no request is made).
 
@@ -501,10 +505,13 @@ class OpenAIEmbedder:
             timeout_s: Per-request timeout.
             retries: Extra attempts after a retryable failure.
             max_wait_s: Longest wait between attempts.
+            on_usage: Called with ``(model, prompt tokens)`` after each request the service
+                answered: every paid request lands in the ledger (issue 13).
         """
         import openai
 
         self.model = model
+        self._on_usage = on_usage
         self.model_id = f"openai:{model}"
         self._retries = retries
         self._max_wait_s = max_wait_s
@@ -529,6 +536,9 @@ class OpenAIEmbedder:
                     model=self.model, input=batch, encoding_format="float"
                 )
                 data = sorted(resp.data, key=lambda d: d.index)
+                usage = getattr(resp, "usage", None)
+                if self._on_usage is not None and usage is not None:
+                    self._on_usage(self.model, int(getattr(usage, "prompt_tokens", 0) or 0))
                 if len(data) != len(batch):
                     raise ProviderDown(
                         f"The embedding service returned {len(data)} vectors "

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from parley.core.chat import Grounding
+from parley.core.display import path_text
 from parley.core.tokens import count_tokens
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class Source:
         return {}
 
     def location_text(self) -> str:
-        """ "page 3" / "lines 10-24" for people."""
+        """Where the passage is, for people: "page 3" / "lines 10-24"."""
         loc = self.location
         if "page" in loc:
             return f"page {loc['page']}"
@@ -143,8 +144,9 @@ def select_sources(chunks: Sequence[RetrievedChunk], *, token_budget: int) -> li
         out.append(
             Source(
                 n=len(out) + 1,
-                path=str(c.path),
-                root=str(c.root),
+                # Text form: the path goes into the prompt, JSON and the window (issue 11).
+                path=path_text(c.path),
+                root=path_text(c.root),
                 heading=c.heading,
                 page=c.page,
                 line_start=c.line_start,

@@ -111,11 +111,14 @@ class IndexProgress:
     eta_s: float | None
     """Estimated seconds left (None until there is a rate to go by)."""
     phase: str = "indexing"
-    """``scanning``, ``rebuilding`` (re-embedding after a model change) or ``indexing``."""
+    """``scanning``, ``rebuilding`` (re-embedding every stored chunk) or ``indexing``."""
     file_chunks_done: int = 0
     """Chunks of ``current`` committed so far (big files report progress inside the file)."""
     file_chunks_total: int = 0
     """Estimated chunks of ``current`` (0 when it is not being streamed)."""
+    reason: str | None = None
+    """While ``rebuilding``: why, for people (``KnowledgeStore.reindex_reason``: "the
+    embedding model changed from A to B", "it was damaged: ...", "it was missing")."""
 
 
 @dataclass
@@ -693,14 +696,15 @@ class Indexer:
     def _rebuild(self, emit: Callable[[IndexProgress], None], cancel: _Cancel | None) -> bool:
         total = self.store.chunk_count()
         started = time.monotonic()
+        why = self.store.reindex_reason
 
         def on(done: int, tot: int) -> None:
             el = time.monotonic() - started
             eta = el * (tot - done) / done if done else None
-            emit(IndexProgress(0, 0, done, None, eta, phase="rebuilding"))
+            emit(IndexProgress(0, 0, done, None, eta, phase="rebuilding", reason=why))
 
-        emit(IndexProgress(0, 0, 0, None, None, phase="rebuilding"))
-        log.info("re-embedding %d chunks for %s", total, self.store.embedder.model_id)
+        emit(IndexProgress(0, 0, 0, None, None, phase="rebuilding", reason=why))
+        log.info("re-embedding %d chunks for %s (%s)", total, self.store.embedder.model_id, why)
         return self.store.rebuild_vectors(progress=on, cancel=cancel)  # type: ignore[arg-type]
 
 
@@ -770,8 +774,11 @@ def _windows(
 
 
 def _cut_block(block: Block) -> Iterator[Block]:
-    """Pieces of one block longer than a window, cut at a blank line, line end or space
-    in the window's last eighth when there is one; line ranges follow the cuts."""
+    """Pieces of one block longer than a window.
+
+    Cut at a blank line, line end or space in the window's last eighth when there is one; line
+    ranges follow the cuts.
+    """
     text = block.text
     pos, line = 0, block.line_start
     n = len(text)
@@ -856,8 +863,13 @@ def make_embedder(paths: Paths, config: EmbedderConfig) -> Any:
     if config.kind == "openai":
         if not config.openai_api_key:
             raise ConfigError("OpenAI embeddings need an API key.")
+        from parley.core.metering import embedding_recorder
+
         return OpenAIEmbedder(
-            config.openai_api_key, model=config.openai_model, base_url=config.openai_base_url
+            config.openai_api_key,
+            model=config.openai_model,
+            base_url=config.openai_base_url,
+            on_usage=embedding_recorder(paths.db_file, paths.user_models_file),
         )
     raise ConfigError(f"Unknown embedder {config.kind!r}.")
 

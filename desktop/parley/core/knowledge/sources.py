@@ -1,4 +1,4 @@
-"""Find the files to index under a folder a person added.
+r"""Find the files to index under a folder a person added.
 
 Skipped by default, silently (they are noise, and reporting each would bury real problems):
 hidden files and folders, ``.git``, ``node_modules``, virtualenvs (any folder holding
@@ -8,8 +8,11 @@ hidden files and folders, ``.git``, ``node_modules``, virtualenvs (any folder ho
 
 Reported as :class:`Skipped` with a reason: files of a type Parley cannot read that are not
 obviously noise (``"unsupported file type (.pptx)"``), folders that cannot be listed,
-symlinks pointing outside the folder, broken symlinks, symlink loops, names that are not
-valid UTF-8.
+symlinks pointing outside the folder, broken symlinks, symlink loops.
+
+A name that is not valid UTF-8 (POSIX names are bytes) is walked and indexed like any other:
+its bad bytes travel as lone surrogates (``surrogateescape``), SQLite stores the exact bytes
+and everything shown or sent as text uses ``display.path_text`` (``\xNN``; issue 11).
 
 ``.gitignore`` and ``.parleyignore`` files are honoured at every level (gitwildmatch via
 pathspec; deeper files and ``.parleyignore`` win, and ``!pattern`` can re-include even a
@@ -141,17 +144,6 @@ class _Spec:
 _NOISE_ENDINGS = ("~", ".min.js", ".min.css")  # backups; minified code is one huge line
 
 
-def _valid_name(name: str) -> bool:
-    """False for names holding undecodable bytes (surrogate escapes) on POSIX."""
-    if name.isascii():
-        return True
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _load_spec(path: str) -> pathspec.GitIgnoreSpec | None:
     try:
         with open(path, "rb") as f:
@@ -250,9 +242,6 @@ class _Walker:
             for entry in entries:
                 name = entry.name
                 rel = dir_rel + name
-                if not name.isascii() and not _valid_name(name):
-                    yield Skipped(Path(entry.path), "file name is not valid UTF-8")
-                    continue
                 try:
                     is_link = entry.is_symlink()
                     is_dir = not is_link and entry.is_dir(follow_symlinks=False)

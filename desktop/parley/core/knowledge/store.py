@@ -31,6 +31,15 @@ Embedded Chroma is not safe with two writers: writes happen only under an OS fil
 (:meth:`KnowledgeStore.writer`). A process that only reads keeps working while another writes,
 but Chroma keeps its HNSW graph in memory and never sees another process's writes, so every
 write bumps a generation number in SQLite and a reader reopens its client when it changes.
+
+A damaged local index (issue 11) must never crash the process nor break search for good:
+before this process loads the Chroma folder, ``vector_check.probe`` validates its files and
+opens it in a child process, whenever the folder differs from the last state known to be good
+(recorded after a good check, after each write session and at each clean close). A folder
+that fails, or that lost vectors, or a Chroma call that fails later, is set aside
+(``chroma.damaged-<time>``) with one warning; searches use keywords meanwhile and the next
+indexing run re-embeds every chunk from SQLite. Paths that are not UTF-8 are stored as the
+BLOB of their bytes (:func:`_db_path`), and as ``display.path_text`` in Chroma metadata.
 """
 
 from __future__ import annotations
@@ -49,7 +58,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parley.core.errors import ConfigError, IndexBusy, ProviderDown, StorageError
+from parley.core.display import escape_surrogates, path_text
+from parley.core.errors import ConfigError, IndexBusy, ParleyError, ProviderDown, StorageError
 from parley.core.knowledge.embeddings import Embedder, embedding_cache_key
 from parley.core.paths import Paths
 from parley.core.store.db import Migration, connect, sql_migration, transaction
@@ -132,7 +142,36 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');",
     ),
     sql_migration(
-        "knowledge-0003-embedding-cache",
+        "knowledge-0003-fts-title",
+        # Structure as a ranking signal: each chunk carries its document's title (and file
+        # name), matched by keyword search as a column of its own so it can be weighted, and
+        # the share of its text that is link text (tables of contents, index pages).
+        # Chunks indexed before this keep an empty title until their file changes.
+        """
+        ALTER TABLE chunks ADD COLUMN title TEXT NOT NULL DEFAULT '';
+        ALTER TABLE chunks ADD COLUMN link_share REAL NOT NULL DEFAULT 0;
+        DROP TRIGGER chunks_ai;
+        DROP TRIGGER chunks_ad;
+        DROP TABLE chunks_vocab;
+        DROP TABLE chunks_fts;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, heading, title, content='chunks', content_rowid='seq',
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts(rowid, text, heading, title)
+            VALUES (new.seq, new.text, new.heading, new.title);
+        END;
+        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text, heading, title)
+            VALUES ('delete', old.seq, old.text, old.heading, old.title);
+        END;
+        INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
+        CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');
+        """,
+    ),
+    sql_migration(
+        "knowledge-0004-embedding-cache",
         # Content-addressed vectors (issue 12): key = sha256(model id, normalised text)[:16].
         """
         CREATE TABLE embed_cache (
@@ -275,6 +314,19 @@ class ChunkRow:
     page: int | None
     line_start: int | None
     line_end: int | None
+    link_share: float = 0.0
+    """Share of the text that is link text (see :attr:`Chunk.link_share`)."""
+
+
+def title_text(title: str, path: Path) -> str:
+    """What keyword search matches as a chunk's title.
+
+    The document's title and its file name as words (``sql-createtable.html`` ->
+    ``sql createtable``).
+    """
+    name = path.name[:-8] if path.name.lower().endswith(".rst.txt") else path.stem
+    words = " ".join(w for w in re.split(r"[\W_]+", name) if w)
+    return f"{title} {words}".strip()
 
 
 def chunk_id(path: Path, embed_text: str, text: str, occurrence: int = 0) -> str:
@@ -352,12 +404,23 @@ class KnowledgeStore:
         self._writer_thread = 0
         self._file_lock: Any = None
         self._closed = False
-        try:
-            self._open_chroma()
-        except StorageError:
-            if server is not None:
-                raise
-            self._set_damaged_index_aside()
+        self._chroma_wrote = False
+        self._failure_logged = False
+        self._verified = False
+        """The local index was checked (or known good) when opened: a clean close records
+        its files as good."""
+        fresh = False
+        if server is None:
+            fresh = self._check_local_index()  # may set a damaged index aside (then it's open)
+        if self._client is None:
+            try:
+                self._open_chroma()
+            except StorageError as exc:
+                if server is not None:
+                    raise
+                self._set_damaged_index_aside(f"it cannot be opened: {exc.detail or exc}")
+        if fresh:
+            self._record_if_idle()  # a new index: another process opening it need not check
         if self._meta("vector_model") is None and self.chunk_count() == 0:
             # A new manifest: this model's collection is the one that mirrors it from now on.
             with self._txn() as conn:
@@ -417,30 +480,126 @@ class KnowledgeStore:
         self._client, self._collection = client, collection
         self._seen_generation = generation
 
-    def _set_damaged_index_aside(self) -> None:
-        """Move an unreadable local vector index aside and start an empty one.
+    # ---- a damaged local index (issue 11): probed before use, set aside, rebuilt
+
+    def _check_local_index(self) -> bool:
+        """Make sure the local vector index is safe to open before this process opens it.
+
+        A damaged HNSW file can crash the process natively (SIGSEGV) the moment Chroma loads
+        it, so the folder is checked in a child process first (``vector_check.probe``). The
+        check costs about a second (a process start and chromadb's import), so it runs only
+        when the folder's files differ from the last state known to be good: recorded after
+        every good check and after every write this process made (``vector_files`` in
+        ``meta``). A folder that fails is set aside and rebuilt from SQLite. While another
+        process holds the write lock the folder is in flux and that process vouches for it:
+        nothing is checked or recorded then.
+
+        Returns:
+            True when there was no index yet (the one Chroma creates now is new).
+        """
+        import filelock
+
+        from parley.core.knowledge import vector_check
+
+        folder = self.paths.chroma_dir
+        if not folder.is_dir() or not any(folder.iterdir()):
+            self._verified = True  # nothing there yet: what Chroma creates now is good
+            if self._meta("vector_model") == self.embedder.model_id and self.chunk_count():
+                # The manifest says vectors were there: the folder was deleted, not new.
+                log.warning(
+                    "the vector index is missing (%s); searches use keywords until it is "
+                    "rebuilt from Parley's database (`parley index` or the Knowledge panel)",
+                    folder,
+                )
+                with self._txn() as conn:
+                    self._set_meta(conn, "vector_model", "")
+                    self._set_meta(conn, "vector_reason", "it was missing")
+                    self._bump(conn)
+            return True
+        lock = filelock.FileLock(str(self.paths.index_lock_file), thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return False
+        try:
+            failure = self._meta("vector_damage")
+            if failure:
+                self._set_damaged_index_aside(failure, locked=True)
+                return False
+            known = self._meta("vector_files")
+            if known == vector_check.fingerprint(self.paths.chroma_dir):
+                self._verified = True
+                return False
+            result = vector_check.probe(self.paths.chroma_dir)
+            problem = result.problem or self._count_problem(result.counts)
+            if problem is not None:
+                self._set_damaged_index_aside(problem, locked=True)
+            elif not result.inconclusive:
+                self._verified = True
+                self._record_files()
+        finally:
+            lock.release()
+        return False
+
+    def _count_problem(self, counts: dict[str, int]) -> str | None:
+        """Whether this model's collection lost vectors SQLite says it holds."""
+        if self._meta("vector_model") != self.embedder.model_id:
+            return None  # it is rebuilt anyway
+        chunks = self.chunk_count()
+        vectors = counts.get(self.collection_name, 0)
+        # An interrupted write may leave journalled extra vectors; never fewer than chunks.
+        journal = int(self._read().execute("SELECT count(*) FROM vector_journal").fetchone()[0])
+        if chunks <= vectors <= chunks + journal:
+            return None
+        return f"it holds {vectors} vectors for {chunks} stored passages"
+
+    def _record_files(self) -> None:
+        """Remember the local index's files as a good state (see :meth:`_check_local_index`)."""
+        from parley.core.knowledge import vector_check
+
+        with self._txn() as conn:
+            self._set_meta(conn, "vector_files", vector_check.fingerprint(self.paths.chroma_dir))
+
+    def _set_damaged_index_aside(self, reason: str, *, locked: bool = False) -> None:
+        """Move a damaged local vector index aside, start an empty one, say so once.
 
         SQLite holds every chunk, so nothing is lost: the store reports ``needs_reindex``
-        and the next indexing run re-embeds everything. Done only under the write lock, so
-        a folder another process is writing is never moved.
+        (searches use keywords meanwhile) and the next indexing run re-embeds everything.
+        Done only under the write lock, so a folder another process is writing is never
+        moved (``locked``: the caller holds it).
 
         Raises:
-            StorageError: The index cannot be opened and another process is writing it.
+            StorageError: The index cannot be used and another process is writing it.
         """
         import filelock
 
         lock = filelock.FileLock(str(self.paths.index_lock_file), thread_local=False)
+        if not locked:
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout as exc:
+                raise StorageError(
+                    f"The vector index in {self.paths.chroma_dir} cannot be opened while "
+                    "another Parley process is indexing; try again when it finishes."
+                ) from exc
         try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout as exc:
-            raise StorageError(
-                f"The vector index in {self.paths.chroma_dir} cannot be opened while another "
-                "Parley process is indexing; try again when it finishes."
-            ) from exc
-        try:
+            with self._chroma_lock:
+                old = self._client
+                self._client = self._collection = None
+                if old is not None:
+                    _close_client(old)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             aside = self.paths.chroma_dir.with_name(f"{self.paths.chroma_dir.name}.damaged-{stamp}")
-            log.warning("vector index unreadable; moved to %s and will be rebuilt", aside)
+            n = 1
+            while aside.exists():
+                n += 1
+                aside = aside.with_name(f"{self.paths.chroma_dir.name}.damaged-{stamp}-{n}")
+            log.warning(
+                "the vector index was damaged (%s): moved to %s; searches use keywords until "
+                "it is rebuilt from Parley's database (`parley index` or the Knowledge panel)",
+                _short(reason),
+                aside,
+            )
             self.paths.chroma_dir.rename(aside)
             # chromadb caches a System per folder even when starting it failed: drop it, or
             # the new client would get the broken one back.
@@ -451,10 +610,74 @@ class KnowledgeStore:
             self._open_chroma()
             with self._txn() as conn:
                 self._set_meta(conn, "vector_model", "")
+                self._set_meta(conn, "vector_reason", f"it was damaged: {_short(reason, 160)}")
+                conn.execute("DELETE FROM meta WHERE key = 'vector_damage'")
                 self._bump(conn)
+            self._record_files()
+            self._verified = True
             self._seen_generation = self._generation()
         finally:
-            lock.release()
+            if not locked:
+                lock.release()
+
+    @contextmanager
+    def _vector_op(self, what: str, *, say: bool = True) -> Iterator[None]:
+        """Run a local Chroma call; a failure marks the index damaged instead of escaping raw.
+
+        The vectors are marked for a rebuild (searches fall back to keywords at once) and
+        ``vector_damage`` makes the next store opened here set the folder aside first.
+
+        Args:
+            what: What the call does, for the message ("searching vectors").
+            say: Log the failure (once per store); False when the caller deals with it at
+                once (and says so itself).
+
+        Raises:
+            StorageError: The call failed (one line, the rebuild is explained).
+        """
+        try:
+            yield
+        except ParleyError:
+            raise
+        except Exception as exc:
+            if self.server is not None:
+                raise
+            detail = f"{what} failed: {type(exc).__name__}: {_short(str(exc))}"
+            with self._txn() as conn:
+                self._set_meta(conn, "vector_damage", detail)
+                self._set_meta(conn, "vector_model", "")
+                self._set_meta(conn, "vector_reason", f"it failed: {detail}")
+                self._bump(conn)
+            self._after_own_write()
+            if say and not self._failure_logged:
+                self._failure_logged = True
+                log.warning(
+                    "the vector index failed (%s); searches use keywords until it is rebuilt "
+                    "(`parley index` or the Knowledge panel)",
+                    detail,
+                )
+            raise StorageError(
+                "The vector index failed; Parley will set it aside and rebuild it from its "
+                "database on the next indexing run.",
+                detail=detail,
+            ) from exc
+
+    @property
+    def reindex_reason(self) -> str | None:
+        """Why :attr:`needs_reindex` is true, for people.
+
+        "the embedding model changed from A to B", "it was damaged: ...", "it was out of
+        step: ...", "it failed: ..." (it = the vector index).
+        """
+        if not self.needs_reindex:
+            return None
+        stored = self._meta("vector_reason")
+        if stored:
+            return stored
+        old = self._meta("vector_model")
+        if old:
+            return f"the embedding model changed from {old} to {self.embedder.model_id}"
+        return None
 
     def _reopen_chroma(self) -> None:
         with self._chroma_lock:
@@ -481,7 +704,8 @@ class KnowledgeStore:
 
     def vector_count(self) -> int:
         """Vectors in the collection."""
-        return int(self._fresh_collection().count())
+        with self._vector_op("counting vectors"):
+            return int(self._fresh_collection().count())
 
     # ---- SQLite helpers
 
@@ -561,7 +785,11 @@ class KnowledgeStore:
                     self._reopen_chroma()
                 self._writing = 1
                 self._writer_thread = threading.get_ident()
+                self._chroma_wrote = False
                 yield
+                if self._chroma_wrote and self.server is None and not self._closed:
+                    # What this session wrote is the new good state of the files.
+                    self._record_files()
             finally:
                 self._writing = 0
                 self._writer_thread = 0
@@ -596,13 +824,13 @@ class KnowledgeStore:
             return covering
         with self._txn() as conn:
             cur = conn.execute(
-                "INSERT INTO roots(path, added_at) VALUES (?, ?)", (str(root), _now())
+                "INSERT INTO roots(path, added_at) VALUES (?, ?)", (_db_path(root), _now())
             )
             new_id = cur.lastrowid
             children = [
-                (int(r["id"]), Path(r["path"]))
+                (int(r["id"]), _path(r["path"]))
                 for r in conn.execute("SELECT id, path FROM roots WHERE id != ?", (new_id,))
-                if _is_under(Path(r["path"]), root)
+                if _is_under(_path(r["path"]), root)
             ]
             moved: list[str] = []
             for child_id, _ in children:
@@ -620,10 +848,11 @@ class KnowledgeStore:
                 self._bump(conn)
         if moved:
             # Chroma metadata names the root (used by server-side filters): keep it true.
-            with self.writer():
+            with self.writer(), self._vector_op("updating vectors"):
+                self._chroma_wrote = True
                 col = self._collection
                 for batch in _batched(moved, self.max_batch):
-                    col.update(ids=batch, metadatas=[{"root": str(root)}] * len(batch))
+                    col.update(ids=batch, metadatas=[{"root": path_text(root)}] * len(batch))
                 self._after_own_write()
         return root
 
@@ -631,7 +860,7 @@ class KnowledgeStore:
         """The root that covers ``path`` (itself or an ancestor), if any."""
         path = _norm(path)
         for r in self._read().execute("SELECT path FROM roots"):
-            rp = Path(r[0])
+            rp = _path(r[0])
             if _is_under(path, rp):
                 return rp
         return None
@@ -646,12 +875,16 @@ class KnowledgeStore:
             ConfigError: ``root`` is not a root.
         """
         root = _norm(root)
-        row = self._read().execute("SELECT id FROM roots WHERE path = ?", (str(root),)).fetchone()
+        row = (
+            self._read()
+            .execute("SELECT id FROM roots WHERE path = ?", (_db_path(root),))
+            .fetchone()
+        )
         if row is None:
-            raise ConfigError(f"Not in the knowledge base: {root}")
+            raise ConfigError(f"Not in the knowledge base: {path_text(root)}")
         with self.writer():
             paths = [
-                Path(r[0])
+                _path(r[0])
                 for r in self._read().execute(
                     "SELECT path FROM files WHERE root_id = ?", (int(row[0]),)
                 )
@@ -684,7 +917,7 @@ class KnowledgeStore:
             .fetchall()
         )
         for r in rows:
-            path = Path(r["path"])
+            path = _path(r["path"])
             state = str(r["state"])
             if not path.exists():
                 status = "missing"
@@ -715,7 +948,7 @@ class KnowledgeStore:
         with self._txn() as conn:
             conn.execute(
                 "UPDATE roots SET state = ?, last_indexed = ? WHERE path = ?",
-                (state, _now(), str(_norm(root))),
+                (state, _now(), _db_path(_norm(root))),
             )
 
     def skipped(self, root: Path | None = None) -> list[tuple[Path, str]]:
@@ -724,7 +957,7 @@ class KnowledgeStore:
         args: tuple[Any, ...] = ()
         if root is not None:
             sql += " JOIN roots r ON r.id = f.root_id WHERE r.path = ? AND"
-            args = (str(_norm(root)),)
+            args = (_db_path(_norm(root)),)
         else:
             sql += " WHERE"
         # Indexed files with a reason were cut short (the per-file chunk cap): listed too.
@@ -733,7 +966,7 @@ class KnowledgeStore:
             " ORDER BY f.path"
         )
         return [
-            (Path(r["path"]), str(r["reason"] or r["status"]))
+            (_path(r["path"]), str(r["reason"] or r["status"]))
             for r in self._read().execute(sql, args)
         ]
 
@@ -754,13 +987,14 @@ class KnowledgeStore:
         # A re-index of an unchanged 10,000-file tree reads every row: string tests and one
         # Path per root keep this to milliseconds (Path() costs ~20 µs each in 3.11).
         for r in self._read().execute(sql):
-            ps = r["path"]
-            if prefix is not None and ps != prefix and not ps.startswith(below):
+            # Paths that are not UTF-8 are stored as bytes (_db_path): compared as text.
+            ps = r["path"] if isinstance(r["path"], str) else os.fsdecode(r["path"])
+            if prefix is not None and ps != prefix and not ps.startswith(below):  # type: ignore[arg-type]
                 continue
             p = Path(ps)
             root = roots.get(r["root"])
             if root is None:
-                root = roots[r["root"]] = Path(r["root"])
+                root = roots[r["root"]] = _path(r["root"])
             out[p] = FileRecord(
                 id=int(r["id"]),
                 path=p,
@@ -776,9 +1010,9 @@ class KnowledgeStore:
         return out
 
     def _root_id(self, conn: sqlite3.Connection, root: Path) -> int:
-        row = conn.execute("SELECT id FROM roots WHERE path = ?", (str(root),)).fetchone()
+        row = conn.execute("SELECT id FROM roots WHERE path = ?", (_db_path(root),)).fetchone()
         if row is None:
-            raise ConfigError(f"Not in the knowledge base: {root}")
+            raise ConfigError(f"Not in the knowledge base: {path_text(root)}")
         return int(row[0])
 
     def touch_files(self, stats: Iterable[tuple[Path, int, int]]) -> None:
@@ -787,7 +1021,7 @@ class KnowledgeStore:
         with self._txn() as conn:
             conn.executemany(
                 "UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?",
-                [(size, mtime, str(p)) for p, size, mtime in stats],
+                [(size, mtime, _db_path(p)) for p, size, mtime in stats],
             )
 
     def mark_files(
@@ -834,9 +1068,21 @@ class KnowledgeStore:
                 status = excluded.status, reason = excluded.reason,
                 chunk_count = excluded.chunk_count, indexed_at = excluded.indexed_at
             """,
-            (root_id, str(path), size, mtime, sha, kind, status, reason, count, _now()),
+            (
+                root_id,
+                _db_path(path),
+                size,
+                mtime,
+                sha,
+                kind,
+                status,
+                escape_surrogates(reason) if reason is not None else None,
+                count,
+                _now(),
+            ),
         )
-        return int(conn.execute("SELECT id FROM files WHERE path = ?", (str(path),)).fetchone()[0])
+        row = conn.execute("SELECT id FROM files WHERE path = ?", (_db_path(path),)).fetchone()
+        return int(row[0])
 
     def write_files(self, writes: Sequence[FileWrite]) -> None:
         """Replace the chunks of ``writes`` in both stores, crash-safely (module docstring)."""
@@ -914,7 +1160,7 @@ class KnowledgeStore:
             for b in batches:
                 if b.first:
                     old = conn.execute(
-                        "SELECT chunk_count FROM files WHERE path = ?", (str(b.path),)
+                        "SELECT chunk_count FROM files WHERE path = ?", (_db_path(b.path),)
                     ).fetchone()
                     self._upsert_file(
                         conn,
@@ -960,7 +1206,7 @@ class KnowledgeStore:
             for b in batches:
                 if b.path not in file_ids:
                     row = conn.execute(
-                        "SELECT id FROM files WHERE path = ?", (str(b.path),)
+                        "SELECT id FROM files WHERE path = ?", (_db_path(b.path),)
                     ).fetchone()
                     file_ids[b.path] = int(row[0])
             if moved:
@@ -969,8 +1215,8 @@ class KnowledgeStore:
                 )
             self._insert_chunks(
                 conn,
-                [(file_ids[b.path], cid, c) for b, c, cid, _p in new]
-                + [(file_ids[b.path], cid, c) for b, c, cid in moved],
+                [(file_ids[b.path], b.path, cid, c) for b, c, cid, _p in new]
+                + [(file_ids[b.path], b.path, cid, c) for b, c, cid in moved],
             )
             for b in batches:
                 if not b.last:
@@ -1014,11 +1260,14 @@ class KnowledgeStore:
         return res
 
     @staticmethod
-    def _insert_chunks(conn: sqlite3.Connection, rows: Sequence[tuple[int, str, Chunk]]) -> None:
-        """Insert chunk rows ``(file_id, chunk id, chunk)``; FTS5 follows by trigger."""
+    def _insert_chunks(
+        conn: sqlite3.Connection, rows: Sequence[tuple[int, Path, str, Chunk]]
+    ) -> None:
+        """Insert chunk rows ``(file_id, path, chunk id, chunk)``; FTS5 follows by trigger."""
         conn.executemany(
             "INSERT INTO chunks(id, file_id, idx, text, embed_text, heading, page, "
-            "line_start, line_end, token_count) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "line_start, line_end, token_count, title, link_share) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     cid,
@@ -1031,8 +1280,10 @@ class KnowledgeStore:
                     c.line_start,
                     c.line_end,
                     c.token_count,
+                    title_text(c.title, path),
+                    float(c.link_share),
                 )
-                for file_id, cid, c in rows
+                for file_id, path, cid, c in rows
             ],
         )
 
@@ -1156,7 +1407,7 @@ class KnowledgeStore:
         ids: list[str] = []
         with self._txn() as conn:
             for p in paths:
-                row = conn.execute("SELECT id FROM files WHERE path = ?", (str(p),)).fetchone()
+                row = conn.execute("SELECT id FROM files WHERE path = ?", (_db_path(p),)).fetchone()
                 if row is None:
                     continue
                 fid = int(row[0])
@@ -1182,7 +1433,8 @@ class KnowledgeStore:
         docs: list[str],
     ) -> None:
         step = self.max_batch
-        with self._chroma_lock:
+        with self._chroma_lock, self._vector_op("writing vectors"):
+            self._chroma_wrote = True
             for s in range(0, len(ids), step):
                 kwargs: dict[str, Any] = {
                     "ids": ids[s : s + step],
@@ -1197,7 +1449,8 @@ class KnowledgeStore:
     def _delete_vectors(self, ids: list[str]) -> None:
         if not ids:
             return
-        with self._chroma_lock:
+        with self._chroma_lock, self._vector_op("deleting vectors"):
+            self._chroma_wrote = True
             for batch in _batched(ids, self.max_batch):
                 self._collection.delete(ids=batch)
         with self._txn() as conn:
@@ -1248,8 +1501,10 @@ class KnowledgeStore:
 
     @property
     def needs_reindex(self) -> bool:
-        """Whether the vectors do not match SQLite's chunks for this embedding model
-        (the model changed, or the vector index was lost): :meth:`rebuild_vectors` fixes it."""
+        """Whether the vectors do not match SQLite's chunks for this embedding model.
+
+        The model changed, or the vector index was lost: :meth:`rebuild_vectors` fixes it.
+        """
         if self._meta("vector_model") == self.embedder.model_id:
             return False
         return self.chunk_count() > 0
@@ -1267,16 +1522,33 @@ class KnowledgeStore:
                 self._adopt_empty_collection()
                 return True
             return False
-        if self.vector_count() == self.chunk_count():
+        try:
+            with self._vector_op("counting vectors", say=False):  # said when set aside
+                vectors = int(self._collection.count())
+        except StorageError:
+            if self.server is not None:
+                raise
+            # Chroma failed on the count: we hold the write lock, so set it aside now and
+            # let this run rebuild it (instead of failing until the next one).
+            self._set_damaged_index_aside(str(self._meta("vector_damage")), locked=True)
+            return False
+        chunks = self.chunk_count()
+        if vectors == chunks:
             return True
         log.warning("vector index out of step with the manifest: it will be rebuilt")
         with self._txn() as conn:
             self._set_meta(conn, "vector_model", "")
+            self._set_meta(
+                conn,
+                "vector_reason",
+                f"it was out of step: {vectors} vectors for {chunks} passages",
+            )
         return False
 
     def _adopt_empty_collection(self) -> None:
-        with self._chroma_lock:
+        with self._chroma_lock, self._vector_op("emptying the collection"):
             if self.server is None and self._collection.count():
+                self._chroma_wrote = True
                 self._client.delete_collection(self.collection_name)
                 self._open_chroma()
         with self._txn() as conn:
@@ -1301,10 +1573,17 @@ class KnowledgeStore:
         """
         self._require_writer()
         total = self.chunk_count()
+        if self.server is None and self._meta("vector_damage"):
+            # A Chroma call failed in this process: start from a fresh folder, not that one.
+            self._set_damaged_index_aside(str(self._meta("vector_damage")), locked=True)
+        reason = self.reindex_reason
         with self._txn() as conn:
+            if reason and not self._meta("vector_reason"):
+                self._set_meta(conn, "vector_reason", reason)  # survives a cancelled run
             self._set_meta(conn, "vector_model", "")
         if self.server is None:
             with self._chroma_lock:
+                self._chroma_wrote = True
                 try:
                     self._client.delete_collection(self.collection_name)
                 except Exception:  # not there: nothing to empty
@@ -1332,8 +1611,8 @@ class KnowledgeStore:
             vectors, _embedded, _hits = self.embed_cached([r["et"] for r in rows])
             metas = [
                 _meta_dict(
-                    Path(r["path"]),
-                    Path(r["root"]),
+                    _path(r["path"]),
+                    _path(r["root"]),
                     r["kind"],
                     int(r["idx"]),
                     r["heading"],
@@ -1350,6 +1629,7 @@ class KnowledgeStore:
                 progress(done, total)
         with self._txn() as conn:
             self._set_meta(conn, "vector_model", self.embedder.model_id)
+            conn.execute("DELETE FROM meta WHERE key = 'vector_reason'")
             self._bump(conn)
         self._after_own_write()
         return True
@@ -1364,17 +1644,28 @@ class KnowledgeStore:
         Locally only ids and distances are fetched (the rest comes from SQLite, faster); from
         a server the metadata and text come along (teammates' chunks are not in our SQLite).
         """
+        if self.server is None and self._meta("vector_damage"):
+            return []  # it failed before in this process: keywords only until the rebuild
         with self._chroma_lock:
             col = self._fresh_collection()
         count = col.count() if self.server is not None else None
         if count == 0:
             return []
         include = ["distances"]
+        if where is not None:
+            where = _text_where(where)  # metadata holds paths in their text form
         if self.server is not None:
             include += ["metadatas", "documents"]
-        res = col.query(
-            query_embeddings=[list(vector)], n_results=max(1, n), where=where, include=include
-        )
+        try:
+            with self._vector_op("searching vectors"):
+                res = col.query(
+                    query_embeddings=[list(vector)],
+                    n_results=max(1, n),
+                    where=where,
+                    include=include,
+                )
+        except StorageError:
+            return []  # said once (log); the keyword half of the search still answers
         ids = res["ids"][0]
         dists = res["distances"][0]
         metas = (res.get("metadatas") or [None])[0] or [None] * len(ids)
@@ -1384,15 +1675,25 @@ class KnowledgeStore:
             for i, d, m, doc in zip(ids, dists, metas, docs, strict=True)
         ]
 
-    def keyword_query(self, match: str, n: int) -> list[tuple[str, float]]:
-        """FTS5 ``match`` (already sanitised): ``(id, bm25 score)`` best first, higher better."""
+    def keyword_query(
+        self, match: str, n: int, weights: Sequence[float] = (1.0, 0.4, 0.4)
+    ) -> list[tuple[str, float]]:
+        """FTS5 ``match`` (already sanitised): ``(id, bm25 score)`` best first, higher better.
+
+        Args:
+            match: The MATCH expression.
+            n: Most results.
+            weights: bm25 weights of the text, heading-path and title columns.
+        """
+        w = [float(x) for x in weights][:3]
+        w += [1.0] * (3 - len(w))
         rows = (
             self._read()
             .execute(
-                "SELECT c.id, -m.s FROM (SELECT rowid AS r, bm25(chunks_fts, 1.0, 0.4) AS s "
+                "SELECT c.id, -m.s FROM (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) AS s "
                 "FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?) m "
                 "JOIN chunks c ON c.seq = m.r ORDER BY m.s",
-                (match, n),
+                (*w, match, n),
             )
             .fetchall()
         )
@@ -1442,14 +1743,15 @@ class KnowledgeStore:
             marks = ",".join("?" * len(batch))
             for r in conn.execute(
                 "SELECT c.id, c.idx, c.text, c.heading, c.page, c.line_start, c.line_end, "
-                "f.path, f.kind, r.path AS root FROM chunks c JOIN files f ON f.id = c.file_id "
+                "c.link_share, f.path, f.kind, r.path AS root "
+                "FROM chunks c JOIN files f ON f.id = c.file_id "
                 f"JOIN roots r ON r.id = f.root_id WHERE c.id IN ({marks})",
                 batch,
             ):
                 out[r["id"]] = ChunkRow(
                     id=r["id"],
-                    path=Path(r["path"]),
-                    root=Path(r["root"]),
+                    path=_path(r["path"]),
+                    root=_path(r["root"]),
                     kind=r["kind"],
                     index=int(r["idx"]),
                     text=r["text"],
@@ -1457,6 +1759,7 @@ class KnowledgeStore:
                     page=r["page"],
                     line_start=r["line_start"],
                     line_end=r["line_end"],
+                    link_share=float(r["link_share"] or 0.0),
                 )
         return out
 
@@ -1464,6 +1767,12 @@ class KnowledgeStore:
         """Close the databases and the Chroma client (idempotent)."""
         if self._closed:
             return
+        with self._chroma_lock:
+            client, self._client, self._collection = self._client, None, None
+            if client is not None:
+                _close_client(client)
+        if self._verified and self.server is None:
+            self._record_if_idle()
         self._closed = True
         with self._conns_lock:
             for conn in self._conns:
@@ -1472,10 +1781,33 @@ class KnowledgeStore:
                 except sqlite3.Error:
                     pass
             self._conns.clear()
-        with self._chroma_lock:
-            if self._client is not None:
-                _close_client(self._client)
-            self._client = self._collection = None
+
+    def _record_if_idle(self) -> None:
+        """Remember the files as this process leaves them (see :meth:`_check_local_index`).
+
+        Chroma rewrites a small collection's HNSW files whenever it loads them (the vectors
+        still live in its write-ahead log), so a reader changes their mtimes too: recording
+        on a clean close keeps the next start from checking again. A process that dies
+        records nothing, and the next start checks. Skipped while another process writes.
+        """
+        import filelock
+
+        if self._meta("vector_damage"):
+            return
+        lock = filelock.FileLock(str(self.paths.index_lock_file), thread_local=False)
+        mine = self._writing > 0
+        try:
+            if not mine:
+                lock.acquire(timeout=0)
+        except (filelock.Timeout, OSError):
+            return
+        try:
+            self._record_files()
+        except (sqlite3.Error, OSError):  # a read-only data folder: check again next time
+            log.debug("could not record the vector index's state", exc_info=True)
+        finally:
+            if not mine:
+                lock.release()
 
     def __enter__(self) -> KnowledgeStore:
         return self
@@ -1543,7 +1875,8 @@ def _meta_dict(
     line_start: int | None,
     line_end: int | None,
 ) -> dict[str, Any]:
-    meta: dict[str, Any] = {"path": str(path), "root": str(root), "idx": index}
+    # Chroma keeps metadata as UTF-8: a name with undecodable bytes goes in its text form.
+    meta: dict[str, Any] = {"path": path_text(path), "root": path_text(root), "idx": index}
     # Chroma metadata values may not be None: leave absent facts out.
     for key, value in (
         ("kind", kind),
@@ -1555,6 +1888,42 @@ def _meta_dict(
         if value is not None:
             meta[key] = value
     return meta
+
+
+def _short(text: str, n: int = 300) -> str:
+    one = " ".join(str(text).split())
+    return one if len(one) <= n else one[: n - 1] + "…"
+
+
+def _text_where(clause: Any) -> Any:
+    """A Chroma ``where`` clause with every string in the form the metadata holds it."""
+    if isinstance(clause, str):
+        return path_text(clause)
+    if isinstance(clause, dict):
+        return {k: _text_where(v) for k, v in clause.items()}
+    if isinstance(clause, list):
+        return [_text_where(v) for v in clause]
+    return clause
+
+
+def _db_path(p: Path | str) -> str | bytes:
+    """A path as SQLite stores it: TEXT when it is valid Unicode, else the BLOB of its bytes.
+
+    A POSIX file name need not be UTF-8; Python holds its bad bytes as lone surrogates, which
+    SQLite refuses. Each path has exactly one stored form, so ``path = ?`` lookups and the
+    UNIQUE constraint keep working, and rows written before this are unchanged.
+    """
+    text = str(p)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def _path(value: str | bytes) -> Path:
+    """The inverse of :func:`_db_path`."""
+    return Path(os.fsdecode(value) if isinstance(value, bytes) else value)
 
 
 def _norm(p: Path) -> Path:

@@ -5,17 +5,20 @@ System prompt is a top-level field; tool calls are ``tool_use`` blocks and their
 (input and cache tokens) and ``message_delta`` (output tokens) and is reported once, as
 totals, just before :class:`Finished`.
 
-Events are read as the plain JSON the SDK decoded (``parse(to=AsyncStream[object])``), not
-as its pydantic event models, for the reason given in ``openai.py``: the models cost far
-more Python per event than the rest of the stream. The SDK still sends the request, checks
-the status, decodes the SSE, skips pings and raises its typed errors (``event: error``).
+The SDK sends the request, checks the status and raises its typed errors; the 200 body is
+read by :mod:`~parley.core.providers.wire`, as in ``openai.py`` (lenient decoding, a page
+that is no stream refused for what it is), and events stay plain JSON, not the SDK's
+pydantic models, which cost far more Python per event than the rest of the stream. Pings
+are skipped and ``event: error`` ends the stream with the vendor's error. A stream is
+complete only once it says so (``message_stop``, or a ``stop_reason``): a body that ends
+before that was cut off, however cleanly the connection closed (issue 11).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from parley.core.errors import BadRequest, ParleyError, ProviderDown, ProviderTimeout
@@ -35,12 +38,20 @@ from parley.core.providers.base import (
 )
 from parley.core.providers.http_errors import (
     MALFORMED,
+    dropped,
     error_for_status,
-    is_transport_error,
     malformed,
-    redact,
+    stream_failure,
 )
 from parley.core.providers.stall import StallGuard
+from parley.core.providers.wire import (
+    SSEvent,
+    check_stream,
+    drain,
+    http_client,
+    sse_events,
+    unwrap,
+)
 
 DEFAULT_MAX_TOKENS = 8192
 """Anthropic requires max_tokens; used when neither settings nor the catalog say."""
@@ -55,9 +66,18 @@ _FINISH: dict[str, FinishReason] = {
 }
 
 
+CACHE_MARK: dict[str, str] = {"type": "ephemeral"}
+"""A prompt-caching breakpoint: the prefix up to and including the marked block is cached."""
+
+
 def to_anthropic_messages(request: ChatRequest) -> list[dict[str, Any]]:
-    """Our messages as Messages API turns: tool results merged into one user turn."""
+    """Our messages as Messages API turns: tool results merged into one user turn.
+
+    With ``request.cache_prefix`` set, the last block of the prefix's last message carries
+    a ``cache_control`` breakpoint (issue 13).
+    """
     out: list[dict[str, Any]] = []
+    last_block: dict[int, dict[str, Any]] = {}  # our message index -> its last block
 
     def push(role: str, blocks: list[dict[str, Any]]) -> None:
         if out and out[-1]["role"] == role:
@@ -65,7 +85,7 @@ def to_anthropic_messages(request: ChatRequest) -> list[dict[str, Any]]:
         else:
             out.append({"role": role, "content": blocks})
 
-    for m in request.messages:
+    for index, m in enumerate(request.messages):
         if m.role == "system":
             continue  # the system prompt travels in the top-level field
         if m.role == "tool":
@@ -94,6 +114,13 @@ def to_anthropic_messages(request: ChatRequest) -> list[dict[str, Any]]:
                 push("assistant", blocks)
         else:
             push("user", [{"type": "text", "text": m.content}])
+        if out and out[-1]["content"]:
+            last_block[index] = out[-1]["content"][-1]
+    k = request.cache_prefix
+    if k:
+        marked = [i for i in last_block if i < k]
+        if marked:
+            last_block[max(marked)]["cache_control"] = dict(CACHE_MARK)
     return out
 
 
@@ -147,6 +174,7 @@ class AnthropicProvider:
             self._client = anthropic.AsyncAnthropic(
                 api_key=self._api_key,
                 base_url=self._base_url,
+                http_client=http_client(anthropic, self.label),
                 max_retries=0,
                 timeout=anthropic.Timeout(
                     connect=t.connect, read=max(t.first_byte, t.idle), write=30.0, pool=t.connect
@@ -172,69 +200,91 @@ class AnthropicProvider:
                 {"name": t.name, "description": t.description, "input_schema": t.parameters}
                 for t in request.tools
             ]
+        if request.cache_prefix is not None:
+            # Prompt caching: breakpoints after the tools and the system prompt (the
+            # messages' one is set above); a prefix shorter than the model's minimum is
+            # simply not cached by the API.
+            if request.tools:
+                params["tools"][-1]["cache_control"] = dict(CACHE_MARK)
+            if request.system:
+                params["system"] = [
+                    {"type": "text", "text": request.system, "cache_control": dict(CACHE_MARK)}
+                ]
         if request.temperature is not None:
             params["temperature"] = min(request.temperature, 1.0)  # Anthropic's range is 0..1
         if request.top_p is not None:
             params["top_p"] = request.top_p
 
         t = self.timeouts
-        stream = None
-        started = False
+        response = None
+        error: ParleyError | None = None
+        started = said = False  # any event arrived / answer content arrived
         state = _StreamState()
         try:
             with StallGuard(t.first_byte, t.idle) as guard:
                 raw = await guard.wait(self.client.messages.with_raw_response.create(**params))
-                stream = await raw.parse(to=anthropic.AsyncStream[object])
-                events = stream.__aiter__()
+                response = raw.http_response
+                whole = await guard.wait(
+                    check_stream(response, self.label, is_completion=_is_message)
+                )
+                if whole is None:
+                    items: AsyncIterator[Any] = sse_events(response.aiter_bytes())
+                else:  # a server that does not stream sent the whole message
+                    items = _as_events(whole)
                 while True:
                     try:
-                        ev = await guard.wait(events.__anext__())
+                        item = await guard.wait(items.__anext__())
                     except StopAsyncIteration:
                         break
                     guard.started = started = True
+                    if isinstance(item, SSEvent):
+                        if item.event in (None, "ping") or not item.data:
+                            continue  # as the SDK: only named events carry the stream
+                        if item.event == "error":
+                            raise _stream_error(item.data, self.label, request.model, said)
+                        try:
+                            item = json.loads(item.data)
+                        except ValueError:
+                            raise malformed(self.label, "event", item.data, said=said) from None
                     try:
-                        out = state.feed(ev)
+                        out = state.feed(item)
                     except MALFORMED:
-                        raise malformed(self.label, "event", ev) from None
-                    for item in out:
-                        yield item
-        except TimeoutError:
-            if started:
-                msg = f"{self.label} stopped sending within {t.idle:.0f} s; the answer was cut off."
-            else:
-                msg = f"{self.label} did not start answering within {t.first_byte:.0f} s."
-            raise ProviderTimeout(msg) from None
+                        raise malformed(self.label, "event", item, said=said) from None
+                    for ev in out:
+                        said = True
+                        yield ev
+                    if state.stopped:
+                        await drain(items)
+                        break
+                if state.finish is None and not state.stopped:
+                    # The body ended (cleanly or not) before message_stop.
+                    raise dropped(self.label, said=said)
         except asyncio.CancelledError:
             raise
-        except ParleyError:
-            raise
-        except anthropic.APIStatusError as exc:
-            raise _status_error(exc, self.label, request.model) from None
-        except anthropic.APITimeoutError:
-            raise ProviderTimeout(f"{self.label} took too long to answer.") from None
-        except anthropic.APIConnectionError as exc:
-            raise ProviderDown(
-                f"Could not reach {self.label}"
-                + (" (the connection dropped mid-answer)." if started else "."),
-                detail=redact(repr(exc.__cause__ or exc)),
-            ) from None
-        except anthropic.APIError as exc:
-            raise ProviderDown(
-                f"{self.label} failed mid-answer.", detail=redact(str(exc))
-            ) from None
         except Exception as exc:
-            if not is_transport_error(exc):
-                raise
-            raise ProviderDown(
-                f"Could not reach {self.label}"
-                + (" (the connection dropped mid-answer)." if started else "."),
-                detail=redact(repr(exc)),
-            ) from None
+            failure = stream_failure(
+                exc,
+                sdk=anthropic,
+                label=self.label,
+                model=request.model,
+                status_error=_status_error,
+                limits=(t.first_byte, t.idle),
+                started=started,
+                said=said,
+                responded=response is not None,
+            )
+            if not isinstance(failure, ParleyError):
+                raise  # not a failure we know: a bug, with its traceback
+            error = failure
         finally:
-            if stream is not None:
-                await stream.close()
+            if response is not None:
+                await response.aclose()
+        # Usage first, also when the stream failed: message_start's input tokens are billed
+        # even when the answer is cut off.
         if state.usage_in is not None or state.usage_out is not None:
             yield Usage(state.usage_in, state.usage_out, state.usage_cached, state.usage_write)
+        if error is not None:
+            raise error
         yield state.finish or Finished("other", None)
 
     async def list_models(self) -> list[ModelInfo]:
@@ -249,9 +299,12 @@ class AnthropicProvider:
             raise ProviderTimeout(f"{self.label} did not list its models in time.") from None
         except anthropic.APIStatusError as exc:
             raise _status_error(exc, self.label, "(models)") from None
-        except anthropic.APIConnectionError:
+        except anthropic.APIConnectionError as exc:
+            cause = unwrap(exc)
+            if isinstance(cause, ParleyError):  # the redirect guard refused
+                raise cause from None
             raise ProviderDown(f"Could not reach {self.label}.") from None
-        except anthropic.APIError as exc:
+        except (anthropic.APIError, ValueError) as exc:  # ValueError: a body that is not JSON
             raise BadRequest(
                 f"{self.label} gave an unexpected model list.", detail=str(exc)
             ) from None
@@ -275,6 +328,8 @@ class _StreamState:
         self.usage_cached: int | None = None
         self.usage_write: int | None = None
         self.finish: Finished | None = None
+        self.stopped = False
+        """``message_stop`` arrived: the stream's end."""
         self.blocks: dict[int, list[str]] = {}  # index -> [tool id, name, json text]
 
     def feed(self, ev: Any) -> list[StreamEvent]:
@@ -308,6 +363,8 @@ class _StreamState:
             self.usage_write = u.get("cache_creation_input_tokens") or 0
             self.usage_in = (u.get("input_tokens") or 0) + self.usage_cached + self.usage_write
             self.usage_out = u.get("output_tokens")
+        elif kind == "message_stop":
+            self.stopped = True
         elif kind == "message_delta":
             u = ev.get("usage")
             if u:
@@ -322,6 +379,52 @@ class _StreamState:
             if reason:
                 self.finish = Finished(_FINISH.get(reason, "other"), reason)
         return []
+
+
+def _is_message(payload: dict[str, Any]) -> bool:
+    """A whole Messages API ``message`` (a server that answered a stream request without one)."""
+    return payload.get("type") == "message" and isinstance(payload.get("content"), list)
+
+
+async def _as_events(message: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """A whole ``message`` as the decoded events that stream the same answer."""
+    usage = message.get("usage") or {}
+    yield {"type": "message_start", "message": {**message, "content": [], "usage": usage}}
+    for index, block in enumerate(message["content"]):
+        if block.get("type") == "tool_use":
+            start = {**block, "input": {}}
+            yield {"type": "content_block_start", "index": index, "content_block": start}
+            partial = json.dumps(block.get("input") or {})
+            delta = {"type": "input_json_delta", "partial_json": partial}
+            yield {"type": "content_block_delta", "index": index, "delta": delta}
+        else:
+            yield {"type": "content_block_start", "index": index, "content_block": block}
+        yield {"type": "content_block_stop", "index": index}
+    yield {
+        "type": "message_delta",
+        "delta": {"stop_reason": message.get("stop_reason")},
+        "usage": {"output_tokens": usage.get("output_tokens")},
+    }
+    yield {"type": "message_stop"}
+
+
+def _stream_error(data: str, label: str, model: str, said: bool) -> ParleyError:
+    """The error for an ``event: error`` inside a 200 stream (how overload arrives mid-answer)."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        body = {"error": {"message": data}}
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        err = {"message": str(body)}
+    return error_for_status(
+        200,
+        provider_label=label,
+        model=model,
+        err_type=str(err.get("type") or "") or None,
+        message=str(err.get("message") or ""),
+        said=said,
+    )
 
 
 def _status_error(exc: Any, label: str, model: str) -> ParleyError:

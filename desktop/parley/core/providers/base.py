@@ -60,6 +60,10 @@ class ChatRequest:
     temperature: float | None = None
     top_p: float | None = None
     max_output_tokens: int | None = None
+    cache_prefix: int | None = None
+    """Prompt caching (issue 13): mark the tools, the system prompt and the first
+    ``cache_prefix`` messages as a stable prefix the provider should cache (adapters whose
+    provider caches by itself ignore it); None: mark nothing."""
 
 
 # ---------------------------------------------------------------- stream events
@@ -161,6 +165,59 @@ class AttemptStarted:
     model: str
 
 
+# ---- request accounting (core/metering.py wraps a provider and adds these; issue 13)
+@dataclass(frozen=True, slots=True)
+class Estimated:
+    """The token estimate of a request just before it is sent.
+
+    ``cost_usd`` prices the input side (None: the price is unknown); ``exact`` says whether
+    the model's own tokenizer counted it (otherwise it is shown with "≈"; ``note`` says how).
+    """
+
+    input_tokens: int
+    exact: bool
+    cost_usd: float | None
+    note: str = ""
+    basis_tokens: int | None = None
+    method: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContextTrimmed:
+    """The oldest turns were left out of the request so it fits the context window."""
+
+    note: str
+    dropped_messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class CacheReplay:
+    """The answer that follows comes from Parley's response cache: no request was made."""
+
+    saved_usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Metered:
+    """One request is accounted for (its ledger row): sent after its :class:`Usage`.
+
+    ``cost_usd`` is None when a price is unknown; ``local`` marks a server on this machine
+    (really $0); ``cache_hit`` a reply from Parley's response cache (``saved_usd`` is what
+    it would have cost). ``purpose`` is ``chat`` or ``tool_round``.
+    """
+
+    provider: str
+    model: str
+    usage: Usage
+    cost_usd: float | None
+    purpose: str = "chat"
+    fallback: bool = False
+    cache_hit: bool = False
+    saved_usd: float | None = None
+    local: bool = False
+    estimate: Estimated | None = None
+
+
 StreamEvent = (
     TextDelta
     | ToolCallStarted
@@ -171,6 +228,10 @@ StreamEvent = (
     | RetryScheduled
     | FallbackUsed
     | AttemptStarted
+    | Estimated
+    | ContextTrimmed
+    | CacheReplay
+    | Metered
 )
 
 

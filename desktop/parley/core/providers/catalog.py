@@ -2,10 +2,15 @@
 
 A user file (``<config>/models.toml``) overrides or extends entries field by field. Prices
 are data, never code; an unknown model has an unknown price (``None``), never $0.
+
+A mistake in the user file never stops Parley: a file that is not valid TOML is ignored as a
+whole, a bad entry or value is ignored alone, and :attr:`Catalog.problems` names the file and
+line of each so the front ends can say so (the built-in prices are used meanwhile).
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +50,10 @@ class ModelInfo:
     price_cache_write: float | None = None
     unverified: bool = False
     as_of: str | None = None
+    cache_min_tokens: int | None = None
+    """Shortest prompt prefix the provider caches for this model (Anthropic's minimum)."""
+    kind: str = "chat"
+    """``chat`` or ``embedding`` (embedding models are priced, never offered for chats)."""
 
     @property
     def has_prices(self) -> bool:
@@ -59,6 +68,10 @@ class Catalog:
     providers: dict[str, ProviderInfo]
     models: dict[str, ModelInfo]
     sources: tuple[Path, ...] = field(default=())
+    problems: tuple[str, ...] = field(default=())
+    """One line per mistake found in the user's models.toml (file and line); ignored."""
+    user_file: Path | None = None
+    """Where the user's overrides go (whether or not the file exists yet)."""
 
     def provider(self, provider_id: str) -> ProviderInfo:
         """The provider ``provider_id``.
@@ -93,8 +106,17 @@ class Catalog:
         return info
 
     def models_for(self, provider: str) -> list[ModelInfo]:
-        """Catalog models of one provider, in file order."""
-        return [m for m in self.models.values() if m.provider == provider]
+        """Chat models of one provider, in file order."""
+        return [m for m in self.models.values() if m.provider == provider and m.kind == "chat"]
+
+    def price_hint(self, model_id: str, provider: str) -> str:
+        """How to give ``model_id`` a price: the models.toml table to add, and where."""
+        where = str(self.user_file) if self.user_file is not None else "models.toml"
+        return (
+            f"No price is known for {model_id} ({provider}), so its cost is unknown. Add one "
+            f'to {where}: [models."{model_id}"] provider = "{provider}" price_input = ... '
+            "price_output = ... (US dollars per 1M tokens)."
+        )
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -114,33 +136,154 @@ _PROVIDER_FIELDS = set(ProviderInfo.__dataclass_fields__) - {"id"}
 def load_catalog(user_file: Path | None = None, bundled: Path | None = None) -> Catalog:
     """Read the bundled catalog and apply ``user_file`` on top when it exists.
 
+    Mistakes in ``user_file`` do not raise: they are reported in :attr:`Catalog.problems`
+    and the bundled entries stay in force.
+
     Raises:
-        ConfigError: a file is not valid TOML or an entry is malformed.
+        ConfigError: the bundled file is not valid TOML or one of its entries is malformed.
     """
     bundled = bundled or resources_dir() / "models.toml"
     sources = [bundled]
     data = _read(bundled)
+    providers, models = _entries(data)
+    problems: list[str] = []
     if user_file is not None and user_file.is_file():
-        data = _merge(data, _read(user_file))
-        sources.append(user_file)
+        try:
+            text = user_file.read_text(encoding="utf-8")
+            over = tomllib.loads(text)
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{user_file}: cannot be read ({exc}); using the built-in prices.")
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(
+                f"{_where(user_file, exc)}: not valid TOML ({_toml_reason(exc)}); "
+                "using the built-in prices."
+            )
+        else:
+            sources.append(user_file)
+            _apply_user(over, text, user_file, data, providers, models, problems)
+    return Catalog(providers, models, tuple(sources), tuple(problems), user_file)
+
+
+def _entries(data: dict[str, Any]) -> tuple[dict[str, ProviderInfo], dict[str, ModelInfo]]:
     providers: dict[str, ProviderInfo] = {}
     for pid, entry in data.get("providers", {}).items():
-        fields = {k: v for k, v in entry.items() if k in _PROVIDER_FIELDS}
-        try:
-            providers[pid] = ProviderInfo(id=pid, **{"label": pid, "protocol": "openai", **fields})
-        except TypeError as exc:
-            raise ConfigError(f"Bad provider entry '{pid}' in models.toml: {exc}") from exc
+        providers[pid] = _provider(pid, entry)
     models: dict[str, ModelInfo] = {}
     for mid, entry in data.get("models", {}).items():
-        fields = {k: v for k, v in entry.items() if k in _MODEL_FIELDS}
-        if "provider" not in fields:
-            raise ConfigError(f"Model '{mid}' in models.toml has no provider.")
-        for key in ("price_input", "price_output", "price_cached_input", "price_cache_write"):
-            val = fields.get(key)
-            if val is not None and (not isinstance(val, int | float) or val < 0):
-                raise ConfigError(f"Model '{mid}': {key} must be a non-negative number.")
-        models[mid] = ModelInfo(id=mid, **{"label": mid, **fields})
-    return Catalog(providers, models, tuple(sources))
+        models[mid] = _model(mid, entry)
+    return providers, models
+
+
+def _provider(pid: str, entry: Any) -> ProviderInfo:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"Provider '{pid}' in models.toml is not a table.")
+    fields = {k: v for k, v in entry.items() if k in _PROVIDER_FIELDS}
+    for key, val in fields.items():
+        want: type | tuple[type, ...] = bool if key == "key_optional" else str
+        if not isinstance(val, want):
+            raise ConfigError(f"Provider '{pid}': {key} has the wrong type.", detail=key)
+    try:
+        return ProviderInfo(id=pid, **{"label": pid, "protocol": "openai", **fields})
+    except TypeError as exc:
+        raise ConfigError(f"Bad provider entry '{pid}' in models.toml: {exc}") from exc
+
+
+_PRICES = ("price_input", "price_output", "price_cached_input", "price_cache_write")
+_INTS = ("context_window", "max_output", "cache_min_tokens")
+
+
+def _model(mid: str, entry: Any) -> ModelInfo:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"Model '{mid}' in models.toml is not a table.")
+    fields = {k: v for k, v in entry.items() if k in _MODEL_FIELDS}
+    if "provider" not in fields:
+        raise ConfigError(f"Model '{mid}' in models.toml has no provider.", detail="provider")
+    for key in _PRICES:
+        val = fields.get(key)
+        if val is not None and (
+            isinstance(val, bool) or not isinstance(val, int | float) or val < 0
+        ):
+            raise ConfigError(f"Model '{mid}': {key} must be a non-negative number.", detail=key)
+    for key in _INTS:
+        val = fields.get(key)
+        if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val <= 0):
+            raise ConfigError(f"Model '{mid}': {key} must be a positive whole number.", detail=key)
+    for key in ("provider", "label", "as_of", "kind"):
+        if key in fields and not isinstance(fields[key], str):
+            raise ConfigError(f"Model '{mid}': {key} must be text.", detail=key)
+    return ModelInfo(id=mid, **{"label": mid, **fields})
+
+
+def _apply_user(
+    over: dict[str, Any],
+    text: str,
+    path: Path,
+    data: dict[str, Any],
+    providers: dict[str, ProviderInfo],
+    models: dict[str, ModelInfo],
+    problems: list[str],
+) -> None:
+    """Merge the user's entries one by one; a bad one is reported and skipped."""
+
+    def entries(section: str) -> list[tuple[str, Any, bool]]:
+        table = over.get(section, {})
+        if not isinstance(table, dict):
+            problems.append(f"{path}, line {_line_of(text, section)}: [{section}] must be a table.")
+            return []
+        out = []
+        for key, entry in table.items():
+            base = data.get(section, {}).get(key, {})
+            merged = _merge(base, entry) if isinstance(entry, dict) else entry
+            out.append((key, merged, bool(base)))
+        return out
+
+    def report(section: str, key: str, exc: ConfigError, built_in: bool) -> None:
+        line = _line_of(text, section, key, exc.detail)
+        problems.append(
+            f"{path}, line {line}: {exc.user_message} Ignored; "
+            + ("using the built-in entry." if built_in else "the entry is left out.")
+        )
+
+    for key, merged, built_in in entries("providers"):
+        try:
+            providers[key] = _provider(key, merged)
+        except ConfigError as exc:
+            report("providers", key, exc, built_in)
+    for key, merged, built_in in entries("models"):
+        try:
+            models[key] = _model(key, merged)
+        except ConfigError as exc:
+            report("models", key, exc, built_in)
+
+
+def _line_of(text: str, section: str, key: str | None = None, field_name: str | None = None) -> int:
+    """1-based line of ``[section."key"]`` (and of ``field_name`` inside it) in ``text``."""
+    lines = text.splitlines()
+    start = 0
+    if key is not None:
+        header = re.compile(
+            rf"^\s*\[\s*{re.escape(section)}\s*\.\s*(\"{re.escape(key)}\"|'{re.escape(key)}'|"
+            rf"{re.escape(key)})\s*\]"
+        )
+        for i, line in enumerate(lines):
+            if header.match(line):
+                start = i
+                break
+    if field_name is not None:
+        pat = re.compile(rf"^\s*{re.escape(field_name)}\s*=")
+        for i in range(start, len(lines)):
+            if pat.match(lines[i]):
+                return i + 1
+    return start + 1
+
+
+def _where(path: Path, exc: tomllib.TOMLDecodeError) -> str:
+    m = re.search(r"at line (\d+)", str(exc))
+    return f"{path}, line {m.group(1)}" if m else str(path)
+
+
+def _toml_reason(exc: tomllib.TOMLDecodeError) -> str:
+    return re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) or "syntax error"
 
 
 def _read(path: Path) -> dict[str, Any]:

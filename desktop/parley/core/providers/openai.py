@@ -1,20 +1,25 @@
 """OpenAI Chat Completions adapter (also every OpenAI-compatible server).
 
-The official ``openai`` SDK does the HTTP and SSE parsing; this module maps our request
-to its parameters and its chunks to our events. SDK retries are off (``max_retries=0``):
-``resilient.py`` owns retrying, so one failure never becomes nine requests.
+The official ``openai`` SDK sends the request, checks the status and raises its typed
+errors; this module maps our request to its parameters and the streamed chunks to our
+events. SDK retries are off (``max_retries=0``): ``resilient.py`` owns retrying, so one
+failure never becomes nine requests.
 
-Chunks are read as the plain JSON the SDK decoded (``parse(to=AsyncStream[object])``), not
-as its pydantic ``ChatCompletionChunk`` models: building those costs ~270 µs of Python per
-chunk, ~9 s for a 30,000-token answer from a fast local server, against ~30 µs this way. The
-SDK still sends the request, checks the status, decodes the SSE and raises its typed errors
-(mid-stream ``{"error": ...}`` payloads included).
+The 200 body is read by :mod:`~parley.core.providers.wire` (shared with the Anthropic
+adapter), not by the SDK's stream class: it decodes leniently, refuses an HTML page or a
+non-completion JSON for what it is, and lets this adapter see ``data: [DONE]``, so a stream
+that ends without a finish reason and without ``[DONE]`` is reported as cut off instead of
+saved as complete (issue 11). Chunks stay plain JSON, not the SDK's pydantic
+``ChatCompletionChunk`` models: building those costs ~270 µs of Python per chunk, ~9 s for a
+30,000-token answer from a fast local server, against ~30 µs this way. A mid-stream
+``{"error": ...}`` payload ends the stream with the vendor's error.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from parley.core.errors import (
@@ -40,12 +45,20 @@ from parley.core.providers.base import (
 )
 from parley.core.providers.http_errors import (
     MALFORMED,
+    dropped,
     error_for_status,
-    is_transport_error,
     malformed,
-    redact,
+    stream_failure,
 )
 from parley.core.providers.stall import StallGuard
+from parley.core.providers.wire import (
+    SSEvent,
+    check_stream,
+    drain,
+    http_client,
+    sse_events,
+    unwrap,
+)
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -124,6 +137,7 @@ class OpenAIProvider:
             self._client = openai.AsyncOpenAI(
                 api_key=self._api_key or "not-needed",
                 base_url=self._base_url,
+                http_client=http_client(openai, self.label),
                 max_retries=0,
                 timeout=openai.Timeout(
                     connect=t.connect, read=max(t.first_byte, t.idle), write=30.0, pool=t.connect
@@ -164,73 +178,82 @@ class OpenAIProvider:
             params[key] = request.max_output_tokens
 
         t = self.timeouts
-        stream = None
+        response = None
+        error: ParleyError | None = None
         calls: dict[int, list[str]] = {}  # index -> [id, name, arguments]
         finish: Finished | None = None
-        started = False
+        done = False  # "data: [DONE]" arrived
+        started = said = False  # any event arrived / answer content arrived
         try:
             with StallGuard(t.first_byte, t.idle) as guard:
                 raw = await guard.wait(
                     self.client.chat.completions.with_raw_response.create(**params)
                 )
-                stream = raw.parse(to=openai.AsyncStream[object])
-                chunks = stream.__aiter__()
+                response = raw.http_response
+                whole = await guard.wait(
+                    check_stream(response, self.label, is_completion=_is_completion)
+                )
+                if whole is None:
+                    items: AsyncIterator[Any] = sse_events(response.aiter_bytes())
+                else:  # a server that does not stream sent the whole completion
+                    items, done = _single(_as_chunk(whole)), True
                 while True:
                     try:
-                        chunk = await guard.wait(chunks.__anext__())
+                        item = await guard.wait(items.__anext__())
                     except StopAsyncIteration:
                         break
                     guard.started = started = True
+                    if not isinstance(item, SSEvent):
+                        chunk = item
+                    elif item.data.startswith("[DONE]"):
+                        done = True
+                        await drain(items)
+                        break
+                    else:
+                        try:
+                            chunk = json.loads(item.data)
+                        except ValueError:
+                            raise malformed(self.label, "chunk", item.data, said=said) from None
+                    if isinstance(chunk, dict) and chunk.get("error"):
+                        raise _stream_error(chunk["error"], self.label, request.model, said)
                     try:
-                        events, reason = _chunk_events(chunk, calls)
+                        out, reason = _chunk_events(chunk, calls)
                     except MALFORMED:
-                        raise malformed(self.label, "chunk", chunk) from None
-                    for ev in events:
+                        raise malformed(self.label, "chunk", chunk, said=said) from None
+                    for ev in out:
+                        said = said or not isinstance(ev, Usage)
                         yield ev
                     if reason:
                         for idx in sorted(calls):
                             cid, name, args = calls.pop(idx)
                             yield ToolCallDone(idx, ToolCall(cid, name, args))
                         finish = Finished(_FINISH.get(reason, "other"), reason)
-        except TimeoutError:
-            which = "stopped sending" if started else "did not start answering"
-            limit = t.idle if started else t.first_byte
-            raise ProviderTimeout(
-                f"{self.label} {which} within {limit:.0f} s; the answer was cut off."
-                if started
-                else f"{self.label} {which} within {limit:.0f} s."
-            ) from None
+                if finish is None and not done:
+                    # The body ended (cleanly or not) before the stream's own end.
+                    raise dropped(self.label, said=said)
         except asyncio.CancelledError:
             raise
-        except ParleyError:
-            raise
-        except openai.APIStatusError as exc:
-            raise _status_error(exc, self.label, request.model) from None
-        except openai.APITimeoutError:
-            raise ProviderTimeout(f"{self.label} took too long to answer.") from None
-        except openai.APIConnectionError as exc:
-            raise ProviderDown(
-                f"Could not reach {self.label}"
-                + (" (the connection dropped mid-answer)." if started else "."),
-                detail=redact(repr(exc.__cause__ or exc)),
-            ) from None
-        except openai.APIError as exc:
-            # Mid-stream error events and malformed payloads.
-            raise ProviderDown(
-                f"{self.label} failed mid-answer.", detail=redact(str(exc))
-            ) from None
         except Exception as exc:
-            if not is_transport_error(exc):
-                raise
-            raise ProviderDown(
-                f"Could not reach {self.label}"
-                + (" (the connection dropped mid-answer)." if started else "."),
-                detail=redact(repr(exc)),
-            ) from None
+            failure = stream_failure(
+                exc,
+                sdk=openai,
+                label=self.label,
+                model=request.model,
+                status_error=_status_error,
+                limits=(t.first_byte, t.idle),
+                started=started,
+                said=said,
+                responded=response is not None,
+            )
+            if not isinstance(failure, ParleyError):
+                raise  # not a failure we know: a bug, with its traceback
+            error = failure
         finally:
-            if stream is not None:
-                await stream.close()
-        for idx in sorted(calls):  # a server that never sent finish_reason
+            if response is not None:
+                await response.aclose()
+        if error is not None:
+            raise error
+        for idx in sorted(calls):  # a server that sent [DONE] but no finish_reason
             cid, name, args = calls[idx]
             yield ToolCallDone(idx, ToolCall(cid, name, args))
         yield finish or Finished("other", None)
@@ -247,9 +270,12 @@ class OpenAIProvider:
             raise ProviderTimeout(f"{self.label} did not list its models in time.") from None
         except openai.APIStatusError as exc:
             raise _status_error(exc, self.label, "(models)") from None
-        except openai.APIConnectionError:
+        except openai.APIConnectionError as exc:
+            cause = unwrap(exc)
+            if isinstance(cause, ParleyError):  # the redirect guard refused
+                raise cause from None
             raise ProviderDown(f"Could not reach {self.label}.") from None
-        except openai.APIError as exc:
+        except (openai.APIError, ValueError) as exc:  # ValueError: a body that is not JSON
             raise BadRequest(
                 f"{self.label} gave an unexpected model list.", detail=str(exc)
             ) from None
@@ -275,6 +301,8 @@ def _chunk_events(chunk: Any, calls: dict[int, list[str]]) -> tuple[list[StreamE
                 input_tokens=_count(usage.get("prompt_tokens")),
                 output_tokens=_count(usage.get("completion_tokens")),
                 cached_input_tokens=_count(details.get("cached_tokens")) or 0,
+                # Gateways that bill cache writes (OpenRouter) report them here.
+                cache_write_tokens=_count(details.get("cache_write_tokens")) or 0,
             )
         )
     for choice in chunk.get("choices") or ():
@@ -290,6 +318,43 @@ def _chunk_events(chunk: Any, calls: dict[int, list[str]]) -> tuple[list[StreamE
         if reason:
             finish_reason = str(reason)
     return out, finish_reason
+
+
+def _is_completion(payload: dict[str, Any]) -> bool:
+    """A whole ``chat.completion`` (a server that answered a stream request without one)."""
+    choices = payload.get("choices")
+    return isinstance(choices, list) and any(
+        isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices
+    )
+
+
+async def _single(item: Any) -> AsyncIterator[Any]:
+    yield item
+
+
+def _as_chunk(whole: dict[str, Any]) -> dict[str, Any]:
+    """A ``chat.completion`` rewritten as the single chunk that streams the same answer."""
+    choices = []
+    for choice in whole.get("choices") or ():
+        message = dict(choice.get("message") or {})
+        calls = message.get("tool_calls") or []
+        message["tool_calls"] = [{**c, "index": i} for i, c in enumerate(calls)] or None
+        choices.append({"delta": message, "finish_reason": choice.get("finish_reason")})
+    return {"choices": choices, "usage": whole.get("usage")}
+
+
+def _stream_error(err: Any, label: str, model: str, said: bool) -> ParleyError:
+    """The error for a ``data: {"error": ...}`` event inside a 200 stream."""
+    err = err if isinstance(err, dict) else {"message": str(err)}
+    return error_for_status(
+        200,
+        provider_label=label,
+        model=model,
+        err_type=str(err.get("type") or "") or None,
+        err_code=str(err.get("code") or "") or None,
+        message=str(err.get("message") or ""),
+        said=said,
+    )
 
 
 def _count(value: Any) -> int | None:

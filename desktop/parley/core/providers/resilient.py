@@ -66,7 +66,7 @@ class _PartialFailure(Exception):
 
 
 async def _no_sleep(_seconds: float) -> None:
-    """tenacity's own sleep is replaced: the stream sleeps after announcing the wait."""
+    """Tenacity's own sleep is replaced: the stream sleeps after announcing the wait."""
 
 
 class ResilientProvider:

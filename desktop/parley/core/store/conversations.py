@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from parley.core.store import ledger
 from parley.core.store.db import (
     BUSY_TIMEOUT_MS,
     Migration,
@@ -93,6 +94,21 @@ MIGRATIONS: list[Migration] = [
         );
         CREATE INDEX ledger_by_ts ON ledger(ts);
         CREATE INDEX ledger_by_conversation ON ledger(conversation_id);
+        """,
+    ),
+    *ledger.MIGRATIONS,
+    sql_migration(
+        # One row per turn waiting for or holding a conversation: the lowest id whose owner
+        # is alive answers; the rest wait (issue 11: concurrent turns interleaved).
+        "003_turn_queue",
+        """
+        CREATE TABLE turn_queue (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            owner TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX turn_queue_by_conversation ON turn_queue(conversation_id, id);
         """,
     ),
 ]
@@ -376,8 +392,13 @@ class ConversationStore:
         usage: tuple[int | None, int | None, int | None, int | None] | None = None,
         cost_usd: float | None = None,
         meta: dict[str, Any] | None = None,
+        if_streaming: bool = False,
     ) -> None:
-        """Update fields of a message (streamed text is flushed through here)."""
+        """Update fields of a message (streamed text is flushed through here).
+
+        ``if_streaming``: only while its status is still "streaming" (a late flush must not
+        overwrite the final text of an answer that has ended).
+        """
         sets: list[str] = ["updated_at=?"]
         args: list[Any] = [time.time()]
         for col, val in (
@@ -402,7 +423,8 @@ class ConversationStore:
                 merged = {**json.loads(row["meta"] or "{}"), **meta} if row else meta
                 sets.append("meta=?")
                 args.append(json.dumps(merged))
-            c.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id=?", (*args, message_id))
+            where = "id=? AND status='streaming'" if if_streaming else "id=?"
+            c.execute(f"UPDATE messages SET {', '.join(sets)} WHERE {where}", (*args, message_id))
 
     def message(self, message_id: int) -> StoredMessage | None:
         """One message by id."""
@@ -533,6 +555,37 @@ class ConversationStore:
             for r in rows
         ]
 
+    # ---- turn queue (one turn at a time per conversation, across processes)
+    def join_turn_queue(self, conversation_id: int, owner: str) -> int:
+        """Queue a turn on ``conversation_id`` for ``owner``; its ticket (FIFO order)."""
+        with transaction(self.conn) as c:
+            cur = c.execute(
+                "INSERT INTO turn_queue(conversation_id, owner, created_at) VALUES (?,?,?)",
+                (conversation_id, owner, time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def turns_ahead(self, conversation_id: int, ticket: int, alive: Callable[[str], bool]) -> int:
+        """How many live turns are ahead of ``ticket``; tickets of dead owners are removed.
+
+        ``alive(owner)`` says whether an owner (a process) still exists: a turn whose process
+        was killed must not block the conversation for good.
+        """
+        rows = self.conn.execute(
+            "SELECT id, owner FROM turn_queue WHERE conversation_id=? AND id<? ORDER BY id",
+            (conversation_id, ticket),
+        ).fetchall()
+        dead = [r["id"] for r in rows if not alive(r["owner"])]
+        if dead:
+            with transaction(self.conn) as c:
+                c.executemany("DELETE FROM turn_queue WHERE id=?", [(d,) for d in dead])
+        return len(rows) - len(dead)
+
+    def leave_turn_queue(self, ticket: int) -> None:
+        """The turn holding or waiting with ``ticket`` is over."""
+        with transaction(self.conn) as c:
+            c.execute("DELETE FROM turn_queue WHERE id=?", (ticket,))
+
     # ---- ledger
     def record_usage(
         self,
@@ -546,13 +599,22 @@ class ConversationStore:
         kind: str = "chat",
     ) -> None:
         """Add provider-reported usage to the ledger."""
-        with transaction(self.conn) as c:
-            c.execute(
-                "INSERT INTO ledger(ts, conversation_id, message_id, provider, model, input_tokens,"
-                " output_tokens, cached_input_tokens, cache_write_tokens, cost_usd, kind)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (time.time(), conversation_id, message_id, provider, model, *usage, cost_usd, kind),
+        self.record_request(
+            ledger.LedgerEntry(
+                provider,
+                model,
+                *usage,
+                cost_usd=cost_usd,
+                purpose=kind,
+                conversation_id=conversation_id,
+                message_id=message_id,
             )
+        )
+
+    def record_request(self, entry: ledger.LedgerEntry) -> int:
+        """Add one request's row to the ledger (see :mod:`parley.core.store.ledger`)."""
+        with transaction(self.conn) as c:
+            return ledger.insert(c, entry)
 
     def conversation_cost(self, conversation_id: int) -> tuple[float, bool]:
         """Total known cost of a conversation and whether some of it is unknown."""
@@ -562,6 +624,31 @@ class ConversationStore:
             (conversation_id,),
         ).fetchone()
         return float(row[0]), bool(row[1])
+
+
+# ---------------------------------------------------------------- turn queue owners
+@functools.cache
+def process_owner() -> str:
+    """This process as a turn-queue owner: ``pid:start time`` (a reused pid is not us)."""
+    import psutil
+
+    me = psutil.Process()
+    return f"{me.pid}:{me.create_time():.3f}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process ``owner`` names (see :func:`process_owner`) still runs."""
+    import psutil
+
+    pid_text, _, started = owner.partition(":")
+    try:
+        proc = psutil.Process(int(pid_text))
+        same = abs(proc.create_time() - float(started)) < 0.01
+        return same and proc.status() != psutil.STATUS_ZOMBIE  # killed, not yet reaped
+    except (ValueError, psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:  # someone else's process: it exists
+        return True
 
 
 def _escape_like(text: str) -> str:

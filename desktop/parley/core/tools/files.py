@@ -34,6 +34,7 @@ from typing import Annotated, Any, BinaryIO, TypeVar
 
 from pydantic import Field
 
+from parley.core.display import path_from_text, path_text
 from parley.core.tools.registry import CancelToken, Tool, ToolError, tool
 
 __all__ = [
@@ -195,15 +196,18 @@ class FolderPolicy:
         return self._check_real(candidate, shown)
 
     def display(self, path: Path) -> str:
-        """A path as results show it: relative to its folder, prefixed by the folder's name
-        when there are several folders; ``read_file`` accepts it back."""
+        r"""A path as results show it; ``read_file`` accepts it back.
+
+        Relative to its folder, prefixed by the folder's name when there are several folders.
+        Bytes of a name that are not UTF-8 show as ``\xNN`` (``core.display.path_text``).
+        """
         root = self._root_of(Path(path))
         if root is None:
-            return str(path)
-        rel = Path(path).relative_to(root).as_posix()
+            return path_text(path)
+        rel = path_text(Path(path).relative_to(root).as_posix())
         if len(self.roots) == 1:
             return rel
-        label = self.label(root)
+        label = path_text(self.label(root))
         return label if rel == "." else f"{label}/{rel}"
 
     def open_file(self, user_path: str) -> tuple[BinaryIO, Path, os.stat_result]:
@@ -269,6 +273,9 @@ class FolderPolicy:
             raise AccessDenied("The path contains a NUL byte.")
         if text.startswith(("\\\\?\\", "\\\\.\\", "//?/", "//./")):
             raise AccessDenied(f"'{shown}': device and namespace paths are not allowed.")
+        # A name with bytes that are not UTF-8 is shown as "caf\\xe9.txt": take it back to
+        # the real name before backslashes are read as separators (POSIX only).
+        text = path_from_text(text)
         # Models write Windows separators on any OS; treat both as separators.
         text = text.replace("\\", "/")
         parts = [p for p in text.split("/") if p]
@@ -420,9 +427,19 @@ class _Match:
     text: str
 
 
+@dataclass(frozen=True)
+class _Unsearched:
+    """A file content search had to leave out (the result says so: no false "no matches")."""
+
+    reason: str
+    size: int | None = None
+
+
 def _walk(root: Path, cancel: CancelToken, deadline: float) -> Iterator[tuple[str, str, str, bool]]:
-    """Yield (path, relative path, name, is a link) under ``root``, sorted, skipping what is
-    skipped (hidden, vendored and virtual-environment folders)."""
+    """Yield (path, relative path, name, is a link) under ``root``, sorted.
+
+    Hidden, vendored and virtual-environment folders are skipped.
+    """
     root_str = str(root)
     stack = [root_str]
     while stack:
@@ -455,8 +472,13 @@ def _walk(root: Path, cancel: CancelToken, deadline: float) -> Iterator[tuple[st
         stack.extend(reversed(subdirs))
 
 
-def _scan(path: str, needle: bytes | str, limit: int, cancel: CancelToken) -> list[_Match] | None:
-    """Matching lines of one file (at most ``limit``); None when skipped (binary, too big...).
+def _scan(
+    path: str, needle: bytes | str, limit: int, cancel: CancelToken
+) -> list[_Match] | _Unsearched | None:
+    """Matching lines of one file (at most ``limit``).
+
+    None when there is nothing to search (binary, vanished); :class:`_Unsearched` when text
+    may be there but was not searched (too big, unreadable), so the result can say so.
 
     Most files fit in the first read, so the common case is open, read, close: no ``fstat``.
     The walk only hands over regular files (or links checked to point at one), and
@@ -467,6 +489,8 @@ def _scan(path: str, needle: bytes | str, limit: int, cancel: CancelToken) -> li
         return None
     try:
         fd = os.open(path, _OPEN_FLAGS)
+    except PermissionError:
+        return _Unsearched("permission denied")
     except OSError:
         return None
     try:
@@ -482,11 +506,14 @@ def _scan(path: str, needle: bytes | str, limit: int, cancel: CancelToken) -> li
                 return _find_lines(hay, first, needle, 0, limit)
             return _matches(first, needle, 0, limit) if first else None
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_CONTENT_BYTES:
+        if not stat.S_ISREG(st.st_mode):
             return None
+        if st.st_size > MAX_CONTENT_BYTES:
+            limit_text = f"over the {_human_size(MAX_CONTENT_BYTES)} search limit"
+            return _Unsearched(limit_text, st.st_size)
         return _scan_blocks(fd, first, needle, limit, cancel)
-    except OSError:
-        return None
+    except OSError as exc:
+        return _Unsearched(f"could not be read ({exc.strerror or exc})")
     finally:
         os.close(fd)
 
@@ -614,9 +641,10 @@ def file_search_impl(
                     if real is None:
                         continue
                     path = real
-                yield path, prefix + rel
+                yield path, path_text(prefix + rel)  # read_file takes this form back
 
     lines: list[str] = []
+    unsearched: list[tuple[str, _Unsearched]] = []
     files_seen = files_matched = 0
     stopped_early = False
     if not content:
@@ -635,6 +663,9 @@ def file_search_impl(
             if time.monotonic() > deadline:
                 break
             found = _scan(path, needle, max_results - len(lines), cancel)
+            if isinstance(found, _Unsearched):
+                unsearched.append((shown, found))
+                continue
             if not found:
                 continue
             files_matched += 1
@@ -653,6 +684,45 @@ def file_search_impl(
         files_matched,
         stopped_early,
         time_budget_s if timed_out else None,
+        unsearched,
+    )
+
+
+_UNITS = ("bytes", "KB", "MB", "GB", "TB")
+
+
+def _human_size(n: int) -> str:
+    """``1.0 GB``, ``256 MB``, ``900 bytes`` (binary multiples, as file managers count)."""
+    size = float(n)
+    for unit in _UNITS:
+        if size < 1024 or unit == _UNITS[-1]:
+            if unit == "bytes":
+                return f"{int(size)} bytes"
+            whole = size == int(size) and size >= 10
+            return f"{size:.0f} {unit}" if whole else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"
+
+
+MAX_UNSEARCHED_NAMED = 10
+"""Files named one by one in the "not searched" note (then: "and N more")."""
+
+
+def _unsearched_note(items: list[tuple[str, _Unsearched]]) -> str:
+    """The skipped files as one sentence.
+
+    E.g. ``1 file skipped: big.txt, 1.0 GB, over the 256 MB search limit.``
+    """
+    parts = []
+    for shown, why in items[:MAX_UNSEARCHED_NAMED]:
+        size = f", {_human_size(why.size)}" if why.size is not None else ""
+        parts.append(f"{shown}{size}, {why.reason}")
+    more = len(items) - MAX_UNSEARCHED_NAMED
+    tail = f"; and {more} more" if more > 0 else ""
+    one = len(items) == 1
+    return (
+        f"{len(items)} {'file' if one else 'files'} skipped: {'; '.join(parts)}{tail} "
+        f"(not searched, so {'it' if one else 'they'} may hold matches)."
     )
 
 
@@ -677,6 +747,7 @@ def _search_report(
     files_matched: int,
     stopped_early: bool,
     timed_out_after: float | None,
+    unsearched: list[tuple[str, _Unsearched]] | None = None,
 ) -> str:
     what = f"'{query}'" if query else "files"
     where = f" in files matching '{glob}'" if glob not in ("", "*") else ""
@@ -699,6 +770,9 @@ def _search_report(
         )
     if timed_out_after is not None:
         notes.append(f"The search stopped after {timed_out_after:g} s; results are partial.")
+    if unsearched:
+        # "No matches" must not claim a file holds no match when it was never searched.
+        notes.append(_unsearched_note(unsearched))
     return "\n".join([head, *lines, *notes])
 
 
@@ -918,8 +992,10 @@ class _LineReader:
         return self._pos >= len(self._buf) and not self._fill()
 
     def read_line(self, limit: int) -> tuple[bytes, int] | None:
-        """The next line, at most ``limit`` bytes of it kept, and its full length in bytes
-        (without the newline); None at the end of the file."""
+        """The next line, at most ``limit`` bytes of it kept, and its full length in bytes.
+
+        The length excludes the newline; None at the end of the file.
+        """
         if self.at_eof():
             return None
         kept = b""
@@ -989,7 +1065,7 @@ def make_file_tools(
     """
 
     @tool(name="file_search", timeout_s=SEARCH_TIME_BUDGET_S + 10, max_output_chars=64_000)
-    def file_search(
+    def file_search(  # noqa: D417 - `cancel` is injected by the runner, not told to the model
         query: str,
         glob: str = "*",
         content: bool = True,
@@ -1015,7 +1091,7 @@ def make_file_tools(
         return file_search_impl(policy, query, glob, content, max_results, cancel)
 
     @tool(name="read_file", timeout_s=60.0, max_output_chars=MAX_CHARS + 8_000)
-    def read_file(
+    def read_file(  # noqa: D417 - `cancel` is injected by the runner, not told to the model
         path: str,
         start_line: Annotated[int, Field(ge=1)] = 1,
         end_line: Annotated[int, Field(ge=1)] | None = None,

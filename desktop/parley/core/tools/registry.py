@@ -28,6 +28,7 @@ from typing import Any
 
 import pydantic
 
+from parley.core.display import escape_surrogates
 from parley.core.errors import ParleyError
 from parley.core.providers.base import ToolSpec
 
@@ -363,7 +364,9 @@ class ToolRegistry:
             return _error(f"{tool.name}: {exc.user_message}")
         except Exception as exc:
             return _error(f"{tool.name} failed: {_one_line(exc)}")
-        capped = _cap(_to_text(value), tool.max_output_chars)
+        # A result is sent to the model (JSON) and stored (SQLite): lone surrogates (a file
+        # name that is not UTF-8) would fail both, so they are escaped here for every tool.
+        capped = _cap(escape_surrogates(_to_text(value)), tool.max_output_chars)
         if isinstance(value, ToolResult) and (value.is_error or value.truncated):
             truncated = value.truncated or capped.truncated
             return ToolResult(capped.content, is_error=value.is_error, truncated=truncated)
@@ -371,6 +374,7 @@ class ToolRegistry:
 
 
 def _error(message: str) -> ToolResult:
+    message = escape_surrogates(message)
     return ToolResult(
         content=message.strip().splitlines()[0] if message.strip() else "Error.", is_error=True
     )

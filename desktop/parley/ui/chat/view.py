@@ -1,5 +1,14 @@
 """The chat view: a lazily laid out, virtualised list of rendered messages.
 
+Why one file of ~1,900 lines: almost all of it is ``_ChatCanvas``, one scroll area whose
+state is one invariant (row heights and prefix sums, the scroll anchor, the LRU of laid-out
+documents, the streaming tails and the selection all refer to the same rows). Its geometry,
+streaming, painting and selection call into each other's state on every frame; split into
+files they would need that state passed around or shared through mixins, which hides the
+invariant instead of showing it. What has a seam lives elsewhere: the documents and theme
+(:mod:`parley.ui.chat.documents`), the Markdown (:mod:`parley.ui.chat.markdown`), safe text
+(:mod:`parley.ui.chat.safe_text`), the data (:mod:`parley.ui.chat.model`).
+
 Structure (measured, see ``tests/bench/bench_render.py``):
 
 - A :class:`~parley.ui.chat.model.ChatModel` holds the data; :class:`ChatView` is the public
@@ -44,30 +53,25 @@ Structure (measured, see ``tests/bench/bench_render.py``):
 from __future__ import annotations
 
 import bisect
-import ctypes
 import html
 import itertools
 import logging
 import math
-import sys
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import cast
 
 from PySide6.QtCore import (
-    QByteArray,
     QEvent,
     QModelIndex,
-    QObject,
     QPoint,
     QPointF,
     QRectF,
     Qt,
     QTimer,
-    QUrl,
     Signal,
 )
 from PySide6.QtGui import (
@@ -75,11 +79,9 @@ from PySide6.QtGui import (
     QColor,
     QContextMenuEvent,
     QFont,
-    QFontDatabase,
     QFontMetricsF,
     QGuiApplication,
     QHelpEvent,
-    QImage,
     QKeyEvent,
     QKeySequence,
     QMouseEvent,
@@ -103,12 +105,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from parley.ui.chat.documents import SafeTextDocument, blend, theme_from_palette
 from parley.ui.chat.markdown import (
     CITE_SCHEME,
     BlockPlan,
     IncrementalMarkdown,
     MarkdownRenderer,
-    MarkdownTheme,
     RenderedBlock,
     display_url,
     link_is_openable,
@@ -131,7 +133,6 @@ __all__ = [
     "UPDATE_INTERVAL_MS",
     "ChatView",
     "SafeTextDocument",
-    "guard_none_refcount",
     "theme_from_palette",
 ]
 
@@ -196,9 +197,8 @@ _STATUS_LABELS = {
 }
 
 
-# ---------------------------------------------------------------- shiboken6 6.12 workaround
+# ---------------------------------------------------------------- lexer warm-up
 
-_NONE_GUARDED = False
 _WARMED_UP = False
 
 
@@ -209,146 +209,6 @@ def _warm_up_in_background() -> None:
         return
     _WARMED_UP = True
     threading.Thread(target=warm_up, name="parley-lexer-warm-up", daemon=True).start()
-
-
-class _RefcountProbe(QObject):
-    probed = Signal()
-
-
-def guard_none_refcount() -> bool:
-    """Protect the process from reference-counting bugs in shiboken6 6.12.0 on Python 3.11.
-
-    Measured here (PySide6-Essentials 6.12.0, CPython 3.11.7; 6.11.3 is not affected):
-
-    - every call of a Qt method returning ``void`` (``QPainter.translate``,
-      ``QTextDocument.setTextWidth``, ``QTimer.setInterval``…) hands back ``None`` without
-      a new reference, so ``None``'s reference count drops by one per call;
-    - every ``SignalInstance.emit()`` does the same to ``True``.
-
-    CPython aborts ("none_dealloc" / "bool_dealloc: deallocating None/True") once a count
-    reaches zero: a bare script dies after ~100 emits, the chat view within a minute of
-    streaming. Python 3.12+ made these objects immortal (PEP 683), which hides the bug
-    there; on 3.11 we do the same by giving them a huge reference count, once. The probes
-    make this a no-op with a fixed shiboken (pinning ``PySide6-Essentials<6.12`` is the
-    real fix; this guard keeps a user's environment with 6.12.0 from crashing).
-
-    It is process-wide and idempotent; call it early (``ui/app.py`` before the window, and
-    the UI test set-up). ``ChatView`` calls it too, being the heaviest caller.
-
-    Returns:
-        True if a bug was detected and the guard applied (now or before).
-    """
-    global _NONE_GUARDED
-    if _NONE_GUARDED:
-        return True
-    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
-        return False
-    point = QPointF()
-    none_before = sys.getrefcount(None)
-    for _ in range(8):
-        point.setX(1.0)
-    none_leaks = sys.getrefcount(None) < none_before
-    probe = _RefcountProbe()
-    true_before = sys.getrefcount(True)
-    for _ in range(8):
-        probe.probed.emit()
-    true_leaks = sys.getrefcount(True) < true_before
-    if not (none_leaks or true_leaks):
-        return False
-    # ob_refcnt is the first field of every CPython 3.11 object; 2**48 leaked references
-    # is ~9 years at a million calls per second.
-    for singleton in (None, True, False):
-        ctypes.c_ssize_t.from_address(id(singleton)).value += 1 << 48
-    _NONE_GUARDED = True
-    log.info(
-        "applied the shiboken6 reference-count guard (None: %s, True: %s)", none_leaks, true_leaks
-    )
-    return True
-
-
-# ---------------------------------------------------------------- documents and theme
-
-
-class SafeTextDocument(QTextDocument):
-    """A QTextDocument that never loads a resource (no images, no style sheets, no files).
-
-    Rendering model output must not touch the disk or the network, whatever HTML reaches the
-    document; the Markdown renderer already emits no ``<img>``, this is the second lock.
-    Returning nothing is not enough: when ``loadResource`` gives no image, Qt's image handler
-    falls back to ``QImage.load()`` on the file name itself (measured: a ``file://`` image
-    still loads). So images get a blank 1×1 image, everything else an empty byte array.
-    """
-
-    def loadResource(self, type: int, name: QUrl | str) -> Any:
-        """Answer every resource request with an empty resource, never the real one."""
-        if type == QTextDocument.ResourceType.ImageResource:
-            return _blank_image()
-        return QByteArray()
-
-
-_BLANK: list[QImage] = []
-
-
-def _blank_image() -> QImage:
-    if not _BLANK:
-        image = QImage(1, 1, QImage.Format.Format_ARGB32)
-        image.fill(Qt.GlobalColor.transparent)
-        _BLANK.append(image)
-    return _BLANK[0]
-
-
-def _blend(a: QColor, b: QColor, t: float) -> str:
-    """``a`` moved ``t`` of the way towards ``b``, as #rrggbb."""
-    r = round(a.red() + (b.red() - a.red()) * t)
-    g = round(a.green() + (b.green() - a.green()) * t)
-    bl = round(a.blue() + (b.blue() - a.blue()) * t)
-    return QColor(r, g, bl).name()
-
-
-def _luminance(c: QColor) -> float:
-    def channel(v: float) -> float:
-        return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
-
-    return 0.2126 * channel(c.redF()) + 0.7152 * channel(c.greenF()) + 0.0722 * channel(c.blueF())
-
-
-def _contrast_ok(fg: QColor, bg: QColor) -> bool:
-    """WCAG contrast of at least 3.5:1 (links are also underlined)."""
-    hi, lo = sorted((_luminance(fg), _luminance(bg)), reverse=True)
-    return (hi + 0.05) / (lo + 0.05) >= 3.5
-
-
-def theme_from_palette(palette: QPalette, font: QFont) -> MarkdownTheme:
-    """A Markdown theme that follows a widget's palette and font.
-
-    Args:
-        palette: The palette (light or dark is read from the base colour's lightness).
-        font: The body font; code uses the system monospace font at the same size.
-
-    Returns:
-        The theme: colours blended from the palette, sizes from the font metrics.
-    """
-    base = palette.color(QPalette.ColorRole.Base)
-    text = palette.color(QPalette.ColorRole.Text)
-    dark = base.lightnessF() < 0.5
-    link = palette.color(QPalette.ColorRole.Link)
-    if not _contrast_ok(link, base):  # Qt's default link blue is unreadable on dark bases
-        link = QColor("#4493f8" if dark else "#0969da")
-    mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont).family()
-    return MarkdownTheme(
-        text=text.name(),
-        muted=_blend(text, base, 0.4),
-        link=link.name(),
-        code_background=_blend(base, text, 0.09 if dark else 0.05),
-        border=_blend(base, text, 0.22 if dark else 0.16),
-        table_header_background=_blend(base, text, 0.12 if dark else 0.06),
-        quote_bar=_blend(base, text, 0.3),
-        warning="#f0883e" if dark else "#bc4c00",
-        mono_family=mono,
-        pygments_style="github-dark" if dark else "default",
-        em=QFontMetricsF(font).height(),
-        dark=dark,
-    )
 
 
 # ---------------------------------------------------------------- layout structures
@@ -372,8 +232,11 @@ class _Part:
 
 
 def _doc_height(doc: QTextDocument) -> int:
-    """A document's height in whole pixels: every top is then an integer, so scroll
-    compensation is exact and re-painted strips line up with blitted pixels."""
+    """A document's height in whole pixels.
+
+    Every top is then an integer, so scroll compensation is exact and re-painted strips line
+    up with blitted pixels.
+    """
     return math.ceil(doc.size().height())
 
 
@@ -475,7 +338,6 @@ class _ChatCanvas(QAbstractScrollArea):
     message_focused = Signal(str)
 
     def __init__(self, model: ChatModel, parent: QWidget | None = None) -> None:
-        guard_none_refcount()
         _warm_up_in_background()
         super().__init__(parent)
         self._model = model
@@ -1413,7 +1275,7 @@ class _ChatCanvas(QAbstractScrollArea):
         item = self._model.item_at(row)
         if item.role == ChatRole.USER:
             base = pal.color(QPalette.ColorRole.Base)
-            bubble = QColor(_blend(base, pal.color(QPalette.ColorRole.Highlight), 0.12))
+            bubble = QColor(blend(base, pal.color(QPalette.ColorRole.Highlight), 0.12))
             path = QPainterPath()
             radius = self._px(0.5)
             path.addRoundedRect(QRectF(col_x, top, col_w, layout.height), radius, radius)
@@ -1819,8 +1681,9 @@ class _ChatCanvas(QAbstractScrollArea):
         return ids
 
     def rendered_text(self, message_id: str) -> str:
-        """The text a message shows on screen (header, body, error line, footer), one part
-        per line: what a person would read, invisible characters shown as markers.
+        """The text a message shows on screen (header, body, error line, footer).
+
+        One part per line: what a person would read, invisible characters shown as markers.
 
         Lays the message out if needed. Useful for tests and accessibility descriptions.
         """

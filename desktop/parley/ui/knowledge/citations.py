@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from parley.core.display import path_from_text, safe_text
 from parley.ui.chat.model import FooterItem
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class OpenRequest:
         return self.path.suffix.lower() in PDF_SUFFIXES
 
     def where(self) -> str:
-        """ "page 3" / "line 10" / "" for status messages."""
+        """Where, for status messages: "page 3" / "line 10" / ""."""
         if self.page is not None:
             return f"page {self.page}"
         if self.line is not None:
@@ -133,7 +134,10 @@ def sources_from_meta(meta: Mapping[str, Any]) -> list[Source] | None:
 
 
 def display_path(source: Source) -> str:
-    """``notes/q3.md``: the file relative to its folder's parent (the folder name shows)."""
+    """``notes/q3.md``: the file relative to its folder's parent (the folder name shows).
+
+    Safe to show: control and bidi characters are escaped (``core.display.safe_text``).
+    """
     path = Path(source.path)
     root = Path(source.root) if source.root else None
     if root is not None:
@@ -142,8 +146,9 @@ def display_path(source: Source) -> str:
         except ValueError:
             pass
         else:
-            return (Path(root.name) / rel).as_posix() if root.name else rel.as_posix()
-    return path.name or str(path)
+            shown = (Path(root.name) / rel).as_posix() if root.name else rel.as_posix()
+            return safe_text(shown, one_line=True)
+    return safe_text(path.name or str(path), one_line=True)
 
 
 def location_text(source: Source) -> str:
@@ -211,7 +216,8 @@ def resolve_citation(
     if source is None:
         raise CitationRefused(f"This answer has no source [{n}].")
     try:
-        path = Path(source.path).expanduser().resolve(strict=True)
+        # Stored paths are in their text form (bytes that are not UTF-8 as \xNN).
+        path = Path(path_from_text(source.path)).expanduser().resolve(strict=True)
     except (OSError, RuntimeError):
         raise CitationRefused(f"{display_path(source)} no longer exists.") from None
     if not path.is_file():
@@ -307,10 +313,10 @@ def open_command(
     if request.is_pdf:
         if request.page is None:
             return None
-        for name, args in _PDF_VIEWERS:
+        for name, make_args in _PDF_VIEWERS:
             found = which(name)
             if found:
-                return found, args(request.page, path)
+                return found, make_args(request.page, path)
         return None
     if request.line is None:
         return None
@@ -327,9 +333,9 @@ def open_command(
         found = which(parts[0])
         if not found:
             continue
-        args = editor_args(parts[0], parts[1:], path, request.line)
-        if args is not None:
-            return found, args
+        editor = editor_args(parts[0], parts[1:], path, request.line)
+        if editor is not None:
+            return found, editor
     code = which("code")
     if code:
         return code, ["-g", f"{path}:{request.line}"]

@@ -284,7 +284,7 @@ class KnowledgeController(QObject):
     async def _refresh(self) -> None:
         while True:
             self._refresh_again = False
-            store = (await self.ensure_attached()) and self.store
+            store = self.store if await self.ensure_attached() is not None else None
             folders = self.folders()
             if store is None:
                 rows = [_row_without_store(Path(f)) for f in folders]
@@ -333,7 +333,7 @@ class KnowledgeController(QObject):
         """Read a folder's skipped files off the GUI thread; emits ``sig_skipped_loaded``."""
 
         async def run() -> None:
-            store = (await self.ensure_attached()) and self.store
+            store = self.store if await self.ensure_attached() is not None else None
             if store is None:
                 self.sig_skipped_loaded.emit(folder, [])
                 return
@@ -403,7 +403,7 @@ class KnowledgeController(QObject):
             # The worker holds the index's write lock: stop it first, then delete.
             await self.cancel_and_wait()
         removed = 0
-        store = (await self.ensure_attached()) and self.store
+        store = self.store if await self.ensure_attached() is not None else None
         if store is not None:
             try:
                 removed = await asyncio.to_thread(_remove_root, store, Path(key))

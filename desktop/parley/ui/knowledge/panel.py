@@ -16,16 +16,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QEvent,
-    QModelIndex,
-    QPersistentModelIndex,
     Qt,
     QTimer,
     Signal,
@@ -50,6 +45,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from parley.core.display import safe_text
+from parley.ui.knowledge.rows import (
+    STATUS_LABELS,
+    FolderRow,
+    ProgressLike,
+    SkippedModel,
+    format_eta,
+    format_when,
+    skipped_rows,
+)
+from parley.ui.plain import plain_label, shown, tooltip
+
 __all__ = [
     "STATUS_LABELS",
     "FolderRow",
@@ -59,17 +66,6 @@ __all__ = [
     "format_when",
     "skipped_rows",
 ]
-
-STATUS_LABELS = {
-    "new": "Not indexed yet",
-    "indexing": "Indexing…",
-    "queued": "Waiting to index",
-    "indexed": "Indexed",
-    "incomplete": "Incomplete",
-    "needs-reindex": "Needs re-index",
-    "missing": "Folder missing",
-}
-"""How each folder status reads in the panel."""
 
 _STATUS_HINTS = {
     "new": "Parley has not indexed this folder yet.",
@@ -84,171 +80,6 @@ _FILTER_DEBOUNCE_MS = 150
 _COL_FOLDER, _COL_FILES, _COL_CHUNKS, _COL_SKIPPED, _COL_STATUS = range(5)
 
 
-class ProgressLike(Protocol):
-    """What the panel reads of ``parley.core.knowledge.indexer.IndexProgress``."""
-
-    files_done: int
-    files_total: int
-    chunks: int
-    current: str | None
-    eta_s: float | None
-    phase: str
-
-
-@dataclass(frozen=True)
-class FolderRow:
-    """One folder as the panel shows it."""
-
-    path: Path
-    files: int = 0
-    """Files indexed."""
-    chunks: int = 0
-    skipped: int = 0
-    """Files skipped or failed."""
-    status: str = "new"
-    """A key of :data:`STATUS_LABELS`."""
-    last_indexed: datetime | None = None
-
-
-def format_eta(seconds: float | None) -> str:
-    """``about 12 s left`` / ``about 3 min left`` / ``""`` when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:  # None or NaN
-        return ""
-    if seconds < 1:
-        return "almost done"
-    if seconds < 60:
-        return f"about {max(1, round(seconds))} s left"
-    if seconds < 3600:
-        return f"about {round(seconds / 60)} min left"
-    hours, rest = divmod(int(seconds), 3600)
-    return f"about {hours} h {round(rest / 60)} min left"
-
-
-def format_when(when: datetime | None, now: float | None = None) -> str:
-    """``just now``, ``5 min ago``, ``3 h ago``, or a date, for "last indexed"."""
-    if when is None:
-        return "never"
-    ts = when.timestamp() if when.tzinfo else when.replace(tzinfo=UTC).timestamp()
-    age = (time.time() if now is None else now) - ts
-    if age < 60:
-        return "just now"
-    if age < 3600:
-        return f"{int(age // 60)} min ago"
-    if age < 86400:
-        return f"{int(age // 3600)} h ago"
-    return when.astimezone().strftime("%Y-%m-%d %H:%M")
-
-
-# ---------------------------------------------------------------- skipped files
-
-
-def skipped_rows(
-    root: Path | None, items: Sequence[tuple[Path | str, str]]
-) -> list[tuple[str, str]]:
-    """``(path relative to root, reason)`` rows; string operations only (100k rows: ~50 ms).
-
-    ``Path.relative_to`` costs ~20 µs a call, 2 s for 100,000 files: too slow even for a
-    worker thread's patience, let alone the GUI thread.
-    """
-    prefix = str(root).rstrip("/\\") + os.sep if root is not None else None
-    out: list[tuple[str, str]] = []
-    append = out.append
-    for path, reason in items:
-        text = str(path)
-        if prefix is not None and text.startswith(prefix):
-            text = text[len(prefix) :]
-            if os.sep != "/":
-                text = text.replace(os.sep, "/")
-        append((text, str(reason)))
-    return out
-
-
-_Index = QModelIndex | QPersistentModelIndex
-
-
-class SkippedModel(QAbstractTableModel):
-    """Skipped files ``(path, reason)`` of one folder, with a substring filter."""
-
-    HEADERS = ("File", "Reason")
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self._root: Path | None = None
-        self._all: list[tuple[str, str]] = []
-        self._rows: list[tuple[str, str]] = []
-        self._filter = ""
-
-    # ---- Qt model interface
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:
-        """Rows shown (after the filter)."""
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:
-        """File and reason."""
-        return 0 if parent.isValid() else 2
-
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        """The relative path or the reason; the full path as the file's tooltip."""
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
-            return None
-        rel, reason = self._rows[index.row()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return rel if index.column() == 0 else reason
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if index.column() == 0 and self._root is not None:
-                return str(self._root / rel)
-            return reason
-        return None
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        """Column titles."""
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < 2
-        ):
-            return self.HEADERS[section]
-        return None
-
-    # ---- Public API
-    def set_items(self, root: Path | None, items: Sequence[tuple[Path | str, str]]) -> None:
-        """Show ``items`` (paths shown relative to ``root`` when they are inside it).
-
-        Pass rows made by :func:`skipped_rows` in a worker thread for big lists; rows that
-        are already relative are kept as they are.
-        """
-        self._root = root
-        self._all = skipped_rows(root, items)
-        self._apply()
-
-    def set_filter(self, text: str) -> None:
-        """Keep rows whose path or reason contains ``text`` (case-insensitive)."""
-        text = text.strip().casefold()
-        if text == self._filter:
-            return
-        self._filter = text
-        self._apply()
-
-    def total(self) -> int:
-        """Rows before the filter."""
-        return len(self._all)
-
-    def row(self, i: int) -> tuple[str, str]:
-        """A shown row: (relative path, reason)."""
-        return self._rows[i]
-
-    def _apply(self) -> None:
-        self.beginResetModel()
-        f = self._filter
-        if f:
-            self._rows = [r for r in self._all if f in r[0].casefold() or f in r[1].casefold()]
-        else:
-            self._rows = self._all
-        self.endResetModel()
-
-
 # ---------------------------------------------------------------- the panel
 
 
@@ -259,11 +90,12 @@ class ElidedLabel(QLabel):
         super().__init__(parent)
         self._full = ""
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        plain_label(self)  # file names: never guessed to be rich text
 
     def set_full_text(self, text: str) -> None:
         """Show ``text`` (elided to the width; the whole text is the tooltip)."""
         self._full = text
-        self.setToolTip(text)
+        self.setToolTip(tooltip(text))
         self._elide()
 
     def full_text(self) -> str:
@@ -277,7 +109,9 @@ class ElidedLabel(QLabel):
 
     def _elide(self) -> None:
         width = max(10, self.contentsRect().width())
-        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, width))
+        self.setText(
+            self.fontMetrics().elidedText(shown(self._full), Qt.TextElideMode.ElideMiddle, width)
+        )
 
 
 _STYLE = """
@@ -391,7 +225,7 @@ class KnowledgePanel(QWidget):
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setObjectName("knowledgeMuted")
 
-        self.detail_label = QLabel()
+        self.detail_label = plain_label(QLabel())
         self.detail_label.setObjectName("knowledgeMuted")
         self.detail_label.setWordWrap(True)
         self.detail_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -409,7 +243,7 @@ class KnowledgePanel(QWidget):
         # Inline confirmation for Remove (non-modal).
         self.confirm = QFrame()
         self.confirm.setObjectName("knowledgeConfirm")
-        self.confirm_label = QLabel()
+        self.confirm_label = plain_label(QLabel())
         self.confirm_label.setWordWrap(True)
         self.confirm_remove_button = QPushButton("Remove")
         self.confirm_keep_button = QPushButton("Keep")
@@ -426,11 +260,11 @@ class KnowledgePanel(QWidget):
         # Progress.
         self.progress = QFrame()
         self.progress.setObjectName("knowledgeProgress")
-        self.progress_title = QLabel()
+        self.progress_title = plain_label(QLabel())
         self.progress_bar = QProgressBar()
         self.progress_bar.setTextVisible(False)
         self.progress_bar.setMaximumHeight(max(6, em // 2))
-        self.progress_detail = QLabel()
+        self.progress_detail = plain_label(QLabel())
         self.progress_current = ElidedLabel()
         self.progress_current.setObjectName("knowledgeMuted")
         self.cancel_button = QPushButton("Cancel")
@@ -448,7 +282,7 @@ class KnowledgePanel(QWidget):
         self.progress.setVisible(False)
         self._run_folders: list[str] = []
         self._rate_start: tuple[float, int] | None = None
-        self.summary_label = QLabel()
+        self.summary_label = plain_label(QLabel())
         self.summary_label.setObjectName("knowledgeMuted")
         self.summary_label.setWordWrap(True)
         self.summary_label.setVisible(False)
@@ -456,7 +290,7 @@ class KnowledgePanel(QWidget):
         self.loading_label = QLabel("Opening your documents…")
         self.loading_label.setObjectName("knowledgeMuted")
         self.loading_label.setVisible(False)
-        self.error_label = QLabel()
+        self.error_label = plain_label(QLabel())
         self.error_label.setObjectName("knowledgeError")
         self.error_label.setWordWrap(True)
         self.error_label.setVisible(False)
@@ -558,7 +392,7 @@ class KnowledgePanel(QWidget):
             for row in self._rows:
                 item = QTreeWidgetItem(
                     [
-                        row.path.name or str(row.path),
+                        shown(row.path.name or str(row.path)),
                         f"{row.files:,}",
                         f"{row.chunks:,}",
                         f"{row.skipped:,}",
@@ -566,7 +400,7 @@ class KnowledgePanel(QWidget):
                     ]
                 )
                 item.setData(_COL_FOLDER, Qt.ItemDataRole.UserRole, str(row.path))
-                item.setToolTip(_COL_FOLDER, str(row.path))
+                item.setToolTip(_COL_FOLDER, tooltip(str(row.path)))
                 hint = _STATUS_HINTS.get(row.status)
                 if hint:
                     item.setToolTip(_COL_STATUS, hint)
@@ -582,7 +416,7 @@ class KnowledgePanel(QWidget):
                 target = str(self._rows[0].path)
             for i in range(self.folders.topLevelItemCount()):
                 it = self.folders.topLevelItem(i)
-                if it.data(_COL_FOLDER, Qt.ItemDataRole.UserRole) == target:
+                if it is not None and it.data(_COL_FOLDER, Qt.ItemDataRole.UserRole) == target:
                     it.setSelected(True)
                     self.folders.setCurrentItem(it)
         finally:
@@ -596,7 +430,7 @@ class KnowledgePanel(QWidget):
             self.cancel_remove()
         self._update_actions()
         current = self.selected_folder()
-        row = next((r for r in self._rows if str(r.path) == current), None)
+        chosen = next((r for r in self._rows if str(r.path) == current), None)
         if current != self._skipped_for:
             self._skipped_for = current
             if current is None:
@@ -604,7 +438,7 @@ class KnowledgePanel(QWidget):
                 self._update_skipped_hint()
             else:
                 self.sig_skipped_requested.emit(current)
-        elif row is not None and row.skipped != self.skipped_model.total():
+        elif chosen is not None and chosen.skipped != self.skipped_model.total():
             # The run found more (or fewer) files to skip since the list was read.
             self.sig_skipped_requested.emit(current)
 
@@ -626,7 +460,7 @@ class KnowledgePanel(QWidget):
         """Indexing was asked for; the worker is starting (no numbers yet)."""
         self._run_folders = [str(f) for f in folders]
         self._rate_start = None
-        self.progress_title.setText(f"Indexing {_names(folders)}")
+        self.progress_title.setText(shown(f"Indexing {_names(folders)}"))
         self.progress_bar.setRange(0, 0)  # busy indicator
         self.progress_detail.setText("Starting…")
         self.progress_current.set_full_text("")
@@ -642,8 +476,14 @@ class KnowledgePanel(QWidget):
             detail = "Looking for new and changed files…"
         elif p.phase == "rebuilding":
             self.progress_bar.setRange(0, 0)
-            detail = f"Re-embedding stored passages for the new model: {p.chunks:,} done"
+            # Say why (a new model, a damaged index): "for the new model" was not always true.
+            why = getattr(p, "reason", None)
+            detail = f"Re-embedding stored passages: {p.chunks:,} done"
             detail += f" · {eta}" if eta else ""
+            if why:
+                detail = safe_text(f"Rebuilding the vector index because {why}.", one_line=True)
+                detail += f"\nRe-embedding stored passages: {p.chunks:,} done"
+                detail += f" · {eta}" if eta else ""
         else:
             total = max(0, p.files_total)
             self.progress_bar.setRange(0, max(1, total))
@@ -666,7 +506,7 @@ class KnowledgePanel(QWidget):
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self._run_folders = []
-        self.summary_label.setText(f"Last run: {summary}" if summary else "")
+        self.summary_label.setText(shown(f"Last run: {summary}") if summary else "")
         self.summary_label.setVisible(bool(summary))
 
     def _eta(self, p: ProgressLike) -> float | None:
@@ -706,7 +546,7 @@ class KnowledgePanel(QWidget):
 
     def set_error(self, text: str | None) -> None:
         """Show a one-line error (None hides it)."""
-        self.error_label.setText(text or "")
+        self.error_label.setText(safe_text(text or ""))
         self.error_label.setVisible(bool(text))
 
     def set_skipped(self, folder: str, items: Sequence[tuple[Path | str, str]]) -> None:
@@ -728,7 +568,7 @@ class KnowledgePanel(QWidget):
         target = str(folder)
         for i in range(self.folders.topLevelItemCount()):
             it = self.folders.topLevelItem(i)
-            if it.data(_COL_FOLDER, Qt.ItemDataRole.UserRole) == target:
+            if it is not None and it.data(_COL_FOLDER, Qt.ItemDataRole.UserRole) == target:
                 self.folders.setCurrentItem(it)
                 it.setSelected(True)
                 return True
@@ -779,7 +619,7 @@ class KnowledgePanel(QWidget):
             else "It is no longer searched."
         )
         self.confirm_label.setText(
-            f"Remove “{row.path.name or row.path}” from your documents? {what} "
+            f"Remove “{shown(row.path.name or str(row.path))}” from your documents? {what} "
             "The files on disk are not touched."
         )
         self.confirm.setVisible(True)
@@ -813,19 +653,19 @@ class KnowledgePanel(QWidget):
             self.detail_label.setText("")
             return
         when = format_when(row.last_indexed)
-        self.detail_label.setText(f"{row.path} · last indexed {when}")
+        self.detail_label.setText(shown(f"{row.path} · last indexed {when}"))
 
     def _update_skipped_hint(self) -> None:
         total = self.skipped_model.total()
-        shown = self.skipped_model.rowCount()
+        visible = self.skipped_model.rowCount()
         folder = self._skipped_for
         name = Path(folder).name if folder else ""
         if total == 0:
             self.skipped_title.setText(f"Skipped files in {name}" if name else "Skipped files")
-        elif shown == total:
+        elif visible == total:
             self.skipped_title.setText(f"Skipped files in {name} ({total:,})")
         else:
-            self.skipped_title.setText(f"Skipped files in {name} ({shown:,} of {total:,})")
+            self.skipped_title.setText(f"Skipped files in {name} ({visible:,} of {total:,})")
         self.skipped_empty.setVisible(total == 0 and folder is not None)
         self.skipped_view.setVisible(total > 0)
         self.skipped_filter.setEnabled(total > 0)

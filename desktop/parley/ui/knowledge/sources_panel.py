@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from parley.ui.chat.markdown import reveal_invisible
 from parley.ui.knowledge.citations import display_path, location_text
+from parley.ui.plain import plain_label, shown, tooltip
 
 if TYPE_CHECKING:
     from parley.core.knowledge.grounding import Source
@@ -100,7 +101,7 @@ class SourcesPanel(QWidget):
         self.table.itemSelectionChanged.connect(self._show_selected)
         self.table.itemActivated.connect(lambda *_: self._open_selected())
 
-        self.location = QLabel()
+        self.location = plain_label(QLabel())
         self.location.setWordWrap(True)
         self.location.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.open_button = QPushButton("Open at this place")
@@ -190,7 +191,7 @@ class SourcesPanel(QWidget):
                 ]
             )
             item.setData(_COL_N, Qt.ItemDataRole.UserRole, s.n)
-            item.setToolTip(_COL_SOURCE, s.path)
+            item.setToolTip(_COL_SOURCE, tooltip(s.path))
             for col in (_COL_N, _COL_FUSED, _COL_DENSE, _COL_KEYWORD):
                 item.setTextAlignment(
                     col, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -208,7 +209,7 @@ class SourcesPanel(QWidget):
         """Select source ``n`` (shows its passage); False if the answer has no such source."""
         for i in range(self.table.topLevelItemCount()):
             item = self.table.topLevelItem(i)
-            if item.data(_COL_N, Qt.ItemDataRole.UserRole) == n:
+            if item is not None and item.data(_COL_N, Qt.ItemDataRole.UserRole) == n:
                 self.table.setCurrentItem(item)
                 item.setSelected(True)
                 self._show_selected()
@@ -237,7 +238,7 @@ class SourcesPanel(QWidget):
             bits.append(where)
         if s.heading:
             bits.append(f"under “{s.heading}”")
-        self.location.setText(reveal_invisible(" · ".join(bits)))
+        self.location.setText(shown(" · ".join(bits)))
         # Revealed, not stripped: a passage smuggling hidden text should show it here.
         self.text.setPlainText(reveal_invisible(s.text))
         self.open_button.setEnabled(self._message_id is not None)
@@ -249,4 +250,4 @@ class SourcesPanel(QWidget):
 
 
 def _one_line(path: str, where: str) -> str:
-    return reveal_invisible(f"{path} · {where}" if where else path)
+    return shown(f"{path} · {where}" if where else path)

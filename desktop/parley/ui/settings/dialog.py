@@ -8,6 +8,7 @@ value is reported in one line and nothing typed is lost. Keys go to the OS keyri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from parley.core.secrets import Secrets
     from parley.core.services import ProviderFactory
     from parley.core.settings import Settings, SettingsStore
-    from parley.core.store.conversations import ConversationStore
 
 THEMES = (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark"))
 
@@ -53,9 +53,11 @@ class SettingsDialog(QDialog):
         secrets: API keys.
         catalog: Providers and models.
         providers: For "Test connection".
-        conversations: For the open conversation's own system prompt.
         tasks: Background work (tests).
         conversation_id: The open conversation, if any.
+        chat_prompt: That conversation's own system prompt (None: it uses the global one).
+        save_chat_prompt: Stores a conversation's own prompt, ``(conversation id, prompt or
+            None)``; the window queues it on the database's writer.
     """
 
     # ---- Signals
@@ -71,9 +73,10 @@ class SettingsDialog(QDialog):
         secrets: Secrets,
         catalog: Catalog,
         providers: ProviderFactory,
-        conversations: ConversationStore,
         tasks: TaskSet,
         conversation_id: int | None = None,
+        chat_prompt: str | None = None,
+        save_chat_prompt: Callable[[int, str | None], None] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -83,7 +86,7 @@ class SettingsDialog(QDialog):
         restyle(self)
         self._store = settings
         self._catalog = catalog
-        self._conversations = conversations
+        self._save_chat_prompt = save_chat_prompt
         self._conversation_id = conversation_id
         s = settings.current
 
@@ -153,9 +156,8 @@ class SettingsDialog(QDialog):
         self.system_prompt.setFixedHeight(self.fontMetrics().lineSpacing() * 5)
         self.chat_prompt = QPlainTextEdit()
         self.chat_prompt.setFixedHeight(self.fontMetrics().lineSpacing() * 4)
-        if conversation_id is not None:
-            conv = conversations.get(conversation_id)
-            self.chat_prompt.setPlainText((conv.system_prompt if conv else None) or "")
+        if conversation_id is not None and save_chat_prompt is not None:
+            self.chat_prompt.setPlainText(chat_prompt or "")
             self.chat_prompt.setPlaceholderText("Empty: this chat uses the global prompt")
         else:
             self.chat_prompt.setPlaceholderText("Open a conversation to give it its own prompt")
@@ -174,7 +176,9 @@ class SettingsDialog(QDialog):
         )
         self._fill_models(self.fallback_model, self.fallback_provider)
         self.fallback_model.setCurrentText(s.fallback_model or "")
-        self.fallback_model.lineEdit().setPlaceholderText("none")
+        line = self.fallback_model.lineEdit()
+        if line is not None:  # editable: it has one
+            line.setPlaceholderText("none")
 
         answers_tab = QWidget()
         af = QFormLayout(answers_tab)
@@ -295,9 +299,13 @@ class SettingsDialog(QDialog):
         except OSError as exc:
             self._error(f"Settings could not be written: {exc.strerror or exc}.")
             return False
-        if self._conversation_id is not None and self.chat_prompt.isEnabled():
+        if (
+            self._conversation_id is not None
+            and self._save_chat_prompt is not None
+            and self.chat_prompt.isEnabled()
+        ):
             prompt = self.chat_prompt.toPlainText().strip() or None
-            self._conversations.set_system_prompt(self._conversation_id, prompt)
+            self._save_chat_prompt(self._conversation_id, prompt)
         self.error_label.setVisible(False)
         self.sig_applied.emit()
         return True

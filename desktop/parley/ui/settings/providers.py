@@ -126,7 +126,9 @@ class ProviderPage(QWidget):
         self.model_combo.addItem("")
         for m in catalog.models_for(info.id):
             self.model_combo.addItem(m.id)
-        self.model_combo.lineEdit().setPlaceholderText(info.default_model or "choose a model")
+        line = self.model_combo.lineEdit()
+        if line is not None:  # editable: it has one
+            line.setPlaceholderText(info.default_model or "choose a model")
 
         # test
         self.test_button = QPushButton("Test connection")
