@@ -220,6 +220,12 @@ def test_big_document_is_chunked_in_windows_that_keep_headings_and_lines(
     assert len([p for p in pieces if isinstance(p, _Part)]) >= 4
     assert [c.index for c in chunks] == list(range(len(chunks)))
     assert all(c.heading_path and c.heading_path[0].startswith("Chapter") for c in chunks)
+    # A window starting mid-chapter is put under the chapter's heading without repeating it
+    # as text, and its chunks carry the whole document's title (none: it has 8 chapters),
+    # not a title guessed from the window's first heading.
+    for ch in range(8):
+        assert sum(c.text.count(f"Chapter {ch}") for c in chunks) == 1
+    assert {c.title for c in chunks} == {""}
     # Carried headings have no lines: a chunk of nothing but them would have none either.
     starts = [c.line_start for c in chunks]
     assert None not in starts and starts == sorted(starts)

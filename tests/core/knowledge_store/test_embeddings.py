@@ -232,3 +232,18 @@ def test_openai_embedding_requests_land_in_the_ledger(
     ]
     assert rows[-1]["cost_usd"] == pytest.approx(0.02)  # $0.02 per 1M tokens
     assert by_purpose["embedding"].requests == 3
+
+
+def test_onnx_runs_bound_the_attention_memory_not_just_the_count() -> None:
+    """Full-window chunks (256 tokens) go fewer at a time than short ones (issue 11.7)."""
+    from parley.core.knowledge.embeddings import ATTENTION_CELLS, BATCH_SIZE, _batches
+
+    lengths = sorted([40] * 40 + [256] * 40 + [600])
+    runs = list(_batches(lengths, list(range(len(lengths))), BATCH_SIZE))
+    assert [i for run in runs for i in run] == list(range(len(lengths)))  # all, in order
+    assert len(runs[0]) == BATCH_SIZE  # short texts: the full count
+    for run in runs:
+        width = lengths[run[-1]]
+        assert len(run) <= BATCH_SIZE
+        assert len(run) == 1 or len(run) * width * width <= ATTENTION_CELLS
+    assert max(len(r) for r in runs if lengths[r[-1]] == 256) < BATCH_SIZE

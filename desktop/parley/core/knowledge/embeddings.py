@@ -32,7 +32,7 @@ import shutil
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -85,6 +85,13 @@ with batch x 256^2: at 32 a 49 MB file's indexing process peaked at 750 MB RSS, 
 Texts are sorted by length over the whole call first (the model pads a batch to its longest
 text), so callers should pass a few hundred texts at a time: measured on real chunks, 64 texts
 per call waste 12 % of the model's work on padding, 256 waste 3 %."""
+
+ATTENTION_CELLS = BATCH_SIZE * 192 * 192
+"""Most ``texts x padded length^2`` in one ONNX run: the attention tensors, which set the
+model's working memory (and onnxruntime's arena keeps its peak), grow with the square of the
+length. Texts of up to 192 tokens go 16 at a time; chunks filling the 256-token window (the
+packing that measured best for recall) 9 at a time: a 49 MB one-line file's indexing process
+peaked at 660 MB RSS with 16 full-length texts per run, the issue's bound is 600 MB."""
 
 OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
 """The optional hosted embedder."""
@@ -232,8 +239,7 @@ def _make_session_class() -> type[Any]:
             order = sorted(range(len(documents)), key=lambda i: len(encoded_all[i].ids))
             tokens = padded = 0
             onnx_s = 0.0
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
+            for idx in _batches([len(encoded_all[i].ids) for i in order], order, batch_size):
                 encoded = [encoded_all[i].ids for i in idx]
                 width = max(len(e) for e in encoded)
                 ids = np.zeros((len(idx), width), dtype=np.int64)  # [PAD] is id 0
@@ -279,6 +285,22 @@ def _make_session_class() -> type[Any]:
             pass
 
     return _ParleyMiniLM
+
+
+def _batches(lengths: list[int], order: list[int], batch_size: int) -> Iterator[list[int]]:
+    """``order`` (sorted by ascending ``lengths``) cut into ONNX runs.
+
+    At most ``batch_size`` texts, and at most :data:`ATTENTION_CELLS` ``texts x length^2``
+    (a run pads to its last, longest text); always at least one text.
+    """
+    batch: list[int] = []
+    for i, n in zip(order, lengths, strict=True):
+        if batch and (len(batch) >= batch_size or (len(batch) + 1) * n * n > ATTENTION_CELLS):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 def _progress_bar(progress: DownloadProgress | None) -> Callable[..., Any]:

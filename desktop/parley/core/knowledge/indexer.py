@@ -421,6 +421,7 @@ class Indexer:
 
     def _chunk_stream(self, item: _Prepared, timing: dict[str, float]) -> Iterator[_Part | _End]:
         """The file's chunks, a window at a time, up to the per-file cap; then its end."""
+        from parley.core.knowledge.chunking import document_title
         from parley.core.knowledge.loaders import LoadedDocument, format_size
 
         doc = item.doc
@@ -428,18 +429,17 @@ class Indexer:
         chunker = self._chunker_obj()
         cap = self.max_chunks_per_file
         total_chars = sum(len(b.text) for b in doc.blocks) or 1
+        title = document_title(doc)  # the whole document's: a window would find a chapter's
         sent = 0
         try:
-            for blocks, chars_done, carried in _windows(doc.blocks, total_chars):
+            for blocks, chars_done, open_headings in _windows(doc.blocks, total_chars):
                 t = time.perf_counter()
                 part = LoadedDocument(
                     path=doc.path, kind=doc.kind, blocks=blocks, size=doc.size, sha256=doc.sha256
                 )
-                chunks = chunker.chunk(part)
-                while chunks and carried and set(chunks[0].text.split("\n\n")) <= carried:
-                    chunks = chunks[1:]  # only the carried headings: no content of its own
+                chunks = chunker.chunk(part, title=title, headings=open_headings)
                 timing["chunk_s"] += time.perf_counter() - t
-                if sent or carried:  # renumber: the chunker counts from 0 in every window
+                if sent:  # renumber: the chunker counts from 0 in every window
                     chunks = [dataclasses.replace(c, index=sent + i) for i, c in enumerate(chunks)]
                 cut = len(chunks) > cap - sent
                 chunks = chunks[: cap - sent]
@@ -739,19 +739,20 @@ def _embed_stats(embedder: Any) -> tuple[float, float]:
 
 def _windows(
     blocks: list[Block], total_chars: int
-) -> Iterator[tuple[list[Block], int, frozenset[str]]]:
+) -> Iterator[tuple[list[Block], int, tuple[tuple[int, str], ...]]]:
     """A document's blocks in windows of about :data:`WINDOW_CHARS` characters.
 
-    Yields ``(blocks, characters up to the end of this window, carried heading titles)``. A
-    short document is one window; otherwise a block longer than a window is cut
-    (:func:`_cut_block`) and every window after the first starts with the headings still
-    open where it begins (without line numbers), so its chunks keep their heading path.
+    Yields ``(blocks, characters up to the end of this window, open headings)``. A short
+    document is one window; otherwise a block longer than a window is cut (:func:`_cut_block`)
+    and every window after the first comes with the ``(level, title)`` of the headings still
+    open where it begins, outermost first: the chunker puts its first chunks under them
+    without repeating them as text (they carry no line range of this window).
     """
     if total_chars <= 4 * WINDOW_CHARS:
-        yield blocks, total_chars, frozenset()
+        yield blocks, total_chars, ()
         return
-    open_heads: list[Block] = []
-    carry: list[Block] = []
+    open_heads: list[tuple[int, str]] = []
+    carried: tuple[tuple[int, str], ...] = ()
     cur: list[Block] = []
     size = done = 0
     for block in blocks:
@@ -759,18 +760,16 @@ def _windows(
         for piece in pieces:
             cur.append(piece)
             size += len(piece.text)
-            if piece.kind == "heading":
+            if piece.kind == "heading" and piece.text.strip():
                 level = piece.level if piece.level > 0 else 1
-                open_heads = [h for h in open_heads if h.level < level] + [piece]
+                open_heads = [h for h in open_heads if h[0] < level] + [(level, piece.text)]
             if size >= WINDOW_CHARS:
                 done += size
-                yield carry + cur, done, frozenset(h.text for h in carry)
-                # Carried headings give the path, not a line range: a chunk at the window's
-                # start must not cite lines back to its chapter's title.
-                carry = [dataclasses.replace(h, line_start=None, line_end=None) for h in open_heads]
+                yield cur, done, carried
+                carried = tuple(open_heads)
                 cur, size = [], 0
     if cur:
-        yield carry + cur, total_chars, frozenset(h.text for h in carry)
+        yield cur, total_chars, carried
 
 
 def _cut_block(block: Block) -> Iterator[Block]:
