@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QCloseEvent,
     QDesktopServices,
@@ -50,7 +50,7 @@ from parley.ui.conversations import ConversationList
 from parley.ui.errors import ErrorPresenter
 from parley.ui.model_picker import ModelChooser
 from parley.ui.tasks import TaskSet
-from parley.ui.theme import app_icon, apply_theme, restyle
+from parley.ui.theme import app_icon, apply_theme
 from parley.ui.turns import TurnRequests
 from parley.ui.window_layout import (
     PAGE_CHAT,
@@ -168,7 +168,6 @@ class MainWindow(QMainWindow):
         self._bottom, self._empty = ui.bottom, ui.empty
         self._build_actions()
         restore_geometry(self, self.splitter, geometry_file)
-        self._apply_local_styles()
 
     @property
     def conversation_id(self) -> int | None:
@@ -197,19 +196,6 @@ class MainWindow(QMainWindow):
         self.sources_button.clicked.connect(self.show_sources)
         self.sidebar.sig_new_requested.connect(self.new_chat)
         self.settings_button.clicked.connect(self.open_settings)
-
-    def _apply_local_styles(self) -> None:
-        # Not the chat view's subtree: a style sheet there would stop palette changes.
-        restyle(self.sidebar, self._bottom, self._empty, self.onboarding_holder)
-
-    def changeEvent(self, event: QEvent) -> None:
-        """A new palette (theme switch): re-resolve the style sheets' palette colours."""
-        if event.type() in (
-            QEvent.Type.PaletteChange,
-            QEvent.Type.ApplicationPaletteChange,
-        ):
-            self._apply_local_styles()
-        super().changeEvent(event)
 
     # ------------------------------------------------------------------ first paint
     def paintEvent(self, event: QPaintEvent) -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
-    QEvent,
     Qt,
     QTimer,
     Signal,
@@ -114,20 +113,6 @@ class ElidedLabel(QLabel):
         )
 
 
-_STYLE = """
-QFrame#knowledgeBanner, QFrame#knowledgeProgress, QFrame#knowledgeConfirm {
-    border: 1px solid palette(mid);
-    border-radius: 0.4em;
-    background: palette(alternate-base);
-}
-QFrame#knowledgeBanner { border-color: #c98a00; }
-QFrame#knowledgeConfirm { border-color: #d0443e; }
-QLabel#knowledgeTitle { font-weight: 600; }
-QLabel#knowledgeError { color: #d0443e; }
-QLabel#knowledgeMuted { color: palette(placeholder-text); }
-"""
-
-
 class KnowledgePanel(QWidget):
     """Folders, indexing progress and skipped files (see the module docstring).
 
@@ -158,7 +143,6 @@ class KnowledgePanel(QWidget):
         self.folder_dialog: QFileDialog | None = None
         """The folder picker while it is open (non-modal)."""
         self._build()
-        self._restyle()
 
     # ---- construction
     def _build(self) -> None:
@@ -370,16 +354,6 @@ class KnowledgePanel(QWidget):
         self.folders.setVisible(False)  # until set_folders() brings rows
         self._update_actions()
         self._update_skipped_hint()
-
-    def _restyle(self) -> None:
-        self.setStyleSheet("")
-        self.setStyleSheet(_STYLE)
-
-    def changeEvent(self, event: QEvent) -> None:
-        """Re-resolve the style sheet's palette colours after a theme switch."""
-        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            self._restyle()
-        super().changeEvent(event)
 
     # ---- Public API: data in
     def set_folders(self, rows: Sequence[FolderRow]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
 
 from parley.ui.settings.providers import ProviderPage
 from parley.ui.tasks import TaskSet
-from parley.ui.theme import restyle
 
 if TYPE_CHECKING:
     from parley.core.providers.catalog import Catalog
@@ -82,8 +81,6 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Parley settings")
         self.setModal(False)
-        self._restyling = False
-        restyle(self)
         self._store = settings
         self._catalog = catalog
         self._save_chat_prompt = save_chat_prompt
@@ -108,6 +105,7 @@ class SettingsDialog(QDialog):
                 settings=s,
             )
             page.sig_key_changed.connect(lambda _pid: self.sig_keys_changed.emit())
+            page.sig_models_listed.connect(self._models_listed)
             self.pages[pid] = page
             self.provider_list.addItem(info.label)
             self.provider_pages.addWidget(page)
@@ -310,16 +308,6 @@ class SettingsDialog(QDialog):
         self.sig_applied.emit()
         return True
 
-    def changeEvent(self, event: QEvent) -> None:
-        """Follow a theme switch (the style sheet's palette colours are resolved on set)."""
-        if event.type() == QEvent.Type.ApplicationPaletteChange and not self._restyling:
-            self._restyling = True
-            try:
-                restyle(self)
-            finally:
-                self._restyling = False
-        super().changeEvent(event)
-
     def done(self, result: int) -> None:
         """Closing cancels connection tests still running."""
         for page in self.pages.values():
@@ -335,6 +323,15 @@ class SettingsDialog(QDialog):
         self.error_label.setText(text)
         self.error_label.setVisible(True)
 
+    def _models_listed(self, provider_id: str, _models: list[str]) -> None:
+        # A connection test listed a server's models: offer them for new chats too.
+        for combo, provider_combo in (
+            (self.default_model, self.default_provider),
+            (self.fallback_model, self.fallback_provider),
+        ):
+            if provider_combo.currentData() == provider_id:
+                self._fill_models(combo, provider_combo)
+
     def _fill_models(self, combo: QComboBox, provider_combo: QComboBox) -> None:
         text = combo.currentText()
         combo.blockSignals(True)
@@ -342,8 +339,11 @@ class SettingsDialog(QDialog):
         combo.addItem("")
         pid = provider_combo.currentData()
         if pid is not None:
-            for m in self._catalog.models_for(str(pid)):
-                combo.addItem(m.id)
+            page = self.pages.get(str(pid))
+            listed = page.listed_models if page is not None else []
+            catalog = [m.id for m in self._catalog.models_for(str(pid))]
+            for mid in [*listed, *(m for m in catalog if m not in listed)]:
+                combo.addItem(mid)
         combo.setCurrentText(text)
         combo.blockSignals(False)
         combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
