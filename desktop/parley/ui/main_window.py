@@ -555,6 +555,8 @@ class MainWindow(QMainWindow):
         # The transcript has shown the question and the empty answer (its slot runs first).
         if self.conversation_id == turn.conversation_id:
             self.stack.setCurrentIndex(PAGE_CHAT)
+        if turn.options is not None and self.models is not None:
+            self.models.remember(turn.options.provider, turn.options.model)
         self.refresh_sidebar()
 
     def _turn_ended(self, conversation_id: int) -> None:
@@ -575,6 +577,7 @@ class MainWindow(QMainWindow):
             op = self._chat.set_options(self.conversation_id, provider=provider, model=model)
             self._run_op(op, name="set-model")
         if self.models is not None:
+            self.models.remember(provider, model)  # the next new chat starts with it
             self.models.update_status()
 
     def _switches_changed(self, use_tools: bool, use_knowledge: bool) -> None:

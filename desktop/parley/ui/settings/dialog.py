@@ -124,6 +124,14 @@ class SettingsDialog(QDialog):
         self.default_provider.setCurrentIndex(
             max(0, self.default_provider.findData(s.default_provider))
         )
+        self.new_chat_model = QComboBox()
+        self.new_chat_model.addItem("The model I used last", "last_used")
+        self.new_chat_model.addItem("Always the model below", "default")
+        self.new_chat_model.setCurrentIndex(max(0, self.new_chat_model.findData(s.new_chat_model)))
+        self.new_chat_model.setToolTip(
+            "Like LM Studio and Jan, a new chat starts with the model you used last; "
+            "choose a fixed model instead if you prefer"
+        )
         self.default_model = QComboBox()
         self.default_model.setEditable(True)
         self.default_provider.currentIndexChanged.connect(
@@ -180,8 +188,9 @@ class SettingsDialog(QDialog):
 
         answers_tab = QWidget()
         af = QFormLayout(answers_tab)
-        af.addRow("Provider for new chats:", self.default_provider)
-        af.addRow("Model for new chats:", self.default_model)
+        af.addRow("New chats use:", self.new_chat_model)
+        af.addRow("Default provider:", self.default_provider)
+        af.addRow("Default model:", self.default_model)
         af.addRow("Temperature:", self.temperature)
         af.addRow("Top-p:", self.top_p)
         af.addRow("Max output tokens:", self.max_tokens)
@@ -267,6 +276,7 @@ class SettingsDialog(QDialog):
         data.update(
             default_provider=str(self.default_provider.currentData()),
             default_model=self.default_model.currentText().strip() or None,
+            new_chat_model=str(self.new_chat_model.currentData()),
             providers={k: v.model_dump() for k, v in providers.items()},
             temperature=None if temperature < 0 else round(temperature, 2),
             top_p=None if top_p <= 0 else round(top_p, 2),
