@@ -13,6 +13,13 @@ from tests.fakes.server import FakeLLMServer
 from tests.ui.harness import WindowHarness, chat_requests, local_settings
 
 
+async def _activate(h: WindowHarness) -> None:
+    """Make the window the active one (keyboard focus and shortcuts need that)."""
+    h.w.activateWindow()
+    h.w.raise_()
+    await h.until(lambda: h.w.isActiveWindow(), what="the window to be active")
+
+
 def _choose(picker, model: str) -> None:  # type: ignore[no-untyped-def]
     """Pick ``model`` in the picker as a person does (select the row, activated)."""
     row = next(i for i in range(picker.count()) if picker.itemText(i) == model)
@@ -69,3 +76,261 @@ async def test_opening_an_old_chat_does_not_change_the_model_new_chats_use(qtbot
             assert w.picker.current() == ("openai-compatible", "fake-model")
             QTest.keyClick(w, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
             assert w.picker.current() == ("openai-compatible", "fake-model")
+
+
+# ---------------------------------------------------------------- item 9
+async def test_the_paperclip_attaches_files_from_a_picker(qtbot, tmp_path) -> None:
+    note = tmp_path / "notes.txt"
+    note.write_text("The Q3 budget is 1.2M.")
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            assert w.composer.attach_button.accessibleName() == "Attach"
+            QTest.mouseClick(w.composer.attach_button, Qt.MouseButton.LeftButton)
+            dialog = w.files.dialog if w.files is not None else None
+            assert dialog is not None and dialog.isVisible()
+            dialog.selectFile(str(note))
+            dialog.accept()
+            await h.until(lambda: w.composer.attachments(), what="the attachment")
+            assert [a.name for a in w.composer.attachments()] == ["notes.txt"]
+            await h.send_and_wait("what is the budget?")
+            sent = chat_requests(srv)[-1].json["messages"][-1]["content"]
+            assert "The Q3 budget is 1.2M." in sent
+
+
+async def test_export_from_the_window_and_import_it_back(qtbot, tmp_path) -> None:
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            acts = w.menu_actions
+            assert not acts.export_json.isEnabled()  # a new chat: nothing to export
+            await h.send_and_wait("first question")
+            await h.send_and_wait("second question")
+            assert acts.export_json.isEnabled()
+            shown = h.texts()
+            acts.export_json.trigger()
+            dialog = w.files.dialog if w.files is not None else None
+            assert dialog is not None
+            assert dialog.selectedFiles()[0].endswith(".json")
+            target = tmp_path / "chat.json"
+            dialog.selectFile(str(target))
+            dialog.accept()
+            await h.until(lambda: target.exists(), what="the export")
+            cid = w.conversation_id
+
+            w.new_chat()
+            acts.import_chat.trigger()
+            dialog = w.files.dialog if w.files is not None else None
+            assert dialog is not None
+            dialog.selectFile(str(target))
+            dialog.accept()
+            await h.until(
+                lambda: w.conversation_id not in (None, cid) and h.texts() == shown,
+                what="the imported chat shown",
+            )
+            new_id = w.conversation_id
+            await h.until(lambda: set(w.sidebar.ids()) == {cid, new_id}, what="the list")
+
+            # a bad file: one line in the notice bar, nothing else changes
+            bad = tmp_path / "bad.json"
+            bad.write_text('{"format": "not parley"}')
+            task = w.files.import_from(str(bad)) if w.files is not None else None
+            assert task is not None
+            await task
+            assert "not a conversation exported by Parley" in w.notice.text()
+            assert len(w.sidebar.ids()) == 2
+
+
+async def test_help_lists_the_shortcuts_and_tells_about_parley(qtbot) -> None:
+    from parley import __version__
+
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            await _activate(h)
+            QTest.keyClick(w.composer.edit, Qt.Key.Key_Slash, Qt.KeyboardModifier.ControlModifier)
+            sheet = w.help_dialog
+            assert sheet is not None and sheet.isVisible()
+            rows = {(keys, what) for _group, keys, what in sheet.rows}  # type: ignore[attr-defined]
+            assert ("Ctrl+N", "New chat") in rows
+            assert ("Ctrl+K", "Search chats") in rows
+            assert ("Ctrl+R", "Regenerate answer") in rows
+            assert ("Esc", "Clear the search (in the search box)") in rows
+            assert ("Shift+Enter", "New line in the question") in rows
+
+            w.menu_actions.about.trigger()
+            about = w.help_dialog
+            assert about is not None and about is not sheet and about.isVisible()
+            assert __version__ in about.version_label.text()  # type: ignore[attr-defined]
+            assert about.data_label.text() == str(h.s.paths.data_dir)  # type: ignore[attr-defined]
+            await about.loaded  # type: ignore[attr-defined]
+            assert "MIT licence" in about.licence_text.text()  # type: ignore[attr-defined]
+            assert "Qt for Python (PySide6)" in about.parts_label.text()  # type: ignore[attr-defined]
+            assert "LGPL" in about.parts_label.text()  # type: ignore[attr-defined]
+
+
+async def test_escape_clears_the_chat_search(qtbot) -> None:
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            store = h.s.conversations
+            for title in ("apples", "pears"):
+                c = store.create(title)
+                store.add_message(c.id, "user", title)
+            w.refresh_sidebar(sync=True)
+            w.sidebar.focus_search()
+            QTest.keyClicks(w.sidebar.search, "apples")
+            await h.until(lambda: len(w.sidebar.ids()) == 1, what="the search")
+            QTest.keyClick(w.sidebar.search, Qt.Key.Key_Escape)
+            assert w.sidebar.search.text() == ""
+            await h.until(lambda: len(w.sidebar.ids()) == 2, what="the whole list")
+            # Esc in an empty search box still reaches the window (Stop answer)
+            assert w.sidebar.search.hasFocus()
+
+
+def _buttons_and_fields(w):  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QAbstractButton, QComboBox, QLineEdit, QPlainTextEdit
+
+    kinds = (QAbstractButton, QComboBox, QLineEdit, QPlainTextEdit)
+    return [x for kind in kinds for x in w.findChildren(kind)]
+
+
+async def test_every_icon_button_has_a_name_a_screen_reader_says(qtbot) -> None:
+    import re
+
+    from PySide6.QtWidgets import QAbstractButton
+
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            c = w.composer
+            assert c.send_button.accessibleName() == "Send"
+            assert c.stop_button.accessibleName() == "Stop"
+            assert c.attach_button.accessibleName() == "Attach"
+            assert w.settings_button.accessibleName() == "Settings"
+            assert w.picker.accessibleName() == "Model"
+            assert c.edit.accessibleName() == "Message"
+            assert w.sidebar.search.accessibleName() == "Search chats"
+            unnamed = []
+            for x in _buttons_and_fields(w):
+                if x.window() is not w:
+                    continue
+                is_button = isinstance(x, QAbstractButton)
+                if is_button and not x.text() and x.icon().isNull():
+                    continue  # shows nothing until it gets a label (the notice's action)
+                said = x.accessibleName() or (x.text() if is_button else "")
+                if not re.search(r"[A-Za-z]{2}", said):
+                    where = x.parent().objectName() or type(x.parent()).__name__
+                    unnamed.append((type(x).__name__, x.objectName(), where, said))
+            assert unnamed == [], unnamed
+
+
+async def test_tab_follows_the_layout(qtbot) -> None:
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            c = w.composer
+            assert w.view is not None
+            await h.send_and_wait("hello")  # the chat is shown
+            c.set_text("draft")  # Send is enabled
+            expected = [
+                w.sidebar.new_button,
+                w.sidebar.search,
+                w.sidebar.list,
+                w.picker,
+                w.sources_button,
+                w.documents_button,
+                w.settings_button,
+                w.view.canvas(),
+                c.attach_button,
+                c.edit,
+                c.send_button,
+                c.tools_switch,
+                c.knowledge_switch,
+            ]
+            await _activate(h)
+            w.sidebar.new_button.setFocus(Qt.FocusReason.TabFocusReason)
+            seen = [w.focusWidget()]
+            for _ in range(len(expected) - 1):
+                w.focusNextChild()
+                seen.append(w.focusWidget())
+            assert seen == expected
+
+
+async def test_focus_shows_a_ring(qtbot) -> None:
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            c = w.composer
+            h.s.conversations.create("a chat")  # the list shows (it hides when empty)
+            w.refresh_sidebar(sync=True)
+            c.set_text("draft")
+            controls = [
+                w.sidebar.new_button,
+                w.sidebar.search,
+                w.sidebar.list,
+                w.picker,
+                w.settings_button,
+                c.attach_button,
+                c.send_button,
+                c.tools_switch,
+            ]
+
+            def edge(widget):  # type: ignore[no-untyped-def]
+                """The colours along the widget's outer 2 px (where a ring is drawn)."""
+                image = widget.grab().toImage()
+                wd, ht = image.width(), image.height()
+                points = [(x, y) for x in range(wd) for y in (0, 1, ht - 2, ht - 1)]
+                points += [(x, y) for y in range(ht) for x in (0, 1, wd - 2, wd - 1)]
+                return [image.pixelColor(x, y) for x, y in points]
+
+            def changed(a, b) -> int:  # type: ignore[no-untyped-def]
+                return sum(
+                    abs(p.red() - q.red()) + abs(p.green() - q.green()) + abs(p.blue() - q.blue())
+                    > 90
+                    for p, q in zip(a, b, strict=True)
+                )
+
+            await _activate(h)
+            c.edit.setFocus(Qt.FocusReason.TabFocusReason)
+            without = {x: edge(x) for x in controls}
+            missing = []
+            for x in controls:
+                x.setFocus(Qt.FocusReason.TabFocusReason)
+                assert x.hasFocus(), x
+                # a ring: a good part of the outline changes colour when focus arrives
+                if changed(without[x], edge(x)) < len(without[x]) // 4:
+                    missing.append(x.accessibleName() or x.objectName() or type(x).__name__)
+            assert missing == []
+            # and the composer rings as a whole while its text box has the focus
+            before = edge(c.frame)
+            c.edit.setFocus(Qt.FocusReason.TabFocusReason)
+            assert changed(before, edge(c.frame)) > len(before) // 4
+
+
+async def test_the_settings_dialog_follows_a_theme_change_at_once(qtbot) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    from parley.ui.theme import is_dark
+
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            app = QApplication.instance()
+            assert isinstance(app, QApplication)
+            dialog = h.w.open_settings()
+            assert dialog is not None
+            dialog.tabs.setCurrentIndex(2)
+
+            def background():  # type: ignore[no-untyped-def]
+                return dialog.grab().toImage().pixelColor(dialog.width() // 2, 4)
+
+            light = background()
+            assert light.lightnessF() > 0.5
+            dialog.theme.setCurrentIndex(dialog.theme.findData("dark"))  # no Apply yet
+            assert is_dark(app.palette())
+            await h.until(lambda: background().lightnessF() < 0.3, what="a dark dialog")
+            assert h.w.grab().toImage().pixelColor(h.w.width() // 2, 4).lightnessF() < 0.3
+            dialog.reject()  # Cancel: back to the saved theme
+            assert not is_dark(app.palette())
+            await h.until(lambda: h.w.grab().toImage().pixelColor(4, 4).lightnessF() > 0.5)
+            assert h.s.settings.current.theme == "system"

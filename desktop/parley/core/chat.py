@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from parley.core.budget import Budget
     from parley.core.metering import Meter
     from parley.core.tokens import DraftEstimate
+    from parley.core.transfer import ExportedConversation
 
 log = logging.getLogger(__name__)
 
@@ -794,6 +795,17 @@ class ChatSession:
             elif msg.parent_id is not None:
                 self.conversations.set_leaf(msg.conversation_id, msg.parent_id)
             return OpChanges(msg.conversation_id, branch=True)
+
+        return self._op(op)
+
+    def import_conversation(self, conversation: ExportedConversation) -> asyncio.Future[OpChanges]:
+        """Store an imported conversation as a new one (``conversation``: its row)."""
+
+        def op() -> OpChanges:
+            from parley.core.transfer import import_into
+
+            conv = import_into(self.conversations, conversation)
+            return OpChanges(conv.id, conv, listing=True)
 
         return self._op(op)
 

@@ -25,6 +25,7 @@ The window connects the parts and decides which page shows; each job has its own
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -41,13 +42,18 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
+    QFileDialog,
     QMainWindow,
     QMessageBox,
+    QToolButton,
+    QWidget,
 )
 
 from parley.ui.attachments import handle_drop
 from parley.ui.conversations import ConversationList
 from parley.ui.errors import ErrorPresenter
+from parley.ui.file_actions import FileActions
 from parley.ui.model_picker import ModelChooser
 from parley.ui.tasks import TaskSet
 from parley.ui.theme import app_icon, apply_theme
@@ -71,6 +77,7 @@ if TYPE_CHECKING:
     from parley.core.services import ProviderFactory
     from parley.core.settings import Settings, SettingsStore
     from parley.core.store.conversations import Conversation, ConversationStore
+    from parley.core.transfer import ExportFormat
     from parley.ui.chat.transcript import Transcript
     from parley.ui.chat.view import ChatView
     from parley.ui.controllers import ChatController, RunningTurn
@@ -149,6 +156,11 @@ class MainWindow(QMainWindow):
         self.conversation_list: ConversationList | None = None
         self.turns: TurnRequests | None = None
         """Turns started from the composer and the messages' actions."""
+        self.files: FileActions | None = None
+        """Attach (the paperclip), export and import."""
+        self.help_dialog: QDialog | None = None
+        """The shortcuts sheet or the About box while one is open."""
+        self._paths: Paths | None = None
 
         # state
         self._conversation: Conversation | None = None
@@ -177,8 +189,13 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ shell
     def _build_actions(self) -> None:
         acts = build_menus(self)
+        self.menu_actions = acts
         self.act_regenerate = acts.regenerate
         self._knowledge_actions = (acts.documents, acts.add_folder, acts.sources)
+        self._bound_actions = (acts.attach, acts.import_chat)
+        self._export_actions = (acts.export_md, acts.export_json, acts.export_html)
+        for a in (*self._bound_actions, *self._export_actions):
+            a.setEnabled(False)
         for act, slot in (
             (acts.new, self.new_chat),
             (acts.search, self.sidebar.focus_search),
@@ -190,8 +207,16 @@ class MainWindow(QMainWindow):
             (acts.documents, self.show_documents),
             (acts.add_folder, self.choose_folder),
             (acts.sources, self.show_sources),
+            (acts.attach, self.choose_attachments),
+            (acts.import_chat, self.choose_import),
+            (acts.export_md, lambda: self.choose_export("md")),
+            (acts.export_json, lambda: self.choose_export("json")),
+            (acts.export_html, lambda: self.choose_export("html")),
+            (acts.shortcuts, self.show_shortcuts),
+            (acts.about, self.show_about),
         ):
             act.triggered.connect(lambda _c=False, f=slot: f())
+        self.composer.sig_attach_requested.connect(self.choose_attachments)
         self.documents_button.clicked.connect(self.show_documents)
         self.sources_button.clicked.connect(self.show_sources)
         self.sidebar.sig_new_requested.connect(self.new_chat)
@@ -312,6 +337,23 @@ class MainWindow(QMainWindow):
         self.sidebar.sig_rename_requested.connect(self.rename_conversation)
         self.sidebar.sig_delete_requested.connect(self.delete_conversation)
 
+        self.files = FileActions(
+            self,
+            store=conversations,
+            chat=chat,
+            run_op=self._run_op,
+            tasks=self._tasks,
+            notice=self.notice,
+            status=self.status,
+            shown=lambda: self.conversation_id,
+            attach_paths=self.handle_dropped_paths,
+            open_conversation=self.open_conversation,
+        )
+        for a in self._bound_actions:
+            a.setEnabled(True)
+        self.sig_conversation_opened.connect(self._conversation_shown)
+        self._paths = paths
+
         if paths is not None and knowledge is not None:
             self._bind_knowledge(paths, settings, secrets, knowledge)
 
@@ -321,6 +363,7 @@ class MainWindow(QMainWindow):
         if isinstance(app, QApplication):
             apply_theme(app, self._theme)
 
+        self._set_tab_order()
         self._bound = True
         self.picker.setEnabled(True)
         self.composer.setEnabled(True)
@@ -338,6 +381,32 @@ class MainWindow(QMainWindow):
         else:
             self.new_chat()
         self.sig_ready.emit()
+
+    def _set_tab_order(self) -> None:
+        """Tab walks the window as it is laid out: sidebar, header, chat, composer."""
+        sb, c = self.sidebar, self.composer
+        chain = [
+            sb.new_button,
+            sb.search,
+            sb.list,
+            self.picker,
+            *self.branch_bar.findChildren(QToolButton),
+            self.sources_button,
+            self.documents_button,
+            self.settings_button,
+            *([self.view.canvas()] if self.view is not None else []),
+            self.notice.action_button,
+            self.notice.close_button,
+            c.attach_button,
+            c.edit,
+            c.send_button,
+            c.stop_button,
+            c.tools_switch,
+            c.knowledge_switch,
+            c.regenerate_button,
+        ]
+        for first, second in itertools.pairwise(chain):
+            QWidget.setTabOrder(first, second)
 
     def _bind_knowledge(
         self, paths: Paths, settings: SettingsStore, secrets: Secrets, hooks: KnowledgeHooks
@@ -557,6 +626,7 @@ class MainWindow(QMainWindow):
             self.stack.setCurrentIndex(PAGE_CHAT)
         if turn.options is not None and self.models is not None:
             self.models.remember(turn.options.provider, turn.options.model)
+        self._conversation_shown()
         self.refresh_sidebar()
 
     def _turn_ended(self, conversation_id: int) -> None:
@@ -680,6 +750,56 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentIndex(PAGE_EMPTY)
         self.refresh_models()
         self.new_chat()
+
+    # ------------------------------------------------------------------ files and help
+    def choose_attachments(self) -> QFileDialog | None:
+        """The paperclip (Ctrl+Shift+A): pick files to attach to the next question."""
+        if self.files is None or not self.composer.isEnabled():
+            return None
+        return self.files.choose_attachments()
+
+    def choose_export(self, fmt: ExportFormat) -> QFileDialog | None:
+        """File › Export conversation: where to write the shown chat (md, json, html)."""
+        return self.files.choose_export(fmt) if self.files is not None else None
+
+    def choose_import(self) -> QFileDialog | None:
+        """File › Import conversation: a JSON export becomes a new chat, shown."""
+        return self.files.choose_import() if self.files is not None else None
+
+    def show_shortcuts(self) -> QDialog:
+        """Help › Keyboard shortcuts (Ctrl+/)."""
+        from parley.ui.help import ShortcutsSheet
+
+        return self._show_help(ShortcutsSheet(self.menu_actions.all(), self))
+
+    def show_about(self) -> QDialog:
+        """Help › About Parley: version, data folder, licences."""
+        from parley.ui.help import AboutDialog
+
+        paths = self._paths
+        return self._show_help(
+            AboutDialog(
+                data_dir=paths.data_dir if paths is not None else None,
+                config_dir=paths.config_dir if paths is not None else None,
+                tasks=self._tasks,
+                parent=self,
+            )
+        )
+
+    def _conversation_shown(self, _conversation_id: int = -1) -> None:
+        for a in self._export_actions:  # a new, empty chat has nothing to export
+            a.setEnabled(self.conversation_id is not None)
+
+    def _show_help(self, dialog: QDialog) -> QDialog:
+        if self.help_dialog is not None:
+            self.help_dialog.close()
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(
+            lambda *_: setattr(self, "help_dialog", None) if self.help_dialog is dialog else None
+        )
+        self.help_dialog = dialog
+        dialog.show()
+        return dialog
 
     # ------------------------------------------------------------------ links
     def _link_activated(self, url: str) -> None:

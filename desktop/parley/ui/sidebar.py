@@ -99,9 +99,13 @@ class Sidebar(QWidget):
         self.search.setPlaceholderText("Search chats (Ctrl+K)")
         self.search.setAccessibleName("Search chats")
         self.search.setClearButtonEnabled(True)
-        self.search.addAction(
+        look = self.search.addAction(
             icon("search", "text_muted"), QLineEdit.ActionPosition.LeadingPosition
         )
+        look.setText("Search")
+        clear = self.search.findChild(QAction, "_q_qlineeditclearaction")
+        if clear is not None:  # Qt's own clear button: say what it does
+            clear.setText("Clear search")
         self.search.installEventFilter(self)
         self.list = QListWidget()
         self.list.setAccessibleName("Conversations")

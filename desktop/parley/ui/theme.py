@@ -395,7 +395,8 @@ def apply_theme(app: QApplication, mode: ThemeMode = "system") -> None:
         # Without this, Qt's style-sheet engine pins every widget's palette when it polishes
         # it, so a palette set on one widget would no longer reach its children.
         app.setAttribute(Qt.ApplicationAttribute.AA_UseStyleSheetPropagationInWidgetStyles, True)
-        app.setPalette(palette)
+        if app.palette() != palette:  # an unchanged palette would still re-render the chat
+            app.setPalette(palette)
         sheet = style_sheet(tokens_for(palette))
         if app.styleSheet() != sheet:
             app.setStyleSheet(sheet)

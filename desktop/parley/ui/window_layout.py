@@ -253,38 +253,66 @@ class WindowActions:
     documents: QAction
     add_folder: QAction
     sources: QAction
+    attach: QAction
+    import_chat: QAction
+    export_md: QAction
+    export_json: QAction
+    export_html: QAction
+    shortcuts: QAction
+    about: QAction
+
+    def all(self) -> list[QAction]:
+        """Every action, in menu order (the shortcuts sheet lists those with keys)."""
+        return [getattr(self, f) for f in self.__dataclass_fields__]
 
 
 def build_menus(window: QMainWindow) -> WindowActions:
-    """The File, Chat and Documents menus and their shortcuts (documents ones disabled)."""
+    """The File, Chat, Documents and Help menus and their shortcuts (documents ones disabled)."""
 
     def action(
-        text: str, shortcut: QKeySequence | QKeySequence.StandardKey | str | None
+        text: str,
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None,
+        group: str = "Window",
     ) -> QAction:
         a = QAction(text, window)
         if shortcut is not None:
             a.setShortcut(QKeySequence(shortcut))
         a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        a.setProperty("shortcutGroup", group)
         window.addAction(a)
         return a
 
     acts = WindowActions(
-        new=action("New chat", "Ctrl+N"),
-        search=action("Search chats", "Ctrl+K"),
+        new=action("New chat", "Ctrl+N", "Chats"),
+        search=action("Search chats", "Ctrl+K", "Chats"),
         settings=action("Settings…", "Ctrl+,"),
-        regenerate=action("Regenerate answer", "Ctrl+R"),
-        stop=action("Stop answer", QKeySequence(Qt.Key.Key_Escape)),
-        edit_last=action("Edit last question", None),
+        regenerate=action("Regenerate answer", "Ctrl+R", "Answers"),
+        stop=action("Stop answer", QKeySequence(Qt.Key.Key_Escape), "Answers"),
+        edit_last=action("Edit last question", None, "Answers"),
         quit=action("Quit", QKeySequence.StandardKey.Quit),
-        documents=action("Your documents…", "Ctrl+Shift+D"),
-        add_folder=action("Add folder…", None),
-        sources=action("Sources of the selected answer", "Ctrl+Shift+E"),
+        documents=action("Your documents…", "Ctrl+Shift+D", "Documents"),
+        add_folder=action("Add folder…", None, "Documents"),
+        sources=action("Sources of the selected answer", "Ctrl+Shift+E", "Documents"),
+        attach=action("Attach files…", "Ctrl+Shift+A", "Answers"),
+        import_chat=action("Import conversation…", None, "Chats"),
+        export_md=action("Markdown…", None, "Chats"),
+        export_json=action("JSON (can be imported again)…", None, "Chats"),
+        export_html=action("Web page (HTML)…", None, "Chats"),
+        shortcuts=action("Keyboard shortcuts", "Ctrl+/"),
+        about=action("About Parley", None),
     )
     for a in (acts.documents, acts.add_folder, acts.sources):
         a.setEnabled(False)
     menu = window.menuBar()
     file_menu = menu.addMenu("&File")
     file_menu.addAction(acts.new)
+    file_menu.addAction(acts.attach)
+    file_menu.addSeparator()
+    file_menu.addAction(acts.import_chat)
+    export_menu = file_menu.addMenu("Export conversation")
+    for a in (acts.export_md, acts.export_json, acts.export_html):
+        export_menu.addAction(a)
+    file_menu.addSeparator()
     file_menu.addAction(acts.settings)
     file_menu.addSeparator()
     file_menu.addAction(acts.quit)
@@ -296,4 +324,11 @@ def build_menus(window: QMainWindow) -> WindowActions:
     docs_menu.addAction(acts.add_folder)
     docs_menu.addSeparator()
     docs_menu.addAction(acts.sources)
+    help_menu = menu.addMenu("&Help")
+    help_menu.addAction(acts.shortcuts)
+    help_menu.addSeparator()
+    help_menu.addAction(acts.about)
+    more = menu.findChild(QToolButton, "qt_menubar_ext_button")
+    if more is not None:  # shown when the menus do not fit: a screen reader names it
+        more.setAccessibleName("More menus")
     return acts

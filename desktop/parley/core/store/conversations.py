@@ -176,6 +176,19 @@ def _conv(row: sqlite3.Row) -> Conversation:
     )
 
 
+def _tool_call(r: sqlite3.Row) -> StoredToolCall:
+    return StoredToolCall(
+        r["id"],
+        r["message_id"],
+        r["call_id"],
+        r["name"],
+        r["arguments"],
+        r["result"],
+        bool(r["is_error"]),
+        r["ms"],
+    )
+
+
 def _msg(row: sqlite3.Row) -> StoredMessage:
     return StoredMessage(
         id=row["id"],
@@ -498,6 +511,78 @@ class ConversationStore:
                 "UPDATE conversations SET current_leaf_id=? WHERE id=?", (leaf_id, conversation_id)
             )
 
+    def messages_of(self, conversation_id: int) -> builtins.list[StoredMessage]:
+        """Every message of a conversation, all branches, oldest first (parents first)."""
+        rows = self.conn.execute(
+            "SELECT * FROM messages WHERE conversation_id=? ORDER BY id", (conversation_id,)
+        ).fetchall()
+        return [_msg(r) for r in rows]
+
+    def insert_conversation(
+        self,
+        *,
+        title: str,
+        created_at: float,
+        updated_at: float,
+        system_prompt: str | None,
+        options: dict[str, Any],
+        messages: builtins.list[dict[str, Any]],
+        current_leaf: int | None,
+    ) -> Conversation:
+        """Store a whole conversation at once (an import), in one transaction.
+
+        ``messages`` come parents first; their ``id``/``parent`` are the caller's own
+        numbers, mapped to new rows here. ``tool_calls`` are ``(call_id, name, arguments,
+        result, is_error, ms)`` tuples.
+        """
+        with transaction(self.conn) as c:
+            cur = c.execute(
+                "INSERT INTO conversations(title, created_at, updated_at, system_prompt, options)"
+                " VALUES (?,?,?,?,?)",
+                (title.strip()[:200], created_at, updated_at, system_prompt, json.dumps(options)),
+            )
+            cid = int(cur.lastrowid or 0)
+            new_id: dict[int, int] = {}
+            for m in messages:
+                parent = new_id.get(m["parent"]) if m["parent"] is not None else None
+                cur = c.execute(
+                    "INSERT INTO messages(conversation_id, parent_id, role, content, provider,"
+                    " model, status, error, input_tokens, output_tokens, cached_input_tokens,"
+                    " cache_write_tokens, cost_usd, meta, created_at, updated_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        cid,
+                        parent,
+                        m["role"],
+                        m["content"],
+                        m["provider"],
+                        m["model"],
+                        m["status"],
+                        m["error"],
+                        m["input_tokens"],
+                        m["output_tokens"],
+                        m["cached_input_tokens"],
+                        m["cache_write_tokens"],
+                        m["cost_usd"],
+                        json.dumps(m["meta"]),
+                        m["created_at"],
+                        m["updated_at"],
+                    ),
+                )
+                mid = int(cur.lastrowid or 0)
+                new_id[m["id"]] = mid
+                c.executemany(
+                    "INSERT INTO tool_calls(message_id, call_id, name, arguments, result,"
+                    " is_error, ms, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                    [
+                        (mid, *t[:4], int(bool(t[4])), t[5], m["created_at"])
+                        for t in m["tool_calls"]
+                    ],
+                )
+            leaf = new_id.get(current_leaf) if current_leaf is not None else None
+            c.execute("UPDATE conversations SET current_leaf_id=? WHERE id=?", (leaf, cid))
+        return self.get(cid)  # type: ignore[return-value]
+
     def count_messages(self, conversation_id: int) -> int:
         """Number of messages in all branches."""
         row = self.conn.execute(
@@ -541,19 +626,20 @@ class ConversationStore:
         rows = self.conn.execute(
             "SELECT * FROM tool_calls WHERE message_id=? ORDER BY id", (message_id,)
         ).fetchall()
-        return [
-            StoredToolCall(
-                r["id"],
-                r["message_id"],
-                r["call_id"],
-                r["name"],
-                r["arguments"],
-                r["result"],
-                bool(r["is_error"]),
-                r["ms"],
-            )
-            for r in rows
-        ]
+        return [_tool_call(r) for r in rows]
+
+    def tool_calls_of_conversation(
+        self, conversation_id: int
+    ) -> dict[int, builtins.list[StoredToolCall]]:
+        """Tool calls of every message of a conversation, by message id (one query)."""
+        out: dict[int, builtins.list[StoredToolCall]] = {}
+        for r in self.conn.execute(
+            "SELECT t.* FROM tool_calls t JOIN messages m ON m.id = t.message_id"
+            " WHERE m.conversation_id=? ORDER BY t.id",
+            (conversation_id,),
+        ):
+            out.setdefault(r["message_id"], []).append(_tool_call(r))
+        return out
 
     # ---- turn queue (one turn at a time per conversation, across processes)
     def join_turn_queue(self, conversation_id: int, owner: str) -> int:

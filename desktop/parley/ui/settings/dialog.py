@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -213,6 +214,10 @@ class SettingsDialog(QDialog):
         for value, label in THEMES:
             self.theme.addItem(label, value)
         self.theme.setCurrentIndex(max(0, self.theme.findData(s.theme)))
+        self.theme.setToolTip("Changes at once; Cancel goes back")
+        # The window (and this dialog) follow the choice at once; Cancel puts back the saved
+        # theme, Apply/OK keep it.
+        self.theme.currentIndexChanged.connect(lambda _i: self._preview_theme())
         appearance_tab = QWidget()
         apf = QFormLayout(appearance_tab)
         apf.addRow("Theme:", self.theme)
@@ -319,10 +324,22 @@ class SettingsDialog(QDialog):
         return True
 
     def done(self, result: int) -> None:
-        """Closing cancels connection tests still running."""
+        """Closing cancels connection tests still running; Cancel undoes a theme preview."""
         for page in self.pages.values():
             page.cancel_test()
+        if result != QDialog.DialogCode.Accepted:
+            self._show_theme(self._store.current.theme)
         super().done(result)
+
+    def _preview_theme(self) -> None:
+        self._show_theme(str(self.theme.currentData()))
+
+    def _show_theme(self, mode: str) -> None:
+        from parley.ui.theme import apply_theme, current_mode
+
+        app = QApplication.instance()
+        if isinstance(app, QApplication) and mode != current_mode():
+            apply_theme(app, mode)  # type: ignore[arg-type]  # one of THEMES
 
     # ---- internals
     def _ok(self) -> None:
