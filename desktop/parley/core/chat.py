@@ -798,6 +798,24 @@ class ChatSession:
 
         return self._op(op)
 
+    def save_draft(self, conversation_id: int | None, text: str) -> asyncio.Future[OpChanges]:
+        """Keep the unsent text of a conversation (None: the new chat) for the next start."""
+
+        def op() -> OpChanges:
+            self.conversations.save_draft(conversation_id, text)
+            return OpChanges(conversation_id)
+
+        return self._op(op)
+
+    def save_window_value(self, key: str, value: Any) -> asyncio.Future[OpChanges]:
+        """Remember a JSON value for the window's next start (None forgets it)."""
+
+        def op() -> OpChanges:
+            self.conversations.set_window_value(key, value)
+            return OpChanges()
+
+        return self._op(op)
+
     def import_conversation(self, conversation: ExportedConversation) -> asyncio.Future[OpChanges]:
         """Store an imported conversation as a new one (``conversation``: its row)."""
 

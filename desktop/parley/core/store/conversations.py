@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from parley.core.store import ledger
+from parley.core.store import ledger, search, window_state
 from parley.core.store.db import (
     BUSY_TIMEOUT_MS,
     Migration,
@@ -111,6 +111,8 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX turn_queue_by_conversation ON turn_queue(conversation_id, id);
         """,
     ),
+    *window_state.MIGRATIONS,
+    *search.MIGRATIONS,
 ]
 
 
@@ -276,7 +278,18 @@ class ConversationStore:
 
     def list(self, *, query: str | None = None, limit: int = 1000) -> builtins.list[Conversation]:
         """Conversations, most recently updated first; ``query`` matches titles and text."""
-        if query:
+        if query and search.uses_index(query):
+            # Message text through the trigram index (search.py); titles are few: LIKE.
+            like = f"%{_escape_like(query)}%"
+            rows = self.conn.execute(
+                "SELECT * FROM conversations c WHERE deleted_at IS NULL AND ("
+                " title LIKE ? ESCAPE '\\' OR id IN (SELECT m.conversation_id"
+                " FROM messages_fts f JOIN messages m ON m.id = f.rowid"
+                " WHERE messages_fts MATCH ?))"
+                " ORDER BY updated_at DESC LIMIT ?",
+                (like, search.match_phrase(query), limit),
+            ).fetchall()
+        elif query:
             like = f"%{_escape_like(query)}%"
             rows = self.conn.execute(
                 "SELECT * FROM conversations c WHERE deleted_at IS NULL AND ("
@@ -582,6 +595,27 @@ class ConversationStore:
             leaf = new_id.get(current_leaf) if current_leaf is not None else None
             c.execute("UPDATE conversations SET current_leaf_id=? WHERE id=?", (leaf, cid))
         return self.get(cid)  # type: ignore[return-value]
+
+    # ---- what the window leaves behind (window_state.py)
+    def save_draft(self, conversation_id: int | None, text: str) -> None:
+        """Keep the unsent text of a conversation (None: the new chat; "": none)."""
+        window_state.save_draft(self.conn, conversation_id, text)
+
+    def drafts(self) -> dict[int, str]:
+        """Every kept draft by conversation id (0: the new chat)."""
+        return window_state.drafts(self.conn)
+
+    def set_window_value(self, key: str, value: Any) -> None:
+        """Remember a JSON value for the window's next start (None forgets it)."""
+        window_state.set_value(self.conn, key, value)
+
+    def window_value(self, key: str) -> Any:
+        """A value remembered with :meth:`set_window_value`, or None."""
+        return window_state.get_value(self.conn, key)
+
+    def data_version(self) -> int:
+        """Moves when another connection or process commits (``PRAGMA data_version``)."""
+        return window_state.data_version(self.conn)
 
     def count_messages(self, conversation_id: int) -> int:
         """Number of messages in all branches."""
