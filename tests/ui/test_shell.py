@@ -5,6 +5,8 @@ Real window, real services, the fake server on loopback; nothing of Parley is re
 
 from __future__ import annotations
 
+import asyncio
+
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
@@ -334,3 +336,181 @@ async def test_the_settings_dialog_follows_a_theme_change_at_once(qtbot) -> None
             assert not is_dark(app.palette())
             await h.until(lambda: h.w.grab().toImage().pixelColor(4, 4).lightnessF() > 0.5)
             assert h.s.settings.current.theme == "system"
+
+
+# ---------------------------------------------------------------- item 7
+def _long_chat(store, title: str, pairs: int = 60) -> int:  # type: ignore[no-untyped-def]
+    c = store.create(title)
+    for i in range(pairs):
+        store.add_message(c.id, "user", f"Question {i} of {title}?")
+        store.add_message(c.id, "assistant", f"Answer {i}.\n\n" + "A line of text. " * 30)
+    return int(c.id)
+
+
+async def test_a_new_start_reopens_the_chat_scrolled_where_it_was_with_its_draft(
+    qtbot,
+) -> None:
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            w.resize(1000, 700)
+            store = h.s.conversations
+            first = _long_chat(store, "first")
+            second = _long_chat(store, "second", 2)
+            w.refresh_sidebar(sync=True)
+
+            # a draft in the new chat, one in each conversation
+            QTest.keyClicks(w.composer.edit, "a new idea")
+            await w.open_conversation(second)
+            assert w.composer.text() == ""
+            QTest.keyClicks(w.composer.edit, "unsent in second")
+            await w.open_conversation(first)
+            QTest.keyClicks(w.composer.edit, "half a question")
+            await w.open_conversation(second)
+            assert w.composer.text() == "unsent in second"  # drafts follow their chat
+            await w.open_conversation(first)
+            assert w.composer.text() == "half a question"
+            assert w.view is not None
+            target = w.view.model().items()[40].message_id
+            assert w.view.scroll_to_anchor(target, 12.0)
+            await h.until(lambda: w.view is not None and w.view.scroll_anchor() is not None)
+            anchor = w.view.scroll_anchor()
+            assert anchor is not None and anchor[0] == target
+
+        # Parley starts again on the same data
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            w.resize(1000, 700)
+            await w.wait_startup()
+            await h.until(lambda: w.conversation_id == first, what="the chat reopened")
+            assert w.composer.text() == "half a question"
+            assert w.view is not None
+            got = w.view.scroll_anchor()
+            assert got is not None and got[0] == anchor[0] and abs(got[1] - anchor[1]) <= 2
+            await w.open_conversation(second)
+            assert w.composer.text() == "unsent in second"
+            w.new_chat()
+            assert w.composer.text() == "a new idea"
+
+            # sending empties a chat's draft for good
+            await w.open_conversation(second)
+            QTest.keyClick(w.composer.edit, Qt.Key.Key_Return)
+            await h.until(lambda: not w.is_busy() and w.composer.text() == "")
+            await h.until(lambda: h.s.conversations.drafts().get(second) is None, what="saved")
+            assert h.s.conversations.drafts() == {0: "a new idea", first: "half a question"}
+
+
+async def test_the_sidebar_shows_a_chat_made_by_parley_ask_in_a_terminal(qtbot) -> None:
+    import asyncio
+    import os
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            await w.wait_startup()
+            assert w.sidebar.ids() == []
+            env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+            env["PYTHONPATH"] = str(repo)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "parley",
+                "ask",
+                "--provider",
+                "openai-compatible",
+                "--base-url",
+                srv.openai_base_url,
+                "--model",
+                "fake-model",
+                "asked from a terminal",
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode == 0, err.decode()
+            assert out.decode().strip() == "You said: asked from a terminal"
+            # no restart, no click: the window notices the other process's write
+            await h.until(lambda: len(w.sidebar.ids()) == 1, timeout=10, what="the new chat")
+            assert w.sidebar.title_of(w.sidebar.ids()[0]) == "asked from a terminal"
+            assert w.session is not None and w.session.polls >= 2
+
+
+# ---------------------------------------------------------------- item 5
+async def test_a_panel_overlays_the_chat_in_a_narrow_window(qtbot) -> None:
+    from PySide6.QtWidgets import QPushButton
+
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            w.resize(720, 600)
+            await h.until(lambda: w.width() == 720)
+            pane = w.chat_pane
+            chat_width = pane.width()
+            panel = w.show_documents()
+            assert panel is not None and w.docks is not None
+            dock = w.docks.knowledge_dock
+            assert dock is not None
+            await h.until(lambda: dock.isVisible(), what="the panel")
+            await h.until(lambda: w.panels.overlay.isVisible(), what="the overlay")
+            # the window did not grow and the chat was not squeezed: the panel lies over it
+            for _ in range(5):
+                await asyncio.sleep(0.02)
+            assert w.width() == 720
+            assert pane.width() == chat_width
+            assert w.panels.in_overlay(dock)
+            over = w.panels.overlay.geometry()
+            assert pane.rect().contains(over)
+            # its close button is in view, and its buttons are not clipped
+            title = dock.titleBarWidget()
+            close = title.close_button  # type: ignore[attr-defined]
+            corner = close.mapTo(w, close.rect().bottomRight())
+            assert close.isVisible() and w.rect().contains(corner)
+            for b in panel.findChildren(QPushButton):
+                if b.isVisible():
+                    assert b.width() >= b.minimumSizeHint().width(), b.text()
+                    right = b.mapTo(w.panels.overlay, b.rect().topRight()).x()
+                    assert right < w.panels.overlay.width(), b.text()
+            QTest.mouseClick(close, Qt.MouseButton.LeftButton)
+            await h.until(lambda: not w.panels.overlay.isVisible(), what="closed")
+            assert not dock.isVisible()
+
+            # a wide window docks it beside the chat, which keeps a readable width
+            w.resize(1400, 800)
+            await h.until(lambda: w.width() == 1400)
+            w.show_documents()
+            await h.until(lambda: dock.isVisible() and not w.panels.in_overlay(dock))
+            assert w.dockWidgetArea(dock) == Qt.DockWidgetArea.RightDockWidgetArea
+            await h.until(lambda: pane.width() >= 360, what="a readable chat")
+            assert w.width() == 1400
+            # narrowing the window moves it over the chat again
+            w.resize(900, 700)
+            await h.until(lambda: w.panels.in_overlay(dock) and w.panels.overlay.isVisible())
+            assert w.width() == 900
+
+
+def test_first_start_opens_at_about_1200_by_800_within_the_screen() -> None:
+    from PySide6.QtCore import QRect
+
+    from parley.ui.window_layout import first_geometry
+
+    big = QRect(0, 0, 1920, 1080)
+    assert first_geometry(big) == QRect(360, 140, 1200, 800)
+    small = QRect(0, 24, 1280, 696)  # a laptop with a menu bar
+    g = first_geometry(small)
+    assert small.contains(g) and g.width() == 1177 and g.height() == 640
+
+
+async def test_the_window_fits_its_screen_at_first_start(qtbot) -> None:
+    with FakeLLMServer() as srv:
+        async with WindowHarness(qtbot, server=srv) as h:
+            screen = h.w.screen().availableGeometry()
+            assert screen.contains(h.w.geometry())
+            expected = (
+                min(1200, int(screen.width() * 0.92)),
+                min(800, int(screen.height() * 0.92)),
+            )
+            assert (h.w.width(), h.w.height()) == expected

@@ -43,6 +43,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
+    QDockWidget,
     QFileDialog,
     QMainWindow,
     QMessageBox,
@@ -55,6 +56,7 @@ from parley.ui.conversations import ConversationList
 from parley.ui.errors import ErrorPresenter
 from parley.ui.file_actions import FileActions
 from parley.ui.model_picker import ModelChooser
+from parley.ui.side_panels import SidePanels
 from parley.ui.tasks import TaskSet
 from parley.ui.theme import app_icon, apply_theme
 from parley.ui.turns import TurnRequests
@@ -68,6 +70,7 @@ from parley.ui.window_layout import (
     restore_geometry,
     save_geometry,
 )
+from parley.ui.window_session import POLL_MS, WindowSession
 
 if TYPE_CHECKING:
     from parley.core.chat import ChatSession, OpChanges, TurnOptions
@@ -101,6 +104,8 @@ class MainWindow(QMainWindow):
         probe_ports: Local server ports the onboarding panel probes (tests inject a fake's).
         geometry_file: Where the window geometry is remembered (QSettings, INI format).
         confirm_links: Ask before opening a link from an answer (tests may turn it off).
+        poll_ms: How often the database is asked whether another process changed it (the
+            sidebar then shows chats made by ``parley ask``); 0 turns that off.
     """
 
     # ---- Signals
@@ -121,6 +126,7 @@ class MainWindow(QMainWindow):
         probe_ports: Mapping[str, int] | None = None,
         geometry_file: Path | None = None,
         confirm_links: bool = True,
+        poll_ms: int = POLL_MS,
     ) -> None:
         super().__init__()
         self.setWindowTitle("Parley")
@@ -131,6 +137,7 @@ class MainWindow(QMainWindow):
         self._probe_ports = probe_ports
         self._geometry_file = geometry_file
         self._confirm_links = confirm_links
+        self._poll_ms = poll_ms
         self._painted = False
         self._closing = False
         self._bound = False
@@ -156,6 +163,8 @@ class MainWindow(QMainWindow):
         self.conversation_list: ConversationList | None = None
         self.turns: TurnRequests | None = None
         """Turns started from the composer and the messages' actions."""
+        self.session: WindowSession | None = None
+        """Drafts, the open chat and its scroll position across starts; the poll."""
         self.files: FileActions | None = None
         """Attach (the paperclip), export and import."""
         self.help_dialog: QDialog | None = None
@@ -177,8 +186,11 @@ class MainWindow(QMainWindow):
         self.onboarding_holder, self.failed_label = ui.onboarding_holder, ui.failed_label
         self.notice, self.composer, self.status = ui.notice, ui.composer, ui.status
         self.splitter, self.empty_hint = ui.splitter, ui.empty_hint
+        self.chat_pane = ui.chat_pane
         self._bottom, self._empty = ui.bottom, ui.empty
         self._build_actions()
+        self.panels = SidePanels(self, chat_area=ui.chat_pane, sidebar=self.sidebar)
+        """Where panels go: docked on the right, or over the chat in a narrow window."""
         restore_geometry(self, self.splitter, geometry_file)
 
     @property
@@ -221,6 +233,12 @@ class MainWindow(QMainWindow):
         self.sources_button.clicked.connect(self.show_sources)
         self.sidebar.sig_new_requested.connect(self.new_chat)
         self.settings_button.clicked.connect(self.open_settings)
+
+    def addDockWidget(self, area: Qt.DockWidgetArea, dockwidget: QDockWidget, *args: Any) -> None:
+        """Add a panel; :class:`~parley.ui.side_panels.SidePanels` docks or overlays it."""
+        super().addDockWidget(area, dockwidget, *args)
+        if getattr(self, "panels", None) is not None:
+            self.panels.adopt(dockwidget)
 
     # ------------------------------------------------------------------ first paint
     def paintEvent(self, event: QPaintEvent) -> None:
@@ -337,6 +355,15 @@ class MainWindow(QMainWindow):
         self.sidebar.sig_rename_requested.connect(self.rename_conversation)
         self.sidebar.sig_delete_requested.connect(self.delete_conversation)
 
+        self.session = WindowSession(
+            composer=self.composer,
+            chat=chat,
+            store=conversations,
+            tasks=self._tasks,
+            shown=lambda: self.conversation_id,
+            poll_ms=self._poll_ms,
+        )
+        self.session.sig_database_changed.connect(self._database_changed)
         self.files = FileActions(
             self,
             store=conversations,
@@ -380,6 +407,8 @@ class MainWindow(QMainWindow):
             self.show_onboarding()
         else:
             self.new_chat()
+        self._startup.append(self._tasks.spawn(self._restore(), name="restore"))
+        self.session.start_polling()
         self.sig_ready.emit()
 
     def _set_tab_order(self) -> None:
@@ -436,6 +465,31 @@ class MainWindow(QMainWindow):
         self.documents_button.setEnabled(True)
         self.sources_button.setEnabled(True)
 
+    async def _restore(self) -> None:
+        """Reopen the chat that was open, scrolled where it was, with its draft."""
+        assert self.session is not None
+        restore = await self.session.load()
+        if self._closing or self.stack.currentIndex() == PAGE_ONBOARDING:
+            return
+        if self.conversation_id is not None or self.transcript is None:
+            return  # the person opened a chat meanwhile
+        if self.transcript.loading_id is not None:
+            return
+        cid = restore.conversation_id
+        if cid is None:
+            self.session.arrived(None)  # the new chat's draft
+            return
+        task = self.open_conversation(cid)
+        if task is not None:
+            await task
+        shown = self.transcript.conversation_id  # (a property mypy would keep narrowed)
+        if shown == cid and restore.anchor is not None and self.view is not None:
+            self.view.scroll_to_anchor(*restore.anchor)
+
+    def _database_changed(self) -> None:
+        # Another process (``parley ask``) wrote: its conversations belong in the list.
+        self.refresh_sidebar()
+
     async def wait_startup(self, timeout: float = 15.0) -> None:
         """Until the start-up work (SDK warm-up, model lists, purge) is done or timed out."""
         pending = [t for t in self._startup if t is not None and not t.done()]
@@ -478,6 +532,8 @@ class MainWindow(QMainWindow):
         assert self.transcript is not None and self.models is not None
         if self.stack.currentIndex() == PAGE_ONBOARDING and self.onboarding is not None:
             return
+        if self.session is not None:
+            self.session.leaving()
         self.transcript.clear()
         self._conversation = None
         self._cost_generation += 1
@@ -488,6 +544,9 @@ class MainWindow(QMainWindow):
         self.status.clear_conversation()
         self.models.select_default()
         self.stack.setCurrentIndex(PAGE_EMPTY)
+        if self.session is not None:
+            self.session.arrived(None)
+            self.session.opened(None)
         self.composer.edit.setFocus()
         self.sig_conversation_opened.emit(-1)
 
@@ -495,6 +554,8 @@ class MainWindow(QMainWindow):
         """Show a stored conversation (its current branch), read off the GUI thread."""
         if not self._bound or self._closing:
             return None
+        if self.session is not None:
+            self.session.leaving()
         return self._tasks.spawn(self._open(conversation_id), name="open-conversation")
 
     async def _open(self, conversation_id: int) -> None:
@@ -517,6 +578,9 @@ class MainWindow(QMainWindow):
         self.composer.set_can_regenerate(any(m.role == "user" for m in loaded.branch))
         self.sidebar.select(conversation_id)
         self.stack.setCurrentIndex(PAGE_CHAT if loaded.branch else PAGE_EMPTY)
+        if self.session is not None:
+            self.session.arrived(conversation_id)
+            self.session.opened(conversation_id)
         self.sig_conversation_opened.emit(conversation_id)
 
     def _conversation_missing(self, _conversation_id: int) -> None:
@@ -910,6 +974,10 @@ class MainWindow(QMainWindow):
         if self.controller is not None:
             self.controller.stop()
             await self.controller.wait()
+        if self.session is not None:
+            showing_chat = self.stack.currentIndex() == PAGE_CHAT and self.view is not None
+            anchor = self.view.scroll_anchor() if showing_chat and self.view else None
+            await self.session.save_on_quit(anchor)
         if self.onboarding is not None:
             self.onboarding.cancel_probe()
         if self.knowledge is not None:

@@ -971,6 +971,29 @@ class _ChatCanvas(QAbstractScrollArea):
         """Whether the view sticks to the bottom as text arrives."""
         return self._follow
 
+    def scroll_anchor(self) -> tuple[str, float] | None:
+        """The message at the top of the view and how far into it (None: at the end)."""
+        if self._follow or not self._heights:
+            return None
+        y = self._scroll_y()
+        row = self._row_at(y)
+        return self._model.item_at(row).message_id, y - self._tops[row]
+
+    def scroll_to_anchor(self, message_id: str, offset: float) -> bool:
+        """Put ``message_id`` at the top, ``offset`` pixels into it (False: not shown)."""
+        row = self._model.row_of(message_id)
+        if row < 0 or not self._heights:
+            return False
+        self._follow = False
+        for _ in range(4):  # laying out the rows in view corrects their estimated heights
+            y = self._tops[row] + max(0.0, offset)
+            self._set_scroll(y)
+            self._settle()
+            if abs(self._scroll_y() - (self._tops[row] + max(0.0, offset))) < 1:
+                break
+        self.viewport().update()
+        return True
+
     def scrollContentsBy(self, dx: int, dy: int) -> None:
         """Move the pixels already painted when only the scroll position changed.
 
@@ -1932,6 +1955,14 @@ class ChatView(QWidget):
     def is_following(self) -> bool:
         """Whether new text keeps the view scrolled to the bottom."""
         return self._canvas.is_following()
+
+    def scroll_anchor(self) -> tuple[str, float] | None:
+        """Where the view is scrolled: (top message, pixels into it), or None at the end."""
+        return self._canvas.scroll_anchor()
+
+    def scroll_to_anchor(self, message_id: str, offset: float) -> bool:
+        """Scroll back to a :meth:`scroll_anchor` (False when that message is not shown)."""
+        return self._canvas.scroll_to_anchor(message_id, offset)
 
     def selected_text(self) -> str:
         """The selected text ("" if none)."""

@@ -1,0 +1,253 @@
+"""Side panels that never push the window around (issue 14 item 5).
+
+The window's panels (Documents, Sources, and any other ``QDockWidget`` added to it) dock on
+the right when there is room. Docking one in a narrow window would make Qt widen the window
+to fit the panel's minimum beside the chat's, or squeeze the chat to a sliver; so below
+:data:`OVERLAY_BELOW` pixels (or whenever the chat, the sidebar and the panel would not fit
+side by side) a panel **overlays** the chat instead: it slides over the right part of the
+chat area, full height, with its title and close button in view, and the chat keeps its
+width underneath. Widening the window docks it again; narrowing it moves docked panels into
+the overlay. One panel shows in the overlay at a time (the last one opened).
+
+Each panel's minimum width is what its widget needs to show its buttons unclipped
+(``minimumSizeHint``), so "Add folder…" or "Cancel" are never cut off, docked or overlaid.
+The window passes every dock it adds through :meth:`SidePanels.adopt`
+(``MainWindow.addDockWidget``), so panels added by other features get the same treatment.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QObject, QRect, QSize, Qt
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from parley.ui.icons import icon
+from parley.ui.theme import SPACE
+
+OVERLAY_BELOW = 1000
+"""Window width (logical px) below which panels overlay the chat instead of docking."""
+
+PANEL_WIDTH = 400
+"""A panel's preferred width (it gets more when its buttons need it)."""
+
+MIN_CHAT_BESIDE = 360
+"""The chat area must keep at least this much beside a docked panel."""
+
+
+class PanelOverlay(QFrame):
+    """The frame a panel sits in while it overlays the chat (right edge, full height)."""
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.setObjectName("panelOverlay")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.setAutoFillBackground(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.hide()
+
+    def docks(self) -> list[QDockWidget]:
+        """The panels held here (shown or not)."""
+        return [d for d in self.findChildren(QDockWidget) if d.parent() is self]
+
+    def shown_dock(self) -> QDockWidget | None:
+        """The panel showing here, if any."""
+        return next((d for d in self.docks() if not d.isHidden()), None)
+
+
+class PanelTitle(QWidget):
+    """A panel's title bar: its name and a close button that is always in view."""
+
+    def __init__(self, dock: QDockWidget) -> None:
+        super().__init__(dock)
+        self.setObjectName("panelTitle")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.label = QLabel(dock.windowTitle())
+        self.label.setObjectName("panelTitleText")
+        self.close_button = QToolButton()
+        self.close_button.setIcon(icon("close", "text_muted"))
+        self.close_button.setIconSize(QSize(16, 16))
+        self.close_button.setAccessibleName(f"Close {dock.windowTitle()}")
+        self.close_button.setToolTip("Close this panel")
+        self.close_button.setAutoRaise(True)
+        self.close_button.clicked.connect(dock.close)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(SPACE["m"], SPACE["xs"], SPACE["xs"], SPACE["xs"])
+        layout.setSpacing(SPACE["s"])
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.close_button)
+        dock.windowTitleChanged.connect(self.label.setText)
+
+
+class SidePanels(QObject):
+    """Docks panels when the window is wide enough, overlays them on the chat otherwise.
+
+    Args:
+        window: The main window (its right dock area).
+        chat_area: What an overlay covers (the chat pane: header, chat, composer).
+        sidebar: The conversation list beside the chat (its minimum counts).
+    """
+
+    def __init__(self, window: QMainWindow, *, chat_area: QWidget, sidebar: QWidget) -> None:
+        super().__init__(window)
+        self._window = window
+        self._chat_area = chat_area
+        self._sidebar = sidebar
+        self._docks: list[QDockWidget] = []
+        self._features: dict[int, QDockWidget.DockWidgetFeature] = {}
+        self._moving = False
+        self.overlay = PanelOverlay(chat_area)
+        window.installEventFilter(self)
+        chat_area.installEventFilter(self)
+
+    # ---- Public API
+    def adopt(self, dock: QDockWidget) -> None:
+        """Take charge of a dock the window just added (its minimum width, its place)."""
+        if dock not in self._docks:
+            self._docks.append(dock)
+            self._features[id(dock)] = dock.features()
+            dock.installEventFilter(self)
+            if dock.titleBarWidget() is None:
+                dock.setTitleBarWidget(PanelTitle(dock))
+        self._fit_minimum(dock)
+        if self.overlaying():
+            self._to_overlay(dock)
+            return
+        # Docked: beside the others as tabs, or at a width that fits its buttons.
+        others = [d for d in self._docks if d is not dock and not self.in_overlay(d)]
+        others = [
+            d
+            for d in others
+            if self._window.dockWidgetArea(d) != Qt.DockWidgetArea.NoDockWidgetArea
+        ]
+        if others:
+            self._window.tabifyDockWidget(others[0], dock)
+        else:
+            self._window.resizeDocks(
+                [dock], [max(PANEL_WIDTH, dock.minimumWidth())], Qt.Orientation.Horizontal
+            )
+
+    def overlaying(self) -> bool:
+        """Whether panels overlay the chat (the window is too narrow to dock them)."""
+        return self._window.width() < self.dock_threshold()
+
+    def dock_threshold(self) -> int:
+        """The narrowest window that docks panels (wider when the panels need more).
+
+        :data:`OVERLAY_BELOW`, or what the sidebar, the chat and the widest panel need.
+        """
+        widest = max((d.minimumWidth() for d in self._docks), default=PANEL_WIDTH)
+        sidebar = self._sidebar.minimumSizeHint().width() if self._sidebar.isVisible() else 0
+        return max(OVERLAY_BELOW, sidebar + MIN_CHAT_BESIDE + widest + SPACE["xl"])
+
+    def in_overlay(self, dock: QDockWidget) -> bool:
+        """Whether ``dock`` is (placed) in the overlay rather than the dock area."""
+        return dock.parent() is self.overlay
+
+    # ---- events
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Follow the window's width and the panels' showing and hiding."""
+        kind = event.type()
+        if watched is self._window and kind == QEvent.Type.Resize:
+            self.relayout()
+        elif watched is self._chat_area and kind == QEvent.Type.Resize:
+            self._place_overlay()
+        elif isinstance(watched, QDockWidget) and watched in self._docks:
+            # *ToParent: sent when the panel is shown or hidden itself, even while the
+            # overlay holding it is hidden (a plain Show would never come then).
+            if kind == QEvent.Type.ShowToParent and self.in_overlay(watched):
+                self._show_in_overlay(watched)
+            elif kind == QEvent.Type.HideToParent and self.in_overlay(watched) and not self._moving:
+                if self.overlay.shown_dock() is None:
+                    self.overlay.hide()
+            elif kind == QEvent.Type.LayoutRequest:
+                self._fit_minimum(watched)
+        return False
+
+    def relayout(self) -> None:
+        """Dock or overlay every panel for the window's current width."""
+        if self._moving:
+            return
+        overlay = self.overlaying()
+        for dock in list(self._docks):
+            if overlay and not self.in_overlay(dock):
+                self._to_overlay(dock)
+            elif not overlay and self.in_overlay(dock):
+                self._to_dock_area(dock)
+        self._place_overlay()
+
+    # ---- internals
+    def _fit_minimum(self, dock: QDockWidget) -> None:
+        widget: QWidget | None = dock.widget()  # None for a dock without content
+        if widget is None:
+            return
+        need = max(widget.minimumSizeHint().width(), widget.minimumWidth()) + 2
+        if dock.minimumWidth() < need:
+            dock.setMinimumWidth(need)
+
+    def _to_overlay(self, dock: QDockWidget) -> None:
+        was_shown = not dock.isHidden()
+        self._moving = True
+        try:
+            self._window.removeDockWidget(dock)  # hides it
+            features = self._features.get(id(dock), dock.features())
+            dock.setFeatures(features & QDockWidget.DockWidgetFeature.DockWidgetClosable)
+            layout = self.overlay.layout()
+            assert layout is not None
+            layout.addWidget(dock)
+        finally:
+            self._moving = False
+        if was_shown:
+            dock.show()  # the Show event puts the overlay up
+        else:
+            dock.hide()
+
+    def _to_dock_area(self, dock: QDockWidget) -> None:
+        was_shown = not dock.isHidden()
+        self._moving = True
+        try:
+            layout = self.overlay.layout()
+            assert layout is not None
+            layout.removeWidget(dock)
+            dock.setFeatures(self._features.get(id(dock), dock.features()))
+            QMainWindow.addDockWidget(self._window, Qt.DockWidgetArea.RightDockWidgetArea, dock)
+            others = [
+                d for d in self._docks if d is not dock and not self.in_overlay(d) and d.isVisible()
+            ]
+            if others:
+                self._window.tabifyDockWidget(others[0], dock)
+            else:
+                self._window.resizeDocks(
+                    [dock], [max(PANEL_WIDTH, dock.minimumWidth())], Qt.Orientation.Horizontal
+                )
+        finally:
+            self._moving = False
+        dock.setVisible(was_shown)
+        if self.overlay.shown_dock() is None:
+            self.overlay.hide()
+
+    def _show_in_overlay(self, dock: QDockWidget) -> None:
+        for other in self.overlay.docks():
+            if other is not dock and not other.isHidden():
+                other.hide()  # one panel at a time over the chat
+        self._place_overlay()
+        self.overlay.show()
+        self.overlay.raise_()
+
+    def _place_overlay(self) -> None:
+        area = self._chat_area.rect()
+        dock = self.overlay.shown_dock()
+        need = dock.minimumWidth() if dock is not None else PANEL_WIDTH
+        # As wide as the panel likes, never wider than the chat area (its close button
+        # stays in view), and leave a strip of the chat visible when there is room.
+        width = min(area.width(), max(need, min(PANEL_WIDTH, area.width() - SPACE["xxl"] * 2)))
+        self.overlay.setGeometry(QRect(area.right() - width + 1, area.top(), width, area.height()))
