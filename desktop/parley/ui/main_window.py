@@ -54,9 +54,7 @@ from PySide6.QtWidgets import (
 from parley.ui.attachments import handle_drop
 from parley.ui.conversations import ConversationList
 from parley.ui.errors import ErrorPresenter
-from parley.ui.file_actions import FileActions
 from parley.ui.model_picker import ModelChooser
-from parley.ui.side_panels import SidePanels
 from parley.ui.tasks import TaskSet
 from parley.ui.theme import app_icon, apply_theme
 from parley.ui.turns import TurnRequests
@@ -70,7 +68,6 @@ from parley.ui.window_layout import (
     restore_geometry,
     save_geometry,
 )
-from parley.ui.window_session import POLL_MS, WindowSession
 
 if TYPE_CHECKING:
     from parley.core.chat import ChatSession, OpChanges, TurnOptions
@@ -84,6 +81,7 @@ if TYPE_CHECKING:
     from parley.ui.chat.transcript import Transcript
     from parley.ui.chat.view import ChatView
     from parley.ui.controllers import ChatController, RunningTurn
+    from parley.ui.file_actions import FileActions
     from parley.ui.knowledge.controller import KnowledgeController, KnowledgeHooks
     from parley.ui.knowledge.docks import KnowledgeDocks
     from parley.ui.knowledge.panel import KnowledgePanel
@@ -91,6 +89,8 @@ if TYPE_CHECKING:
     from parley.ui.message_actions import MessageActions
     from parley.ui.onboarding import OnboardingPanel
     from parley.ui.settings.dialog import SettingsDialog
+    from parley.ui.side_panels import SidePanels
+    from parley.ui.window_session import WindowSession
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,8 @@ class MainWindow(QMainWindow):
         geometry_file: Where the window geometry is remembered (QSettings, INI format).
         confirm_links: Ask before opening a link from an answer (tests may turn it off).
         poll_ms: How often the database is asked whether another process changed it (the
-            sidebar then shows chats made by ``parley ask``); 0 turns that off.
+            sidebar then shows chats made by ``parley ask``); 0 turns that off; default
+            :data:`~parley.ui.window_session.POLL_MS`.
     """
 
     # ---- Signals
@@ -126,7 +127,7 @@ class MainWindow(QMainWindow):
         probe_ports: Mapping[str, int] | None = None,
         geometry_file: Path | None = None,
         confirm_links: bool = True,
-        poll_ms: int = POLL_MS,
+        poll_ms: int | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle("Parley")
@@ -189,7 +190,7 @@ class MainWindow(QMainWindow):
         self.chat_pane = ui.chat_pane
         self._bottom, self._empty = ui.bottom, ui.empty
         self._build_actions()
-        self.panels = SidePanels(self, chat_area=ui.chat_pane, sidebar=self.sidebar)
+        self.panels: SidePanels | None = None
         """Where panels go: docked on the right, or over the chat in a narrow window."""
         restore_geometry(self, self.splitter, geometry_file)
 
@@ -237,7 +238,7 @@ class MainWindow(QMainWindow):
     def addDockWidget(self, area: Qt.DockWidgetArea, dockwidget: QDockWidget, *args: Any) -> None:
         """Add a panel; :class:`~parley.ui.side_panels.SidePanels` docks or overlays it."""
         super().addDockWidget(area, dockwidget, *args)
-        if getattr(self, "panels", None) is not None:
+        if self.panels is not None:
             self.panels.adopt(dockwidget)
 
     # ------------------------------------------------------------------ first paint
@@ -276,8 +277,12 @@ class MainWindow(QMainWindow):
         from parley.ui.chat.transcript import Transcript
         from parley.ui.chat.view import ChatView
         from parley.ui.controllers import ChatController
+        from parley.ui.file_actions import FileActions
         from parley.ui.message_actions import MessageActions
+        from parley.ui.side_panels import SidePanels
+        from parley.ui.window_session import POLL_MS, WindowSession
 
+        self.panels = SidePanels(self, chat_area=self.chat_pane, sidebar=self.sidebar)
         self._settings = settings
         self._secrets = secrets
         self._catalog = catalog
@@ -361,7 +366,7 @@ class MainWindow(QMainWindow):
             store=conversations,
             tasks=self._tasks,
             shown=lambda: self.conversation_id,
-            poll_ms=self._poll_ms,
+            poll_ms=POLL_MS if self._poll_ms is None else self._poll_ms,
         )
         self.session.sig_database_changed.connect(self._database_changed)
         self.files = FileActions(

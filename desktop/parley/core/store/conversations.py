@@ -191,6 +191,26 @@ def _tool_call(r: sqlite3.Row) -> StoredToolCall:
     )
 
 
+_MESSAGE_COLUMNS = (
+    "id, conversation_id, parent_id, role, content, provider, model, status, error,"
+    " input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, cost_usd, meta,"
+    " created_at, updated_at"
+)
+"""The columns of a message, in :class:`StoredMessage`'s field order."""
+
+
+def _meta(text: str | None) -> dict[str, Any]:
+    return {} if not text or text == "{}" else json.loads(text)  # most rows: no JSON parse
+
+
+def _msg_tuple(r: tuple[Any, ...]) -> StoredMessage:
+    """A message from a plain row of :data:`_MESSAGE_COLUMNS` (the fast path for branches)."""
+    return StoredMessage(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
+        _meta(r[14]), r[15], r[16],
+    )  # fmt: skip
+
+
 def _msg(row: sqlite3.Row) -> StoredMessage:
     return StoredMessage(
         id=row["id"],
@@ -207,7 +227,7 @@ def _msg(row: sqlite3.Row) -> StoredMessage:
         cached_input_tokens=row["cached_input_tokens"],
         cache_write_tokens=row["cache_write_tokens"],
         cost_usd=row["cost_usd"],
-        meta=json.loads(row["meta"] or "{}"),
+        meta=_meta(row["meta"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -466,15 +486,21 @@ class ConversationStore:
             if conv is None or conv.current_leaf_id is None:
                 return []
             leaf_id = conv.current_leaf_id
-        rows = self.conn.execute(
+        # Plain tuples, not sqlite3.Row: a branch of 10,000 messages is read when a long
+        # chat opens (tests/bench/bench_ui.py, open_10000_ms).
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        columns = ", ".join(f"messages.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
+        rows = cursor.execute(
             "WITH RECURSIVE up(id, parent_id, depth) AS ("
             " SELECT id, parent_id, 0 FROM messages WHERE id=? AND conversation_id=?"
             " UNION ALL SELECT m.id, m.parent_id, up.depth+1 FROM messages m"
             " JOIN up ON m.id=up.parent_id)"
-            " SELECT messages.* FROM messages JOIN up ON messages.id=up.id ORDER BY up.depth DESC",
+            f" SELECT {columns} FROM messages JOIN up ON messages.id=up.id"
+            " ORDER BY up.depth DESC",
             (leaf_id, conversation_id),
         ).fetchall()
-        return [_msg(r) for r in rows]
+        return [_msg_tuple(r) for r in rows]
 
     def siblings(self, message_id: int) -> builtins.list[StoredMessage]:
         """Messages sharing ``message_id``'s parent (its alternatives), oldest first."""

@@ -74,7 +74,7 @@ def load_conversation(store: ConversationStore, conversation_id: int) -> LoadedC
     if conv is None:
         return None
     branch = store.branch(conversation_id)
-    calls = {m.id: store.tool_calls(m.id) for m in branch if m.role == "assistant"}
+    calls = store.tool_calls_of_conversation(conversation_id)  # one query, not one per answer
     return LoadedConversation(conv, branch, calls, store.conversation_cost(conversation_id))
 
 
