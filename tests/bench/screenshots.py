@@ -4,9 +4,11 @@ Run: ``.venv/bin/python tests/bench/screenshots.py [--out /tmp/parley-shots]``
 
 Each theme (light, dark) and scale (100 %, 200 % via ``QT_SCALE_FACTOR=2``) runs in its own
 subprocess (the scale factor is read once at start), offscreen, with the real window bound to
-real services and the fake server on loopback. States: the empty chat, onboarding (a local
-server found), a long answer with code and a table, an error with Retry, the rate-limit
-countdown, tool calls, and the settings dialog. Files: ``<state>-<theme>-<scale>x.png``.
+real services and the fake server on loopback, at two window sizes (800×600 and 1600×1000).
+States: the welcome page (a local server found, the address field), the empty chat, a long
+answer with code and a table, an error with Retry, the rate-limit countdown, tool calls, the
+Documents panel (over the chat at 800 px, docked at 1600 px), the settings dialog, the
+keyboard shortcuts sheet and the About box. Files: ``<state>-<theme>-<scale>x-<size>.png``.
 """
 
 from __future__ import annotations
@@ -56,7 +58,18 @@ See the [sorting HOWTO](https://docs.python.org/3/howto/sorting.html) for more.
 """
 
 
+SIZES = ((800, 600), (1600, 1000))
+"""Window sizes every state is shot at (logical pixels)."""
+
+
 async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
+    written: list[str] = []
+    for width, height in SIZES:
+        written += await _shoot_size(out, theme, scale, width, height)
+    return written
+
+
+async def _shoot_size(out: Path, theme: str, scale: str, width: int, height: int) -> list[str]:
     from PySide6.QtWidgets import QApplication
     from tests.fakes.script import Call, HTTPError, Text, ToolCalls
     from tests.fakes.server import FakeLLMServer
@@ -76,7 +89,7 @@ async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
     written: list[str] = []
 
     def save(widget: object, state: str) -> None:
-        path = out / f"{state}-{theme}-{scale}x.png"
+        path = out / f"{state}-{theme}-{scale}x-{width}x{height}.png"
         widget.grab().save(str(path))  # type: ignore[attr-defined]
         written.append(str(path))
 
@@ -99,7 +112,7 @@ async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
         w = MainWindow(
             tasks=TaskSet(), presenter=ErrorPresenter(show_dialogs=False), probe_ports=ports
         )
-        w.resize(1100, 720)
+        w.resize(width, height)
         w.show()
         bind_services(w, services)
         apply_theme(app, theme)  # type: ignore[arg-type]
@@ -218,13 +231,33 @@ async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
         await settle(0.5)
         save(w, "tools")
 
+        # the Documents panel: over the chat in a narrow window, docked in a wide one
+        w.show_documents()
+        await until(lambda: w.docks is not None and w.docks.knowledge_dock is not None)
+        await settle(0.6)
+        save(w, "panel")
+        if w.docks is not None and w.docks.knowledge_dock is not None:
+            w.docks.knowledge_dock.close()
+        await settle(0.2)
+
         # settings
         dialog = w.open_settings("openai")
         assert dialog is not None
-        dialog.resize(900, 560)
+        dialog.resize(min(900, width - 40), min(560, height - 40))
         await settle()
         save(dialog, "settings")
         dialog.reject()
+
+        # help: the shortcuts sheet and the About box
+        sheet = w.show_shortcuts()
+        await settle()
+        save(sheet, "shortcuts")
+        sheet.close()
+        about = w.show_about()
+        await about.loaded  # type: ignore[attr-defined]
+        await settle()
+        save(about, "about")
+        about.close()
         await close(w)
     return written
 

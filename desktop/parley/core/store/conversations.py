@@ -298,7 +298,7 @@ class ConversationStore:
 
     def list(self, *, query: str | None = None, limit: int = 1000) -> builtins.list[Conversation]:
         """Conversations, most recently updated first; ``query`` matches titles and text."""
-        if query and search.uses_index(query):
+        if query and search.uses_index(query) and not self._frequent(query):
             # Message text through the trigram index (search.py); titles are few: LIKE.
             like = f"%{_escape_like(query)}%"
             rows = self.conn.execute(
@@ -325,6 +325,11 @@ class ConversationStore:
                 (limit,),
             ).fetchall()
         return [_conv(r) for r in rows]
+
+    def _frequent(self, query: str) -> bool:
+        """Whether ``query`` is in so many messages that the scan finds chats faster."""
+        args = (search.match_phrase(query), search.FREQUENT)
+        return int(self.conn.execute(search.PROBE_SQL, args).fetchone()[0]) >= search.FREQUENT
 
     def rename(self, conversation_id: int, title: str) -> None:
         """Set the title."""
