@@ -6,8 +6,9 @@ Real window, real services, the fake server on loopback; nothing of Parley is re
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtTest import QTest
 
 from parley.core.settings import load_settings
@@ -461,9 +462,9 @@ async def test_a_panel_overlays_the_chat_in_a_narrow_window(qtbot) -> None:
                 await asyncio.sleep(0.02)
             assert w.width() == 720
             assert pane.width() == chat_width
-            assert w.panels.in_overlay(dock)
+            assert w.panels is not None and w.panels.in_overlay(dock)
             over = w.panels.overlay.geometry()
-            assert pane.rect().contains(over)
+            assert QRect(pane.mapTo(w, QPoint(0, 0)), pane.size()).contains(over)
             # its close button is in view, and its buttons are not clipped
             title = dock.titleBarWidget()
             close = title.close_button  # type: ignore[attr-defined]
@@ -474,6 +475,31 @@ async def test_a_panel_overlays_the_chat_in_a_narrow_window(qtbot) -> None:
                     assert b.width() >= b.minimumSizeHint().width(), b.text()
                     right = b.mapTo(w.panels.overlay, b.rect().topRight()).x()
                     assert right < w.panels.overlay.width(), b.text()
+
+            # a long folder name does not make the panel wider
+            from parley.ui.knowledge.rows import FolderRow
+
+            need = w.panels.need(dock)
+            long = Path("/tmp") / ("a-folder-with-a-rather-long-name-" * 3)
+            panel.set_folders([FolderRow(long, files=3, chunks=9, status="indexed")])
+            panel.skipped_title.setText(f"Skipped files in {long.name}")  # one long line
+            await asyncio.sleep(0.05)
+            assert w.panels.need(dock) <= max(need, pane.width())
+            # a panel that needs more room than the chat has goes over the sidebar too, with
+            # its buttons and its close button still in the window
+            panel.setMinimumWidth(pane.width() + 80)
+            await h.until(lambda: w.panels.need(dock) > pane.width(), what="a wider panel")
+            for _ in range(5):
+                await asyncio.sleep(0.02)
+            assert w.width() == 720
+            assert w.rect().contains(w.panels.overlay.geometry())
+            corner = close.mapTo(w, close.rect().bottomRight())
+            assert close.isVisible() and w.rect().contains(corner)
+            for b in panel.findChildren(QPushButton):
+                if b.isVisible():
+                    assert b.width() >= b.minimumSizeHint().width(), b.text()
+            panel.set_folders([])
+            panel.setMinimumWidth(0)
             QTest.mouseClick(close, Qt.MouseButton.LeftButton)
             await h.until(lambda: not w.panels.overlay.isVisible(), what="closed")
             assert not dock.isVisible()
@@ -486,7 +512,19 @@ async def test_a_panel_overlays_the_chat_in_a_narrow_window(qtbot) -> None:
             assert w.dockWidgetArea(dock) == Qt.DockWidgetArea.RightDockWidgetArea
             await h.until(lambda: pane.width() >= 360, what="a readable chat")
             assert w.width() == 1400
-            # narrowing the window moves it over the chat again
+            # content that would not fit beside the chat any more: over it instead, and
+            # the window keeps its width
+            w.resize(1050, 700)
+            await h.until(lambda: w.width() == 1050 and not w.panels.in_overlay(dock))
+            panel.setMinimumWidth(560)
+            await h.until(lambda: w.panels.in_overlay(dock), what="moved over the chat")
+            for _ in range(5):
+                await asyncio.sleep(0.02)
+            assert w.width() == 1050
+            panel.setMinimumWidth(0)
+            # narrowing the window moves it over the chat too
+            w.resize(1400, 800)
+            await h.until(lambda: not w.panels.in_overlay(dock), what="docked again")
             w.resize(900, 700)
             await h.until(lambda: w.panels.in_overlay(dock) and w.panels.overlay.isVisible())
             assert w.width() == 900

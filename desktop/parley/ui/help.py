@@ -67,8 +67,15 @@ PARTS: tuple[tuple[str, str], ...] = (
 """What Parley ships that has its own licence: (shown name, distribution name)."""
 
 
+GROUPS = ("Chats", "Writing", "Answers", "Documents", "Window", "Moving around")
+"""The order the sheet shows its groups in."""
+
+
 def shortcut_rows(actions: Iterable[QAction]) -> list[tuple[str, str, str]]:
-    """(group, keys, what) for every window action with a shortcut, then :data:`EXTRA_KEYS`."""
+    """(group, keys, what) for every window action with a shortcut and :data:`EXTRA_KEYS`.
+
+    Sorted by :data:`GROUPS` (stable within a group: menu order, then the widgets' keys).
+    """
     rows: list[tuple[str, str, str]] = []
     for a in actions:
         keys = a.shortcut()
@@ -77,7 +84,9 @@ def shortcut_rows(actions: Iterable[QAction]) -> list[tuple[str, str, str]]:
         group = str(a.property("shortcutGroup") or "Window")
         what = a.text().replace("&", "").rstrip("…").rstrip(".")
         rows.append((group, keys.toString(QKeySequence.SequenceFormat.NativeText), what))
-    return rows + list(EXTRA_KEYS)
+    rows += EXTRA_KEYS
+    order = {g: i for i, g in enumerate(GROUPS)}
+    return sorted(rows, key=lambda r: order.get(r[0], len(GROUPS)))
 
 
 class ShortcutsSheet(QDialog):
@@ -94,6 +103,7 @@ class ShortcutsSheet(QDialog):
         self.rows = shortcut_rows(actions)
         """(group, keys, what) as listed."""
         body = QWidget()
+        body.setObjectName("sheetBody")
         grid = QGridLayout(body)
         grid.setContentsMargins(SPACE["xl"], SPACE["l"], SPACE["xl"], SPACE["l"])
         grid.setHorizontalSpacing(SPACE["l"])
@@ -128,15 +138,29 @@ class ShortcutsSheet(QDialog):
         scroll.setObjectName("pageScroll")
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
+        heading = QLabel("Keyboard shortcuts")
+        heading.setObjectName("sheetTitle")
+        set_type(heading, "title")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, SPACE["l"], SPACE["l"])
+        layout.setContentsMargins(0, SPACE["xl"], SPACE["l"], SPACE["l"])
+        layout.setSpacing(SPACE["s"])
+        head = QHBoxLayout()
+        head.setContentsMargins(SPACE["xl"], 0, 0, 0)
+        head.addWidget(heading)
+        layout.addLayout(head)
         layout.addWidget(scroll, 1)
         layout.addWidget(buttons)
-        fm = self.fontMetrics()
-        self.resize(fm.averageCharWidth() * 72, min(fm.lineSpacing() * 40, 720))
+        body.adjustSize()
+        width = body.sizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        height = self.fontMetrics().lineSpacing() * 44
+        if screen is not None:
+            height = min(height, int(screen.height() * 0.85))
+        self.resize(max(width + SPACE["xl"], 420), height)
 
 
 def licence_of(distribution: str) -> tuple[str, str]:
@@ -234,13 +258,25 @@ class AboutDialog(QDialog):
         self.licence_text.setWordWrap(True)
         self.parts_label = plain_label(QLabel("Reading the installed packages…"))
         self.parts_label.setObjectName("mutedText")
+        self.parts_label.setWordWrap(True)
+        self.parts_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.parts_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        parts_scroll = QScrollArea()
+        parts_scroll.setObjectName("pageScroll")
+        parts_scroll.setWidgetResizable(True)
+        parts_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        parts_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        parts_scroll.setWidget(self.parts_label)
+        parts_scroll.setMinimumHeight(self.fontMetrics().lineSpacing() * 6)
         self.parts: list[tuple[str, str, str]] = []
         """(name, version, licence) once read."""
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.addButton(self.open_data_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.reject)
+        close = buttons.button(QDialogButtonBox.StandardButton.Close)
+        close.setDefault(True)
+        self.open_data_button.setAutoDefault(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(SPACE["xl"], SPACE["xl"], SPACE["xl"], SPACE["l"])
         layout.setSpacing(SPACE["s"])
@@ -253,10 +289,10 @@ class AboutDialog(QDialog):
         layout.addSpacing(SPACE["m"])
         layout.addWidget(lic_title)
         layout.addWidget(self.licence_text)
-        layout.addWidget(self.parts_label)
-        layout.addStretch(1)
+        layout.addWidget(parts_scroll, 1)
         layout.addWidget(buttons)
         self.setMinimumWidth(self.fontMetrics().averageCharWidth() * 70)
+        close.setFocus()
         self.loaded = tasks.spawn(self._load(), name="about-licences")
 
     async def _load(self) -> None:

@@ -809,12 +809,15 @@ class MainWindow(QMainWindow):
             self.onboarding.sig_settings_requested.connect(self.open_settings)
         self.stack.setCurrentIndex(PAGE_ONBOARDING)
         self.composer.setEnabled(False)
+        self._bottom.setVisible(False)  # nothing to type into yet: the page gets the room
+        self.onboarding.key_edit.setFocus()
         self.onboarding.start_probe()
         return self.onboarding
 
     def _leave_onboarding(self) -> None:
         if self.onboarding is not None:
             self.onboarding.cancel_probe()
+        self._bottom.setVisible(True)
         self.composer.setEnabled(True)
         self.stack.setCurrentIndex(PAGE_EMPTY)
         self.refresh_models()

@@ -272,7 +272,8 @@ class ModelPicker(QComboBox):
                     item.setToolTip(f"{g.label} · {e.model}\n{e.detail}")
                     self._model.appendRow(item)
             if not groups:
-                none = QStandardItem("No model available: add a key in Settings")
+                none = QStandardItem("No model yet")
+                none.setToolTip("Add a key or a local server in Settings (Ctrl+,)")
                 none.setFlags(Qt.ItemFlag.NoItemFlags)
                 self._model.appendRow(none)
                 self.setCurrentIndex(0)

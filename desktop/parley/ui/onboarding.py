@@ -146,6 +146,8 @@ class OnboardingPanel(QWidget):
         self.key_status = QLabel()
         self.key_status.setWordWrap(True)
         self.key_status.setVisible(False)
+        self.provider_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.key_edit.setMinimumWidth(self.fontMetrics().averageCharWidth() * 16)
         row = QHBoxLayout()
         row.setSpacing(SPACE["s"])
         row.addWidget(self.provider_combo)

@@ -9,8 +9,11 @@ chat area, full height, with its title and close button in view, and the chat ke
 width underneath. Widening the window docks it again; narrowing it moves docked panels into
 the overlay. One panel shows in the overlay at a time (the last one opened).
 
-Each panel's minimum width is what its widget needs to show its buttons unclipped
-(``minimumSizeHint``), so "Add folder…" or "Cancel" are never cut off, docked or overlaid.
+Each panel is at least as wide as its widget needs to show its buttons unclipped
+(``minimumSizeHint``, followed as the panel's content changes), so "Add folder…" or
+"Cancel" are never cut off, docked or overlaid: an overlaid panel wider than the chat
+area extends over the sidebar rather than past the window's edge, so its close button
+stays in view.
 The window passes every dock it adds through :meth:`SidePanels.adopt`
 (``MainWindow.addDockWidget``), so panels added by other features get the same treatment.
 """
@@ -105,7 +108,10 @@ class SidePanels(QObject):
         self._docks: list[QDockWidget] = []
         self._features: dict[int, QDockWidget.DockWidgetFeature] = {}
         self._moving = False
-        self.overlay = PanelOverlay(chat_area)
+        self._relayout_queued = False
+        # A child of the window itself, outside its layout, laid over the central area (a
+        # child of the splitter would become one of its panes).
+        self.overlay = PanelOverlay(window)
         window.installEventFilter(self)
         chat_area.installEventFilter(self)
 
@@ -116,9 +122,11 @@ class SidePanels(QObject):
             self._docks.append(dock)
             self._features[id(dock)] = dock.features()
             dock.installEventFilter(self)
+            content: QWidget | None = dock.widget()
+            if content is not None:  # its minimum changes with what it shows
+                content.installEventFilter(self)
             if dock.titleBarWidget() is None:
                 dock.setTitleBarWidget(PanelTitle(dock))
-        self._fit_minimum(dock)
         if self.overlaying():
             self._to_overlay(dock)
             return
@@ -145,9 +153,14 @@ class SidePanels(QObject):
 
         :data:`OVERLAY_BELOW`, or what the sidebar, the chat and the widest panel need.
         """
-        widest = max((d.minimumWidth() for d in self._docks), default=PANEL_WIDTH)
+        widest = max((self.need(d) for d in self._docks), default=PANEL_WIDTH)
         sidebar = self._sidebar.minimumSizeHint().width() if self._sidebar.isVisible() else 0
         return max(OVERLAY_BELOW, sidebar + MIN_CHAT_BESIDE + widest + SPACE["xl"])
+
+    @staticmethod
+    def need(dock: QDockWidget) -> int:
+        """The width ``dock`` needs to show everything it holds unclipped."""
+        return max(dock.minimumSizeHint().width(), dock.minimumWidth())
 
     def in_overlay(self, dock: QDockWidget) -> bool:
         """Whether ``dock`` is (placed) in the overlay rather than the dock area."""
@@ -161,16 +174,28 @@ class SidePanels(QObject):
             self.relayout()
         elif watched is self._chat_area and kind == QEvent.Type.Resize:
             self._place_overlay()
-        elif isinstance(watched, QDockWidget) and watched in self._docks:
+        elif (
+            isinstance(watched, QDockWidget)
+            and watched in self._docks
+            and kind
+            in (
+                QEvent.Type.ShowToParent,
+                QEvent.Type.HideToParent,
+            )
+        ):
             # *ToParent: sent when the panel is shown or hidden itself, even while the
             # overlay holding it is hidden (a plain Show would never come then).
             if kind == QEvent.Type.ShowToParent and self.in_overlay(watched):
                 self._show_in_overlay(watched)
-            elif kind == QEvent.Type.HideToParent and self.in_overlay(watched) and not self._moving:
+            elif self.in_overlay(watched) and not self._moving:
                 if self.overlay.shown_dock() is None:
                     self.overlay.hide()
-            elif kind == QEvent.Type.LayoutRequest:
-                self._fit_minimum(watched)
+        elif kind == QEvent.Type.LayoutRequest and any(
+            watched is d or watched is d.widget() for d in self._docks
+        ):
+            # A panel's content changed (a folder row, a longer label): it may no longer fit
+            # beside the chat; decide before the window grows to make room for it.
+            self.relayout()
         return False
 
     def relayout(self) -> None:
@@ -186,14 +211,6 @@ class SidePanels(QObject):
         self._place_overlay()
 
     # ---- internals
-    def _fit_minimum(self, dock: QDockWidget) -> None:
-        widget: QWidget | None = dock.widget()  # None for a dock without content
-        if widget is None:
-            return
-        need = max(widget.minimumSizeHint().width(), widget.minimumWidth()) + 2
-        if dock.minimumWidth() < need:
-            dock.setMinimumWidth(need)
-
     def _to_overlay(self, dock: QDockWidget) -> None:
         was_shown = not dock.isHidden()
         self._moving = True
@@ -227,7 +244,7 @@ class SidePanels(QObject):
                 self._window.tabifyDockWidget(others[0], dock)
             else:
                 self._window.resizeDocks(
-                    [dock], [max(PANEL_WIDTH, dock.minimumWidth())], Qt.Orientation.Horizontal
+                    [dock], [max(PANEL_WIDTH, self.need(dock))], Qt.Orientation.Horizontal
                 )
         finally:
             self._moving = False
@@ -244,10 +261,17 @@ class SidePanels(QObject):
         self.overlay.raise_()
 
     def _place_overlay(self) -> None:
-        area = self._chat_area.rect()
+        central = self._window.centralWidget()
+        if central is None:
+            return
+        area = central.geometry()  # in the window's coordinates, below the menu bar
+        chat_width = self._chat_area.width()
         dock = self.overlay.shown_dock()
-        need = dock.minimumWidth() if dock is not None else PANEL_WIDTH
-        # As wide as the panel likes, never wider than the chat area (its close button
-        # stays in view), and leave a strip of the chat visible when there is room.
-        width = min(area.width(), max(need, min(PANEL_WIDTH, area.width() - SPACE["xxl"] * 2)))
+        need = self.need(dock) if dock is not None else PANEL_WIDTH
+        # Over the chat, leaving a strip of it in view when there is room; wider than the
+        # chat when the panel needs it (over the sidebar), never past the window's edge.
+        width = max(need, min(PANEL_WIDTH, chat_width - SPACE["xxl"] * 2))
+        width = min(width, area.width())
         self.overlay.setGeometry(QRect(area.right() - width + 1, area.top(), width, area.height()))
+        if self.overlay.isVisible():
+            self.overlay.raise_()

@@ -298,6 +298,11 @@ class KnowledgePanel(QWidget):
         self.skipped_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.skipped_view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.skipped_view.setAccessibleName("Skipped files")
+        # Lines that quote folder and file names must not set the panel's width: a long
+        # name would widen the window or push the panel's buttons out of view (issue 14
+        # item 5). They are cut at the edge instead; the names are in the rows and tooltips.
+        for label in (self.skipped_title, self.progress_title, self.progress_detail):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         vheader = self.skipped_view.verticalHeader()
         vheader.setVisible(False)
         vheader.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
@@ -326,8 +331,7 @@ class KnowledgePanel(QWidget):
         ll = QVBoxLayout(lower)
         ll.setContentsMargins(0, em // 3, 0, 0)
         sh = QHBoxLayout()
-        sh.addWidget(self.skipped_title)
-        sh.addStretch(1)
+        sh.addWidget(self.skipped_title, 1)  # takes the room left beside the filter
         sh.addWidget(self.skipped_filter, 1)
         ll.addLayout(sh)
         ll.addWidget(self.skipped_view, 1)

@@ -112,7 +112,10 @@ class SettingsDialog(QDialog):
             self.provider_pages.addWidget(page)
         self.provider_list.currentRowChanged.connect(self.provider_pages.setCurrentIndex)
         self.provider_list.setCurrentRow(0)
-        self.provider_list.setMaximumWidth(self.fontMetrics().averageCharWidth() * 28)
+        self.provider_list.setAccessibleName("Providers")
+        self.provider_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # As wide as its longest name (with the rows' padding), not a fixed guess.
+        self.provider_list.setFixedWidth(self.provider_list.sizeHintForColumn(0) + 40)
         providers_tab = QWidget()
         pl = QHBoxLayout(providers_tab)
         pl.addWidget(self.provider_list)

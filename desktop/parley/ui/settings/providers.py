@@ -121,6 +121,7 @@ class ProviderPage(QWidget):
         self.keyring_warning.setWordWrap(True)
         self.keyring_warning.setVisible(False)
         key_row = QHBoxLayout()
+        key_row.setSpacing(SPACE["s"])
         key_row.addWidget(self.key_edit, 1)
         key_row.addWidget(self.reveal_button)
         key_row.addWidget(self.save_key_button)
