@@ -71,6 +71,7 @@ from parley.ui.window_layout import (
 
 if TYPE_CHECKING:
     from parley.core.chat import ChatSession, OpChanges, TurnOptions
+    from parley.core.knowledge.feature import KnowledgeFeature
     from parley.core.paths import Paths
     from parley.core.providers.catalog import Catalog
     from parley.core.secrets import Secrets
@@ -81,8 +82,10 @@ if TYPE_CHECKING:
     from parley.ui.chat.transcript import Transcript
     from parley.ui.chat.view import ChatView
     from parley.ui.controllers import ChatController, RunningTurn
+    from parley.ui.costs.feature import MoneyFeature, MoneyHooks
+    from parley.ui.costs.panel import CostPanel
     from parley.ui.file_actions import FileActions
-    from parley.ui.knowledge.controller import KnowledgeController, KnowledgeHooks
+    from parley.ui.knowledge.controller import KnowledgeController
     from parley.ui.knowledge.docks import KnowledgeDocks
     from parley.ui.knowledge.panel import KnowledgePanel
     from parley.ui.knowledge.sources_panel import SourcesPanel
@@ -158,7 +161,7 @@ class MainWindow(QMainWindow):
         self.onboarding: OnboardingPanel | None = None
         self.settings_dialog: SettingsDialog | None = None
         self.knowledge: KnowledgeController | None = None
-        """Folders, indexing and citations (None when bound without the knowledge hooks)."""
+        """Folders, indexing and citations (None when bound without the knowledge feature)."""
         self.docks: KnowledgeDocks | None = None
         """The Documents and Sources docks (with :attr:`knowledge`)."""
         self.conversation_list: ConversationList | None = None
@@ -171,6 +174,8 @@ class MainWindow(QMainWindow):
         self.help_dialog: QDialog | None = None
         """The shortcuts sheet or the About box while one is open."""
         self._paths: Paths | None = None
+        self.money: MoneyFeature | None = None
+        """The estimate, the ticking cost, the cost panel and budgets (issue 13)."""
 
         # state
         self._conversation: Conversation | None = None
@@ -204,6 +209,7 @@ class MainWindow(QMainWindow):
         acts = build_menus(self)
         self.menu_actions = acts
         self.act_regenerate = acts.regenerate
+        self.act_costs = acts.costs
         self._knowledge_actions = (acts.documents, acts.add_folder, acts.sources)
         self._bound_actions = (acts.attach, acts.import_chat)
         self._export_actions = (acts.export_md, acts.export_json, acts.export_html)
@@ -220,6 +226,7 @@ class MainWindow(QMainWindow):
             (acts.documents, self.show_documents),
             (acts.add_folder, self.choose_folder),
             (acts.sources, self.show_sources),
+            (acts.costs, self.show_costs),
             (acts.attach, self.choose_attachments),
             (acts.import_chat, self.choose_import),
             (acts.export_md, lambda: self.choose_export("md")),
@@ -265,14 +272,16 @@ class MainWindow(QMainWindow):
         chat: ChatSession,
         turn_options: Callable[..., TurnOptions],
         paths: Paths | None = None,
-        knowledge: KnowledgeHooks | None = None,
+        knowledge: KnowledgeFeature | None = None,
+        money: MoneyHooks | None = None,
     ) -> None:
         """Connect the window to the core (after the first paint).
 
         ``conversations`` is only read (in worker threads); every write is a ``chat``
-        operation. ``paths`` and ``knowledge``
-        (``parley.ui.knowledge.controller.hooks_for(services)``) enable the documents
-        feature: folders, indexing, grounded answers and citations.
+        operation. ``paths`` and ``knowledge`` (the core's documents feature,
+        ``services.knowledge``) enable folders, indexing, grounded answers and citations.
+        ``money`` (the ledger, budget and meter) enables the estimate, the ticking cost, the
+        cost panel and budgets.
         """
         from parley.ui.chat.transcript import Transcript
         from parley.ui.chat.view import ChatView
@@ -315,6 +324,26 @@ class MainWindow(QMainWindow):
             self.view, versions=self.transcript.versions, can_act=lambda: not self.is_busy()
         )
 
+        if money is not None:
+            from parley.ui.costs.feature import MoneyFeature
+
+            self.money = MoneyFeature(
+                self,
+                money,
+                chat=chat,
+                catalog=catalog,
+                settings=settings,
+                composer=self.composer,
+                picker=self.picker,
+                controller=self.controller,
+                transcript=self.transcript,
+                status=self.status,
+                notice=self.notice,
+                tasks=self._tasks,
+                turn_options=turn_options,
+                is_local=self.models.is_local,
+            )
+            self.act_costs.setEnabled(True)
         self.turns = TurnRequests(
             composer=self.composer,
             picker=self.picker,
@@ -326,6 +355,7 @@ class MainWindow(QMainWindow):
             turn_options=turn_options,
             before_turn=self._prepare_turn,
             reopen=self.open_conversation,
+            gate=self.money.budget.gate if self.money is not None else None,
         )
         c = self.controller
         c.sig_busy_changed.connect(self._busy_changed)
@@ -339,6 +369,9 @@ class MainWindow(QMainWindow):
             shown=lambda: self.conversation_id,
         )
         self.conversation_list.sig_operation_executed.connect(self._operation_executed)
+        if self.money is not None:
+            self.conversation_list.sig_operation_executed.connect(self.money.operation_executed)
+            self.sig_conversation_opened.connect(self.money.conversation_opened)
         t = self.transcript
         t.sig_turn_ended.connect(self._turn_ended)
         t.sig_conversation_missing.connect(self._conversation_missing)
@@ -443,7 +476,11 @@ class MainWindow(QMainWindow):
             QWidget.setTabOrder(first, second)
 
     def _bind_knowledge(
-        self, paths: Paths, settings: SettingsStore, secrets: Secrets, hooks: KnowledgeHooks
+        self,
+        paths: Paths,
+        settings: SettingsStore,
+        secrets: Secrets,
+        knowledge: KnowledgeFeature,
     ) -> None:
         from parley.ui.knowledge.controller import KnowledgeController
         from parley.ui.knowledge.docks import KnowledgeDocks
@@ -454,7 +491,7 @@ class MainWindow(QMainWindow):
             settings=settings,
             secrets=secrets,
             tasks=self._tasks,
-            hooks=hooks,
+            feature=knowledge,
             opener=lambda request: self.docks.open_target(request) if self.docks else None,
         )
         self.docks = KnowledgeDocks(
@@ -904,6 +941,10 @@ class MainWindow(QMainWindow):
         if panel is not None:
             panel.choose_folder()
 
+    def show_costs(self) -> CostPanel | None:
+        """Ctrl+Shift+C: the cost panel (a dock; again hides it)."""
+        return self.money.toggle_panel() if self.money is not None else None
+
     def show_sources(self, message_id: str | None = None) -> SourcesPanel | None:
         """Ctrl+Shift+E: the Sources panel for an answer (default: the selected or last one)."""
         return self.docks.show_sources(message_id) if self.docks is not None else None
@@ -979,6 +1020,8 @@ class MainWindow(QMainWindow):
         for part in (self.models, self.conversation_list):
             if part is not None:
                 part.closing = True
+        if self.money is not None:
+            self.money.shutdown()
         if self.controller is not None:
             self.controller.stop()
             await self.controller.wait()

@@ -253,6 +253,7 @@ class WindowActions:
     documents: QAction
     add_folder: QAction
     sources: QAction
+    costs: QAction
     attach: QAction
     import_chat: QAction
     export_md: QAction
@@ -293,6 +294,7 @@ def build_menus(window: QMainWindow) -> WindowActions:
         documents=action("Your documents…", "Ctrl+Shift+D", "Documents"),
         add_folder=action("Add folder…", None, "Documents"),
         sources=action("Sources of the selected answer", "Ctrl+Shift+E", "Documents"),
+        costs=action("Costs and budgets", "Ctrl+Shift+C", "Chats"),
         attach=action("Attach files…", "Ctrl+Shift+A", "Answers"),
         import_chat=action("Import conversation…", None, "Chats"),
         export_md=action("Markdown…", None, "Chats"),
@@ -301,7 +303,7 @@ def build_menus(window: QMainWindow) -> WindowActions:
         shortcuts=action("Keyboard shortcuts", "Ctrl+/"),
         about=action("About Parley", None),
     )
-    for a in (acts.documents, acts.add_folder, acts.sources):
+    for a in (acts.documents, acts.add_folder, acts.sources, acts.costs):
         a.setEnabled(False)
     menu = window.menuBar()
     file_menu = menu.addMenu("&File")
@@ -319,6 +321,8 @@ def build_menus(window: QMainWindow) -> WindowActions:
     chat_menu = menu.addMenu("&Chat")
     for a in (acts.search, acts.regenerate, acts.edit_last, acts.stop):
         chat_menu.addAction(a)
+    chat_menu.addSeparator()
+    chat_menu.addAction(acts.costs)
     docs_menu = menu.addMenu("&Documents")
     docs_menu.addAction(acts.documents)
     docs_menu.addAction(acts.add_folder)
