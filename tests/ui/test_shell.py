@@ -12,6 +12,7 @@ from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtTest import QTest
 
 from parley.core.settings import load_settings
+from tests.fakes.script import Text
 from tests.fakes.server import FakeLLMServer
 from tests.ui.harness import WindowHarness, chat_requests, local_settings
 
@@ -552,3 +553,105 @@ async def test_the_window_fits_its_screen_at_first_start(qtbot) -> None:
                 min(800, int(screen.height() * 0.92)),
             )
             assert (h.w.width(), h.w.height()) == expected
+
+
+async def test_the_cost_panel_shows_its_content_unclipped_docked_and_overlaid(
+    qtbot, parley_home
+) -> None:
+    """A panel whose content cannot scroll sideways is as wide as that content needs."""
+    import time
+
+    from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QWidget
+
+    from tests.ui.harness import openai_settings
+    from tests.ui.test_money import _secrets, _seed_history
+
+    _seed_history(parley_home / "data" / "parley.sqlite3", time.time())  # '+ 1 unknown'
+
+    def clipped(panel) -> list[str]:  # type: ignore[no-untyped-def]
+        dock = panel.parentWidget()
+        out = []
+        for wdg in panel.findChildren(QWidget):
+            if not isinstance(wdg, (QAbstractButton, QComboBox, QLabel)):
+                continue
+            if not wdg.isVisibleTo(panel) or not wdg.width():
+                continue
+            if isinstance(wdg, QAbstractButton) and wdg.objectName().startswith("qt_"):
+                continue
+            right = wdg.mapTo(dock, QPoint(wdg.width() - 1, 0)).x()
+            seen = wdg.visibleRegion().boundingRect()  # what its parents do not clip
+            if (
+                right >= dock.width()
+                or wdg.width() < wdg.minimumSizeHint().width()
+                or seen.right() < wdg.width() - 1
+            ):
+                out.append(wdg.text() if hasattr(wdg, "text") else type(wdg).__name__)
+        return out
+
+    with FakeLLMServer() as srv:
+        srv.enqueue(Text("Saturn has 146 known moons.", input_tokens=640, output_tokens=120))
+        async with WindowHarness(
+            qtbot, server=srv, settings=openai_settings(srv), secrets=_secrets()
+        ) as h:
+            w = h.w
+            await w.wait_startup()
+            await h.send_and_wait("How many moons does Saturn have?")
+            assert w.money is not None
+            for width, overlaid in ((1320, False), (800, True)):
+                w.resize(width, 820)
+                await h.until(lambda width=width: w.width() == width)
+                panel = w.money.show_panel()
+                await h.until(lambda p=panel: p.figures is not None, what="figures")
+                dock = w.money.dock
+                assert dock is not None and w.panels is not None
+                await h.until(
+                    lambda d=dock, o=overlaid: d.isVisible() and w.panels.in_overlay(d) == o,
+                    what="placed",
+                )
+                for _ in range(5):
+                    await asyncio.sleep(0.02)
+                assert w.width() == width
+                assert panel.export_button.isVisible()
+                assert clipped(panel) == [], (width, clipped(panel))
+                dock.hide()
+
+
+async def test_the_composer_row_fits_an_800_px_window(qtbot) -> None:
+    """The switches, the estimate and Regenerate all show whole (the estimate moves down)."""
+    from PySide6.QtWidgets import QAbstractButton, QLabel, QToolButton
+
+    def cut(composer) -> list[str]:  # type: ignore[no-untyped-def]
+        out = []
+        for wdg in composer.findChildren(QAbstractButton) + composer.findChildren(QLabel):
+            if not wdg.isVisibleTo(composer) or (isinstance(wdg, QLabel) and wdg.wordWrap()):
+                continue
+            seen = wdg.visibleRegion().boundingRect()
+            inside = composer.rect().contains(
+                wdg.geometry().translated(wdg.parentWidget().mapTo(composer, QPoint(0, 0)))
+            )
+            round_button = isinstance(wdg, QToolButton)  # a fixed size, its icon inside
+            short = not round_button and wdg.width() < wdg.sizeHint().width()
+            if short or seen.width() < wdg.width() or not inside:
+                out.append(getattr(wdg, "text", lambda: "")() or wdg.accessibleName())
+        return out
+
+    with FakeLLMServer() as srv:
+        srv.enqueue(Text("Saturn has 146 known moons.", input_tokens=640, output_tokens=120))
+        async with WindowHarness(qtbot, server=srv) as h:
+            w = h.w
+            await w.wait_startup()
+            await h.send_and_wait("How many moons does Saturn have?")
+            assert w.money is not None
+            bar = w.money.estimate_bar
+            for width in (1600, 800, 1600):
+                w.resize(width, 600)
+                await h.until(lambda width=width: w.width() == width)
+                w.composer.set_text("And what are its rings made of?")
+                await h.until(lambda: bar.isVisible() and bar.figures is not None, what="estimate")
+                for _ in range(5):
+                    await asyncio.sleep(0.02)
+                assert cut(w.composer) == [], (width, cut(w.composer))
+                row = w.composer.regenerate_button.geometry()
+                beside = abs(bar.geometry().center().y() - row.center().y()) <= 2
+                # one line when wide: the estimate beside Regenerate; below it when narrow
+                assert beside == (width == 1600) == (not w.composer.status_below())

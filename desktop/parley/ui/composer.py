@@ -9,7 +9,7 @@ per-conversation switches ("Use tools", "Use my documents").
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QKeyEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QFrame,
@@ -220,6 +220,14 @@ class Composer(QWidget):
         row.addStretch(1)
         row.addWidget(self.regenerate_button)
         self._row = row
+        # Status widgets (the estimate) sit left of Regenerate while the line has room for
+        # everything; in a narrow window they take a line of their own below it.
+        self._status_row = QHBoxLayout()
+        self._status_row.setContentsMargins(SPACE["xs"], 0, 0, 0)
+        self._status_row.setSpacing(SPACE["s"])
+        self._status_row.addStretch(1)
+        self._status_widgets: list[QWidget] = []
+        self._status_below = False
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -228,6 +236,7 @@ class Composer(QWidget):
         layout.addWidget(self.edit_bar)
         layout.addWidget(frame)
         layout.addLayout(row)
+        layout.addLayout(self._status_row)
 
         self.edit.sig_submit_requested.connect(self.submit)
         self.edit.sig_stop_requested.connect(self._escape)
@@ -291,8 +300,52 @@ class Composer(QWidget):
         return self.tools_switch.isChecked(), self.knowledge_switch.isChecked()
 
     def add_status_widget(self, widget: QWidget) -> None:
-        """Show ``widget`` in the row under the text box, left of Regenerate (the estimate)."""
-        self._row.insertWidget(self._row.count() - 1, widget)
+        """Show ``widget`` in the row under the text box, left of Regenerate (the estimate).
+
+        When the row cannot show it whole beside the switches (a narrow window), it goes on
+        a line of its own below them, right-aligned; it comes back when there is room.
+        """
+        self._status_widgets.append(widget)
+        if self._status_below:
+            self._status_row.addWidget(widget)
+        else:
+            self._row.insertWidget(self._row.count() - 1, widget)
+        self._fit_row()
+
+    def status_below(self) -> bool:
+        """Whether the status widgets are on their own line (the row is too narrow)."""
+        return self._status_below
+
+    def event(self, event: QEvent) -> bool:
+        """A child's size hint or visibility changed (the estimate's text): refit the row."""
+        if event.type() == QEvent.Type.LayoutRequest:
+            self._fit_row()
+        return super().event(event)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """A new width: the status widgets go below the switches or come back beside them."""
+        super().resizeEvent(event)
+        self._fit_row()
+
+    def _fit_row(self) -> None:
+        if not self._status_widgets:
+            return
+        row = [self.tools_switch, self.knowledge_switch, self.regenerate_button]
+        shown_widgets = [w for w in (*row, *self._status_widgets) if w.isVisibleTo(self)]
+        m = self._row.contentsMargins()
+        need = sum(w.sizeHint().width() for w in shown_widgets) + m.left() + m.right()
+        need += self._row.spacing() * len(shown_widgets) + SPACE["m"]  # the gap (stretch)
+        below = need > self.contentsRect().width()
+        if below == self._status_below:
+            return
+        self._status_below = below
+        for w in self._status_widgets:
+            if below:
+                self._row.removeWidget(w)
+                self._status_row.addWidget(w)
+            else:
+                self._status_row.removeWidget(w)
+                self._row.insertWidget(self._row.count() - 1, w)
 
     # ---- Public API: editing an earlier message
     def begin_edit(self, message_id: int, text: str) -> None:

@@ -10,10 +10,11 @@ width underneath. Widening the window docks it again; narrowing it moves docked 
 the overlay. One panel shows in the overlay at a time (the last one opened).
 
 Each panel is at least as wide as its widget needs to show its buttons unclipped
-(``minimumSizeHint``, followed as the panel's content changes), so "Add folder…" or
-"Cancel" are never cut off, docked or overlaid: an overlaid panel wider than the chat
-area extends over the sidebar rather than past the window's edge, so its close button
-stays in view.
+(``minimumSizeHint``, followed as the panel's content changes; content in a scroll area that
+does not scroll sideways counts too, as the cost panel's figures grow), so "Add folder…",
+"Cancel" or "Export CSV…" are never cut off, docked or overlaid: an overlaid panel wider
+than the chat area extends over the sidebar rather than past the window's edge, so its
+close button stays in view.
 The window passes every dock it adds through :meth:`SidePanels.adopt`
 (``MainWindow.addDockWidget``), so panels added by other features get the same treatment.
 """
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QScrollArea,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -125,6 +127,11 @@ class SidePanels(QObject):
             content: QWidget | None = dock.widget()
             if content is not None:  # its minimum changes with what it shows
                 content.installEventFilter(self)
+                for area in self._unscrolled(content):
+                    inner = area.widget()
+                    if inner is not None:
+                        inner.installEventFilter(self)
+                    self._fit_width(area)
             if dock.titleBarWidget() is None:
                 dock.setTitleBarWidget(PanelTitle(dock))
         if self.overlaying():
@@ -190,6 +197,16 @@ class SidePanels(QObject):
             elif self.in_overlay(watched) and not self._moving:
                 if self.overlay.shown_dock() is None:
                     self.overlay.hide()
+        elif (
+            kind == QEvent.Type.LayoutRequest
+            and isinstance(watched, QWidget)
+            and isinstance(area := watched.parentWidget(), QWidget)
+            and isinstance(area := area.parentWidget(), QScrollArea)
+            and area.widget() is watched
+        ):
+            # What a sideways-fixed scroll area holds changed: it sets the area's minimum,
+            # and that change reaches the panel as a LayoutRequest of its own (below).
+            self._fit_width(area)
         elif kind == QEvent.Type.LayoutRequest and any(
             watched is d or watched is d.widget() for d in self._docks
         ):
@@ -211,6 +228,32 @@ class SidePanels(QObject):
         self._place_overlay()
 
     # ---- internals
+    @staticmethod
+    def _unscrolled(content: QWidget) -> list[QScrollArea]:
+        """Scroll areas in ``content`` that never scroll sideways (their content must fit)."""
+        areas = [content] if isinstance(content, QScrollArea) else []
+        areas += content.findChildren(QScrollArea)
+        return [
+            a
+            for a in areas
+            if a.widgetResizable()
+            and a.widget() is not None
+            and a.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+        ]
+
+    @staticmethod
+    def _fit_width(area: QScrollArea) -> None:
+        """Give ``area`` the minimum width its content needs beside a vertical scroll bar."""
+        inner = area.widget()
+        if inner is None:
+            return
+        bar = 0
+        if area.verticalScrollBarPolicy() != Qt.ScrollBarPolicy.ScrollBarAlwaysOff:
+            bar = area.verticalScrollBar().sizeHint().width()
+        need = inner.minimumSizeHint().width() + bar + 2 * area.frameWidth()
+        if area.minimumWidth() != need:
+            area.setMinimumWidth(need)
+
     def _to_overlay(self, dock: QDockWidget) -> None:
         was_shown = not dock.isHidden()
         self._moving = True
