@@ -6,6 +6,7 @@ was just closed, and "not a model server" is a socket that answers garbage.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -300,3 +301,28 @@ async def test_a_typed_address_is_asked_for_its_models_and_used(qtbot) -> None:
             assert saved.default_model == "qwen2.5:7b"
             await h.send_and_wait("hello typed server")
             assert chat_requests(srv)[-1].json["model"] == "qwen2.5:7b"
+
+
+async def test_a_server_found_comes_first_with_its_button_in_view_at_800_px(qtbot) -> None:
+    """Two clicks at 800×600 too: a found server's card moves up, "Use this server" in view."""
+    with FakeLLMServer() as srv:
+        srv.models = ["llama3.2:3b"]
+        async with WindowHarness(
+            qtbot, server=srv, settings=Settings(), probe_ports={"Ollama": srv.port}
+        ) as h:
+            w = h.w
+            w.resize(800, 600)
+            await h.until(lambda: w.width() == 800)
+            panel = w.onboarding
+            assert panel is not None
+            await h.until(lambda: panel.servers, what="probe result")
+            await h.until(lambda: panel.use_server_button.isEnabled())
+            for _ in range(5):
+                await asyncio.sleep(0.02)
+            button = panel.use_server_button
+            seen = button.visibleRegion().boundingRect()
+            assert seen.size() == button.size(), "Use this server is scrolled out of view"
+            assert panel.local_card.y() < panel.key_card.y()
+            QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+            assert not panel.isVisible()
+            await h.until(lambda: w.picker.current() == ("openai-compatible", "llama3.2:3b"))

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -219,6 +219,8 @@ class OnboardingPanel(QWidget):
         col.addWidget(key_card)
         col.addWidget(local_card)
         col.addLayout(foot)
+        self.key_card, self.local_card = key_card, local_card
+        self._column = col
         col.addStretch(1)
         content.setMaximumWidth(self.fontMetrics().averageCharWidth() * 90)
         holder = QWidget()
@@ -226,7 +228,7 @@ class OnboardingPanel(QWidget):
         hl.addStretch(1)
         hl.addWidget(content, 10)
         hl.addStretch(1)
-        scroll = QScrollArea()
+        self._scroll = scroll = QScrollArea()
         scroll.setObjectName("pageScroll")
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -361,6 +363,7 @@ class OnboardingPanel(QWidget):
         urls = {f.base_url for f in found}
         self._show_servers([*found, *(s for s in self._typed if s.base_url not in urls)])
         if found:
+            self._bring_local_forward()
             self._probe_message(
                 "Found a model server on this computer. Pick it and a model:"
                 if len(found) == 1
@@ -402,6 +405,19 @@ class OnboardingPanel(QWidget):
         )
         self.sig_address_checked.emit(True)
         return server
+
+    def _bring_local_forward(self) -> None:
+        """A server answered: its card goes first, "Use this server" scrolled into view.
+
+        The free, private path is then one click away, even in a small window.
+        """
+        col = self._column
+        if col.indexOf(self.local_card) > col.indexOf(self.key_card):
+            col.insertWidget(col.indexOf(self.key_card), self.local_card)
+        # After the layout has placed the moved card (the scroll area then knows where).
+        QTimer.singleShot(
+            0, self._scroll, lambda: self._scroll.ensureWidgetVisible(self.use_server_button)
+        )
 
     def _show_servers(self, servers: list[LocalServer], *, select: str | None = None) -> None:
         self.servers = servers
