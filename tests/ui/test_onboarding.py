@@ -323,6 +323,9 @@ async def test_a_server_found_comes_first_with_its_button_in_view_at_800_px(qtbo
             seen = button.visibleRegion().boundingRect()
             assert seen.size() == button.size(), "Use this server is scrolled out of view"
             assert panel.local_card.y() < panel.key_card.y()
+            # the list is as tall as its one row: no empty box under it
+            row = panel.server_list.sizeHintForRow(0)
+            assert row <= panel.server_list.viewport().height() < 2 * row
             QTest.mouseClick(button, Qt.MouseButton.LeftButton)
             assert not panel.isVisible()
             await h.until(lambda: w.picker.current() == ("openai-compatible", "llama3.2:3b"))

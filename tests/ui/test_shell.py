@@ -655,3 +655,16 @@ async def test_the_composer_row_fits_an_800_px_window(qtbot) -> None:
                 beside = abs(bar.geometry().center().y() - row.center().y()) <= 2
                 # one line when wide: the estimate beside Regenerate; below it when narrow
                 assert beside == (width == 1600) == (not w.composer.status_below())
+
+
+def test_the_spending_limits_line_up(qtbot) -> None:
+    from parley.core.settings import Settings
+    from parley.ui.settings.spending import SpendingPage
+
+    page = SpendingPage(Settings())
+    qtbot.addWidget(page)
+    page.resize(700, 400)
+    page.show()
+    qtbot.waitExposed(page)
+    daily, monthly = page.daily.amount, page.monthly.amount
+    assert daily.mapTo(page, QPoint(0, 0)).x() == monthly.mapTo(page, QPoint(0, 0)).x()

@@ -169,7 +169,6 @@ class OnboardingPanel(QWidget):
         self.server_list = QListWidget()
         self.server_list.setAccessibleName("Servers found")
         self.server_list.setVisible(False)
-        self.server_list.setMaximumHeight(self.fontMetrics().lineSpacing() * 6)
         self.address_edit = QLineEdit()
         self.address_edit.setPlaceholderText("Server address, e.g. localhost:11434")
         self.address_edit.setAccessibleName("Server address")
@@ -427,6 +426,10 @@ class OnboardingPanel(QWidget):
             item = QListWidgetItem(f"{s.name}  ·  {s.base_url.removesuffix('/v1')}  ·  {count}")
             self.server_list.addItem(item)
         self.server_list.setVisible(bool(servers))
+        if servers:  # as tall as its rows (up to six), no empty box under one server
+            rows = min(len(servers), 6)
+            frame = 2 * self.server_list.frameWidth()
+            self.server_list.setFixedHeight(rows * self.server_list.sizeHintForRow(0) + frame)
         self.local_model_combo.setVisible(bool(servers))
         if servers:
             urls = [s.base_url for s in servers]
