@@ -26,6 +26,10 @@ on 127.0.0.1 streaming at full speed.
 - ``open_1000_ms``: open a stored conversation of 1,000 messages (200 with code) from the
   sidebar until the chat has painted and is scrollable (median of several opens).
 - ``open_10000_ms``: the same for a conversation of 10,000 messages (issue 14).
+  Each open starts from a settled window (the previous open's background work done: the
+  versions, the composer's estimate of the whole chat); without that wait the previous
+  open's estimate (~0.1-0.45 s of CPU for 10,000 messages since issue 13) ran during the
+  next one and doubled its time.
 - ``chat_search_100k_ms``: with 100,000 messages stored (2,000 conversations), the sidebar's
   search through the window: from asking for the list with a search text until the list
   shows the matches (the read runs in a worker thread; median of 7). The query matches ~200
@@ -38,6 +42,10 @@ on 127.0.0.1 streaming at full speed.
   ``poll_gui_us`` the GUI thread's share of one poll (CPU time spent on it there).
 - ``first_paint_ms``: ``python -m parley`` in a subprocess until the window's first paint
   (``PARLEY_FIRST_PAINT_EXIT=1`` makes it print the time and quit; median of 3).
+- ``*_cpu_ms`` beside ``open_1000_ms``, ``open_10000_ms`` and ``first_paint_ms``: the CPU
+  time the same work took (this process's threads while opening; the child's user + system
+  time for the first paint). On a shared machine the wall times grow with the run queue;
+  the CPU times barely do, so compare those across runs made under different loads.
 - ``idle_rss_mb``: ``python -m parley`` (the real app, set up for the fake server, so no
   onboarding) started in a subprocess and left alone: its resident memory once it has
   settled after the first paint (the core bound, start-up work done, CPU idle for a second);
@@ -144,15 +152,17 @@ def long_answer(target_tokens: int = 30_000, code_blocks: int = 40, seed: int = 
 
 
 class _PaintWatch(QObject):
-    """Counts paint events on a widget."""
+    """Counts paint events on a widget; :attr:`painted` is set at each one."""
 
     def __init__(self) -> None:
         super().__init__()
         self.paints = 0
+        self.painted = asyncio.Event()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Paint:
             self.paints += 1
+            self.painted.set()
         return False
 
 
@@ -423,7 +433,10 @@ async def _poll_cost(
     }
 
 
-async def _open_times(window: MainWindow, cid: int, repeats: int) -> list[float]:
+async def _open_times(
+    window: MainWindow, cid: int, repeats: int, cpu: list[float] | None = None
+) -> list[float]:
+    """Wall ms per open; ``cpu`` gets this process's CPU ms per open (all its threads)."""
     assert window.view is not None
     watch = _PaintWatch()
     viewport = window.view.canvas().viewport()
@@ -431,18 +444,30 @@ async def _open_times(window: MainWindow, cid: int, repeats: int) -> list[float]
     times = []
     for _ in range(repeats):
         window.new_chat()
+        # A person clicks a chat in a settled window: the previous open's background work
+        # (versions, the composer's estimate of the whole chat, saving the open chat) is
+        # done first, so it is not counted in this open.
+        deadline = time.monotonic() + 30
+        while window._tasks.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         await asyncio.sleep(0.05)
         before = watch.paints
+        watch.painted.clear()
         t0 = time.perf_counter()
+        c0 = time.process_time()
         window.open_conversation(cid)
         while watch.paints == before:
-            # Let Qt paint (never processEvents() inside a task). Not sleep(0): a spinning
-            # poller competes for the GIL with the worker thread that reads the chat (issue
-            # 15 moved that read off the GUI thread); a person's window is idle meanwhile.
-            await asyncio.sleep(0.001)
+            # Wait for the paint without polling (never processEvents() inside a task): a
+            # poller, even one waking every millisecond, takes the GIL from the worker
+            # thread that reads the chat (issue 15 moved that read off the GUI thread) and
+            # slowed the read several-fold; a person's window is idle meanwhile.
+            await watch.painted.wait()
+            watch.painted.clear()
         bar = window.view.canvas().verticalScrollBar()
         assert bar.maximum() > 0, "not scrollable"
         times.append((time.perf_counter() - t0) * 1000)
+        if cpu is not None:
+            cpu.append((time.process_time() - c0) * 1000)
     viewport.removeEventFilter(watch)
     return times
 
@@ -495,13 +520,21 @@ def idle_rss_mb(base_url: str, settle_s: float = 1.0, timeout_s: float = 60.0) -
             proc.kill()
 
 
-def first_paint_ms(runs: int = 3) -> list[float]:
-    """Launch ``python -m parley`` and time until its first paint."""
+def first_paint_ms(runs: int = 3, cpu: list[float] | None = None) -> list[float]:
+    """Launch ``python -m parley`` and time until its first paint.
+
+    ``cpu`` gets each run's CPU time (user + system of the child, which quits right after
+    its first paint): unlike the wall time it hardly moves when other processes share the
+    cores, so it tells a slower start from a busier machine.
+    """
+    import resource
+
     out = []
     for _ in range(runs):
         env = dict(os.environ)
         env["PARLEY_FIRST_PAINT_EXIT"] = "1"
         env["PARLEY_HOME"] = tempfile.mkdtemp(prefix="parley-bench-fp-")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.time()
         proc = subprocess.run(
             [sys.executable, "-m", "parley"],
@@ -517,6 +550,10 @@ def first_paint_ms(runs: int = 3) -> list[float]:
         if proc.returncode != 0 or line is None:
             raise RuntimeError(f"first paint run failed: {proc.stderr[-2000:]}")
         out.append((float(line.split()[1]) - t0) * 1000)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if cpu is not None:
+            used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+            cpu.append(used * 1000)
     return out
 
 
@@ -579,10 +616,12 @@ async def run(quick: bool) -> dict[str, Any]:
 
         cid = _make_long_chat(services.conversations)
         window.refresh_sidebar(sync=True)
-        opens = await _open_times(window, cid, 3 if quick else 7)
+        opens_cpu: list[float] = []
+        opens = await _open_times(window, cid, 3 if quick else 7, opens_cpu)
         cid10k = _bulk_chat(services.conversations, 5_000, "A very long conversation")
         window.refresh_sidebar(sync=True)
-        opens10k = await _open_times(window, cid10k, 3 if quick else 5)
+        opens10k_cpu: list[float] = []
+        opens10k = await _open_times(window, cid10k, 3 if quick else 5, opens10k_cpu)
 
         store = services.conversations
         stored_s = _fill_history(store, 10_000 if quick else 100_000)
@@ -596,7 +635,8 @@ async def run(quick: bool) -> dict[str, Any]:
         window.close_now()
         presenter.uninstall()
         rss = idle_rss_mb(srv.openai_base_url)
-    fp = first_paint_ms(1 if quick else 3)
+    fp_cpu: list[float] = []
+    fp = first_paint_ms(1 if quick else 3, fp_cpu)
     return {
         "answer_tokens_approx": len(text) // 4,
         "answer_chars": len(text),
@@ -616,8 +656,10 @@ async def run(quick: bool) -> dict[str, Any]:
         "heartbeats": len(stalls),
         "open_1000_ms": round(statistics.median(opens), 1),
         "open_1000_all_ms": [round(t, 1) for t in opens],
+        "open_1000_cpu_ms": round(statistics.median(opens_cpu), 1),
         "open_10000_ms": round(statistics.median(opens10k), 1),
         "open_10000_all_ms": [round(t, 1) for t in opens10k],
+        "open_10000_cpu_ms": round(statistics.median(opens10k_cpu), 1),
         "chat_search_100k_ms": round(statistics.median(search), 1),
         "chat_search_all_ms": [round(t, 1) for t in search],
         "chat_search_query_ms": round(statistics.median(query), 1),
@@ -629,6 +671,7 @@ async def run(quick: bool) -> dict[str, Any]:
         **rss,
         "first_paint_ms": round(statistics.median(fp), 1),
         "first_paint_all_ms": [round(t, 1) for t in fp],
+        "first_paint_cpu_ms": round(statistics.median(fp_cpu), 1),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "targets": {
             "stream_stall_p99_ms": 12,
