@@ -523,6 +523,28 @@ class ConversationStore:
             ).fetchall()
         return [_msg(r) for r in rows]
 
+    def versions_of(self, conversation_id: int) -> dict[int, tuple[tuple[int, ...], str]]:
+        """Messages that have other versions -> (all the versions' ids oldest first, role).
+
+        What :meth:`siblings` gives for each such message, for a whole conversation in one
+        query (opening a chat of 10,000 messages asked twice per message before).
+        """
+        rows = self.conn.execute(
+            "SELECT id, parent_id, role FROM messages WHERE conversation_id=? ORDER BY id",
+            (conversation_id,),
+        ).fetchall()
+        groups: dict[int | None, builtins.list[int]] = {}
+        roles: dict[int | None, str] = {}
+        for mid, parent, role in rows:
+            groups.setdefault(parent, []).append(mid)
+            roles.setdefault(parent, role)
+        return {
+            mid: (tuple(ids), roles[parent])
+            for parent, ids in groups.items()
+            if len(ids) > 1
+            for mid in ids
+        }
+
     def sibling_counts(self, conversation_id: int) -> dict[int, tuple[int, int]]:
         """For every message: (its 1-based position among its siblings, how many there are).
 
