@@ -53,6 +53,7 @@ Structure (measured, see ``tests/bench/bench_render.py``):
 from __future__ import annotations
 
 import bisect
+import contextlib
 import html
 import itertools
 import logging
@@ -60,7 +61,7 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import cast
 
@@ -364,8 +365,8 @@ class _ChatCanvas(QAbstractScrollArea):
         self._dirty_streams: set[str] = set()
         self._follow = True
         self._programmatic_scroll = False
-        self._blit_ok = False
-        self._quiet_scroll = False
+        self._geometry_scrolling = False
+        self._painting = False
         self._settling = False
 
         # Interaction state.
@@ -736,7 +737,8 @@ class _ChatCanvas(QAbstractScrollArea):
         if first is None:
             return
         self._position(layout, from_body=first)
-        self._set_row_height(row, layout.height, shift=shift)
+        part = layout.body[first]
+        self._set_row_height(row, layout.height, changed_from=part.top - part.gap, shift=shift)
 
     def _realize_visible(self, row: int, layout: _MessageLayout) -> bool:
         """Render the lazy parts of a row that intersect the viewport (plus a margin)."""
@@ -841,13 +843,13 @@ class _ChatCanvas(QAbstractScrollArea):
                 self._layouts.popitem(last=False)
         return layout
 
-    def _ensure_exact(self, row: int, *, quiet: bool = False) -> _MessageLayout:
+    def _ensure_exact(self, row: int) -> _MessageLayout:
         layout = self._layout_for(row)
         key = (self._doc_width(), *self._model.revisions(row), self._theme_gen)
         height = math.ceil(layout.height)
         if self._exact_key[row] != key or self._heights[row] != height:
             self._exact_key[row] = key
-            self._set_row_height(row, height, repaint=not quiet, quiet=quiet)
+            self._set_row_height(row, height)
         return layout
 
     def _set_row_height(
@@ -855,47 +857,93 @@ class _ChatCanvas(QAbstractScrollArea):
         row: int,
         height: float,
         *,
-        repaint: bool = True,
-        quiet: bool = False,
+        changed_from: float | None = None,
         shift: float | None = None,
     ) -> None:
-        """Change one row's height, keeping the follow/anchor scroll policy.
+        """Change one row's height, keep the scroll policy, and repaint what moved on screen.
 
-        With ``repaint=False`` the caller repaints what changed itself (the streaming path);
-        a scroll caused here then blits the unchanged pixels. ``quiet`` is for rows off
-        screen (prefetch): a compensating scroll then changes nothing visible, so nothing is
-        repainted. Heights are whole pixels, so compensation is exact. ``shift`` overrides
-        the compensation when the caller knows which part of the row changed (lazy blocks
-        rendered inside a long message).
+        The scroll position: when following, the bottom; otherwise what the person is
+        reading stays still (a change that starts above the viewport's top moves the scroll
+        by the height change, or by ``shift`` when the caller knows better: lazy blocks
+        rendered inside a long message). Heights are whole pixels, so this is exact.
+
+        What to repaint is derived from the geometry alone (:meth:`_repaint_moved`), never
+        from who called: a row made exact above the viewport while following the stream
+        moves nothing on screen, the stream's new tail at the bottom moves what is above it.
+        (Blitting whenever the view followed was issue 14's duplicated and overlapping
+        blocks: the prefetch correcting an estimate above the viewport shifted every pixel.)
+
+        Args:
+            row: The row.
+            height: Its new height.
+            changed_from: Where inside the row its content changed (the streaming tail):
+                that part is repainted even when the height stays. None: the whole row may
+                have changed, and a row whose height stays is left to the caller to repaint.
+            shift: Scroll by this much instead of the policy's compensation.
         """
         height = math.ceil(height)
         old = self._heights[row]
-        if old == height:
+        y0 = self._scroll_y()
+        row_top = self._tops[row]
+        change_top = row_top + (changed_from or 0.0)
+        if old != height:
+            self._heights[row] = height
+            self._recompute_tops(row)
+            with self._geometry_scroll():
+                self._update_scroll_range()
+                if self._follow:
+                    target = float(self.verticalScrollBar().maximum())
+                elif shift is not None:
+                    target = y0 + shift
+                elif change_top < y0:
+                    # Keep what the person is reading still when something above it changes.
+                    target = y0 + (height - old)
+                else:
+                    target = y0
+                self._set_scroll(target)
+        elif changed_from is None:
             return
-        # A row that starts above the viewport's top keeps its *bottom* edge still (the part
-        # the person sees); rows below it move with their own content.
-        above = self._tops[row] < self._scroll_y()
-        self._heights[row] = height
-        self._recompute_tops(row)
-        # Blitting is right only when the view follows the stream: everything above the
-        # changed part moves up together. A compensating scroll (anchor kept) must repaint.
-        self._blit_ok = not repaint and self._follow
-        self._quiet_scroll = quiet and not self._follow
+        self._repaint_moved(y0, change_top, row_top + old, row_top + height)
+
+    def _repaint_moved(self, y0: float, change_top: float, old_end: float, end: float) -> None:
+        """Bring the screen up to date after a row changed (content coordinates).
+
+        Before the change the viewport showed content from ``y0``; the row's content changed
+        from ``change_top`` and its end moved from ``old_end`` to ``end``. On screen, what is
+        above ``change_top`` moved by the scroll delta, what is below the row by that plus
+        the height change, and the changed part must be painted. Pixels are moved (blitted)
+        only where they really moved together; a paint already in progress gets a full
+        update instead (Qt cannot scroll pixels in the middle of a paint).
+        """
+        viewport = self.viewport()
+        y1 = self._scroll_y()
+        vh = viewport.height()
+        above = round(y0 - y1)  # on-screen move of the content above the change
+        below = above + round(end - old_end)  # ... of the content below the row
+        start = change_top - y1
+        if self._painting:
+            viewport.update()
+        elif end - y1 <= 0:  # all of the change is above the viewport
+            if below:
+                viewport.scroll(0, below)
+        elif start >= vh:  # all of it is below the viewport
+            if above:
+                viewport.scroll(0, above)
+        else:
+            if above:
+                viewport.scroll(0, above)
+            top = max(0, math.floor(start) - 1)
+            viewport.update(0, top, viewport.width(), vh - top)
+
+    @contextlib.contextmanager
+    def _geometry_scroll(self) -> Iterator[None]:
+        """Scrolls inside repaint nothing themselves: :meth:`_repaint_moved` does."""
+        before = self._geometry_scrolling
+        self._geometry_scrolling = True
         try:
-            self._update_scroll_range()
-            if self._follow:
-                self._scroll_to_bottom()
-            elif shift is not None:
-                if shift:
-                    self._set_scroll(self._scroll_y() + shift)
-            elif above:
-                # Keep what the person is reading still when something above it changes size.
-                self._set_scroll(self._scroll_y() + (height - old))
+            yield
         finally:
-            self._blit_ok = False
-            self._quiet_scroll = False
-        if repaint:
-            self.viewport().update()
+            self._geometry_scrolling = before
 
     def _settle(self) -> None:
         """Make every visible row exact, keeping the scroll anchor, until nothing changes."""
@@ -929,25 +977,25 @@ class _ChatCanvas(QAbstractScrollArea):
 
     def _set_scroll(self, y: float) -> None:
         bar = self.verticalScrollBar()
-        self._programmatic_scroll = True
+        before, self._programmatic_scroll = self._programmatic_scroll, True
         try:
             bar.setValue(round(min(max(0.0, y), bar.maximum())))
         finally:
-            self._programmatic_scroll = False
+            self._programmatic_scroll = before
 
     def _scroll_to_bottom(self) -> None:
         self._set_scroll(self.verticalScrollBar().maximum())
 
     def _update_scroll_range(self) -> None:
         bar = self.verticalScrollBar()
-        self._programmatic_scroll = True
+        before, self._programmatic_scroll = self._programmatic_scroll, True
         try:
             vh = self.viewport().height()
             bar.setRange(0, max(0, round(self._content_height() - vh)))
             bar.setPageStep(max(1, vh))
             bar.setSingleStep(max(1, round(self._em * 3)))
         finally:
-            self._programmatic_scroll = False
+            self._programmatic_scroll = before
 
     def _on_scroll_value(self, value: int) -> None:
         if not self._programmatic_scroll:
@@ -974,13 +1022,14 @@ class _ChatCanvas(QAbstractScrollArea):
     def scrollContentsBy(self, dx: int, dy: int) -> None:
         """Move the pixels already painted when only the scroll position changed.
 
-        A scroll by the person, or the stream pushing the view down, blits the viewport and
-        repaints only the strip that came into view. Programmatic scrolls that compensate a
-        geometry change (an estimate corrected above the viewport) repaint everything.
+        A scroll by the person blits the viewport and repaints only the strip that came into
+        view. A scroll that goes with a row's height change repaints nothing here: the row
+        change knows what moved on screen (:meth:`_repaint_moved`). Other programmatic scrolls
+        (jump to the end, a resize) repaint everything.
         """
-        if self._quiet_scroll:
-            return  # an off-screen row changed height and the scroll compensated it exactly
-        if self._programmatic_scroll and not self._blit_ok:
+        if self._geometry_scrolling:
+            return
+        if self._programmatic_scroll:
             self.viewport().update()
         else:
             self.viewport().scroll(dx, dy)
@@ -1068,6 +1117,11 @@ class _ChatCanvas(QAbstractScrollArea):
             return
         first = stream.frozen
         del layout.body[first:]  # the old tail: the staged blocks and the new tail replace it
+        for part in stream.staged:
+            # Built before a resize: wrap them at the layout's width like the rest.
+            if part.doc is not None and part.doc.textWidth() != layout.width:
+                part.doc.setTextWidth(layout.width)
+                part.height = _doc_height(part.doc)
         layout.body.extend(stream.staged)
         stream.staged.clear()
         stream.frozen = len(layout.body)
@@ -1158,6 +1212,7 @@ class _ChatCanvas(QAbstractScrollArea):
                 self._layouts[message_id] = layout
         if layout is None:
             # Never shown: only the Markdown state is kept; documents are built when painted.
+            self._exact_key[row] = None  # an estimate, whatever the row had before
             self._set_row_height(row, self._estimate(self._model.item_at(row)))
             return
         if layout.width != self._doc_width() or layout.meta_rev != self._model.revisions(row)[1]:
@@ -1175,11 +1230,7 @@ class _ChatCanvas(QAbstractScrollArea):
             changed = body[-1].top + body[-1].height
         else:
             changed = layout.body_top
-        changed_top = self._tops[row] + changed
-        self._set_row_height(row, layout.height, repaint=False)
-        top = max(0, int(changed_top - self._scroll_y()) - 1)
-        if top < self.viewport().height():
-            self.viewport().update(0, top, self.viewport().width(), self.viewport().height() - top)
+        self._set_row_height(row, layout.height, changed_from=changed)
 
     @staticmethod
     def _frame_due(stream: _Stream) -> bool:
@@ -1219,6 +1270,15 @@ class _ChatCanvas(QAbstractScrollArea):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         """Paint the messages that intersect the exposed rectangle (and nothing else)."""
+        self._painting = True
+        try:
+            self._paint(event)
+        finally:
+            self._painting = False
+        if not self._streams and not self._prefetch_timer.isActive():
+            self._prefetch_timer.start()
+
+    def _paint(self, event: QPaintEvent) -> None:
         self._settle()
         if not self._heights:
             return
@@ -1235,8 +1295,6 @@ class _ChatCanvas(QAbstractScrollArea):
             self._paint_message(painter, pal, row, layout, col_x, col_w, top, exposed)
             row += 1
         painter.end()
-        if not self._streams and not self._prefetch_timer.isActive():
-            self._prefetch_timer.start()
 
     def _prefetch(self) -> None:
         """Lay out the messages just off screen while idle, so scrolling finds them ready.
@@ -1256,7 +1314,7 @@ class _ChatCanvas(QAbstractScrollArea):
             key = (self._doc_width(), *self._model.revisions(row), self._theme_gen)
             if self._exact_key[row] == key:
                 continue
-            self._ensure_exact(row, quiet=not self._row_visible(row))
+            self._ensure_exact(row)
             if time.perf_counter() - started > _PREFETCH_BUDGET_S:
                 self._prefetch_timer.start()
                 return
