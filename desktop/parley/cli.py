@@ -277,14 +277,14 @@ def cmd_ask(args: argparse.Namespace, paths: Paths) -> int:
         folders=tuple(os.path.abspath(f) for f in args.folder),
     )
     options.over_budget = args.over_budget
-    if args.knowledge:
-        _attach_knowledge(services)
-    elif args.tools and services.settings.current.knowledge.folders:
-        # knowledge_search is one of the tools once folders are added; without the index
-        # (no model files, server down) the other tools still work.
+    if services.knowledge.needed_for(options):
         try:
-            _attach_knowledge(services)
+            services.knowledge.attach()
         except ParleyError as exc:
+            if options.use_knowledge:
+                raise
+            # Only knowledge_search wanted the index (tools on, folders added): without it
+            # (no model files, server down) the other tools still work.
             _err(f"knowledge_search unavailable: {exc.user_message}")
     return asyncio.run(_ask(services, question, options, args))
 
@@ -301,16 +301,6 @@ def _check_budget(services: Services, over_budget: bool) -> None:
         raise status.error("Pass --over-budget to send anyway.")
     if status.message:
         _err(status.message)
-
-
-def _attach_knowledge(services: Services) -> None:
-    try:
-        from parley.core.knowledge.grounding import attach_knowledge
-    except ImportError:
-        from parley.core.errors import ConfigError
-
-        raise ConfigError("The knowledge feature is not available in this build.") from None
-    attach_knowledge(services)
 
 
 async def _ask(services: Services, question: str, options: Any, args: argparse.Namespace) -> int:

@@ -74,7 +74,7 @@ def _err_text(text: str) -> str:
 
 def _open_store(paths: Paths) -> Any:
     """The store the settings describe (embedding model, embedded or Chroma server)."""
-    from parley.core.knowledge.grounding import open_store
+    from parley.core.knowledge.feature import open_store
     from parley.core.secrets import KeyringSecretStore, Secrets
     from parley.core.settings import load_settings
 

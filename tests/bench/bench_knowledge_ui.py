@@ -69,6 +69,7 @@ async def run(n: int) -> dict:
         Settings(onboarded=True),
         Secrets(MemorySecretStore(), environ={}),
         environ={},
+        stream_worker=True,
     )
     w = MainWindow(tasks=TaskSet(), presenter=ErrorPresenter(show_dialogs=False))
     w.resize(1200, 760)

@@ -345,7 +345,11 @@ async def run(quick: bool) -> dict[str, Any]:
             onboarded=True,
         )
         services = build_services(
-            default_paths(), settings, Secrets(MemorySecretStore(), environ={}), environ={}
+            default_paths(),
+            settings,
+            Secrets(MemorySecretStore(), environ={}),
+            environ={},
+            stream_worker=True,
         )
         tasks = TaskSet()
         presenter = ErrorPresenter(show_dialogs=False)

@@ -6,7 +6,12 @@ Each theme (light, dark) and scale (100 %, 200 % via ``QT_SCALE_FACTOR=2``) runs
 subprocess (the scale factor is read once at start), offscreen, with the real window bound to
 real services and the fake server on loopback. States: the empty chat, onboarding (a local
 server found), a long answer with code and a table, an error with Retry, the rate-limit
-countdown, tool calls, and the settings dialog. Files: ``<state>-<theme>-<scale>x.png``.
+countdown, tool calls, and the settings dialog. Money (issue 13): the composer's estimate
+and context meter (``meter-normal``, ``meter-amber``, ``meter-red``: the window with a small
+context window from models.toml, and ``composer-*`` crops of the composer), the cost panel
+(``costs``, ``costs-panel``), the over-budget question (``budget-question``) and Settings ▸
+Spending (``settings-spending``). Files: ``<state>-<theme>-<scale>x.png``.
+``--only money`` renders just the money states.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ See the [sorting HOWTO](https://docs.python.org/3/howto/sorting.html) for more.
 """
 
 
-async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
+async def _shoot(out: Path, theme: str, scale: str, only: str = "all") -> list[str]:
     from PySide6.QtWidgets import QApplication
     from tests.fakes.script import Call, HTTPError, Text, ToolCalls
     from tests.fakes.server import FakeLLMServer
@@ -92,10 +97,17 @@ async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
                 raise TimeoutError("screenshot state not reached")
             await asyncio.sleep(0.02)
 
-    def window_for(settings: Settings, secrets: Secrets, ports: dict[str, int]) -> MainWindow:
+    def window_for(
+        settings: Settings, secrets: Secrets, ports: dict[str, int], models_toml: str = ""
+    ) -> MainWindow:
         home = Path(tempfile.mkdtemp(prefix="parley-shots-"))
         os.environ["PARLEY_HOME"] = str(home)
-        services = build_services(default_paths(), settings, secrets, environ={})
+        if models_toml:
+            (home / "config").mkdir(parents=True, exist_ok=True)
+            (home / "config" / "models.toml").write_text(models_toml)
+        services = build_services(
+            default_paths(), settings, secrets, environ={}, stream_worker=True
+        )
         w = MainWindow(
             tasks=TaskSet(), presenter=ErrorPresenter(show_dialogs=False), probe_ports=ports
         )
@@ -128,6 +140,17 @@ async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
         )
         secrets = Secrets(MemorySecretStore(), environ={})
         secrets.save("openai", "sk-screenshot-0000000000", session_only=True)
+        if only in ("all", "money"):
+            priced = Settings(
+                default_provider="openai",
+                default_model="gpt-4o-mini",
+                providers={"openai": ProviderSettings(base_url=srv.openai_base_url)},
+                onboarded=True,
+                theme=theme,  # type: ignore[arg-type]
+            )
+            await _money_states(srv, priced, secrets, window_for, close, save, settle, until)
+        if only == "money":
+            return written
 
         # onboarding
         w = window_for(
@@ -229,7 +252,121 @@ async def _shoot(out: Path, theme: str, scale: str) -> list[str]:
     return written
 
 
-def _child(out: Path, theme: str, scale: str) -> int:
+PROSE = (
+    "Saturn's rings are mostly water ice, from dust-sized grains to boulders as big as a "
+    "house. They span about 280,000 km but are often only ten metres thick. "
+)
+
+
+async def _money_states(  # type: ignore[no-untyped-def]
+    srv, priced, secrets, window_for, close, save, settle, until
+) -> None:
+    """The composer's estimate (normal, amber, red), the cost panel, budgets (issue 13)."""
+    from tests.fakes.script import Text
+
+    from parley.core.store.ledger import Ledger, LedgerEntry
+
+    # A 4,000-token window keeping 500 for the answer: amber from 2,800, red above 3,500.
+    w = window_for(
+        priced, secrets, {}, '[models."gpt-4o-mini"]\ncontext_window = 4000\nmax_output = 500\n'
+    )
+    srv.enqueue(
+        Text(
+            "Saturn has **146** known moons. The largest, *Titan*, is bigger than Mercury.",
+            input_tokens=640,
+            output_tokens=120,
+        )
+    )
+    w.composer.set_text("How many moons does Saturn have?")
+    w.composer.submit()
+    await until(lambda: not w.is_busy() and w.view is not None and w.view.model().rowCount() == 2)
+    bar = w.money.estimate_bar
+    for state, text in (
+        ("normal", "And what are its rings made of?"),
+        ("amber", "Summarise this for me:\n\n" + PROSE * 80),
+        ("red", "Summarise this for me:\n\n" + PROSE * 100),
+    ):
+        w.composer.set_text(text)
+        w.composer.edit.moveCursor(w.composer.edit.textCursor().MoveOperation.Start)
+        want = {"normal": "ok", "amber": "warn", "red": "over"}[state]
+        await until(lambda want=want: bar.figures is not None and bar.figures.level == want)
+        await settle(0.4)
+        save(w, f"meter-{state}")
+        save(w.composer, f"composer-{state}")
+    w.composer.set_text("")
+
+    # The cost panel over a month of requests (another session wrote the older ones).
+    db = w._services_for_shots.paths.db_file
+    ledger = Ledger(db)
+    now = time.time()
+    try:
+        for i in range(29, 0, -1):
+            if i % 6 == 5:
+                continue  # a day without requests
+            scale = 1 + (i % 4) * 0.6
+            for model, provider, cost in (
+                ("gpt-4o-mini", "openai", 0.018 * scale),
+                ("claude-sonnet-4-6", "anthropic", 0.061 * scale if i % 3 else 0.0),
+                ("gpt-4.1", "openai", 0.035 * (i % 5)),
+            ):
+                ledger.record(
+                    LedgerEntry(
+                        provider,
+                        model,
+                        12_000,
+                        900,
+                        cached_input_tokens=4_000 if provider == "anthropic" else 0,
+                        cost_usd=cost,
+                        purpose="tool_round" if i % 4 == 0 else "chat",
+                        saved_usd=0.004 if provider == "anthropic" else None,
+                        ts=now - i * 86400,
+                    )
+                )
+        ledger.record(
+            LedgerEntry("openai", "text-embedding-3-small", 80_000, 0, cost_usd=0.0016,
+                        purpose="embedding", ts=now - 3600)
+        )  # fmt: skip
+        ledger.record(
+            LedgerEntry("openai", "my-finetune", 3_000, 400, cost_usd=None, ts=now - 7200)
+        )
+    finally:
+        ledger.close()
+    w.resize(1320, 820)
+    panel = w.money.show_panel()
+    await until(lambda: panel.figures is not None and panel.figures.month.requests > 0)
+    await settle(0.6)
+    save(w, "costs")
+    assert w.money.dock is not None
+    save(w.money.dock, "costs-panel")
+    w.money.dock.hide()
+
+    # Over the budget: the question before sending.
+    settings = w._services_for_shots.settings
+    cur = settings.current
+    settings.update(
+        cur.model_copy(update={"budget": cur.budget.model_copy(update={"daily_usd": 0.001})}),
+        save=False,
+    )
+    w.resize(1100, 720)
+    w.composer.set_text("One more question about Titan's atmosphere")
+    w.composer.submit()
+    await until(lambda: w.money.budget.question is not None)
+    await settle(0.5)
+    box = w.money.budget.question
+    save(box, "budget-question")
+    box.reject()
+    await until(lambda: w.money.budget.question is None)
+
+    dialog = w.open_settings()
+    dialog.tabs.setCurrentWidget(dialog.spending)
+    dialog.resize(900, 560)
+    await settle()
+    save(dialog, "settings-spending")
+    dialog.reject()
+    await close(w)
+
+
+def _child(out: Path, theme: str, scale: str, only: str = "all") -> int:
     import qasync
     from PySide6.QtWidgets import QApplication
 
@@ -238,7 +375,7 @@ def _child(out: Path, theme: str, scale: str) -> int:
     app = create_application([])
     assert isinstance(app, QApplication)
     with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-        for path in runner.run(_shoot(out, theme, scale)):
+        for path in runner.run(_shoot(out, theme, scale, only)):
             print(path)
     return 0
 
@@ -248,18 +385,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="/tmp/parley-shots")
     parser.add_argument("--child", nargs=2, metavar=("THEME", "SCALE"), help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=("all", "money"), default="all")
+    parser.add_argument("--scales", default="1,2", help="comma-separated: 1, 2")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.child:
         sys.path.insert(0, str(_REPO))
-        return _child(out, *args.child)
+        return _child(out, *args.child, args.only)
     for theme in ("light", "dark"):
-        for scale in ("1", "2"):
+        for scale in args.scales.split(","):
             env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QT_SCALE_FACTOR=scale)
             env.setdefault("QT_API", "pyside6")
             proc = subprocess.run(
-                [sys.executable, __file__, "--out", str(out), "--child", theme, scale],
+                [
+                    sys.executable,
+                    __file__,
+                    "--out",
+                    str(out),
+                    "--child",
+                    theme,
+                    scale,
+                    "--only",
+                    args.only,
+                ],
                 env=env,
                 cwd=_REPO,
                 capture_output=True,

@@ -99,7 +99,11 @@ async def shoot(out: Path, theme: str) -> list[str]:
             knowledge=KnowledgeSettings(max_file_mb=1),
         )
         services = build_services(
-            default_paths(), settings, Secrets(MemorySecretStore(), environ={}), environ={}
+            default_paths(),
+            settings,
+            Secrets(MemorySecretStore(), environ={}),
+            environ={},
+            stream_worker=True,
         )
         w = MainWindow(tasks=TaskSet(), presenter=ErrorPresenter(show_dialogs=False))
         w.resize(1280, 760)

@@ -136,7 +136,9 @@ class WindowHarness:
 
     async def __aenter__(self) -> WindowHarness:
         paths = default_paths()
-        self.services = build_services(paths, self.settings, self.secrets, environ={})
+        self.services = build_services(
+            paths, self.settings, self.secrets, environ={}, stream_worker=True
+        )
         if self._install_presenter:
             self.presenter.install(asyncio.get_running_loop())
         self.window = MainWindow(

@@ -48,7 +48,11 @@ def _factory(server: FakeLLMServer, seen: dict[str, object]):  # type: ignore[no
         windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
         seen["painted_before_core"] = bool(windows) and all(w.has_painted() for w in windows)
         services = build_services(
-            paths, local_settings(server), Secrets(MemorySecretStore(), environ={}), environ={}
+            paths,
+            local_settings(server),
+            Secrets(MemorySecretStore(), environ={}),
+            environ={},
+            stream_worker=True,  # as the window's own build_services call
         )
         seen["services"] = services
         return services

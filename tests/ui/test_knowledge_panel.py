@@ -25,7 +25,7 @@ from parley.core.paths import default_paths
 from parley.core.secrets import MemorySecretStore, Secrets
 from parley.core.services import Services, build_services
 from parley.core.settings import Settings
-from parley.ui.knowledge.controller import KnowledgeController, hooks_for, summarize
+from parley.ui.knowledge.controller import KnowledgeController, summarize
 from parley.ui.knowledge.panel import (
     FolderRow,
     KnowledgePanel,
@@ -91,7 +91,7 @@ async def knowledge_env(qtbot: Any, settings: Settings | None = None) -> AsyncIt
         settings=services.settings,
         secrets=services.secrets,
         tasks=tasks,
-        hooks=hooks_for(services),
+        feature=services.knowledge,
         opener=lambda _req: None,
     )
     panel = KnowledgePanel()
@@ -379,7 +379,7 @@ async def test_model_switch_asks_for_a_reindex(qtbot, tmp_path) -> None:
         await until(lambda: panel.banner.isVisible(), timeout=30, what="the re-index banner")
         assert ctl.needs_reindex()
         assert ctl.grounder is not None and ctl.grounder is not grounder
-        assert env.services.chat.grounder is ctl.grounder
+        assert env.services.knowledge.grounder is ctl.grounder  # the chat grounds through it
         row = env.row(notes)
         assert row is not None and row.status == "needs-reindex"
         assert panel.status_text(notes.resolve()) == "Needs re-index"
@@ -437,4 +437,4 @@ async def test_an_unreachable_team_server_is_reported_in_one_line(qtbot) -> None
         message = notices[0][0]
         assert f"127.0.0.1:{port}" in message and "\n" not in message
         assert env.panel.error_label.isVisible() and env.panel.error_label.text()
-        assert env.services.chat.grounder is None  # answers go on without documents
+        assert env.services.knowledge.grounder is None  # answers go on without documents

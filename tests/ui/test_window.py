@@ -160,7 +160,7 @@ async def test_streams_run_in_the_worker_process_and_stop_there(qtbot) -> None:
     with FakeLLMServer() as srv:
         async with WindowHarness(qtbot, server=srv) as h:
             worker = h.s.providers.stream_worker
-            assert worker is not None  # bind_services gives the window one
+            assert worker is not None  # the window's core is built with one
             assert await worker.start()  # as settle_after_startup does after the first paint
             w = h.w
             srv.enqueue(Text("Through **the worker**, all of it.", chunk_chars=3))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from parley.core.agent import Agent, AgentEvent, AgentStopped, ToolRunFinished, ToolRunStarted
 from parley.core.errors import ConfigError, ParleyError, StorageError
+from parley.core.knowledge.grounding import Grounding, Source
 from parley.core.providers.base import (
     AttemptStarted,
     CacheReplay,
@@ -51,7 +52,7 @@ from parley.core.store.conversations import (
 from parley.core.store.ledger import LedgerEntry
 
 if TYPE_CHECKING:
-    from parley.core.budget import Budget
+    from parley.core.budget import Budget, BudgetStatus
     from parley.core.metering import Meter
     from parley.core.tokens import DraftEstimate
 
@@ -96,7 +97,7 @@ class TurnQueued:
 class SourcesAttached:
     """Knowledge sources put into the prompt (grounded answers)."""
 
-    sources: tuple[Any, ...]
+    sources: tuple[Source, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,7 @@ class TurnFinished:
     attempts: int
     error: ParleyError | None = None
     tool_calls: tuple[ToolRunFinished, ...] = ()
-    sources: tuple[Any, ...] = ()
+    sources: tuple[Source, ...] = ()
     estimate: Estimated | None = None
     """The first request's pre-send estimate (issue 13)."""
     cached: bool = False
@@ -128,19 +129,11 @@ class TurnFinished:
 TurnEvent = AgentEvent | TurnStarted | TurnFinished | SourcesAttached | TurnQueued
 
 
-@dataclass(frozen=True)
-class Grounding:
-    """What retrieval adds to a turn: a system-prompt addendum and the sources used."""
-
-    system_addendum: str
-    sources: tuple[Any, ...] = ()
-
-
 class Grounder(Protocol):
     """Retrieves knowledge for a question (the knowledge feature implements it)."""
 
-    async def ground(self, question: str, *, folders: Sequence[str] = ()) -> Grounding:
-        """Sources for ``question``."""
+    async def ground(self, question: str, *, folders: Sequence[str] = ()) -> Grounding | None:
+        """Sources for ``question`` (None: the documents are not open; answer without)."""
         ...
 
 
@@ -187,7 +180,7 @@ class ChatSession:
         provider_for: Builds the (resilient) provider for a provider id and model.
         cost_for: Prices a usage for a provider id and model (None: unknown).
         agent_for: Builds the agent for a turn (tools on or off, allowed folders).
-        grounder: Knowledge retrieval, when the knowledge feature is available.
+        grounder: Knowledge retrieval (the knowledge feature), for "Use my documents" turns.
         writer: Executor for database writes (one thread: writes stay ordered).
         meter: Fits, estimates, caches and meters every request (issue 13); without it
             the turn's summed usage is recorded at its end.
@@ -212,7 +205,7 @@ class ChatSession:
         self._provider_for = provider_for
         self._cost_for = cost_for
         self._agent_for = agent_for or (lambda _opts: Agent(None))
-        self.grounder = grounder
+        self._grounder = grounder
         self._writer = writer or ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-db")
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -447,8 +440,10 @@ class ChatSession:
             yield TurnStarted(
                 conversation_id, user.id, assistant.id, options.provider, options.model
             )
-            if options.use_knowledge and self.grounder is not None:
-                grounding = await self.grounder.ground(user.content, folders=options.folders)
+            grounding = None
+            if options.use_knowledge and self._grounder is not None:
+                grounding = await self._grounder.ground(user.content, folders=options.folders)
+            if grounding is not None:
                 state.sources = grounding.sources
                 if grounding.system_addendum:
                     system = (
@@ -459,7 +454,7 @@ class ChatSession:
                 await self._db(
                     self.conversations.update_message,
                     assistant.id,
-                    meta={"sources": [_source_meta(s) for s in grounding.sources]},
+                    meta={"sources": [s.to_dict() for s in grounding.sources]},
                 )
                 yield SourcesAttached(grounding.sources)
 
@@ -797,6 +792,22 @@ class ChatSession:
 
         return self._op(op)
 
+    def confirm_budget(self) -> asyncio.Future[BudgetStatus | None]:
+        """The person chose to keep sending over a budget today: do not ask again today.
+
+        Stored on the writer (the window never writes); returns the status after it (None
+        without budgets).
+        """
+        budget = self.budget
+
+        def op() -> BudgetStatus | None:
+            if budget is None:
+                return None
+            budget.confirm()
+            return budget.status()
+
+        return asyncio.get_running_loop().run_in_executor(self._writer, op)
+
     def _op(self, fn: Callable[[], OpChanges]) -> asyncio.Future[OpChanges]:
         # Submitted now (not when a caller's task first runs), so operations reach the
         # writer in the order they were asked for, between a turn's own writes.
@@ -815,7 +826,7 @@ class _TurnState:
     tool_rows: dict[int, tuple[Any, int]] = field(default_factory=dict)
     """id(call) -> (the call, kept alive so its id stays unique; its tool_calls row)."""
     stopped: AgentStopped | None = None
-    sources: tuple[Any, ...] = ()
+    sources: tuple[Source, ...] = ()
     # ---- metering (issue 13)
     metered: bool = False
     cost: float | None = 0.0
@@ -885,10 +896,3 @@ def with_attachments(text: str, attachments: Sequence[dict[str, Any]]) -> str:
         name = a.get("name", "attachment")
         parts.append(f'\n\n<attachment name="{name}">\n{a.get("text", "")}\n</attachment>')
     return "".join(parts)
-
-
-def _source_meta(source: Any) -> dict[str, Any]:
-    to_dict = getattr(source, "to_dict", None)
-    if callable(to_dict):
-        return dict(to_dict())
-    return {"repr": repr(source)}

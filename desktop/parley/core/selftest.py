@@ -399,7 +399,8 @@ class _Echo(BaseHTTPRequestHandler):
 async def check_worker() -> Check:
     """The stream worker starts and streams one answer from a loopback server through its SDK."""
     from parley.core.providers.base import ChatRequest, Message, TextDelta, Timeouts
-    from parley.core.providers.worker import AdapterSpec, StreamWorker
+    from parley.core.providers.registry import AdapterSpec
+    from parley.core.providers.worker import StreamWorker
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
     threading.Thread(target=server.serve_forever, name="parley-selftest-echo", daemon=True).start()

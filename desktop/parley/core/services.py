@@ -1,7 +1,10 @@
 """The composition root: ``build_services(paths, settings, secrets) -> Services``.
 
 The CLI and ``ui/app.py`` both call it; nothing else constructs collaborators, and there
-are no module-level singletons (STYLE.md §5). Each class gets only what it uses.
+are no module-level singletons (STYLE.md §5). Each class gets only what it uses, when it is
+constructed: :class:`Services` is frozen and nothing is plugged in afterwards. Features
+that open something heavy (the documents' index, the stream worker process) are built
+here too and open it on first use.
 """
 
 from __future__ import annotations
@@ -10,19 +13,21 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from parley.core import tokens
 from parley.core.agent import Agent
 from parley.core.budget import Budget
 from parley.core.cache import ResponseCache
-from parley.core.chat import ChatSession, Grounder, TurnOptions
+from parley.core.chat import ChatSession, TurnOptions
 from parley.core.costs import is_local_url, usage_cost
 from parley.core.errors import ConfigError, MissingKeyError
+from parley.core.knowledge.feature import KnowledgeFeature
 from parley.core.metering import Meter
 from parley.core.paths import Paths
 from parley.core.providers.base import Provider, Timeouts, Usage
 from parley.core.providers.catalog import Catalog, load_catalog
+from parley.core.providers.registry import AdapterSpec, ProviderRegistry, builtin_registry
 from parley.core.providers.resilient import Fallback, ResilientProvider
 from parley.core.secrets import ResolvedKey, Secrets
 from parley.core.settings import Settings, SettingsStore
@@ -39,6 +44,15 @@ class ProviderFactory:
 
     Base URL order: explicit > settings > the vendor's environment variable
     (``OPENAI_BASE_URL`` / ``ANTHROPIC_BASE_URL``, as the SDKs do) > the catalog preset.
+
+    Args:
+        catalog: Providers and models.
+        settings: Base URLs, timeouts, defaults and the fallback model.
+        secrets: API keys.
+        environ: The environment for base URLs and keys (default: ``os.environ``).
+        registry: The adapter for each protocol (default: the built-in ones).
+        stream_worker: Run streams in this worker process once it is started (the window);
+            its owner starts it, this factory closes it.
     """
 
     def __init__(
@@ -48,16 +62,20 @@ class ProviderFactory:
         secrets: Secrets,
         *,
         environ: Mapping[str, str] | None = None,
+        registry: ProviderRegistry | None = None,
+        stream_worker: StreamWorker | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
         self.secrets = secrets
         self._environ = environ
+        self.registry = registry if registry is not None else builtin_registry()
+        """Which adapter speaks which protocol."""
+        self.stream_worker = stream_worker
+        """Where streams run once it is started (None: always in this process)."""
         self._cache: dict[tuple[str, str | None, str | None], Provider] = {}
         self.overrides: dict[str, dict[str, str]] = {}
         """Per-run overrides (``--base-url``, ``--api-key``): provider id -> field -> value."""
-        self.stream_worker: StreamWorker | None = None
-        """Set by the window: streams then run in that worker process (see its module)."""
 
     @property
     def environ(self) -> Mapping[str, str]:
@@ -114,8 +132,6 @@ class ProviderFactory:
         cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
-        from parley.core.providers.worker import AdapterSpec, WorkerProvider, build_adapter
-
         spec = AdapterSpec(
             protocol=info.protocol,
             name=provider_id,
@@ -125,12 +141,14 @@ class ProviderFactory:
             api_key=key,
         )
         try:
-            provider = build_adapter(spec)
+            provider = self.registry.build(spec)
         except ValueError:
             raise ConfigError(
                 f"Provider '{provider_id}' has unknown protocol '{info.protocol}'."
             ) from None
         if self.stream_worker is not None:
+            from parley.core.providers.worker import WorkerProvider
+
             provider = WorkerProvider(provider, spec, self.stream_worker)
         self._cache[cache_key] = provider
         return provider
@@ -204,8 +222,8 @@ class Services:
     conversations: ConversationStore
     providers: ProviderFactory
     chat: ChatSession
-    extras: dict[str, Any]
-    """Late-bound features (knowledge) keyed by name; filled by their builders."""
+    knowledge: KnowledgeFeature
+    """The person's documents: the index (opened on first use), grounding, the tools' backend."""
     ledger: Ledger
     """Every request's cost: the cost panel's and ``parley costs``' queries (issue 13)."""
     meter: Meter
@@ -246,38 +264,31 @@ class Services:
         """Close network clients and the database (after the writes already queued)."""
         await self.chat.aclose()
         await self.providers.aclose()
-        for extra in self.extras.values():
-            close = getattr(extra, "close", None)
-            if callable(close):
-                close()
+        self.knowledge.close()
         self.response_cache.close()
         self.ledger.close()
         self.conversations.close()
 
 
 def tool_registry_for(
-    options: TurnOptions, grounder: Grounder | None = None, extras: dict[str, Any] | None = None
+    options: TurnOptions, knowledge: KnowledgeFeature | None = None
 ) -> ToolRegistry:
     """The tools offered in a turn: calculator, file tools for the allowed folders, knowledge.
 
-    PDF/DOCX/HTML files are parsed by one long-lived isolated loader (a worker process with a
-    time and memory limit), kept in ``extras`` so it is started once and closed on shutdown.
+    ``knowledge_search`` is offered while the documents' index is open; ``read_file`` parses
+    PDF/DOCX/HTML files in the knowledge feature's isolated loader (a worker process with a
+    time and memory limit, started once and stopped on shutdown).
     """
     from parley.core.tools import default_registry
     from parley.core.tools.files import FolderPolicy
 
     folders = [Path(f).expanduser() for f in options.folders]
     policy = FolderPolicy([f for f in folders if f.is_dir()])
-    search = getattr(grounder, "search_for_tool", None) if grounder is not None else None
-    load_document = None
-    if extras is not None:
-        loader = extras.get("loader")
-        if loader is None:
-            from parley.core.knowledge.loaders import IsolatedLoader
-
-            loader = extras["loader"] = IsolatedLoader()
-        load_document = loader.load
-    return default_registry(policy, knowledge_search=search, load_document=load_document)
+    if knowledge is None:
+        return default_registry(policy)
+    return default_registry(
+        policy, knowledge_search=knowledge.tool_search(), load_document=knowledge.load_document
+    )
 
 
 def build_services(
@@ -286,8 +297,20 @@ def build_services(
     secrets: Secrets | None = None,
     *,
     environ: Mapping[str, str] | None = None,
+    registry: ProviderRegistry | None = None,
+    stream_worker: bool = False,
 ) -> Services:
     """Wire Parley's core for one front end.
+
+    Args:
+        paths: Parley's folders.
+        settings: The settings (default: read from ``paths``).
+        secrets: API keys (default: the OS keyring, then the environment).
+        environ: The environment for base URLs and keys (default: ``os.environ``).
+        registry: The provider adapters (default: the built-in ones).
+        stream_worker: Run provider streams in a worker process once its owner starts it
+            (``services.providers.stream_worker.start()``): the window does, so that parsing
+            streams does not compete with painting.
 
     Raises:
         StorageError: the data folder or database cannot be used.
@@ -304,8 +327,16 @@ def build_services(
     secrets = secrets or Secrets(KeyringSecretStore(), environ=environ)
     catalog = load_catalog(paths.user_models_file)
     conversations = ConversationStore(paths.db_file)
-    providers = ProviderFactory(catalog, settings, secrets, environ=environ)
-    extras: dict[str, Any] = {}
+    registry = registry if registry is not None else builtin_registry()
+    worker = None
+    if stream_worker:
+        from parley.core.providers.worker import StreamWorker
+
+        worker = StreamWorker(registry)
+    providers = ProviderFactory(
+        catalog, settings, secrets, environ=environ, registry=registry, stream_worker=worker
+    )
+    knowledge = KnowledgeFeature(paths, settings, secrets)
     store = settings
 
     def agent_for(options: TurnOptions) -> Agent:
@@ -313,7 +344,7 @@ def build_services(
             return Agent(None)
         t = store.current.tools
         return Agent(
-            tool_registry_for(options, extras.get("grounder"), extras),
+            tool_registry_for(options, knowledge),
             step_cap=t.step_cap,
             max_tool_output_tokens=t.max_output_tokens,
         )
@@ -335,6 +366,7 @@ def build_services(
         provider_for=providers.resilient,
         cost_for=providers.cost,
         agent_for=agent_for,
+        grounder=knowledge,
         meter=meter,
         budget=budget,
     )
@@ -346,7 +378,7 @@ def build_services(
         conversations,
         providers,
         chat,
-        extras,
+        knowledge,
         ledger,
         meter,
         budget,

@@ -6,8 +6,8 @@ STYLE.md §3). :func:`amain` is the composition root of the window:
 
 1. install the :class:`~parley.ui.errors.ErrorPresenter` (excepthook + loop handler),
 2. show the window shell and wait for its first paint (nothing slow is imported before),
-3. build the core (``build_services``) in a worker thread, so the SDK/pydantic imports do not
-   freeze the painted window, and bind the window to it,
+3. build the core (``build_services``, with streams in a worker process) in a worker thread,
+   so the SDK/pydantic imports do not freeze the painted window, and bind the window to it,
 4. wait for quit (window closed, Ctrl+Q, SIGINT/SIGTERM, or the session ending), then stop
    running streams (their partial answers are saved), cancel background work and close the
    SDK clients and the database.
@@ -97,16 +97,11 @@ def _setup_logging(paths: Paths) -> logging.Handler | None:
 def bind_services(window: MainWindow, services: Services) -> None:
     """Give the window the collaborators it uses (never the Services object itself).
 
-    The documents feature gets two closures over ``services`` (open and close the knowledge
-    store, :func:`~parley.ui.knowledge.controller.hooks_for`): nothing heavy runs here.
+    The documents feature is the core's (``services.knowledge``): it opens the index when
+    the window first asks, so nothing heavy runs here.
     """
-    from parley.core.providers.worker import StreamWorker
-    from parley.ui.knowledge.controller import hooks_for
+    from parley.ui.costs.feature import MoneyHooks
 
-    if services.providers.stream_worker is None:
-        # Streams run in a worker process once it has started (settle_after_startup):
-        # the SDK's parsing then does not compete with rendering for this thread.
-        services.providers.stream_worker = StreamWorker()
     window.bind(
         settings=services.settings,
         secrets=services.secrets,
@@ -116,7 +111,8 @@ def bind_services(window: MainWindow, services: Services) -> None:
         chat=services.chat,
         turn_options=services.turn_options,
         paths=services.paths,
-        knowledge=hooks_for(services),
+        knowledge=services.knowledge,
+        money=MoneyHooks(services.ledger, services.budget, services.meter),
     )
 
 
@@ -143,7 +139,8 @@ async def amain(
     Args:
         app: The QApplication.
         paths: Parley's folders (default: from the environment).
-        services_factory: Builds the core (default: ``build_services``); tests inject one.
+        services_factory: Builds the core (default: ``build_services`` with a stream
+            worker); tests inject one.
         probe_ports: Ports the onboarding panel probes (tests point it at a fake server).
         window_ready: Called with the window once it is bound (tests and benchmarks drive it).
         instance: The single-window lock (:func:`main`); later launches bring this window
@@ -267,7 +264,9 @@ def _build(paths: Paths, factory: Callable[[Paths], Services] | None) -> Service
         return factory(paths)
     from parley.core.services import build_services
 
-    return build_services(paths)
+    # Streams run in a worker process once it has started (settle_after_startup): the SDK's
+    # parsing then does not compete with rendering for this thread.
+    return build_services(paths, stream_worker=True)
 
 
 async def _shutdown(

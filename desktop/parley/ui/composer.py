@@ -209,6 +209,7 @@ class Composer(QWidget):
         row.addWidget(self.knowledge_switch)
         row.addStretch(1)
         row.addWidget(self.regenerate_button)
+        self._row = row
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -276,6 +277,10 @@ class Composer(QWidget):
     def options(self) -> tuple[bool, bool]:
         """(use tools, use my documents)."""
         return self.tools_switch.isChecked(), self.knowledge_switch.isChecked()
+
+    def add_status_widget(self, widget: QWidget) -> None:
+        """Show ``widget`` in the row under the text box, left of Regenerate (the estimate)."""
+        self._row.insertWidget(self._row.count() - 1, widget)
 
     # ---- Public API: editing an earlier message
     def begin_edit(self, message_id: int, text: str) -> None:

@@ -37,7 +37,10 @@ from parley.core.chat import (
 from parley.core.errors import ConfigError, ParleyError
 from parley.core.providers.base import (
     AttemptStarted,
+    CacheReplay,
+    Estimated,
     FallbackUsed,
+    Metered,
     RetryScheduled,
     TextDelta,
 )
@@ -115,6 +118,12 @@ class ChatController(QObject):
     """The tool loop stopped early: (message id, message)."""
     sig_turn_finished = Signal(object)
     """The turn ended and is saved: :class:`~parley.core.chat.TurnFinished`."""
+    sig_request_estimated = Signal(int, object)
+    """A request is about to go out: (message id, its ``Estimated`` tokens and price)."""
+    sig_request_metered = Signal(int, object)
+    """A request's usage arrived and is in the ledger: (message id, ``Metered``)."""
+    sig_cache_replayed = Signal(int, object)
+    """The answer comes from Parley's response cache: (message id, ``CacheReplay``)."""
     sig_turn_cancelled = Signal(int, int)
     """Stop was pressed: (conversation id, assistant message id); the partial is saved."""
     sig_turn_failed = Signal(str, str, str)
@@ -348,7 +357,13 @@ class ChatController(QObject):
             self.sig_tool_finished.emit(mid, ev)
         elif isinstance(ev, AgentStopped):
             self.sig_agent_stopped.emit(mid, ev.message)
-        # Usage goes into TurnFinished (the core adds it up); nothing shows it live.
+        elif isinstance(ev, Estimated):
+            self.sig_request_estimated.emit(mid, ev)
+        elif isinstance(ev, Metered):
+            self.sig_request_metered.emit(mid, ev)
+        elif isinstance(ev, CacheReplay):
+            self.sig_cache_replayed.emit(mid, ev)
+        # Usage itself goes into TurnFinished (the core adds it up); Metered carries it live.
 
 
 async def _yield_to_qt() -> None:

@@ -65,6 +65,7 @@ from parley.ui.window_layout import (
 
 if TYPE_CHECKING:
     from parley.core.chat import ChatSession, OpChanges, TurnOptions
+    from parley.core.knowledge.feature import KnowledgeFeature
     from parley.core.paths import Paths
     from parley.core.providers.catalog import Catalog
     from parley.core.secrets import Secrets
@@ -74,7 +75,9 @@ if TYPE_CHECKING:
     from parley.ui.chat.transcript import Transcript
     from parley.ui.chat.view import ChatView
     from parley.ui.controllers import ChatController, RunningTurn
-    from parley.ui.knowledge.controller import KnowledgeController, KnowledgeHooks
+    from parley.ui.costs.feature import MoneyFeature, MoneyHooks
+    from parley.ui.costs.panel import CostPanel
+    from parley.ui.knowledge.controller import KnowledgeController
     from parley.ui.knowledge.docks import KnowledgeDocks
     from parley.ui.knowledge.panel import KnowledgePanel
     from parley.ui.knowledge.sources_panel import SourcesPanel
@@ -143,12 +146,14 @@ class MainWindow(QMainWindow):
         self.onboarding: OnboardingPanel | None = None
         self.settings_dialog: SettingsDialog | None = None
         self.knowledge: KnowledgeController | None = None
-        """Folders, indexing and citations (None when bound without the knowledge hooks)."""
+        """Folders, indexing and citations (None when bound without the knowledge feature)."""
         self.docks: KnowledgeDocks | None = None
         """The Documents and Sources docks (with :attr:`knowledge`)."""
         self.conversation_list: ConversationList | None = None
         self.turns: TurnRequests | None = None
         """Turns started from the composer and the messages' actions."""
+        self.money: MoneyFeature | None = None
+        """The estimate, the ticking cost, the cost panel and budgets (issue 13)."""
 
         # state
         self._conversation: Conversation | None = None
@@ -179,6 +184,7 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         acts = build_menus(self)
         self.act_regenerate = acts.regenerate
+        self.act_costs = acts.costs
         self._knowledge_actions = (acts.documents, acts.add_folder, acts.sources)
         for act, slot in (
             (acts.new, self.new_chat),
@@ -191,6 +197,7 @@ class MainWindow(QMainWindow):
             (acts.documents, self.show_documents),
             (acts.add_folder, self.choose_folder),
             (acts.sources, self.show_sources),
+            (acts.costs, self.show_costs),
         ):
             act.triggered.connect(lambda _c=False, f=slot: f())
         self.documents_button.clicked.connect(self.show_documents)
@@ -235,14 +242,16 @@ class MainWindow(QMainWindow):
         chat: ChatSession,
         turn_options: Callable[..., TurnOptions],
         paths: Paths | None = None,
-        knowledge: KnowledgeHooks | None = None,
+        knowledge: KnowledgeFeature | None = None,
+        money: MoneyHooks | None = None,
     ) -> None:
         """Connect the window to the core (after the first paint).
 
         ``conversations`` is only read (in worker threads); every write is a ``chat``
-        operation. ``paths`` and ``knowledge``
-        (``parley.ui.knowledge.controller.hooks_for(services)``) enable the documents
-        feature: folders, indexing, grounded answers and citations.
+        operation. ``paths`` and ``knowledge`` (the core's documents feature,
+        ``services.knowledge``) enable folders, indexing, grounded answers and citations.
+        ``money`` (the ledger, budget and meter) enables the estimate, the ticking cost, the
+        cost panel and budgets.
         """
         from parley.ui.chat.transcript import Transcript
         from parley.ui.chat.view import ChatView
@@ -281,6 +290,26 @@ class MainWindow(QMainWindow):
             self.view, versions=self.transcript.versions, can_act=lambda: not self.is_busy()
         )
 
+        if money is not None:
+            from parley.ui.costs.feature import MoneyFeature
+
+            self.money = MoneyFeature(
+                self,
+                money,
+                chat=chat,
+                catalog=catalog,
+                settings=settings,
+                composer=self.composer,
+                picker=self.picker,
+                controller=self.controller,
+                transcript=self.transcript,
+                status=self.status,
+                notice=self.notice,
+                tasks=self._tasks,
+                turn_options=turn_options,
+                is_local=self.models.is_local,
+            )
+            self.act_costs.setEnabled(True)
         self.turns = TurnRequests(
             composer=self.composer,
             picker=self.picker,
@@ -292,6 +321,7 @@ class MainWindow(QMainWindow):
             turn_options=turn_options,
             before_turn=self._prepare_turn,
             reopen=self.open_conversation,
+            gate=self.money.budget.gate if self.money is not None else None,
         )
         c = self.controller
         c.sig_busy_changed.connect(self._busy_changed)
@@ -305,6 +335,9 @@ class MainWindow(QMainWindow):
             shown=lambda: self.conversation_id,
         )
         self.conversation_list.sig_operation_executed.connect(self._operation_executed)
+        if self.money is not None:
+            self.conversation_list.sig_operation_executed.connect(self.money.operation_executed)
+            self.sig_conversation_opened.connect(self.money.conversation_opened)
         t = self.transcript
         t.sig_turn_ended.connect(self._turn_ended)
         t.sig_conversation_missing.connect(self._conversation_missing)
@@ -354,7 +387,11 @@ class MainWindow(QMainWindow):
         self.sig_ready.emit()
 
     def _bind_knowledge(
-        self, paths: Paths, settings: SettingsStore, secrets: Secrets, hooks: KnowledgeHooks
+        self,
+        paths: Paths,
+        settings: SettingsStore,
+        secrets: Secrets,
+        knowledge: KnowledgeFeature,
     ) -> None:
         from parley.ui.knowledge.controller import KnowledgeController
         from parley.ui.knowledge.docks import KnowledgeDocks
@@ -365,7 +402,7 @@ class MainWindow(QMainWindow):
             settings=settings,
             secrets=secrets,
             tasks=self._tasks,
-            hooks=hooks,
+            feature=knowledge,
             opener=lambda request: self.docks.open_target(request) if self.docks else None,
         )
         self.docks = KnowledgeDocks(
@@ -723,6 +760,10 @@ class MainWindow(QMainWindow):
         if panel is not None:
             panel.choose_folder()
 
+    def show_costs(self) -> CostPanel | None:
+        """Ctrl+Shift+C: the cost panel (a dock; again hides it)."""
+        return self.money.toggle_panel() if self.money is not None else None
+
     def show_sources(self, message_id: str | None = None) -> SourcesPanel | None:
         """Ctrl+Shift+E: the Sources panel for an answer (default: the selected or last one)."""
         return self.docks.show_sources(message_id) if self.docks is not None else None
@@ -798,6 +839,8 @@ class MainWindow(QMainWindow):
         for part in (self.models, self.conversation_list):
             if part is not None:
                 part.closing = True
+        if self.money is not None:
+            self.money.shutdown()
         if self.controller is not None:
             self.controller.stop()
             await self.controller.wait()

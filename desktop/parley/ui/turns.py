@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 RunOp = Callable[..., "asyncio.Task[None]"]
 """Runs a core operation and redraws what changed (``ConversationList.run``)."""
 
+Gate = Callable[[Callable[[], object]], bool]
+"""Asked before a turn starts: False to go ahead; True when it holds the turn back and may
+call the given function later to start it (the budget's confirmation, issue 13)."""
+
 
 @dataclass(frozen=True)
 class _Draft:
@@ -57,6 +61,7 @@ class TurnRequests(QObject):
         turn_options: Builds a turn's options from settings (may raise ``ParleyError``).
         before_turn: Awaited by each turn before it talks to the core.
         reopen: Shows a conversation again (after a version switch).
+        gate: Asked before each turn (None: turns start at once).
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class TurnRequests(QObject):
         turn_options: Callable[..., TurnOptions],
         before_turn: Callable[[TurnOptions], Awaitable[None]],
         reopen: Callable[[int], asyncio.Task[None] | None],
+        gate: Gate | None = None,
     ) -> None:
         super().__init__(composer)
         self._composer = composer
@@ -84,6 +90,7 @@ class TurnRequests(QObject):
         self._turn_options = turn_options
         self._before_turn = before_turn
         self._reopen = reopen
+        self._gate = gate
         self._draft: _Draft | None = None
 
         controller.sig_busy_changed.connect(self._busy_changed)
@@ -97,6 +104,13 @@ class TurnRequests(QObject):
     # ---- Public API
     def send(self, text: str) -> None:
         """Send the composer's text (or the edited question in edit mode)."""
+        if self._controller.is_busy() or not text.strip():
+            return
+        if self._gate is not None and self._gate(lambda: self._send(self._composer.text())):
+            return  # held back; sent later with what the composer holds then, or not at all
+        self._send(text)
+
+    def _send(self, text: str) -> None:
         if self._controller.is_busy() or not text.strip():
             return
         cid = self._transcript.conversation_id
@@ -129,10 +143,19 @@ class TurnRequests(QObject):
         cid = self._transcript.conversation_id
         if self._controller.is_busy() or cid is None:
             return
+        if self._gate is not None and self._gate(lambda: self._regenerate(cid)):
+            return
         self._regenerate(cid)
 
     def retry(self, message_id: str) -> asyncio.Task[None] | None:
         """Retry/regenerate a specific answer (a new version of it)."""
+        if self._controller.is_busy():
+            return None
+        if self._gate is not None and self._gate(lambda: self._retry(message_id)):
+            return None
+        return self._retry(message_id)
+
+    def _retry(self, message_id: str) -> asyncio.Task[None] | None:
         if self._controller.is_busy():
             return None
 

@@ -191,6 +191,7 @@ class WindowActions:
     documents: QAction
     add_folder: QAction
     sources: QAction
+    costs: QAction
 
 
 def build_menus(window: QMainWindow) -> WindowActions:
@@ -217,8 +218,9 @@ def build_menus(window: QMainWindow) -> WindowActions:
         documents=action("Your documents…", "Ctrl+Shift+D"),
         add_folder=action("Add folder…", None),
         sources=action("Sources of the selected answer", "Ctrl+Shift+E"),
+        costs=action("Costs and budgets", "Ctrl+Shift+C"),
     )
-    for a in (acts.documents, acts.add_folder, acts.sources):
+    for a in (acts.documents, acts.add_folder, acts.sources, acts.costs):
         a.setEnabled(False)
     menu = window.menuBar()
     file_menu = menu.addMenu("&File")
@@ -229,6 +231,8 @@ def build_menus(window: QMainWindow) -> WindowActions:
     chat_menu = menu.addMenu("&Chat")
     for a in (acts.search, acts.regenerate, acts.edit_last, acts.stop):
         chat_menu.addAction(a)
+    chat_menu.addSeparator()
+    chat_menu.addAction(acts.costs)
     docs_menu = menu.addMenu("&Documents")
     docs_menu.addAction(acts.documents)
     docs_menu.addAction(acts.add_folder)

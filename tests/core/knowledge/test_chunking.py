@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from parley.core.knowledge.chunking import Chunk, Chunker, default_tokenizer_path
+from parley.core.knowledge.chunking import (
+    DEFAULT_MAX_TOKENS,
+    Chunk,
+    Chunker,
+    default_tokenizer_path,
+)
 from parley.core.knowledge.loaders import Block, LoadedDocument, load_file
 
 ASSETS = Path(os.environ["PARLEY_ASSETS"]) if os.environ.get("PARLEY_ASSETS") else None
@@ -138,7 +143,7 @@ def test_markdown_headings_and_embed_prefix(tmp_path: Path, chunker: Chunker, hf
     p = tmp_path / "guide.md"
     p.write_text(MARKDOWN)
     chunks = chunker.chunk(load_file(p))
-    check_sizes(hf, chunks, 200)
+    check_sizes(hf, chunks, DEFAULT_MAX_TOKENS)
     # Small sections are packed together under their common headings.
     assert len(chunks) == 1
     (c,) = chunks
@@ -224,7 +229,7 @@ def test_long_paragraph_splits_at_sentences_with_modest_overlap(chunker: Chunker
     rng = random.Random(7)
     para = prose(rng, 1500)
     chunks = chunker.chunk(doc_of([Block(para, "paragraph", line_start=1, line_end=1)]))
-    check_sizes(hf, chunks, 200)
+    check_sizes(hf, chunks, DEFAULT_MAX_TOKENS)
     assert len(chunks) >= 6
     texts = [c.text for c in chunks]
     pos = 0
@@ -253,7 +258,7 @@ def test_code_chunks_keep_lines_and_indentation(tmp_path: Path, chunker: Chunker
     p = tmp_path / "thing.py"
     p.write_text(source)
     chunks = chunker.chunk(load_file(p))
-    check_sizes(hf, chunks, 200)
+    check_sizes(hf, chunks, DEFAULT_MAX_TOKENS)
     assert len(chunks) > 5
     lines = source.split("\n")
     for c in chunks:
@@ -270,7 +275,7 @@ def test_pdf_chunks_never_mix_pages(chunker: Chunker, hf) -> None:
     for page in range(1, 6):
         blocks += [Block(prose(rng, rng.randint(10, 300)), "text", page=page) for _ in range(2)]
     chunks = chunker.chunk(doc_of(blocks, "pdf"))
-    check_sizes(hf, chunks, 200)
+    check_sizes(hf, chunks, DEFAULT_MAX_TOKENS)
     for c in chunks:
         assert c.line_start is None and c.page is not None
         assert c.heading_path == ("Chapter",)
@@ -284,7 +289,7 @@ def test_pdf_chunks_never_mix_pages(chunker: Chunker, hf) -> None:
 def test_500k_character_word(chunker: Chunker, hf) -> None:
     text = "intro words here " + "x" * 500_000 + " outro words"
     chunks = chunker.chunk(doc_of([Block(text, "paragraph", line_start=1, line_end=1)]))
-    check_sizes(hf, chunks, 200)
+    check_sizes(hf, chunks, DEFAULT_MAX_TOKENS)
     assert all(len(c.text) <= chunker.max_chars for c in chunks)
     assert sum(c.text.count("x") for c in chunks) == 500_000  # pieces of a word never overlap
     assert chunks[0].text.startswith("intro words here x")
@@ -301,7 +306,7 @@ def test_5_mb_single_line_is_chunked_quickly(chunker: Chunker, hf) -> None:
     cpu = time.process_time() - t0
     assert cpu < 20, f"{cpu:.1f} s of CPU for 5 MB"  # ~2 s here; a loose guard, not a benchmark
     assert all(c.line_start == 1 == c.line_end for c in chunks)
-    check_sizes(hf, chunks[:500], 200)
+    check_sizes(hf, chunks[:500], DEFAULT_MAX_TOKENS)
     pos = 0
     for c in chunks:
         start = text.find(c.text, max(0, pos - 400), pos + len(c.text))
@@ -330,11 +335,11 @@ def test_huge_heading_path_is_bounded(chunker: Chunker, hf) -> None:
     blocks = [Block(prose(rng, 60), "heading", level=i) for i in range(1, 5)]
     blocks.append(Block(prose(rng, 600), "paragraph"))
     chunks = chunker.chunk(doc_of(blocks, "docx"))
-    check_sizes(hf, chunks, 200)
+    check_sizes(hf, chunks, DEFAULT_MAX_TOKENS)
     for c in chunks:
         prefix = c.embed_text[: len(c.embed_text) - len(c.text)]
         assert len(prefix) < 400
-        assert chunker.count_tokens(prefix) <= 50
+        assert chunker.count_tokens(prefix) <= chunker.max_tokens // 4
 
 
 @needs_tokenizer
@@ -355,7 +360,7 @@ def test_estimate_without_tokenizer_stays_under_the_limit(hf) -> None:
     assert not chunker.exact
     chunks = chunker.chunk(doc_of(blocks))
     real = real_counts(hf, [c.embed_text for c in chunks])
-    assert max(real) <= 200
+    assert max(real) <= DEFAULT_MAX_TOKENS
     assert all(c.token_count >= r for c, r in zip(chunks, real, strict=True))  # errs high
 
 
@@ -372,3 +377,64 @@ def test_invalid_arguments() -> None:
         Chunker(max_tokens=8)
     with pytest.raises(ValueError):
         Chunker(max_tokens=100, overlap_tokens=60)
+
+
+# ---------------------------------------------------------------------------- filling, structure
+
+
+@needs_tokenizer
+def test_small_sections_fill_the_window() -> None:
+    # Sections of ~30 pieces in a 100-piece window: three fit whole in each chunk (the old
+    # rule stopped packing once a chunk was half full, making chunks of two).
+    chunker = Chunker(max_tokens=100, overlap_tokens=10, tokenizer_path=TOKENIZER)
+    blocks: list[Block] = []
+    for i in range(9):
+        blocks.append(Block(f"Part {i}", "heading", level=2))
+        blocks.append(Block(" ".join(["apple"] * 26) + ".", "paragraph"))
+    section = chunker.count_tokens(f"Part 0 {' '.join(['apple'] * 26)}.")
+    assert 3 * section <= 100 < 4 * section
+    chunks = chunker.chunk(doc_of(blocks, "markdown"))
+    assert [c.text.count("Part ") for c in chunks] == [3, 3, 3]
+    assert all(c.token_count <= 100 for c in chunks)
+
+
+def test_default_chunks_fill_the_model_window() -> None:
+    assert Chunker().max_tokens == 254  # all-MiniLM-L6-v2: 256 with [CLS] and [SEP]
+
+
+@needs_tokenizer
+def test_title_is_carried_and_embedded_when_headings_do_not_name_it(tmp_path: Path) -> None:
+    page = tmp_path / "frob.html"
+    page.write_text(
+        "<html><head><title>Frobnicator reference</title></head><body>"
+        "<h2>Options</h2><p>The --fast option skips the checks.</p></body></html>"
+    )
+    (c,) = Chunker(tokenizer_path=TOKENIZER).chunk(load_file(page))
+    assert c.title == "Frobnicator reference"
+    assert c.embed_text == "Frobnicator reference: " + c.text
+    assert c.text.startswith("Options\n\nThe --fast option")
+    # A page whose first heading is its title gets no second copy of it.
+    page.write_text(
+        "<html><head><title>Frobnicator - Docs</title></head><body><h1>Frobnicator</h1>"
+        "<p>It frobnicates.</p></body></html>"
+    )
+    (c,) = Chunker(tokenizer_path=TOKENIZER).chunk(load_file(page))
+    assert c.title == "Frobnicator - Docs" and c.embed_text == c.text
+
+
+def test_link_share_tells_a_table_of_contents_from_prose(tmp_path: Path) -> None:
+    toc = tmp_path / "toc.html"
+    toc.write_text(
+        "<h1>Contents</h1><ul>"
+        + "".join(f'<li><a href="p{i}.html">Chapter {i} about things</a></li>' for i in range(30))
+        + "</ul>"
+    )
+    prose_page = tmp_path / "page.html"
+    prose_page.write_text(
+        "<h1>Guide</h1><p>"
+        + "Plain words about the subject. " * 30
+        + 'See <a href="x.html">the reference</a>.</p>'
+    )
+    chunker = Chunker(tokenizer_path=TOKENIZER)
+    assert min(c.link_share for c in chunker.chunk(load_file(toc))) > 0.8
+    assert max(c.link_share for c in chunker.chunk(load_file(prose_page))) < 0.05

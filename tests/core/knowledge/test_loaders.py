@@ -1094,3 +1094,24 @@ def test_closed_loader_refuses_work(tmp_path: Path) -> None:
 def test_invalid_arguments() -> None:
     with pytest.raises(ValueError):
         IsolatedLoader(timeout_s=0)
+
+
+def test_html_title_links_and_page_chrome(tmp_path: Path) -> None:
+    p = tmp_path / "page.html"
+    p.write_text(
+        "<html><head><title>INSERT &mdash; create rows</title></head><body>"
+        '<div class="navheader"><table><tr><td><a href="a.html">Prev</a></td>'
+        '<td><a href="b.html">Next</a></td></tr></table></div>'
+        '<h1>INSERT<a class="headerlink" href="#insert">¶</a></h1>'
+        '<p>Adds rows; see <a href="copy.html">COPY</a> and <a name="x">here</a>.</p>'
+        '<table><tr><td><a href="t.html">Linked cell</a></td><td>plain</td></tr></table>'
+        '<div id="footer">Last updated 2024</div></body></html>'
+    )
+    doc = load_file(p)
+    assert doc.title == "INSERT — create rows"
+    assert [(b.kind, b.text) for b in doc.blocks] == [
+        ("heading", "INSERT"),
+        ("paragraph", "Adds rows; see COPY and here."),
+        ("table", "Linked cell | plain"),
+    ]
+    assert [b.link_chars for b in doc.blocks] == [0, 4, 11]

@@ -9,7 +9,7 @@ import pytest
 
 from parley.core.errors import ConfigError
 from parley.core.knowledge.chunking import Chunk
-from parley.core.knowledge.retrieval import Retriever, fts_query
+from parley.core.knowledge.retrieval import RankingConfig, Retriever, fts_query
 from parley.core.knowledge.store import FileWrite, KnowledgeStore
 
 from .conftest import make_chunks
@@ -87,7 +87,9 @@ def test_rrf_puts_agreement_first(store: KnowledgeStore, corpus: Path) -> None:
     top = hits[0]
     assert top.path.name == "keys.md"
     assert top.dense_score is not None and top.keyword_score is not None
-    assert top.score == pytest.approx(2 / 61)  # first in both lists
+    cfg = RankingConfig()
+    # First in both lists: the sum of both weights over (rrf_k + 1).
+    assert top.score == pytest.approx((cfg.dense_weight + cfg.keyword_weight) / (cfg.rrf_k + 1))
     assert all(h.score <= top.score for h in hits)
 
 
@@ -190,3 +192,129 @@ def test_adjacent_chunks_without_overlap_stay_separate(store: KnowledgeStore, co
     hits = Retriever(store).search("install release upgrade virtual environment", k=3)
     install = [h for h in hits if h.path.name == "install.md"]
     assert len(install) == 2
+
+
+# ---------------------------------------------------------------- ranking behaviour (issue 12)
+
+_TOPICS = (
+    "backup restore archive snapshot replica failover standby recovery checkpoint journal "
+    "index btree hash scan planner statistics vacuum analyze lock deadlock transaction "
+    "isolation commit rollback savepoint trigger function procedure cursor sequence "
+    "schema role grant privilege password certificate tunnel socket port listener"
+).split()
+
+
+def _random_corpus(store: KnowledgeStore, root: Path, files: int, per_file: int) -> None:
+    import random
+
+    rng = random.Random(12)
+    for f in range(files):
+        texts = []
+        for c in range(per_file):
+            words = [rng.choice(_TOPICS) for _ in range(rng.randint(8, 30))]
+            texts.append(f"Note {f}.{c}: " + " ".join(words) + ".")
+        _put(store, root, f"notes/n{f:02d}.txt", make_chunks(texts, (f"Notes {f}",)))
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_top_results_do_not_depend_on_k(store: KnowledgeStore, tmp_path: Path, mode: str) -> None:
+    # The candidate pool used to grow with k (max(20, 4k)), so k=5 fused fewer candidates
+    # than k=20 and the first five could differ.
+    root = tmp_path / "kb"
+    root.mkdir()
+    store.add_root(root)
+    _random_corpus(store, root, files=40, per_file=4)
+    r = Retriever(store)
+    for query in (
+        "restore a backup onto a standby replica",
+        "deadlock between two transactions",
+        "grant a role privilege on a schema",
+        "planner statistics after vacuum analyze",
+        "certificate for the socket listener port",
+        "savepoint rollback inside a procedure",
+    ):
+        five = [(h.path, h.chunk_index, h.text) for h in r.search(query, 5, mode=mode)]
+        twenty = [(h.path, h.chunk_index, h.text) for h in r.search(query, 20, mode=mode)]
+        assert len(five) == 5
+        assert five == twenty[:5], query
+
+
+def test_at_most_two_passages_per_file(store: KnowledgeStore, tmp_path: Path) -> None:
+    root = tmp_path / "kb"
+    root.mkdir()
+    store.add_root(root)
+    zebra = [
+        "Zebra migration crosses the Mara river every year in July.",
+        "The great zebra migration follows the rains across the Serengeti.",
+        "Zebra herds migrate with wildebeest, following fresh grass.",
+        "During the migration, zebras cross rivers full of crocodiles.",
+    ]
+    # Not adjacent (indices 0, 2, 4, 6): each is its own passage.
+    chunks = [
+        Chunk(2 * i, t, t, ("Zebras",), None, 20 * i + 1, 20 * i + 5, 12)
+        for i, t in enumerate(zebra)
+    ]
+    many = _put(store, root, "zebras.txt", chunks)
+    other = _put(
+        store,
+        root,
+        "savanna.txt",
+        make_chunks(["Animals of the savanna move between grazing grounds with the seasons."]),
+    )
+    hits = Retriever(store).search("zebra migration", k=4)
+    assert [h.path for h in hits].count(many) == 2
+    assert other in [h.path for h in hits]
+    # Confined to that one file, every passage of it may come back.
+    mine = Retriever(store).search("zebra migration", k=4, folders=[many])
+    assert [h.path for h in mine] == [many] * 4
+    # The cap is a setting.
+    uncapped = Retriever(store, config=RankingConfig(per_file=0)).search("zebra migration", k=4)
+    assert [h.path for h in uncapped].count(many) >= 3
+
+
+def test_title_names_the_thing_beats_a_page_that_mentions_it(
+    store: KnowledgeStore, tmp_path: Path
+) -> None:
+    root = tmp_path / "kb"
+    root.mkdir()
+    store.add_root(root)
+    news = "Version 4.2: frobnicate is faster; frobnicate accepts --dry-run; frobnicate logs."
+    ref = "Runs the checks over every file, then rewrites the ones that fail them."
+    _put(store, root, "news.txt", [Chunk(0, news, news, ("Changes",), None, 1, 3, 20)])
+    _put(
+        store,
+        root,
+        "tool.txt",
+        [Chunk(0, ref, ref, ("Usage",), None, 1, 3, 20, title="The frobnicate command")],
+    )
+    # The title is searched: the page is found by a word that only its title has.
+    found = Retriever(store).search("frobnicate", k=2, mode="keyword")
+    assert {h.path.name for h in found} == {"news.txt", "tool.txt"}
+    # So is the file name.
+    assert Retriever(store).search("tool", k=1, mode="keyword")[0].path.name == "tool.txt"
+    # Weighted up, the title beats a page that repeats the word.
+    titled = RankingConfig(bm25_weights=(1.0, 0.4, 4.0))
+    hits = Retriever(store, config=titled).search("frobnicate", k=2, mode="keyword")
+    assert hits[0].path.name == "tool.txt"
+    flat = RankingConfig(bm25_weights=(1.0, 0.0, 0.0))
+    assert Retriever(store, config=flat).search("frobnicate", 2, mode="keyword")[0].path.name == (
+        "news.txt"
+    )
+
+
+def test_link_lists_are_demoted(store: KnowledgeStore, tmp_path: Path) -> None:
+    root = tmp_path / "kb"
+    root.mkdir()
+    store.add_root(root)
+    toc = "Vacuum tuning | Vacuum cost delay | Vacuum freeze age | Autovacuum workers | Vacuum"
+    prose = "Run vacuum regularly: it reclaims the space dead rows leave behind after updates."
+    _put(store, root, "toc.txt", [Chunk(0, toc, toc, ("Contents",), None, 1, 2, 20, "", 1.0)])
+    _put(store, root, "vacuum.txt", [Chunk(0, prose, prose, ("Vacuum",), None, 1, 2, 20)])
+    plain = RankingConfig(link_penalty=0.0)
+    assert Retriever(store, config=plain).search("vacuum", 2, mode="keyword")[0].path.name == (
+        "toc.txt"
+    )
+    demoting = RankingConfig(link_penalty=0.6)
+    assert Retriever(store, config=demoting).search("vacuum", 2, mode="keyword")[0].path.name == (
+        "vacuum.txt"
+    )

@@ -22,13 +22,8 @@ from parley.core.providers.base import (
     ToolCallStarted,
     ToolSpec,
 )
-from parley.core.providers.worker import (
-    HANG_MARGIN_S,
-    AdapterSpec,
-    StreamWorker,
-    WorkerProvider,
-    build_adapter,
-)
+from parley.core.providers.registry import AdapterSpec, builtin_registry
+from parley.core.providers.worker import HANG_MARGIN_S, StreamWorker, WorkerProvider
 from tests.core.providers.streams import drain, req
 from tests.fakes.script import Call, HTTPError, Text, ToolCalls
 
@@ -61,7 +56,7 @@ async def worker() -> AsyncIterator[StreamWorker]:
 
 def provider(kind: str, srv: Any, worker: StreamWorker) -> WorkerProvider:
     spec = spec_for(kind, srv)
-    return WorkerProvider(build_adapter(spec), spec, worker)
+    return WorkerProvider(builtin_registry().build(spec), spec, worker)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -182,7 +177,7 @@ async def test_a_hung_worker_is_stopped_and_streams_move_in_process(
 ) -> None:
     fake_llm.enqueue(Text("z" * 4000, chunk_chars=4, delay=0.005))
     spec = replace(spec_for("openai", fake_llm), timeouts=Timeouts(connect=1, first_byte=1, idle=1))
-    p = WorkerProvider(build_adapter(spec), spec, worker)
+    p = WorkerProvider(builtin_registry().build(spec), spec, worker)
     t0 = time.monotonic()
     # Alive, but never answers again.
     await break_mid_stream(

@@ -2,8 +2,8 @@
 
 The model is told to cite ``[n]`` and to say it does not know when the sources don't hold
 the answer. Sources fill a token budget, best first. The same store backs the
-``knowledge_search`` tool. Everything here is built by :func:`attach_knowledge` from the
-composition root's settings (embedded store, or a Chroma server in team mode).
+``knowledge_search`` tool. The :class:`~parley.core.knowledge.feature.KnowledgeFeature`
+builds the grounder when it opens the index.
 """
 
 from __future__ import annotations
@@ -16,20 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parley.core.chat import Grounding
 from parley.core.display import path_text
 from parley.core.tokens import count_tokens
 
 if TYPE_CHECKING:
     from parley.core.knowledge.retrieval import RetrievedChunk, Retriever
-    from parley.core.knowledge.store import KnowledgeStore
-    from parley.core.paths import Paths
-    from parley.core.secrets import Secrets
-    from parley.core.services import Services
-    from parley.core.settings import Settings
-
-CHROMA_TOKEN_SECRET = "chroma-server"
-"""Keyring entry holding the Chroma server token (team mode)."""
 
 GROUNDING_PROMPT = """\
 The person's own documents were searched for this question. The excerpts below are \
@@ -110,6 +101,14 @@ class Source:
             dense_score=d.get("dense_score"),
             keyword_score=d.get("keyword_score"),
         )
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """What retrieval adds to a turn: a system-prompt addendum and the sources used."""
+
+    system_addendum: str
+    sources: tuple[Source, ...] = ()
 
 
 def _attr_escape(text: str) -> str:
@@ -199,48 +198,3 @@ class KnowledgeGrounder:
     def close(self) -> None:
         """Close the store."""
         self.retriever.store.close()
-
-
-def open_store(paths: Paths, settings: Settings, secrets: Secrets | None = None) -> KnowledgeStore:
-    """The knowledge store the settings describe (embedded, or a Chroma server).
-
-    Raises:
-        ParleyError: the model files, the database or the server cannot be used.
-    """
-    from parley.core.knowledge.indexer import EmbedderConfig, make_embedder
-    from parley.core.knowledge.store import ChromaServer, KnowledgeStore
-
-    ks = settings.knowledge
-    api_key = None
-    if ks.embedding_model.startswith("openai:") and secrets is not None:
-        resolved = secrets.resolve("openai", env_var="OPENAI_API_KEY")
-        api_key = resolved.value if resolved else None
-    embedder = make_embedder(paths, EmbedderConfig.from_setting(ks.embedding_model, api_key))
-    server = None
-    if ks.chroma_server is not None:
-        token = secrets.resolve(CHROMA_TOKEN_SECRET) if secrets is not None else None
-        server = ChromaServer(
-            host=ks.chroma_server.host,
-            port=ks.chroma_server.port,
-            ssl=ks.chroma_server.ssl,
-            token=token.value if token else None,
-        )
-    paths.ensure()
-    return KnowledgeStore(paths, embedder, server=server)
-
-
-def attach_knowledge(services: Services) -> KnowledgeGrounder:
-    """Open the store and plug retrieval into the chat session and the tools."""
-    existing = services.extras.get("grounder")
-    if isinstance(existing, KnowledgeGrounder):
-        return existing
-    from parley.core.knowledge.retrieval import Retriever
-
-    s = services.settings.current
-    store = open_store(services.paths, s, services.secrets)
-    grounder = KnowledgeGrounder(
-        Retriever(store), k=s.knowledge.retrieval_k, token_budget=s.knowledge.source_token_budget
-    )
-    services.extras["grounder"] = grounder
-    services.chat.grounder = grounder
-    return grounder

@@ -77,6 +77,9 @@ class Block:
     """1-based first line, inclusive, for line-based formats (text, code, Markdown, HTML)."""
     line_end: int | None = None
     """1-based last line, inclusive."""
+    link_chars: int = 0
+    """Characters of ``text`` that are link text (HTML ``<a href>``): a block made of links
+    (a table of contents, an index) says little about any one subject."""
 
 
 @dataclass
@@ -94,6 +97,8 @@ class LoadedDocument:
     """Bytes read."""
     sha256: str
     """Hex SHA-256 of the raw bytes read (what the index uses to see changes)."""
+    title: str = ""
+    """The document's own title where the format has one (HTML ``<title>``), else empty."""
 
 
 class FileSkipped(ParleyError):
@@ -638,7 +643,8 @@ _HTML_BLOCK = frozenset(
 _HTML_SKIP_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search"})
 _HTML_SKIP_CLASSES = frozenset(
     {"navbar", "sidebar", "breadcrumb", "breadcrumbs", "cookie-banner", "cookie-consent",
-     "skip-link", "site-header", "site-footer"}
+     "skip-link", "site-header", "site-footer", "footer", "navheader", "navfooter",
+     "headerlink"}
 )  # fmt: skip
 _WS = re.compile(r"\s+")
 
@@ -662,6 +668,16 @@ class _HtmlText(HTMLParser):
         self._pre = 0
         self._tables: list[list[list[str]]] = []  # open tables: rows of cell texts
         self._cells: list[list[str] | None] = []  # each open table's open cell, if any
+        self._links: list[int] = []  # stack positions of the open <a href> elements
+        self._link_chars = 0  # link text in the open block
+        self._table_links: list[int] = []  # link text in each open table
+        self._in_title = False
+        self._title: list[str] = []
+
+    @property
+    def title(self) -> str:
+        """The page's ``<title>``, whitespace collapsed."""
+        return _WS.sub(" ", "".join(self._title)).strip()[:300]
 
     # ---- helpers
     @property
@@ -679,10 +695,18 @@ class _HtmlText(HTMLParser):
             kind = self._kind if not self._pre else "code"
             level = self._level if kind == "heading" else 0
             self.blocks.append(
-                Block(text, kind, level=level, line_start=start, line_end=max(start, end))
+                Block(
+                    text,
+                    kind,
+                    level=level,
+                    line_start=start,
+                    line_end=max(start, end),
+                    link_chars=min(self._link_chars, len(text)),
+                )
             )
         self._buf = []
         self._line = None
+        self._link_chars = 0
 
     def _skips(self, tag: str, attrs: list[tuple[str, str | None]]) -> bool:
         if tag in _HTML_SKIP:
@@ -723,12 +747,16 @@ class _HtmlText(HTMLParser):
                 if tag == "p" or t in _HTML_BLOCK:
                     break
         skip = self._skips(tag, attrs)
+        if tag == "title" and not self._title:
+            self._in_title = True
         self._stack.append((tag, skip))
         if skip:
             self._skip += 1
             return
         if self._skip:
             return
+        if tag == "a" and any(k == "href" for k, _ in attrs):
+            self._links.append(len(self._stack) - 1)
         if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
             self._flush()
             self._kind, self._level = "heading", int(tag[1])
@@ -739,6 +767,7 @@ class _HtmlText(HTMLParser):
             self._flush()
             self._tables.append([])
             self._cells.append(None)
+            self._table_links.append(0)
         elif tag == "tr" and self._tables:
             self._tables[-1].append([])
         elif tag in ("td", "th") and self._tables:
@@ -753,6 +782,8 @@ class _HtmlText(HTMLParser):
             self._kind = "paragraph"
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
         if tag in _HTML_VOID or not any(t == tag for t, _ in self._stack):
             return  # stray end tag: ignore, as browsers do
         while self._stack:
@@ -765,6 +796,8 @@ class _HtmlText(HTMLParser):
                 break
 
     def _close(self, tag: str) -> None:
+        if tag == "a" and self._links and self._links[-1] >= len(self._stack):
+            self._links.pop()
         if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
             self._flush()
             self._kind, self._level = "paragraph", 0
@@ -778,13 +811,22 @@ class _HtmlText(HTMLParser):
         elif tag == "table" and self._tables:
             rows = self._tables.pop()
             self._cells.pop()
+            links = self._table_links.pop() if self._table_links else 0
             text = "\n".join(" | ".join(r) for r in rows if any(r))
             if text and self._cell is not None:  # a table nested in a cell: flatten into it
                 self._cell.append(" " + " / ".join(" | ".join(r) for r in rows if any(r)) + " ")
+                if self._table_links:
+                    self._table_links[-1] += links
             elif text:
                 line = self.getpos()[0]
                 self.blocks.append(
-                    Block(text, "table", line_start=self._line or line, line_end=line)
+                    Block(
+                        text,
+                        "table",
+                        line_start=self._line or line,
+                        line_end=line,
+                        link_chars=min(links, len(text)),
+                    )
                 )
                 self._line = None
         elif tag == "li" or tag in _HTML_BLOCK:
@@ -792,8 +834,16 @@ class _HtmlText(HTMLParser):
             self._kind = "paragraph"
 
     def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self._title.append(data)
         if self._skip:
             return
+        if self._links:
+            n = len(data.strip())
+            if self._cell is not None and self._table_links:
+                self._table_links[-1] += n
+            else:
+                self._link_chars += n
         if self._cell is not None:
             self._cell.append(data)
             if self._line is None:
@@ -811,10 +861,15 @@ class _HtmlText(HTMLParser):
 
 
 def _html_blocks(text: str) -> list[Block]:
+    return _html_parse(text)[0]
+
+
+def _html_parse(text: str) -> tuple[list[Block], str]:
+    """Blocks and ``<title>`` of an HTML page."""
     parser = _HtmlText()
     parser.feed(text)
     parser.close()
-    return parser.blocks
+    return parser.blocks, parser.title
 
 
 # ---------------------------------------------------------------------------- PDF
@@ -1079,6 +1134,7 @@ def load_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedDocume
         raise FileSkipped(unsupported_reason(path))
     raw = read_bytes(path, max_bytes)
     digest = hashlib.sha256(raw).hexdigest()
+    title = ""
     try:
         if kind == "pdf":
             blocks = _pdf_blocks(raw)
@@ -1091,12 +1147,14 @@ def load_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedDocume
             elif kind == "rst":
                 blocks = _rst_blocks(text)
             elif kind == "html":
-                blocks = _html_blocks(text)
+                blocks, title = _html_parse(text)
             else:
                 blocks = _text_blocks(text, kind)
     except MemoryError:
         raise _OutOfMemory("ran out of memory while parsing") from None
-    return LoadedDocument(path=path, kind=kind, blocks=blocks, size=len(raw), sha256=digest)
+    return LoadedDocument(
+        path=path, kind=kind, blocks=blocks, size=len(raw), sha256=digest, title=title
+    )
 
 
 # ---------------------------------------------------------------------------- isolation

@@ -1,9 +1,25 @@
 """Hybrid retrieval: dense (Chroma) + keyword (SQLite FTS5 bm25), fused by reciprocal rank.
 
 Chroma 1.5 has no local keyword or hybrid search (STACK-NOTES), so keyword search is SQLite's
-FTS5 over the same chunks, and the two ranked lists are fused with reciprocal rank fusion
-(score = sum of 1 / (60 + rank)). The person's text never reaches FTS5 as syntax: it is cut into
-word tokens, each quoted, joined with OR (see :func:`fts_query`).
+FTS5 over the same chunks, and the two ranked lists are fused with weighted reciprocal rank
+fusion (score = sum of weight / (rrf_k + rank)); the weights and constants are in
+:class:`RankingConfig`, chosen with ``tests/bench/bench_retrieval.py`` on several corpora and
+question sets written outside the project. The person's text never reaches FTS5 as syntax: it
+is cut into word tokens, each quoted, joined with OR (see :func:`fts_query`).
+
+The candidate pool is the same whatever ``k`` is (:attr:`RankingConfig.pool` from each side),
+and the result list is built from the whole pool before it is cut to ``k``, so the first five
+results of ``k=5`` are the first five of ``k=20``.
+
+Structure is a signal: the document's title (and file name) and the heading path are columns
+of their own in keyword search, weighted by :attr:`RankingConfig.bm25_weights`, and chunks made
+mostly of links (a table of contents, an index page) can be demoted
+(:attr:`RankingConfig.link_penalty`). Measured on the PostgreSQL, Git and Python sets, weighting
+titles above the text and demoting link lists each moved recall@5 by at most one question
+either way, so both stay modest (title as heavy as the heading path) or off.
+
+A file gives at most :attr:`RankingConfig.per_file` passages (unless the search is confined to
+one file), so five results are not one page five times when a sibling page answers too.
 
 Dense candidates are fetched without a Chroma ``where`` filter and filtered here: a filtered
 Chroma query costs ~30 ms even at 5,000 vectors (measured) against ~2 ms unfiltered. Only when
@@ -13,7 +29,8 @@ Results are de-duplicated: identical texts keep the best one, and adjacent overl
 of one file are merged into one passage (text joined without the repeated overlap, the line
 or page range widened), so a result list is not spent on the same passage twice.
 
-No cross-encoder reranker: none is bundled, and the latency target leaves it no room on CPU.
+No cross-encoder reranker: no model file for one is available offline here, so none could be
+measured; it stays out until one can be.
 """
 
 from __future__ import annotations
@@ -21,7 +38,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +49,35 @@ log = logging.getLogger(__name__)
 
 RRF_K = 60
 """Reciprocal rank fusion constant (Cormack et al. 2009)."""
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """How candidates are gathered, fused and cut (defaults: measured, see module docstring)."""
+
+    pool: int = 60
+    """Candidates taken from each side (dense, keyword), whatever ``k`` is."""
+    rrf_k: int = 20
+    """Reciprocal rank fusion constant: smaller than the usual 60, so the first few of each
+    list count for more (measured better on every set)."""
+    dense_weight: float = 1.0
+    """Weight of the dense list in the fusion."""
+    keyword_weight: float = 0.6
+    """Weight of the keyword list in the fusion (keyword search alone is the weaker of the
+    two on paraphrased questions)."""
+    fusion: str = "rrf"
+    """``rrf`` (weighted reciprocal rank) or ``score`` (weighted min-max normalised scores)."""
+    bm25_weights: tuple[float, ...] = field(default=(1.0, 0.4, 0.4))
+    """bm25 column weights: chunk text, heading path, document title and file name."""
+    link_penalty: float = 0.0
+    """A chunk whose text is all links (``link_share`` 1) keeps ``1 - link_penalty`` of its
+    score; the demotion grows with the square of the share, so prose with a few links is
+    barely touched."""
+    per_file: int = 2
+    """Most passages from one file in the results (0: no limit)."""
+    file_boost: float = 0.0
+    """Share of the best other candidate of the same file added to a chunk's score."""
+
 
 MODES = ("hybrid", "dense", "keyword")
 """Search modes accepted by :meth:`Retriever.search`."""
@@ -151,9 +197,15 @@ def prune_common_terms(terms: Sequence[str], df: Sequence[int], total: int) -> l
 class Retriever:
     """Searches a :class:`KnowledgeStore` (thread-safe; call off the GUI thread)."""
 
-    def __init__(self, store: KnowledgeStore) -> None:
-        """Search ``store`` with its own embedder."""
+    def __init__(self, store: KnowledgeStore, *, config: RankingConfig | None = None) -> None:
+        """Search ``store`` with its own embedder.
+
+        Args:
+            store: The knowledge store.
+            config: Ranking settings (default: :class:`RankingConfig`'s measured defaults).
+        """
         self.store = store
+        self.config = config or RankingConfig()
 
     def search(
         self,
@@ -186,11 +238,13 @@ class Retriever:
             raise ConfigError("k must be at least 1.")
         if not query.strip():
             return []
+        cfg = self.config
         prefixes = [Path(f).expanduser().resolve() for f in folders] if folders else None
         kind_set = {x.lower().lstrip(".") for x in kinds} if kinds else None
         use_dense = mode in ("hybrid", "dense") and not self.store.needs_reindex
         use_keyword = mode in ("hybrid", "keyword") or not use_dense
-        n = max(20, 4 * k)
+        # The pool does not depend on k (up to large k), so neither does the order.
+        n = max(cfg.pool, 2 * k)
 
         rows: dict[str, ChunkRow] = {}
         dense: list[tuple[str, float]] = []
@@ -200,17 +254,20 @@ class Retriever:
         if use_keyword:
             keyword = self._keyword(query, use_dense, n, prefixes, kind_set, rows)
 
-        fused: dict[str, float] = {}
-        for ranked in (dense, keyword):
-            for rank, (cid, _) in enumerate(ranked):
-                fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        fused = fuse(dense, keyword, cfg)
+        if cfg.link_penalty:
+            for cid in fused:
+                share = rows[cid].link_share if cid in rows else 0.0
+                fused[cid] *= 1.0 - cfg.link_penalty * share * share
+        if cfg.file_boost:
+            _boost_files(fused, rows, cfg.file_boost)
         dense_s = dict(dense)
         kw_s = dict(keyword)
-        order = sorted(fused, key=lambda c: -fused[c])
-        results = [
-            _to_result(rows[c], fused[c], dense_s.get(c), kw_s.get(c)) for c in order if c in rows
-        ]
-        return _dedupe(results, k)
+        # Ties (equal scores) break on the chunk id, so the order never depends on k.
+        order = sorted((c for c in fused if c in rows), key=lambda c: (-fused[c], c))
+        results = [_to_result(rows[c], fused[c], dense_s.get(c), kw_s.get(c)) for c in order]
+        one_file = prefixes is not None and len(prefixes) == 1 and prefixes[0].is_file()
+        return _dedupe(results, k, per_file=0 if one_file else cfg.per_file)
 
     # ---- the two searches
 
@@ -288,10 +345,54 @@ class Retriever:
             return []
         # Filters shrink the list after the fact, so ask for more when there are filters.
         want = n * 5 if (prefixes or kinds) else n
-        hits = self.store.keyword_query(match, want)
+        hits = self.store.keyword_query(match, want, self.config.bm25_weights)
         rows.update(self.store.chunks_by_id([h[0] for h in hits if h[0] not in rows]))
         out = [(c, s) for c, s in hits if c in rows and _keep(rows[c], prefixes, kinds)]
         return out[:n]
+
+
+def fuse(
+    dense: Sequence[tuple[str, float]],
+    keyword: Sequence[tuple[str, float]],
+    cfg: RankingConfig,
+) -> dict[str, float]:
+    """Fused scores of the candidates of two ranked lists (best first each), higher better."""
+    fused: dict[str, float] = {}
+    for ranked, weight in ((dense, cfg.dense_weight), (keyword, cfg.keyword_weight)):
+        if not ranked:
+            continue
+        if cfg.fusion == "score":
+            scores = [s for _, s in ranked]
+            lo, hi = min(scores), max(scores)
+            span = hi - lo
+            for cid, s in ranked:
+                norm = (s - lo) / span if span > 0 else 1.0
+                fused[cid] = fused.get(cid, 0.0) + weight * norm
+        else:
+            for rank, (cid, _) in enumerate(ranked):
+                fused[cid] = fused.get(cid, 0.0) + weight / (cfg.rrf_k + rank + 1)
+    return fused
+
+
+def _boost_files(fused: dict[str, float], rows: dict[str, ChunkRow], share: float) -> None:
+    """Add to each chunk ``share`` of the best other candidate's score from its file."""
+    best: dict[Path, list[float]] = {}
+    for cid, s in fused.items():
+        row = rows.get(cid)
+        if row is None:
+            continue
+        top = best.setdefault(row.path, [0.0, 0.0])
+        if s > top[0]:
+            top[0], top[1] = s, top[0]
+        elif s > top[1]:
+            top[1] = s
+    for cid, s in list(fused.items()):
+        row = rows.get(cid)
+        if row is None:
+            continue
+        top = best[row.path]
+        other = top[1] if s >= top[0] else top[0]
+        fused[cid] = s + share * other
 
 
 def _keep(row: ChunkRow, prefixes: list[Path] | None, kinds: set[str] | None) -> bool:
@@ -344,40 +445,50 @@ def _norm_text(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def _dedupe(results: list[RetrievedChunk], k: int) -> list[RetrievedChunk]:
-    """Drop repeated texts and merge adjacent overlapping chunks of one file (best first)."""
+def _dedupe(results: list[RetrievedChunk], k: int, per_file: int = 0) -> list[RetrievedChunk]:
+    """Drop repeated texts, merge adjacent chunks, cap passages per file; at most ``k``.
+
+    Adjacent overlapping chunks of one file are merged; at most ``per_file`` passages are kept
+    per file (0: any number), and at most ``k`` passages in all (best first).
+
+    Once ``k`` passages are kept, the rest of the list may still merge into them (a later
+    chunk next to a kept one). Every decision depends only on the passages before it, so
+    the result is a prefix of the result for any larger ``k``.
+    """
     kept: list[RetrievedChunk] = []
     spans: list[tuple[int, int]] = []  # (first, last) chunk index covered by kept[i]
+    by_path: dict[str, list[int]] = {}  # kept passages of each file (str: Path.__eq__ is slow)
     seen_text: set[str] = set()
     for r in results:
         key = _norm_text(r.text)
         if key in seen_text:
             continue
+        seen_text.add(key)
+        mine = by_path.setdefault(str(r.path), [])
         merged = False
-        for i, other in enumerate(kept):
+        for i in mine:
             first, last = spans[i]
-            if other.path != r.path or last - first + 1 >= MAX_MERGED:
+            if last - first + 1 >= MAX_MERGED:
                 continue
             if r.chunk_index == last + 1:
-                joined = _merge(other, r, other_first=True)
+                joined = _merge(kept[i], r, other_first=True)
                 if joined is not None:
                     kept[i] = joined
                     spans[i] = (first, r.chunk_index)
                     merged = True
             elif r.chunk_index == first - 1:
-                joined = _merge(other, r, other_first=False)
+                joined = _merge(kept[i], r, other_first=False)
                 if joined is not None:
                     kept[i] = joined
                     spans[i] = (r.chunk_index, last)
                     merged = True
             if merged:
                 break
-        seen_text.add(key)
-        if not merged:
-            if len(kept) >= k:
-                continue
-            kept.append(r)
-            spans.append((r.chunk_index, r.chunk_index))
+        if merged or len(kept) >= k or (per_file and len(mine) >= per_file):
+            continue
+        mine.append(len(kept))
+        kept.append(r)
+        spans.append((r.chunk_index, r.chunk_index))
     return kept
 
 

@@ -124,6 +124,35 @@ MIGRATIONS: tuple[Migration, ...] = (
         # scoring them costs more than they say (see retrieval.py).
         "CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');",
     ),
+    sql_migration(
+        "knowledge-0003-fts-title",
+        # Structure as a ranking signal: each chunk carries its document's title (and file
+        # name), matched by keyword search as a column of its own so it can be weighted, and
+        # the share of its text that is link text (tables of contents, index pages).
+        # Chunks indexed before this keep an empty title until their file changes.
+        """
+        ALTER TABLE chunks ADD COLUMN title TEXT NOT NULL DEFAULT '';
+        ALTER TABLE chunks ADD COLUMN link_share REAL NOT NULL DEFAULT 0;
+        DROP TRIGGER chunks_ai;
+        DROP TRIGGER chunks_ad;
+        DROP TABLE chunks_vocab;
+        DROP TABLE chunks_fts;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, heading, title, content='chunks', content_rowid='seq',
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts(rowid, text, heading, title)
+            VALUES (new.seq, new.text, new.heading, new.title);
+        END;
+        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text, heading, title)
+            VALUES ('delete', old.seq, old.text, old.heading, old.title);
+        END;
+        INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
+        CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');
+        """,
+    ),
 )
 """Named migrations of ``knowledge.sqlite3`` (append new ones; never edit applied ones)."""
 
@@ -201,6 +230,19 @@ class ChunkRow:
     page: int | None
     line_start: int | None
     line_end: int | None
+    link_share: float = 0.0
+    """Share of the text that is link text (see :attr:`Chunk.link_share`)."""
+
+
+def title_text(title: str, path: Path) -> str:
+    """What keyword search matches as a chunk's title.
+
+    The document's title and its file name as words (``sql-createtable.html`` ->
+    ``sql createtable``).
+    """
+    name = path.name[:-8] if path.name.lower().endswith(".rst.txt") else path.stem
+    words = " ".join(w for w in re.split(r"[\W_]+", name) if w)
+    return f"{title} {words}".strip()
 
 
 def chunk_id(path: Path, index: int, text: str) -> str:
@@ -994,7 +1036,8 @@ class KnowledgeStore:
                 conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
                 conn.executemany(
                     "INSERT INTO chunks(id, file_id, idx, text, embed_text, heading, page, "
-                    "line_start, line_end, token_count) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "line_start, line_end, token_count, title, link_share) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
                             cid,
@@ -1007,6 +1050,8 @@ class KnowledgeStore:
                             c.line_start,
                             c.line_end,
                             c.token_count,
+                            title_text(getattr(c, "title", ""), w.path),
+                            float(getattr(c, "link_share", 0.0)),
                         )
                         for cid, c in zip(w.ids, w.chunks, strict=True)
                     ],
@@ -1298,15 +1343,25 @@ class KnowledgeStore:
             for i, d, m, doc in zip(ids, dists, metas, docs, strict=True)
         ]
 
-    def keyword_query(self, match: str, n: int) -> list[tuple[str, float]]:
-        """FTS5 ``match`` (already sanitised): ``(id, bm25 score)`` best first, higher better."""
+    def keyword_query(
+        self, match: str, n: int, weights: Sequence[float] = (1.0, 0.4, 0.4)
+    ) -> list[tuple[str, float]]:
+        """FTS5 ``match`` (already sanitised): ``(id, bm25 score)`` best first, higher better.
+
+        Args:
+            match: The MATCH expression.
+            n: Most results.
+            weights: bm25 weights of the text, heading-path and title columns.
+        """
+        w = [float(x) for x in weights][:3]
+        w += [1.0] * (3 - len(w))
         rows = (
             self._read()
             .execute(
-                "SELECT c.id, -m.s FROM (SELECT rowid AS r, bm25(chunks_fts, 1.0, 0.4) AS s "
+                "SELECT c.id, -m.s FROM (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) AS s "
                 "FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?) m "
                 "JOIN chunks c ON c.seq = m.r ORDER BY m.s",
-                (match, n),
+                (*w, match, n),
             )
             .fetchall()
         )
@@ -1356,7 +1411,8 @@ class KnowledgeStore:
             marks = ",".join("?" * len(batch))
             for r in conn.execute(
                 "SELECT c.id, c.idx, c.text, c.heading, c.page, c.line_start, c.line_end, "
-                "f.path, f.kind, r.path AS root FROM chunks c JOIN files f ON f.id = c.file_id "
+                "c.link_share, f.path, f.kind, r.path AS root "
+                "FROM chunks c JOIN files f ON f.id = c.file_id "
                 f"JOIN roots r ON r.id = f.root_id WHERE c.id IN ({marks})",
                 batch,
             ):
@@ -1371,6 +1427,7 @@ class KnowledgeStore:
                     page=r["page"],
                     line_start=r["line_start"],
                     line_end=r["line_end"],
+                    link_share=float(r["link_share"] or 0.0),
                 )
         return out
 

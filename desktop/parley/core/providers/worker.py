@@ -5,8 +5,10 @@ The openai and anthropic SDKs spend a few hundred microseconds of Python per str
 the GUI thread: a fast stream then took ~1.5x as long as the SDK alone. A
 :class:`StreamWorker` is one long-lived child process (``spawn``) that runs the real adapter
 (SDK, stall limits, error mapping) and sends its events back over a pipe, text deltas
-batched every 10 ms. Everything else stays here: retries and fallback
-(:mod:`~parley.core.providers.resilient`), the agent and its tools, the database.
+batched every 10 ms. It builds each adapter from the same
+:class:`~parley.core.providers.registry.ProviderRegistry` as this process (handed to it at
+start), so a new protocol needs no change here. Everything else stays here: retries and
+fallback (:mod:`~parley.core.providers.resilient`), the agent and its tools, the database.
 
 :class:`WorkerProvider` wraps an adapter: ``stream()`` goes through the worker when it is
 running and through the adapter in this process otherwise (before the worker has started,
@@ -23,9 +25,8 @@ import logging
 import multiprocessing
 import threading
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any, cast
+from typing import Any
 
 from parley.core.errors import ParleyError, ProviderDown
 from parley.core.providers.base import (
@@ -34,8 +35,8 @@ from parley.core.providers.base import (
     Provider,
     StreamEvent,
     TextDelta,
-    Timeouts,
 )
+from parley.core.providers.registry import AdapterSpec, ProviderRegistry, builtin_registry
 from parley.core.providers.stall import StallGuard, StallTimeout
 
 log = logging.getLogger(__name__)
@@ -46,43 +47,6 @@ HANG_MARGIN_S = 3.0
 BATCH_S = 0.01
 """How long the worker collects events before sending them (text deltas are joined); the
 window shows at most ~30 frames a second."""
-
-
-@dataclass(frozen=True)
-class AdapterSpec:
-    """What the worker needs to build the same adapter as this process."""
-
-    protocol: str
-    name: str
-    label: str
-    base_url: str | None
-    timeouts: Timeouts
-    api_key: str | None = field(default=None, repr=False)
-
-
-def build_adapter(spec: AdapterSpec) -> Provider:
-    """The SDK adapter for ``spec`` (its module imports the SDK on first use).
-
-    Raises:
-        ValueError: an unknown protocol.
-    """
-    adapter: type[Any]
-    if spec.protocol == "anthropic":
-        from parley.core.providers.anthropic import AnthropicProvider as adapter
-    elif spec.protocol == "openai":
-        from parley.core.providers.openai import OpenAIProvider as adapter
-    else:
-        raise ValueError(f"unknown protocol {spec.protocol!r}")
-    return cast(
-        Provider,
-        adapter(
-            name=spec.name,
-            label=spec.label,
-            api_key=spec.api_key,
-            base_url=spec.base_url,
-            timeouts=spec.timeouts,
-        ),
-    )
 
 
 # ---------------------------------------------------------------- errors across the pipe
@@ -120,12 +84,12 @@ def _ending_error(msg: tuple[Any, ...]) -> BaseException:
 # ---------------------------------------------------------------- the child process
 
 
-def _worker_main(conn: Connection) -> None:
+def _worker_main(conn: Connection, registry: ProviderRegistry) -> None:
     """Entry point of the worker process: serve stream requests until the pipe closes."""
-    asyncio.run(_serve(conn))
+    asyncio.run(_serve(conn, registry))
 
 
-async def _serve(conn: Connection) -> None:
+async def _serve(conn: Connection, registry: ProviderRegistry) -> None:
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[Any] = asyncio.Queue()
     send_lock = threading.Lock()
@@ -147,10 +111,10 @@ async def _serve(conn: Connection) -> None:
     threading.Thread(target=read, name="parley-stream-worker-read", daemon=True).start()
     # Import the SDKs before saying ready (the first answer must not wait for them here;
     # until then the window streams in its own process).
-    for module in ("openai", "anthropic"):
+    for module in registry.sdk_modules():
         try:
             importlib.import_module(module)
-        except ImportError as exc:  # pragma: no cover - both SDKs are dependencies
+        except ImportError as exc:  # pragma: no cover - the SDKs are dependencies
             log.warning("stream worker could not import %s: %s", module, exc)
     adapters: dict[AdapterSpec, Provider] = {}
     running: dict[int, asyncio.Task[None]] = {}
@@ -161,7 +125,7 @@ async def _serve(conn: Connection) -> None:
                 _, rid, spec, request = msg
                 adapter = adapters.get(spec)
                 if adapter is None:
-                    adapter = adapters[spec] = build_adapter(spec)
+                    adapter = adapters[spec] = registry.build(spec)
                 task = asyncio.create_task(_run_stream(rid, adapter, request, send))
                 running[rid] = task
                 task.add_done_callback(functools.partial(_forget, running, rid))
@@ -220,9 +184,15 @@ async def _run_stream(rid: int, adapter: Provider, request: ChatRequest, send: A
 
 
 class StreamWorker:
-    """The parent's handle on the worker process (start it once, after the first paint)."""
+    """The parent's handle on the worker process (start it once, after the first paint).
 
-    def __init__(self) -> None:
+    Args:
+        registry: The adapters the worker may build (default: Parley's built-in ones); it
+            travels to the child process, which builds each stream's adapter from it.
+    """
+
+    def __init__(self, registry: ProviderRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else builtin_registry()
         self._proc: Any = None
         self._conn: Connection | None = None
         self._ready = False
@@ -258,7 +228,10 @@ class StreamWorker:
             ctx = multiprocessing.get_context("spawn")
             parent, child = ctx.Pipe(duplex=True)
             proc = ctx.Process(
-                target=_worker_main, args=(child,), name="parley-stream-worker", daemon=True
+                target=_worker_main,
+                args=(child, self.registry),
+                name="parley-stream-worker",
+                daemon=True,
             )
             await asyncio.to_thread(proc.start)  # fork/exec takes tens of ms: not on the loop
             child.close()

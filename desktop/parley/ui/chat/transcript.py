@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, Signal
 
 from parley.ui.chat.model import ChatItem, ChatRole, FooterItem, MessageStatus
+from parley.ui.costs.format import FROM_CACHE
 from parley.ui.knowledge.citations import (
     citation_footer,
     parse_sources,
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from parley.ui.notices import NoticeBar
     from parley.ui.status import StatusStrip
     from parley.ui.tasks import TaskSet
+
+CACHE_FOOTER = FooterItem(FROM_CACHE, kind="cache")
+"""Under an answer replayed from Parley's response cache (it cost nothing, issue 13)."""
 
 TOOL_HREF = "parley-tool:"
 """Footer link of a tool card: a click shows or hides its arguments and result."""
@@ -306,6 +310,8 @@ class Transcript(QObject):
             run = ToolRun(t.call_id, t.name, t.arguments, t.result, t.is_error, t.ms)
             self._tool_runs[(str(m.id), t.call_id)] = run
             footer.extend(self._tool_items(str(m.id), run))
+        if m.meta.get("from_cache"):
+            footer.append(CACHE_FOOTER)
         if live_turn is not None:
             return ChatItem(
                 str(m.id),
@@ -409,6 +415,9 @@ class Transcript(QObject):
                 self.reload()  # shown while it loaded: the load brings the saved answer
             else:
                 self.view.end_stream(mid, ev.status, error, retryable=ev.error is not None)
+                item = self.view.item(mid)
+                if ev.cached and item is not None and CACHE_FOOTER not in item.footer:
+                    self.view.set_footer(mid, (*item.footer, CACHE_FOOTER))
             self._status.set_last_turn(
                 ev.usage.input_tokens,
                 ev.usage.output_tokens,

@@ -6,8 +6,9 @@ and the main window show. Rules it keeps:
 
 - Nothing heavy at import time: the knowledge store, the indexer and the embedder pull in
   chromadb and onnxruntime, so they are imported inside functions, after the first paint.
-- Nothing blocking on the GUI thread: opening the store (``attach``, ~1-2 s: chromadb and the
-  ONNX model), reading folder states and skipped lists (a SQLite scan of up to 100k rows) and
+- Nothing blocking on the GUI thread: opening the store (the core's
+  :class:`~parley.core.knowledge.feature.KnowledgeFeature` ``attach``, ~1-2 s: chromadb and
+  the ONNX model), reading folder states and skipped lists (a SQLite scan of up to 100k rows) and
   removing a folder run under ``asyncio.to_thread``. Indexing itself runs in a worker *process*
   (``index_in_background``): measured, it disturbs the window's event loop far less than a
   thread would (the GIL and both cores go to tokenising and ONNX otherwise).
@@ -28,7 +29,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,11 +47,11 @@ from parley.ui.knowledge.panel import FolderRow, KnowledgePanel, skipped_rows
 from parley.ui.tasks import TaskSet
 
 if TYPE_CHECKING:
+    from parley.core.knowledge.feature import KnowledgeFeature, TurnSwitches
     from parley.core.knowledge.grounding import KnowledgeGrounder, Source
     from parley.core.knowledge.store import KnowledgeStore
     from parley.core.paths import Paths
     from parley.core.secrets import Secrets
-    from parley.core.services import Services
     from parley.core.settings import Settings, SettingsStore
 
 log = logging.getLogger(__name__)
@@ -70,42 +70,6 @@ IndexEvents = Callable[[Sequence[Path]], AsyncIterator[Any]]
 ``IndexReport`` (``index_in_background`` configured from the settings, by default)."""
 
 
-@dataclass(frozen=True)
-class KnowledgeHooks:
-    """How the controller reaches the core's knowledge feature (built by :func:`hooks_for`)."""
-
-    attach: Callable[[], Any]
-    """Blocking: open the store and plug retrieval into the chat (``attach_knowledge``);
-    returns the grounder."""
-    detach: Callable[[], None]
-    """Blocking: unplug and close the grounder (before the settings' model or server change)."""
-
-
-def hooks_for(services: Services) -> KnowledgeHooks:
-    """The attach/detach pair for ``services`` (the window never holds ``Services`` itself)."""
-
-    def attach() -> Any:
-        from parley.core.knowledge.grounding import attach_knowledge
-
-        grounder = attach_knowledge(services)
-        # Load the ONNX session now, in this worker thread, not at the first question.
-        embedder = grounder.retriever.store.embedder
-        ready = getattr(embedder, "ensure_ready", None)
-        if callable(ready):
-            ready()
-        return grounder
-
-    def detach() -> None:
-        grounder = services.extras.pop("grounder", None)
-        if services.chat.grounder is grounder:
-            services.chat.grounder = None
-        close = getattr(grounder, "close", None)
-        if callable(close):
-            close()
-
-    return KnowledgeHooks(attach=attach, detach=detach)
-
-
 class KnowledgeController(QObject):
     """Folders, indexing runs, grounding and citation clicks, reported as signals.
 
@@ -114,7 +78,8 @@ class KnowledgeController(QObject):
         settings: The settings (``knowledge.folders`` is kept in step).
         secrets: Keys for OpenAI embeddings and a Chroma server token (team mode).
         tasks: Where background work is started (cancelled and awaited on quit).
-        hooks: Attach/detach the core's knowledge feature (:func:`hooks_for`).
+        feature: The core's documents feature (opens and closes the index; its rule says
+            which turns need it).
         opener: Opens a checked citation (default: the right program, or the system viewer).
         index_events: Starts an indexing run (default: ``index_in_background`` from settings).
     """
@@ -150,7 +115,7 @@ class KnowledgeController(QObject):
         settings: SettingsStore,
         secrets: Secrets | None,
         tasks: TaskSet,
-        hooks: KnowledgeHooks,
+        feature: KnowledgeFeature,
         opener: Opener = system_open,
         index_events: IndexEvents | None = None,
     ) -> None:
@@ -159,7 +124,7 @@ class KnowledgeController(QObject):
         self._settings = settings
         self._secrets = secrets
         self._tasks = tasks
-        self._hooks = hooks
+        self._feature = feature
         self._opener = opener
         self._index_events = index_events or self._default_index_events
         self._grounder: KnowledgeGrounder | None = None
@@ -200,6 +165,10 @@ class KnowledgeController(QObject):
     def folders(self) -> list[str]:
         """The folders added to Parley (``settings.knowledge.folders``)."""
         return list(self._settings.current.knowledge.folders)
+
+    def needed_for(self, switches: TurnSwitches) -> bool:
+        """Whether a turn with these switches reads the documents (the core's rule)."""
+        return self._feature.needed_for(switches)
 
     def rows(self) -> list[FolderRow]:
         """The folder states last reported."""
@@ -262,7 +231,8 @@ class KnowledgeController(QObject):
         # not raised, so the task set does not treat it as a bug.
         self.sig_loading_changed.emit(True)
         try:
-            grounder = await asyncio.to_thread(self._hooks.attach)
+            # warm: the ONNX session loads now, in this worker thread, not at the first question
+            grounder = await asyncio.to_thread(self._feature.attach, warm=True)
         except ParleyError as exc:
             self.sig_error.emit(exc.user_message)
             self.sig_notice.emit(f"Your documents could not be opened: {exc.user_message}", "error")
@@ -519,27 +489,11 @@ class KnowledgeController(QObject):
         self.refresh()
 
     def _default_index_events(self, roots: Sequence[Path]) -> AsyncIterator[Any]:
-        from parley.core.knowledge.grounding import CHROMA_TOKEN_SECRET
-        from parley.core.knowledge.indexer import EmbedderConfig, index_in_background
-        from parley.core.knowledge.store import ChromaServer
+        from parley.core.knowledge.feature import store_config
+        from parley.core.knowledge.indexer import index_in_background
 
         ks = self._settings.current.knowledge
-        api_key = None
-        if ks.embedding_model.startswith("openai:") and self._secrets is not None:
-            resolved = self._secrets.resolve("openai", env_var="OPENAI_API_KEY")
-            api_key = resolved.value if resolved else None
-        embedder = EmbedderConfig.from_setting(ks.embedding_model, api_key)
-        server = None
-        if ks.chroma_server is not None:
-            token = (
-                self._secrets.resolve(CHROMA_TOKEN_SECRET) if self._secrets is not None else None
-            )
-            server = ChromaServer(
-                host=ks.chroma_server.host,
-                port=ks.chroma_server.port,
-                ssl=ks.chroma_server.ssl,
-                token=token.value if token else None,
-            )
+        embedder, server = store_config(self._settings.current, self._secrets)
         return index_in_background(
             self._paths,
             roots,
@@ -620,7 +574,7 @@ class KnowledgeController(QObject):
             await asyncio.gather(*busy, return_exceptions=True)
         self._grounder = None
         self._attach_task = None
-        await asyncio.to_thread(self._hooks.detach)
+        await asyncio.to_thread(self._feature.detach)
         await self.refresh()
 
     async def shutdown(self) -> None:
@@ -719,7 +673,5 @@ def summarize(report: Any) -> str:
 __all__ = [
     "IndexEvents",
     "KnowledgeController",
-    "KnowledgeHooks",
-    "hooks_for",
     "summarize",
 ]

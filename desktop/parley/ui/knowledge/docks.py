@@ -169,19 +169,17 @@ class KnowledgeDocks(QObject):
             self._tasks.spawn(self.knowledge.ensure_attached(), name="knowledge-warm")
 
     async def prepare_turn(self, options: TurnOptions) -> None:
-        """Open the documents when the turn may use them.
+        """Open the documents when the turn may use them (the core's rule).
 
         That is "Use my documents", or "Use tools" with folders added (knowledge_search).
         """
-        has_folders = bool(self.knowledge.folders())
-        if options.use_knowledge:
-            if not has_folders:
-                self._notice.show_notice(
-                    "You have not added any documents yet: drop a folder on the window or use "
-                    "Documents ▸ Add folder…",
-                    tag="knowledge",
-                )
-        elif not (options.use_tools and has_folders):
+        if options.use_knowledge and not self.knowledge.folders():
+            self._notice.show_notice(
+                "You have not added any documents yet: drop a folder on the window or use "
+                "Documents ▸ Add folder…",
+                tag="knowledge",
+            )
+        if not self.knowledge.needed_for(options):
             return
         # Opens chromadb and the embedding model (1-2 s, in a worker thread) the first time;
         # if it fails the notice says why and the answer comes without documents.
@@ -287,7 +285,7 @@ def add_folders_to_settings(
 ) -> list[str]:
     """Add folders to ``settings.knowledge.folders`` (no indexing); returns those new.
 
-    What the window does when the documents feature is not bound (no knowledge hooks).
+    What the window does when the documents feature is not bound (no knowledge feature).
     """
     s = settings.current
     known = list(s.knowledge.folders)

@@ -1,4 +1,4 @@
-"""The settings dialog: providers (keys, endpoints, models), answers, appearance.
+"""The settings dialog: providers (keys, endpoints, models), answers, appearance, spending.
 
 Non-modal (``show()``/``open()``, never ``exec()`` inside a coroutine, STYLE.md §3). Apply and
 OK validate everything first and save through ``SettingsStore.update`` (TOML, atomic); a bad
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from parley.ui.settings.providers import ProviderPage
+from parley.ui.settings.spending import SpendingPage
 from parley.ui.tasks import TaskSet
 from parley.ui.theme import restyle
 
@@ -214,6 +215,8 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(providers_tab, "Providers")
         self.tabs.addTab(answers_tab, "Answers")
         self.tabs.addTab(appearance_tab, "Appearance")
+        self.spending = SpendingPage(s)
+        self.tabs.addTab(self.spending, "Spending")
 
         self.error_label = QLabel()
         self.error_label.setObjectName("errorLine")
@@ -277,6 +280,7 @@ class SettingsDialog(QDialog):
             fallback_provider=self.fallback_provider.currentData(),
             fallback_model=self.fallback_model.currentText().strip() or None,
             theme=str(self.theme.currentData()),
+            **self.spending.values(),
         )
         return Settings.model_validate(data)
 
