@@ -114,6 +114,8 @@ async def test_issue_sequence_renders_like_a_fresh_view(qtbot, tmp_path) -> None
             fresh.show()
             fresh.set_messages(w.view.model().items())
             await asyncio.sleep(0.2)
+            for view in (w.view, fresh):  # no message's actions shown (hover, focus)
+                view.canvas().clearFocus()
             got = _scroll_shots(w.view)
             want = _scroll_shots(fresh)
             assert [y for y, _ in got] == [y for y, _ in want]  # same row heights in all

@@ -774,6 +774,17 @@ class ChatSession:
 
         return self._op(op)
 
+    def delete_answer(self, message_id: int) -> asyncio.Future[OpChanges]:
+        """Delete an answer (and what followed it); another version or its question shows."""
+
+        def op() -> OpChanges:
+            msg = self.conversations.message(message_id)
+            if msg is None or self.conversations.delete_answer(message_id) is None:
+                return OpChanges()
+            return OpChanges(msg.conversation_id, branch=True)
+
+        return self._op(op)
+
     def rewind_to_question(self, message_id: int) -> asyncio.Future[OpChanges]:
         """End the current branch at the question of ``message_id`` (itself or its parent).
 

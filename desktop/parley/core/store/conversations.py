@@ -491,6 +491,32 @@ class ConversationStore:
                 return current
             current = row[0]
 
+    def delete_answer(self, message_id: int) -> int | None:
+        """Delete an answer and what followed it on its branches; the ledger keeps its cost.
+
+        The current branch moves to the newest leaf of a remaining version of the answer,
+        else to its question.
+
+        Returns:
+            The conversation's new current leaf (None: no such answer, nothing deleted).
+        """
+        m = self.message(message_id)
+        if m is None or m.role != "assistant":
+            return None
+        others = [s.id for s in self.siblings(message_id) if s.id != message_id]
+        older = [i for i in others if i < message_id]
+        if others:
+            leaf: int | None = self.latest_leaf(older[-1] if older else others[0])
+        else:
+            leaf = m.parent_id
+        with transaction(self.conn) as c:
+            c.execute(
+                "UPDATE conversations SET current_leaf_id=?, updated_at=? WHERE id=?",
+                (leaf, time.time(), m.conversation_id),
+            )
+            c.execute("DELETE FROM messages WHERE id=?", (message_id,))  # children cascade
+        return leaf
+
     def set_leaf(self, conversation_id: int, leaf_id: int | None) -> None:
         """Make ``leaf_id`` the current branch's end."""
         with transaction(self.conn) as c:

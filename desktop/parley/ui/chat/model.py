@@ -68,6 +68,8 @@ class FooterItem:
     """What this is, e.g. ``note``, ``tool_call``, ``citation``."""
     href: str | None = None
     """Optional link target."""
+    tooltip: str | None = None
+    """Optional tooltip shown when the pointer rests on the line (plain text)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,11 @@ class ChatItem:
     """Set when a fallback model answered: shown as "answered by <model>"."""
     footer: tuple[FooterItem, ...] = ()
     """Tool-call cards, citations and notes shown below the answer."""
+    model: str | None = None
+    """The model that wrote an answer (named in its header)."""
+    versions: tuple[int, int] | None = None
+    """(shown version, number of versions), 1-based, when the message has other versions:
+    the header shows the switcher ``‹ 2/3 ›``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.message_id, str) or not self.message_id:
@@ -107,6 +114,10 @@ class ChatItem:
         except ValueError:
             raise ValueError(f"unknown message status {self.status!r}") from None
         object.__setattr__(self, "footer", tuple(self.footer))  # a list would be mutable
+        if self.versions is not None:
+            current, count = self.versions
+            if not 1 <= current <= count:
+                raise ValueError(f"version {current} of {count} does not exist")
 
 
 class ItemRole(IntEnum):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
+from parley.core.costs import format_usd
 from parley.ui.chat.model import ChatItem, ChatRole, FooterItem, MessageStatus
 from parley.ui.costs.format import FROM_CACHE
 from parley.ui.knowledge.citations import (
@@ -106,6 +107,8 @@ class Transcript(QObject):
         status: The window's status strip (tools, fallbacks, the last turn's usage).
         branch_bar: Shows the versions of the newest message that has several.
         is_local: Whether a provider id is a local server (free turns).
+        price_of: The price used for a (provider, model), as text for the usage tooltip
+            (None: unknown).
     """
 
     # ---- Signals
@@ -127,6 +130,7 @@ class Transcript(QObject):
         status: StatusStrip,
         branch_bar: BranchBar,
         is_local: Callable[[str], bool],
+        price_of: Callable[[str, str], str | None] | None = None,
     ) -> None:
         super().__init__(view)
         self.view = view
@@ -137,6 +141,7 @@ class Transcript(QObject):
         self._status = status
         self._branch_bar = branch_bar
         self._is_local = is_local
+        self._price_of = price_of
         self._remember: Callable[[str | int, Iterable[Any]], list[Any]] | None = None
         self.conversation_id: int | None = None
         """The conversation shown (None: a new, empty chat)."""
@@ -280,13 +285,17 @@ class Transcript(QObject):
             return found, last_kind
 
         async def run() -> None:
-            found, kind = await asyncio.to_thread(compute)
+            found, _kind = await asyncio.to_thread(compute)
             if generation != self._versions_generation or self.conversation_id != cid:
                 return
+            shown_before = set(self._versions)
             self._versions.clear()
             self._versions.update(found)
-            last = next(reversed(found.values()), None) if found else None
-            self._branch_bar.set_versions(last, kind)
+            # The switcher is on the message it belongs to (issue 14), not in the top bar.
+            self._branch_bar.set_versions(None)
+            for mid in shown_before | set(found):
+                v = found.get(mid)
+                self.view.set_versions(mid, (v.current + 1, len(v.ids)) if v else None)
 
         return self._tasks.spawn(run(), name="versions")
 
@@ -312,6 +321,17 @@ class Transcript(QObject):
             footer.extend(self._tool_items(str(m.id), run))
         if m.meta.get("from_cache"):
             footer.append(CACHE_FOOTER)
+        elif m.status != "streaming" and (
+            m.input_tokens is not None or m.output_tokens is not None
+        ):
+            footer.append(
+                self._usage_item(
+                    m.provider or "",
+                    m.model or "",
+                    (m.input_tokens, m.cached_input_tokens, m.output_tokens),
+                    m.cost_usd,
+                )
+            )
         if live_turn is not None:
             return ChatItem(
                 str(m.id),
@@ -320,6 +340,7 @@ class Transcript(QObject):
                 status=MessageStatus.STREAMING,
                 answered_by=live_turn.fallback_model,
                 footer=tuple(footer),
+                model=m.model,
             )
         status = m.status
         if status == "streaming":  # Parley was killed mid-answer: what was saved is partial
@@ -337,6 +358,7 @@ class Transcript(QObject):
             retryable=bool(error),
             answered_by=m.model if m.meta.get("fallback") else None,
             footer=tuple(footer),
+            model=m.model,
         )
 
     def _citation_items(self, message_id: int, meta: Mapping[str, Any]) -> list[FooterItem]:
@@ -347,6 +369,21 @@ class Transcript(QObject):
         if self._remember is not None:
             self._remember(message_id, sources)
         return list(citation_footer(sources))
+
+    def _usage_item(
+        self,
+        provider: str,
+        model: str,
+        usage: tuple[int | None, int | None, int | None],
+        cost: float | None,
+    ) -> FooterItem:
+        """The footer line ``1,234 tokens · $0.0021`` of an answer, details in its tooltip."""
+        return usage_footer(
+            usage,
+            cost,
+            local=bool(provider) and self._is_local(provider),
+            price=self._price_of(provider, model) if self._price_of and model else None,
+        )
 
     # ---- turn signals
     def _turn_started(self, turn: RunningTurn) -> None:
@@ -418,6 +455,12 @@ class Transcript(QObject):
                 item = self.view.item(mid)
                 if ev.cached and item is not None and CACHE_FOOTER not in item.footer:
                     self.view.set_footer(mid, (*item.footer, CACHE_FOOTER))
+                elif not ev.cached:
+                    u = ev.usage
+                    usage = (u.input_tokens, u.cached_input_tokens, u.output_tokens)
+                    known = any(n is not None for n in usage)
+                    line = self._usage_item(ev.provider, ev.model, usage, ev.cost_usd)
+                    self.view.set_usage(mid, ev.model or None, line if known else None)
             self._status.set_last_turn(
                 ev.usage.input_tokens,
                 ev.usage.output_tokens,
@@ -507,6 +550,36 @@ class Transcript(QObject):
         self.view.set_footer(
             message_id, replace_tool(item.footer, run, self._tool_items(message_id, run))
         )
+
+
+def usage_footer(
+    usage: tuple[int | None, int | None, int | None],
+    cost: float | None,
+    *,
+    local: bool = False,
+    price: str | None = None,
+) -> FooterItem:
+    """An answer's tokens and cost line; the tooltip says input, cached, output, price used.
+
+    Args:
+        usage: (input tokens, of which cached, output tokens) as the provider reported them.
+        cost: What the answer cost (None: unknown, never shown as $0).
+        local: Served on this machine: free.
+        price: The price used, as text (e.g. ``$0.15 in · $0.60 out per 1M tokens``).
+    """
+    tokens_in, cached, tokens_out = (n or 0 for n in usage)
+    money = "free (local)" if local else format_usd(cost) if cost is not None else "cost unknown"
+    text = f"{tokens_in + tokens_out:,} tokens · {money}"
+    tip = [
+        f"Input: {tokens_in:,} tokens",
+        f"Cached input: {cached:,} tokens",
+        f"Output: {tokens_out:,} tokens",
+    ]
+    if local:
+        tip.append("Price used: none (a server on this machine)")
+    else:
+        tip.append(f"Price used: {price or 'unknown (not in the model catalog)'}")
+    return FooterItem(text, kind="usage", tooltip="\n".join(tip))
 
 
 def replace_tool(

@@ -79,6 +79,7 @@ from PySide6.QtGui import (
     QAbstractTextDocumentLayout,
     QColor,
     QContextMenuEvent,
+    QFocusEvent,
     QFont,
     QFontMetricsF,
     QGuiApplication,
@@ -185,6 +186,9 @@ _FOLLOW_TOLERANCE_EM = 0.5
 _ANCHOR_COPY_CODE = "parley-copy:"
 _ANCHOR_COPY_MESSAGE = "parley-copy-message:"
 _ANCHOR_RETRY = "parley-retry:"
+_ANCHOR_ACTION = "parley-action:"
+"""Message actions (``parley-action:edit``…) and the version switcher, emitted as
+``message_action``; Copy uses :data:`_ANCHOR_COPY_MESSAGE`."""
 _ANCHOR_INTERNAL = "parley-"
 _CITATION_KIND = "citation"
 """Footer items of this kind linking to ``parley-cite:<n>`` make ``[n]`` in the text a link."""
@@ -337,6 +341,7 @@ class _ChatCanvas(QAbstractScrollArea):
     footer_activated = Signal(str, str)
     citation_activated = Signal(str, int)
     message_focused = Signal(str)
+    message_action = Signal(str, str)
 
     def __init__(self, model: ChatModel, parent: QWidget | None = None) -> None:
         _warm_up_in_background()
@@ -376,6 +381,8 @@ class _ChatCanvas(QAbstractScrollArea):
         self._press_pos = QPoint()
         self._dragging = False
         self._focus_message: str | None = None
+        self._hover_message: str | None = None
+        self._actions_enabled = True
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -549,6 +556,9 @@ class _ChatCanvas(QAbstractScrollArea):
         # Long URLs and tokens wrap instead of overflowing the column.
         self._text_option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         self._text_option.setTabStopDistance(QFontMetricsF(self.font()).horizontalAdvance(" ") * 4)
+        self._action_docs: dict[tuple[ChatRole, bool, bool], QTextDocument] = {}
+        widest = self._actions_doc(ChatRole.ASSISTANT, enabled=True, error=False)
+        self._actions_width = math.ceil(widest.idealWidth()) + self._gap(0.5)
 
     def refresh_theme(self) -> None:
         """Rebuild the theme from the palette and font and re-render what is shown."""
@@ -610,6 +620,11 @@ class _ChatCanvas(QAbstractScrollArea):
         if item.answered_by:
             model = html.escape(reveal_invisible(item.answered_by))
             bits.append(f'<span style="color:{t.muted}">· answered by {model}</span>')
+        elif item.model and item.role == ChatRole.ASSISTANT:
+            model = html.escape(reveal_invisible(item.model))
+            bits.append(f'<span style="color:{t.muted}">· {model}</span>')
+        if item.versions is not None:
+            bits.append(self._versions_html(*item.versions))
         label = _STATUS_LABELS.get(item.status, "")
         if label:
             colour = {
@@ -618,14 +633,94 @@ class _ChatCanvas(QAbstractScrollArea):
                 MessageStatus.PARTIAL: t.warning,
             }.get(item.status, t.muted)
             bits.append(f'<span style="color:{colour}">· {html.escape(label)}</span>')
-        copy = (
-            f'<a href="{_ANCHOR_COPY_MESSAGE}" style="color:{t.muted};'
-            ' text-decoration:none">Copy</a>'
-        )
+        # The right cell keeps room for the actions, painted over it on hover or focus.
         return (
             '<table width="100%" cellspacing="0" cellpadding="0" border="0"><tr>'
-            f'<td>{" ".join(bits)}</td><td align="right">{copy}</td></tr></table>'
+            f'<td>{" ".join(bits)}</td><td width="{self._actions_width}"></td></tr></table>'
         )
+
+    def _versions_html(self, current: int, count: int) -> str:
+        """The switcher ``‹ 2/3 ›`` (an arrow with nowhere to go is shown, not linked)."""
+        t = self._theme
+
+        def arrow(glyph: str, action: str, live: bool) -> str:
+            if not live:
+                return f'<span style="color:{t.border}">&nbsp;{glyph}&nbsp;</span>'
+            return (
+                f'<a href="{_ANCHOR_ACTION}{action}" style="color:{t.link};'
+                f' text-decoration:none">&nbsp;{glyph}&nbsp;</a>'
+            )
+
+        return (
+            f'<span style="color:{t.muted}">&nbsp;&nbsp;'
+            f"{arrow('‹', 'version-prev', current > 1)}{current}/{count}"
+            f"{arrow('›', 'version-next', current < count)}</span>"
+        )
+
+    def _actions_doc(self, role: ChatRole, *, enabled: bool, error: bool) -> QTextDocument:
+        """The action links of a message (shared per role and state; painted on hover)."""
+        key = (role, enabled, error)
+        doc = self._action_docs.get(key)
+        if doc is not None:
+            return doc
+        t = self._theme
+        names: list[tuple[str, str, bool]] = [("Copy", _ANCHOR_COPY_MESSAGE, True)]
+        if role == ChatRole.USER:
+            names.append(("Edit", f"{_ANCHOR_ACTION}edit", enabled))
+        else:
+            names.append(
+                ("Retry" if error else "Regenerate", f"{_ANCHOR_ACTION}regenerate", enabled)
+            )
+            names.append(("Delete", f"{_ANCHOR_ACTION}delete", enabled))
+        links = []
+        for label, href, live in names:
+            if live:
+                links.append(
+                    f'<a href="{href}" style="color:{t.link}; text-decoration:none">{label}</a>'
+                )
+            else:
+                links.append(f'<span style="color:{t.border}">{label}</span>')
+        doc = self._new_doc(
+            f'<p style="margin:0">{"&nbsp;&nbsp;·&nbsp;&nbsp;".join(links)}</p>', -1
+        )
+        doc.setTextWidth(doc.idealWidth())
+        self._action_docs[key] = doc
+        return doc
+
+    def _row_actions(self, row: int, layout: _MessageLayout) -> tuple[QTextDocument, QPointF]:
+        """The actions document of a row and its top-left in message coordinates."""
+        item = self._model.item_at(row)
+        doc = self._actions_doc(item.role, enabled=self._actions_enabled, error=bool(item.error))
+        pad = self._px(_PAD_EM)
+        x = pad + layout.width - doc.idealWidth()
+        return doc, QPointF(x, layout.header.top)
+
+    def _actions_shown(self, message_id: str) -> bool:
+        """Actions show on the message under the pointer, and the focused one."""
+        if message_id == self._hover_message:
+            return True
+        return message_id == self._focus_message and self.hasFocus()
+
+    def set_actions_enabled(self, enabled: bool) -> None:
+        """Enable or grey out the actions that start or change a turn (Copy stays)."""
+        if enabled != self._actions_enabled:
+            self._actions_enabled = enabled
+            self.viewport().update()
+
+    def _set_hover(self, message_id: str | None) -> None:
+        if message_id != self._hover_message:
+            old, self._hover_message = self._hover_message, message_id
+            for mid in (old, message_id):
+                self._update_header(mid)
+
+    def _update_header(self, message_id: str | None) -> None:
+        """Repaint the header strip of a message (where its actions are painted)."""
+        row = -1 if message_id is None else self._model.row_of(message_id)
+        if row < 0 or row >= len(self._heights):
+            return
+        top = self._tops[row] - self._scroll_y()
+        height = self._gap(_PAD_EM) + self._em * 2
+        self.viewport().update(0, math.floor(top), self.viewport().width(), math.ceil(height) + 1)
 
     def _error_html(self, item: ChatItem) -> str:
         t = self._theme
@@ -1371,6 +1466,12 @@ class _ChatCanvas(QAbstractScrollArea):
             painter.translate(col_x + pad, part_top)
             part.doc.documentLayout().draw(painter, ctx)
             painter.restore()
+        if self._actions_shown(item.message_id):
+            doc, at = self._row_actions(row, layout)
+            painter.save()
+            painter.translate(col_x + at.x(), top + at.y())
+            doc.documentLayout().draw(painter, QAbstractTextDocumentLayout.PaintContext())
+            painter.restore()
 
     # ---- hit testing
 
@@ -1390,8 +1491,14 @@ class _ChatCanvas(QAbstractScrollArea):
         part = parts[index]
         local = QPointF(lx, ly - part.top)
         anchor = ""
-        if part.doc is not None and 0 <= local.y() <= part.height and 0 <= lx <= layout.width:
-            anchor = part.doc.documentLayout().anchorAt(local)
+        # The pointer is over this message, so its actions are shown: they come first.
+        doc, at = self._row_actions(row, layout)
+        in_actions = QPointF(pos.x() - col_x - at.x(), ly - at.y())
+        if 0 <= in_actions.y() <= doc.size().height() and 0 <= in_actions.x() <= doc.idealWidth():
+            anchor = doc.documentLayout().anchorAt(in_actions)
+        if not anchor and part.doc is not None and 0 <= local.y() <= part.height:
+            if 0 <= lx <= layout.width:
+                anchor = part.doc.documentLayout().anchorAt(local)
         return _Hit(row, layout.message_id, layout, index, part, local, anchor)
 
     @staticmethod
@@ -1526,6 +1633,8 @@ class _ChatCanvas(QAbstractScrollArea):
             self.copy_code(hit.message_id, hit.part, href)
         elif href.startswith(_ANCHOR_RETRY):
             self.retry_requested.emit(hit.message_id)
+        elif href.startswith(_ANCHOR_ACTION):
+            self.message_action.emit(hit.message_id, href[len(_ANCHOR_ACTION) :])
         elif href.startswith(CITE_SCHEME):
             n = _cite_number(href)
             if n is not None and n in _citations_of(self._model.item_at(hit.row)):
@@ -1576,6 +1685,7 @@ class _ChatCanvas(QAbstractScrollArea):
                 self._drag_to(pos)
             return
         hit = self._hit(pos)
+        self._set_hover(hit.message_id if hit is not None else None)
         if hit is not None and hit.anchor:
             self.viewport().setCursor(Qt.CursorShape.PointingHandCursor)
         elif hit is not None and 0 <= hit.local.y() <= hit.part.height:
@@ -1664,12 +1774,30 @@ class _ChatCanvas(QAbstractScrollArea):
             return
         super().keyPressEvent(event)
 
+    def focusInEvent(self, event: QFocusEvent) -> None:
+        """Keyboard focus shows the focused message's actions (the newest one at first)."""
+        super().focusInEvent(event)
+        if self._focus_message is None or self._model.row_of(self._focus_message) < 0:
+            n = self._model.rowCount()
+            self._focus_message = self._model.item_at(n - 1).message_id if n else None
+        self._update_header(self._focus_message)
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:
+        """Hide the focused message's actions."""
+        super().focusOutEvent(event)
+        self._update_header(self._focus_message)
+
     def viewportEvent(self, event: QEvent) -> bool:
-        """Show the full (punycode) URL as the tooltip of a link."""
+        """Show the full (punycode) URL as the tooltip of a link, and footer tooltips."""
+        if event.type() == QEvent.Type.Leave:
+            self._set_hover(None)
         if event.type() == QEvent.Type.ToolTip:
             help_event = cast(QHelpEvent, event)
             hit = self._hit(QPointF(help_event.pos()))
-            if hit is not None and hit.anchor and link_is_openable(hit.anchor):
+            tip = self._footer_tooltip(hit) if hit is not None else None
+            if tip:
+                QToolTip.showText(help_event.globalPos(), tip, self)
+            elif hit is not None and hit.anchor and link_is_openable(hit.anchor):
                 QToolTip.showText(help_event.globalPos(), display_url(hit.anchor), self)
             elif hit is not None and hit.anchor.startswith(CITE_SCHEME):
                 # A citation in the text: say which source it is before it is clicked.
@@ -1682,6 +1810,16 @@ class _ChatCanvas(QAbstractScrollArea):
                 QToolTip.hideText()
             return True
         return super().viewportEvent(event)
+
+    def _footer_tooltip(self, hit: _Hit) -> str | None:
+        """The tooltip of the footer line under the pointer (usage details), if any."""
+        if hit.part.kind != "footer" or not hit.layout.footer:
+            return None
+        index = hit.part_index - (len(hit.layout.parts()) - len(hit.layout.footer))
+        footer = self._model.item_at(hit.row).footer
+        if 0 <= index < len(footer):
+            return footer[index].tooltip
+        return None
 
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:
         """Offer copy actions for what is under the pointer."""
@@ -1785,7 +1923,15 @@ class _ChatCanvas(QAbstractScrollArea):
                 return QPointF(
                     col_x + self._px(_PAD_EM) + point.x(), origin_y + part.top + point.y()
                 )
+        doc, at = self._row_actions(row, layout)  # shown when the pointer gets there
+        point = _anchor_in_doc(doc, href_prefix)
+        if point is not None:
+            return QPointF(col_x + at.x() + point.x(), origin_y + at.y() + point.y())
         return None
+
+    def actions_shown(self, message_id: str) -> bool:
+        """Whether a message shows its actions now (hovered, or focused with the focus)."""
+        return self._actions_shown(message_id)
 
 
 def _cite_number(href: str) -> int | None:
@@ -1885,6 +2031,9 @@ class ChatView(QWidget):
     Only numbers the answer's footer lists are emitted."""
     sig_message_focused = Signal(str)
     """The person clicked into a message: its id (e.g. to show that answer's sources)."""
+    sig_message_action = Signal(str, str)
+    """An action on a message was clicked: (message id, ``edit``, ``regenerate``, ``delete``,
+    ``version-prev`` or ``version-next``). Copy is done by the view itself."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -1900,6 +2049,7 @@ class ChatView(QWidget):
         self._canvas.footer_activated.connect(self.sig_footer_activated)
         self._canvas.citation_activated.connect(self.sig_citation_activated)
         self._canvas.message_focused.connect(self.sig_message_focused)
+        self._canvas.message_action.connect(self.sig_message_action)
 
     # ---- Public API
 
@@ -1966,6 +2116,27 @@ class ChatView(QWidget):
     def set_answered_by(self, message_id: str, model: str | None) -> None:
         """Show "answered by <model>" (a fallback model answered), or hide it with None."""
         self._model.update(message_id, answered_by=model)
+
+    def set_actions_enabled(self, enabled: bool) -> None:
+        """Grey out Edit, Regenerate, Delete while a turn runs (Copy stays)."""
+        self._canvas.set_actions_enabled(enabled)
+
+    def set_versions(self, message_id: str, versions: tuple[int, int] | None) -> None:
+        """Show the version switcher ``‹ 2/3 ›`` of a message (None hides it)."""
+        item = self._model.item(message_id)
+        if item is not None and item.versions != versions:
+            self._model.update(message_id, versions=versions)
+
+    def set_usage(self, message_id: str, model: str | None, usage: FooterItem | None) -> None:
+        """Name the model that wrote an answer and show its tokens and cost line."""
+        item = self._model.item(message_id)
+        if item is None:
+            return
+        footer = tuple(f for f in item.footer if f.kind != "usage")
+        if usage is not None:
+            footer = (*footer, usage)
+        if item.model != model or item.footer != footer:
+            self._model.update(message_id, model=model, footer=footer)
 
     def set_footer(self, message_id: str, items: Sequence[FooterItem]) -> None:
         """Replace the footer items (tool calls, citations, notes) under a message."""
