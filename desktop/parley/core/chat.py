@@ -168,6 +168,8 @@ class TurnOptions:
     use_tools: bool = False
     use_knowledge: bool = False
     folders: Sequence[str] = field(default_factory=tuple)
+    approved_folders: Sequence[str] = field(default_factory=tuple)
+    """Folders the tools may read in this turn without asking (the CLI's ``--folder``)."""
     over_budget: bool = False
     """Send even when a budget is reached (the person confirmed, or ``--over-budget``)."""
 

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from parley.core.services import ProviderFactory
     from parley.core.settings import Settings, SettingsStore
     from parley.core.store.conversations import Conversation, ConversationStore
+    from parley.core.tools.approval import Approval
     from parley.ui.chat.transcript import Transcript
     from parley.ui.chat.view import ChatView
     from parley.ui.controllers import ChatController, RunningTurn
@@ -590,6 +591,13 @@ class MainWindow(QMainWindow):
             target = None if v is None else v.current + (1 if action == "version-next" else -1)
             if v is not None and target is not None and 0 <= target < len(v.ids):
                 self.show_version(v.ids[target])
+
+    async def ask_folder_approval(self, folder: str) -> Approval:
+        """Ask whether the tools may read ``folder`` (Allow once / Always / Deny)."""
+        from parley.ui.folder_approval import ask_folder
+
+        self.raise_()
+        return await ask_folder(self, folder)
 
     def delete_answer(self, message_id: str) -> QMessageBox:
         """Ask, then delete an answer and what followed it (the box is window-modal)."""
