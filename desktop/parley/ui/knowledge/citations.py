@@ -88,7 +88,7 @@ class OpenRequest:
         return ""
 
 
-Opener = Callable[[OpenRequest], None]
+Opener = Callable[[OpenRequest], object]
 """Opens a checked :class:`OpenRequest` (the window's default starts a program; tests record)."""
 
 
@@ -342,8 +342,12 @@ def open_command(
     return None
 
 
-def system_open(request: OpenRequest) -> None:
-    """The default :data:`Opener`: start the right program detached, or the system viewer."""
+def system_open(request: OpenRequest) -> bool:
+    """Start the right program detached, or the system's default application.
+
+    Returns:
+        False when nothing could be started (the caller says so: never "Opened" then).
+    """
     from PySide6.QtCore import QProcess, QUrl
     from PySide6.QtGui import QDesktopServices
 
@@ -352,9 +356,9 @@ def system_open(request: OpenRequest) -> None:
         program, args = command
         ok, _pid = QProcess.startDetached(program, args)
         if ok:
-            return
+            return True
         log.warning("could not start %s; opening %s with the system viewer", program, request.path)
-    QDesktopServices.openUrl(QUrl.fromLocalFile(str(request.path)))
+    return bool(QDesktopServices.openUrl(QUrl.fromLocalFile(str(request.path))))
 
 
 __all__ = [
