@@ -47,3 +47,20 @@ def test_sources_panel_names_the_searches_in_plain_words(qtbot) -> None:
     header = panel.table.headerItem()
     assert [header.text(i) for i in range(2, 5)] == ["combined", "meaning match", "keyword match"]
     assert "meaning" in header.toolTip(3).lower()
+
+
+def test_only_cited_passages_are_listed_the_rest_fold() -> None:
+    from parley.core.knowledge.grounding import Source
+    from parley.ui.knowledge.citations import citation_footer, without_citations
+
+    sources = [
+        Source(n, f"/docs/f{n}.md", "/docs", "", None, n, n + 2, f"text {n}", 0.5, 0.5, None)
+        for n in (1, 2, 3, 4)
+    ]
+    streaming = citation_footer(sources)  # the text is not final: all listed
+    assert [f.href for f in streaming] == [f"parley-cite:{n}" for n in (1, 2, 3, 4)]
+    final = citation_footer(sources, "As [3] says, and [1]; [7] is no source.")
+    assert [f.href for f in final[:-1]] == ["parley-cite:1", "parley-cite:3"]
+    assert final[-1].text == "2 more sent" and final[-1].href == "parley-sources:"
+    assert without_citations(final) == ()
+    assert citation_footer(sources, "No citation.")[-1].text == "4 sources sent, none cited"

@@ -343,10 +343,24 @@ async def test_dropped_folder_grounds_an_answer_whose_citations_open_the_right_p
             assert len(sources) >= 3  # the whole small corpus fits the budget
             for s in sources:
                 assert f'n="{s.n}"' in system["content"] and s.text[:30] in system["content"]
+            # Under the answer: the passages it cited; the others fold into "N more sent".
+            answer = await h.until(
+                lambda: next(
+                    (i for i in h.items() if i.message_id == mid and _more(i) is not None), None
+                ),
+                what="the cited passages listed",
+            )
             cites = [f for f in answer.footer if f.kind == "citation"]
-            assert [f.text for f in cites] == [citation_label(s) for s in sources]
-            pairs = zip(cites, sources, strict=True)
+            cited = [s for s in sources if s.n in (1, 2)]
+            assert [f.text for f in cites] == [citation_label(s) for s in cited]
+            pairs = zip(cites, cited, strict=True)
             assert all(f.text.startswith(f"[{s.n}] notes/") for f, s in pairs)
+            assert _more(answer) == f"{len(sources) - 2} more sent"
+            more = w.view.canvas().anchor_point(mid, "parley-sources:")
+            assert more is not None
+            _click(w.view, more)
+            assert w.docks is not None and w.docks.sources_panel is not None
+            assert w.docks.sources_panel.message_id() == mid
 
             # Clicking [1] and [2] in the answer opens those files at their line or page.
             view = w.view
@@ -401,6 +415,11 @@ async def test_dropped_folder_grounds_an_answer_whose_citations_open_the_right_p
             w.open_citation(again.message_id, 1)
             assert "not inside the folders you added" in w.notice.text()
             assert _previewed(w, 1) is None
+
+
+def _more(item) -> str | None:
+    """The "N more sent" line under an answer, if any."""
+    return next((f.text for f in item.footer if f.kind == "sources_more"), None)
 
 
 def _previewed(w, n: int) -> OpenRequest | None:

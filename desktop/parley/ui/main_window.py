@@ -355,6 +355,7 @@ class MainWindow(QMainWindow):
         self.actions_hook.sig_version_requested.connect(self.show_version)
         self.branch_bar.sig_version_requested.connect(self.show_version)
         self.view.sig_message_action.connect(self._message_action)
+        self.view.sig_footer_activated.connect(self._footer_link)
 
         self.composer.sig_options_changed.connect(self._switches_changed)
         self.picker.sig_model_chosen.connect(self._model_chosen)
@@ -577,6 +578,13 @@ class MainWindow(QMainWindow):
         """Answer the last question again (the old answer stays as another version)."""
         if self.turns is not None:
             self.turns.regenerate()
+
+    def _footer_link(self, message_id: str, href: str) -> None:
+        """A ``parley-…`` link under an answer: "N more sent" shows its Sources panel."""
+        from parley.ui.knowledge.citations import SOURCES_HREF
+
+        if href.startswith(SOURCES_HREF):
+            self.show_sources(message_id)
 
     def _message_action(self, message_id: str, action: str) -> None:
         """An action clicked on a message in the chat view."""

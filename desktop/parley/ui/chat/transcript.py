@@ -155,6 +155,7 @@ class Transcript(QObject):
         self._tool_runs: dict[tuple[str, str], ToolRun] = {}
         self._tools_open: set[tuple[str, str]] = set()
         self._outgoing: tuple[str, ...] = ()
+        self._live_sources: dict[str, Any] = {}
 
         c = controller
         c.sig_turn_started.connect(self._turn_started)
@@ -314,7 +315,7 @@ class Transcript(QObject):
             for a in m.meta.get("attachments") or ():
                 footer.append(FooterItem(f"📎 {a.get('name', 'attachment')}", kind="attachment"))
             return ChatItem(str(m.id), ChatRole.USER, m.content, footer=tuple(footer))
-        footer.extend(self._citation_items(m.id, m.meta))
+        footer.extend(self._citation_items(m.id, m.meta, None if live_turn else m.content))
         for t in tool_calls:
             run = ToolRun(t.call_id, t.name, t.arguments, t.result, t.is_error, t.ms)
             self._tool_runs[(str(m.id), t.call_id)] = run
@@ -361,14 +362,16 @@ class Transcript(QObject):
             model=m.model,
         )
 
-    def _citation_items(self, message_id: int, meta: Mapping[str, Any]) -> list[FooterItem]:
+    def _citation_items(
+        self, message_id: int, meta: Mapping[str, Any], text: str | None
+    ) -> list[FooterItem]:
         """Source lines for a stored answer (and its sources remembered for clicks)."""
         sources = sources_from_meta(meta)
         if sources is None:
             return []
         if self._remember is not None:
             self._remember(message_id, sources)
-        return list(citation_footer(sources))
+        return list(citation_footer(sources, text))
 
     def _usage_item(
         self,
@@ -435,6 +438,7 @@ class Transcript(QObject):
     def _sources_attached(self, message_id: int, sources: Any) -> None:
         mid = str(message_id)
         parsed = self._remember(mid, sources) if self._remember else parse_sources(sources)
+        self._live_sources[mid] = parsed
         if mid == self._view_stream:
             item = self.view.item(mid)
             if item is not None:
@@ -468,6 +472,11 @@ class Transcript(QObject):
                 local=self._is_local(ev.provider),
             )
             self.refresh_versions(None)
+            sent = self._live_sources.pop(mid, None)
+            item = self.view.item(mid)
+            if sent and item is not None:  # now the text is final: list what it cites
+                footer = (*citation_footer(sent, item.text), *without_citations(item.footer))
+                self.view.set_footer(mid, footer)
             if ev.sources:
                 self.sig_sources_changed.emit(mid)
         if self._view_stream == mid:
