@@ -474,7 +474,7 @@ async def test_tool_calls_show_as_cards_that_open_to_arguments_and_result(qtbot)
             answer = h.items()[-1]
             assert answer.text == "Six times seven is 42."
             cards = [f for f in answer.footer if f.kind == "tool_call"]
-            assert len(cards) == 1 and cards[0].text.startswith("⚙ calculator · done · ")
+            assert len(cards) == 1 and cards[0].text.startswith("⚙ calculator · 6 * 7 · done · ")
             assert cards[0].text.endswith("▸ details") and cards[0].href
             view = w.view
             assert view is not None
@@ -523,4 +523,4 @@ async def test_with_tools_on_and_folders_added_knowledge_search_is_offered(qtbot
             offered = {t["function"]["name"] for t in chat_requests(srv)[0].json["tools"]}
             assert "knowledge_search" in offered
             cards = [f for f in h.items()[-1].footer if f.kind == "tool_call"]
-            assert len(cards) == 1 and cards[0].text.startswith("⚙ knowledge_search · done")
+            assert len(cards) == 1 and cards[0].text.startswith("⚙ knowledge_search · budget · done")

@@ -505,6 +505,7 @@ class ChatSession:
                         ev.call.id,
                         ev.call.name,
                         ev.call.arguments,
+                        text_offset=len(state.text()),
                     )
                     state.tool_rows[id(ev.call)] = (ev.call, row)
                 elif isinstance(ev, ToolRunFinished):

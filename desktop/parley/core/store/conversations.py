@@ -111,6 +111,12 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX turn_queue_by_conversation ON turn_queue(conversation_id, id);
         """,
     ),
+    sql_migration(
+        # Where in the answer's text each tool call happened, so its card is shown between
+        # the text before and after it, after a reload too (issue 14).
+        "004_tool_call_offset",
+        "ALTER TABLE tool_calls ADD COLUMN text_offset INTEGER;",
+    ),
 ]
 
 
@@ -162,6 +168,8 @@ class StoredToolCall:
     result: str | None
     is_error: bool
     ms: float | None
+    text_offset: int | None = None
+    """Characters of the answer's text written before the call (None: not recorded)."""
 
 
 def _conv(row: sqlite3.Row) -> Conversation:
@@ -542,13 +550,27 @@ class ConversationStore:
         result: str | None = None,
         is_error: bool = False,
         ms: float | None = None,
+        text_offset: int | None = None,
     ) -> int:
-        """Record one tool call under the assistant message that made it."""
+        """Record one tool call under the assistant message that made it.
+
+        ``text_offset``: how many characters of the answer's text came before the call.
+        """
         with transaction(self.conn) as c:
             cur = c.execute(
                 "INSERT INTO tool_calls(message_id, call_id, name, arguments, result, is_error,"
-                " ms, created_at) VALUES (?,?,?,?,?,?,?,?)",
-                (message_id, call_id, name, arguments, result, int(is_error), ms, time.time()),
+                " ms, created_at, text_offset) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    message_id,
+                    call_id,
+                    name,
+                    arguments,
+                    result,
+                    int(is_error),
+                    ms,
+                    time.time(),
+                    text_offset,
+                ),
             )
             return int(cur.lastrowid or 0)
 
@@ -577,6 +599,7 @@ class ConversationStore:
                 r["result"],
                 bool(r["is_error"]),
                 r["ms"],
+                r["text_offset"],
             )
             for r in rows
         ]

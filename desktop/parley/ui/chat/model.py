@@ -70,6 +70,10 @@ class FooterItem:
     """Optional link target."""
     tooltip: str | None = None
     """Optional tooltip shown when the pointer rests on the line (plain text)."""
+    offset: int | None = None
+    """Shown inside the answer, after this many characters of its text (a tool card where
+    the call happened); None: below the answer. Streaming answers show them below until
+    the answer is finished."""
 
 
 @dataclass(frozen=True)

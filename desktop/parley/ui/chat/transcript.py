@@ -15,6 +15,7 @@ operations run by the window.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class ToolRun:
     result: str | None = None
     is_error: bool = False
     ms: float | None = None
+    offset: int | None = None
+    """Characters of the answer's text written before the call (where its card goes)."""
 
 
 class Transcript(QObject):
@@ -317,7 +320,7 @@ class Transcript(QObject):
             return ChatItem(str(m.id), ChatRole.USER, m.content, footer=tuple(footer))
         footer.extend(self._citation_items(m.id, m.meta, None if live_turn else m.content))
         for t in tool_calls:
-            run = ToolRun(t.call_id, t.name, t.arguments, t.result, t.is_error, t.ms)
+            run = ToolRun(t.call_id, t.name, t.arguments, t.result, t.is_error, t.ms, t.text_offset)
             self._tool_runs[(str(m.id), t.call_id)] = run
             footer.extend(self._tool_items(str(m.id), run))
         if m.meta.get("from_cache"):
@@ -503,13 +506,26 @@ class Transcript(QObject):
 
     def _tool_call_started(self, message_id: int, call: Any) -> None:
         mid = str(message_id)
-        run = ToolRun(call.id, call.name, call.arguments)
+        turn = self._controller.turn
+        offset = None
+        if turn is not None and turn.assistant_message_id == message_id:
+            offset = len(turn.streamed_text())  # the text so far: the card goes after it
+        run = ToolRun(call.id, call.name, call.arguments, offset=offset)
         self._tool_runs[(mid, call.id)] = run
         self._update_tool_card(mid, run)
 
     def _tool_finished(self, message_id: int, ev: Any) -> None:
         mid = str(message_id)
-        run = ToolRun(ev.call.id, ev.call.name, ev.call.arguments, ev.content, ev.is_error, ev.ms)
+        started = self._tool_runs.get((mid, ev.call.id))
+        run = ToolRun(
+            ev.call.id,
+            ev.call.name,
+            ev.call.arguments,
+            ev.content,
+            ev.is_error,
+            ev.ms,
+            started.offset if started is not None else None,
+        )
         self._tool_runs[(mid, ev.call.id)] = run
         self._update_tool_card(mid, run)
         if not any(
@@ -530,18 +546,26 @@ class Transcript(QObject):
     def _tool_items(self, mid: str, run: ToolRun) -> list[FooterItem]:
         """The footer lines of one tool call: the card, and its details when opened."""
         is_open = (mid, run.call_id) in self._tools_open
+        summary = clip(tool_summary(run.arguments), 60)
+        head = f"⚙ {run.name}" + (f" · {summary}" if summary else "")
         if run.result is None and run.ms is None:
-            card = f"⚙ {run.name} · running…"
+            card = f"{head} · running…"
         else:
             took = f" · {run.ms:.0f} ms" if run.ms is not None else ""
             state = "failed" if run.is_error else "done"
-            card = f"⚙ {run.name} · {state}{took}  {'▾ hide' if is_open else '▸ details'}"
-        items = [FooterItem(card, kind="tool_call", href=f"{TOOL_HREF}{run.call_id}")]
+            card = f"{head} · {state}{took}  {'▾ hide' if is_open else '▸ details'}"
+        at = run.offset
+        href = f"{TOOL_HREF}{run.call_id}"
+        items = [FooterItem(card, kind="tool_call", href=href, offset=at)]
         if is_open:
-            items.append(FooterItem(f"Arguments: {clip(run.arguments)}", kind="tool_detail"))
+            items.append(
+                FooterItem(f"Arguments: {clip(run.arguments)}", kind="tool_detail", offset=at)
+            )
             if run.result is not None:
                 label = "Error" if run.is_error else "Result"
-                items.append(FooterItem(f"{label}: {clip(run.result)}", kind="tool_detail"))
+                items.append(
+                    FooterItem(f"{label}: {clip(run.result)}", kind="tool_detail", offset=at)
+                )
         return items
 
     def _footer_activated(self, message_id: str, href: str) -> None:
@@ -611,6 +635,17 @@ def replace_tool(
     if not placed:
         out.extend(items)
     return tuple(out)
+
+
+def tool_summary(arguments: str) -> str:
+    """A one-line summary of a call's arguments: its first argument's value."""
+    try:
+        args = json.loads(arguments)
+    except ValueError:
+        return arguments
+    if isinstance(args, dict) and args:
+        return str(next(iter(args.values())))
+    return ""
 
 
 def clip(text: str, n: int = CLIP_CHARS) -> str:

@@ -273,6 +273,10 @@ class _MessageLayout:
     """How many body parts are not rendered yet."""
     cites: frozenset[int] = frozenset()
     """Citation numbers the body was rendered with (see :func:`_citations_of`)."""
+    inline: tuple[FooterItem, ...] = ()
+    """Footer items the body shows inside the text (tool cards where the calls happened)."""
+    footer_items: list[FooterItem] = field(default_factory=list)
+    """The items :attr:`footer` shows, in order."""
 
     def parts(self) -> list[_Part]:
         out = [self.header, *self.body]
@@ -752,27 +756,78 @@ class _ChatCanvas(QAbstractScrollArea):
                 doc, "error", height=_doc_height(doc), gap=self._gap(_ERROR_GAP_EM)
             )
         layout.footer = []
-        for f in item.footer:
+        layout.footer_items = [
+            f for f in item.footer if not (layout.inline and f.offset is not None)
+        ]
+        for f in layout.footer_items:
             doc = self._new_doc(self._footer_html(f), width)
             gap = _FOOTER_GAP_EM if layout.footer else _FOOTER_FIRST_GAP_EM
             layout.footer.append(_Part(doc, "footer", height=_doc_height(doc), gap=self._gap(gap)))
 
     def _body_parts(self, item: ChatItem, width: float) -> list[_Part]:
-        if not item.text:
+        inline = _inline_of(item)
+        if not item.text and not inline:
             return []
         if item.role == ChatRole.USER:
             # People type plain text: show it as written (line breaks kept, nothing parsed).
             doc = self._new_doc(render_plain_text(item.text, self._theme), width)
             return [_Part(doc, "plain", height=_doc_height(doc))]
         renderer = self._renderer_for(_citations_of(item))
-        if len(item.text) < _LAZY_MIN_CHARS:
-            return [self._block_part(b, width) for b in renderer.render(item.text)]
+        if not inline:
+            return self._markdown_parts(renderer, item.text, width)
+        # Tool cards where the calls happened: the text before a call, its card, the rest.
+        text = item.text
+        parts: list[_Part] = []
+        start = 0
+        after_card = False
+        for offset, group in _card_groups(inline, len(text)):
+            parts += self._spaced(
+                self._markdown_parts(renderer, text[start:offset], width), after_card
+            )
+            parts.append(self._card_part(group, width))
+            start, after_card = offset, True
+        parts += self._spaced(self._markdown_parts(renderer, text[start:], width), after_card)
+        return parts
+
+    def _spaced(self, parts: list[_Part], after_card: bool) -> list[_Part]:
+        """Text that follows a tool card keeps a card's gap from it."""
+        if after_card and parts:
+            parts[0].gap = max(parts[0].gap, self._gap(0.5))
+        return parts
+
+    def _markdown_parts(self, renderer: MarkdownRenderer, text: str, width: float) -> list[_Part]:
+        if not text.strip():
+            return []
+        if len(text) < _LAZY_MIN_CHARS:
+            return [self._block_part(b, width) for b in renderer.render(text)]
         # A long answer: split it (cheap) and render only the blocks that get near the
         # viewport; the others keep an estimated height (see _realize).
         return [
             self._lazy_part(plan.kind, plan.source, plan.space_before, width, plan=plan)
-            for plan in renderer.plan(item.text)
+            for plan in renderer.plan(text)
         ]
+
+    def _card_part(self, group: Sequence[FooterItem], width: float) -> _Part:
+        """A tool card: its line (a link that opens or closes it), then its details."""
+        t = self._theme
+        rows = []
+        for f in group:
+            text = html.escape(reveal_invisible(f.text))
+            href = f.href or ""
+            if href.startswith(_ANCHOR_INTERNAL):
+                text = (
+                    f'<a href="{html.escape(href)}" style="color:{t.text};'
+                    f' text-decoration:none">{text}</a>'
+                )
+            colour = t.text if f.kind == "tool_call" else t.muted
+            rows.append(f'<tr><td style="color:{colour}">{text}</td></tr>')
+        doc = self._new_doc(
+            f'<table width="100%" cellspacing="0" cellpadding="{self._gap(0.35)}" border="1"'
+            f' style="border-color:{t.border}; border-style:solid; border-collapse:collapse"'
+            f' bgcolor="{t.code_background}">{"".join(rows)}</table>',
+            width,
+        )
+        return _Part(doc, "tool_card", height=_doc_height(doc), gap=self._gap(0.5))
 
     def _lazy_part(
         self,
@@ -895,11 +950,15 @@ class _ChatCanvas(QAbstractScrollArea):
             layout = None
         if layout is not None and layout.cites != cites:
             layout = None  # sources arrived or changed: [n] links differ
+        inline = () if stream is not None else _inline_of(item)
+        if layout is not None and stream is None and layout.inline != inline:
+            layout = None  # tool cards inside the text changed (or the stream just ended)
         reposition = False
         if layout is None:
             header = _Part(QTextDocument(), "header")
             layout = _MessageLayout(mid, text_rev, -1, self._theme_gen, width, header)
             layout.cites = cites
+            layout.inline = inline
             if stream is not None:
                 # First time on screen while streaming: frozen blocks plus the current tail.
                 stream.layout = layout
@@ -1303,6 +1362,13 @@ class _ChatCanvas(QAbstractScrollArea):
             # The stream's documents are exactly what a fresh render gives: keep them.
             del self._streams[message_id]
             self._dirty_streams.discard(message_id)
+            if layout is not None and _inline_of(item):
+                # Its tool cards now go where the calls happened: a fresh layout, once.
+                self._layouts.pop(message_id, None)
+                self._exact_key[row] = None
+                self._ensure_exact(row)
+                self.viewport().update()
+                return
             if layout is not None:
                 self._layouts[message_id] = layout
         if layout is None:
@@ -1816,7 +1882,7 @@ class _ChatCanvas(QAbstractScrollArea):
         if hit.part.kind != "footer" or not hit.layout.footer:
             return None
         index = hit.part_index - (len(hit.layout.parts()) - len(hit.layout.footer))
-        footer = self._model.item_at(hit.row).footer
+        footer = hit.layout.footer_items
         if 0 <= index < len(footer):
             return footer[index].tooltip
         return None
@@ -1950,6 +2016,26 @@ def _citations_of(item: ChatItem) -> frozenset[int]:
             if n is not None:
                 found.add(n)
     return frozenset(found)
+
+
+def _inline_of(item: ChatItem) -> tuple[FooterItem, ...]:
+    """The footer items an answer shows inside its text (tool cards with an offset)."""
+    if item.role != ChatRole.ASSISTANT:
+        return ()
+    return tuple(f for f in item.footer if f.offset is not None)
+
+
+def _card_groups(inline: Sequence[FooterItem], text_len: int) -> list[tuple[int, list[FooterItem]]]:
+    """Cards (a tool line and its detail lines) with where they go, in the text's order."""
+    groups: list[tuple[int, list[FooterItem]]] = []
+    for f in inline:
+        offset = min(max(0, f.offset or 0), text_len)
+        if f.kind == "tool_detail" and groups:
+            groups[-1][1].append(f)
+        else:
+            groups.append((offset, [f]))
+    groups.sort(key=lambda g: g[0])  # stable: calls at one place keep the model's order
+    return groups
 
 
 def _citation_label(item: ChatItem, href: str) -> str:
