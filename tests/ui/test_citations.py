@@ -523,4 +523,5 @@ async def test_with_tools_on_and_folders_added_knowledge_search_is_offered(qtbot
             offered = {t["function"]["name"] for t in chat_requests(srv)[0].json["tools"]}
             assert "knowledge_search" in offered
             cards = [f for f in h.items()[-1].footer if f.kind == "tool_call"]
-            assert len(cards) == 1 and cards[0].text.startswith("⚙ knowledge_search · budget · done")
+            assert len(cards) == 1
+            assert cards[0].text.startswith("⚙ knowledge_search · budget · done")
