@@ -5,6 +5,7 @@ Real ``ChatView`` widgets offscreen, and a real window against the fake server.
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import QEvent, QPoint, Qt
 from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
@@ -163,3 +164,29 @@ async def test_window_answer_names_model_and_cost_and_delete_removes_it(qtbot) -
             await h.until(lambda: h.versions_of() is None, what="no other version left")
             branch = h.s.conversations.branch(cid)
             assert [m.content for m in branch] == ["question", "first answer"]
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support")  # a popup, offscreen
+def test_keyboard_moves_between_messages_and_opens_the_focused_ones_menu(qtbot: QtBot) -> None:
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtWidgets import QApplication, QMenu
+
+    view = _view(qtbot)
+    canvas = view.canvas()
+    canvas.setFocus(Qt.FocusReason.TabFocusReason)
+    qtbot.waitUntil(canvas.hasFocus)
+    assert canvas.actions_shown("a")
+    qtbot.keyClick(canvas, Qt.Key.Key_Up, Qt.KeyboardModifier.AltModifier)
+    assert canvas.actions_shown("q") and not canvas.actions_shown("a")
+    qtbot.keyClick(canvas, Qt.Key.Key_Down, Qt.KeyboardModifier.AltModifier)
+    assert canvas.actions_shown("a")
+    # The menu key opens the focused message's menu (not the one under a stray pointer).
+    QApplication.sendEvent(
+        canvas,
+        QContextMenuEvent(
+            QContextMenuEvent.Reason.Keyboard, QPoint(0, 0), canvas.mapToGlobal(QPoint(0, 0))
+        ),
+    )
+    menus = [m for m in canvas.findChildren(QMenu) if m.isVisible()]
+    assert menus and "Copy message" in [a.text() for a in menus[-1].actions()]
+    menus[-1].close()

@@ -1817,7 +1817,11 @@ class _ChatCanvas(QAbstractScrollArea):
         self.viewport().update()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        """Copy, select all (in the focused message), and Home/End scrolling."""
+        """Copy, select all (in the focused message), Home/End, Alt+Up/Down between messages."""
+        alt = event.modifiers() & Qt.KeyboardModifier.AltModifier
+        if alt and event.key() in (Qt.Key.Key_Up, Qt.Key.Key_Down):
+            self.move_focus(-1 if event.key() == Qt.Key.Key_Up else 1)
+            return
         if event.matches(QKeySequence.StandardKey.Copy):
             self.copy_selection()
             return
@@ -1887,8 +1891,48 @@ class _ChatCanvas(QAbstractScrollArea):
             return footer[index].tooltip
         return None
 
+    def move_focus(self, step: int) -> str | None:
+        """Focus the previous (-1) or next (+1) message, show its actions, scroll to it."""
+        n = self._model.rowCount()
+        if not n:
+            return None
+        row = self._model.row_of(self._focus_message) if self._focus_message else -1
+        row = n - 1 if row < 0 else min(max(0, row + step), n - 1)
+        old, self._focus_message = self._focus_message, self._model.item_at(row).message_id
+        self._update_header(old)
+        top = self._tops[row]
+        y0, vh = self._scroll_y(), self.viewport().height()
+        if top < y0 or top + self._em * 2 > y0 + vh:
+            self._follow = False
+            self._set_scroll(top - self._gap(_MESSAGE_GAP_EM))
+            self._settle()
+        self._update_header(self._focus_message)
+        self.message_focused.emit(self._focus_message)
+        return self._focus_message
+
+    def focus_point(self) -> QPointF | None:
+        """A viewport point in the focused message's header (where its menu opens)."""
+        if self._focus_message is None:
+            return None
+        rect = self.message_rect(self._focus_message)
+        if rect is None:
+            return None
+        return QPointF(rect.left() + self._px(_PAD_EM) + 2, rect.top() + self._gap(_PAD_EM) + 2)
+
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:
-        """Offer copy actions for what is under the pointer."""
+        """Offer copy actions for what is under the pointer (the menu key: the focused one)."""
+        point = self.focus_point()
+        if event.reason() == QContextMenuEvent.Reason.Keyboard and point is not None:
+            # As if clicked on the focused message's header, so the window's actions (edit,
+            # regenerate, versions) are offered too.
+            local = point.toPoint()
+            QGuiApplication.sendEvent(
+                self.viewport(),
+                QContextMenuEvent(
+                    QContextMenuEvent.Reason.Mouse, local, self.viewport().mapToGlobal(local)
+                ),
+            )
+            return
         menu = self.build_context_menu(QPointF(event.pos()))
         if menu is not None:
             menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
