@@ -254,9 +254,17 @@ async def _shoot_size(
         )
         w.composer.set_text("Paris (2.1M) divided by London (8.9M)? And the Q3 budget?")
         w.composer.submit()
-        await until(
-            lambda: not w.is_busy() and w.view is not None and w.view.model().rowCount() == 2
-        )
+
+        def answered() -> bool:  # item 8: the notes folder allowed once, anything else denied
+            from PySide6.QtWidgets import QMessageBox
+
+            for box in w.findChildren(QMessageBox):
+                if box.objectName() == "folder-approval" and box.isVisible():
+                    want = "Allow once" if str(notes) in box.text() else "Deny"
+                    next(b for b in box.buttons() if b.text() == want).click()
+            return not w.is_busy() and w.view is not None and w.view.model().rowCount() == 2
+
+        await until(answered)
         await settle(0.5)
         save(w, "tools")
 
