@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from parley.core.budget import Budget, BudgetStatus
     from parley.core.metering import Meter
     from parley.core.tokens import DraftEstimate
+    from parley.core.transfer import ExportedConversation
 
 log = logging.getLogger(__name__)
 
@@ -810,6 +811,35 @@ class ChatSession:
             elif msg.parent_id is not None:
                 self.conversations.set_leaf(msg.conversation_id, msg.parent_id)
             return OpChanges(msg.conversation_id, branch=True)
+
+        return self._op(op)
+
+    def save_draft(self, conversation_id: int | None, text: str) -> asyncio.Future[OpChanges]:
+        """Keep the unsent text of a conversation (None: the new chat) for the next start."""
+
+        def op() -> OpChanges:
+            self.conversations.save_draft(conversation_id, text)
+            return OpChanges(conversation_id)
+
+        return self._op(op)
+
+    def save_window_value(self, key: str, value: Any) -> asyncio.Future[OpChanges]:
+        """Remember a JSON value for the window's next start (None forgets it)."""
+
+        def op() -> OpChanges:
+            self.conversations.set_window_value(key, value)
+            return OpChanges()
+
+        return self._op(op)
+
+    def import_conversation(self, conversation: ExportedConversation) -> asyncio.Future[OpChanges]:
+        """Store an imported conversation as a new one (``conversation``: its row)."""
+
+        def op() -> OpChanges:
+            from parley.core.transfer import import_into
+
+            conv = import_into(self.conversations, conversation)
+            return OpChanges(conv.id, conv, listing=True)
 
         return self._op(op)
 

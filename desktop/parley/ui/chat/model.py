@@ -109,15 +109,19 @@ class ChatItem:
     def __post_init__(self) -> None:
         if not isinstance(self.message_id, str) or not self.message_id:
             raise ValueError("a chat item needs a non-empty message_id")
-        try:
-            object.__setattr__(self, "role", ChatRole(self.role))
-        except ValueError:
-            raise ValueError(f"unknown chat role {self.role!r} (user or assistant)") from None
-        try:
-            object.__setattr__(self, "status", MessageStatus(self.status))
-        except ValueError:
-            raise ValueError(f"unknown message status {self.status!r}") from None
-        object.__setattr__(self, "footer", tuple(self.footer))  # a list would be mutable
+        # Already the enums (the usual case, 10,000 times when a long chat opens): no call.
+        if type(self.role) is not ChatRole:
+            try:
+                object.__setattr__(self, "role", ChatRole(self.role))
+            except ValueError:
+                raise ValueError(f"unknown chat role {self.role!r} (user or assistant)") from None
+        if type(self.status) is not MessageStatus:
+            try:
+                object.__setattr__(self, "status", MessageStatus(self.status))
+            except ValueError:
+                raise ValueError(f"unknown message status {self.status!r}") from None
+        if type(self.footer) is not tuple:
+            object.__setattr__(self, "footer", tuple(self.footer))  # a list would be mutable
         if self.versions is not None:
             current, count = self.versions
             if not 1 <= current <= count:

@@ -80,7 +80,7 @@ def load_conversation(store: ConversationStore, conversation_id: int) -> LoadedC
     if conv is None:
         return None
     branch = store.branch(conversation_id)
-    calls = {m.id: store.tool_calls(m.id) for m in branch if m.role == "assistant"}
+    calls = store.tool_calls_of_conversation(conversation_id)  # one query, not one per answer
     return LoadedConversation(conv, branch, calls, store.conversation_cost(conversation_id))
 
 
@@ -280,12 +280,12 @@ class Transcript(QObject):
                 ids = [m.id for m in store.branch(cid)]
             found: dict[str, Versions] = {}
             last_kind = ""
+            versions = store.versions_of(cid)  # one query for the whole chat
             for mid in ids:
-                sibs = store.siblings(mid)
-                if len(sibs) > 1:
-                    sib_ids = tuple(str(s.id) for s in sibs)
+                if (v := versions.get(mid)) is not None:
+                    sib_ids = tuple(str(s) for s in v[0])
                     found[str(mid)] = Versions(sib_ids, sib_ids.index(str(mid)))
-                    last_kind = "Answer" if sibs[0].role == "assistant" else "Question"
+                    last_kind = "Answer" if v[1] == "assistant" else "Question"
             return found, last_kind
 
         async def run() -> None:

@@ -442,15 +442,21 @@ class _ChatCanvas(QAbstractScrollArea):
 
     # ---- estimates
 
-    def _estimate(self, item: ChatItem) -> float:
-        """A cheap height guess from the text, used until the message is first shown."""
-        per_line = max(8.0, self._doc_width() / max(self._char_w, 1.0))
-        lines = 0.0
-        fences = 0
-        for line in item.text.split("\n"):
-            lines += 1.0 + int(len(line) / per_line)
-            if line.lstrip().startswith(("```", "~~~")):
-                fences += 1
+    def _per_line(self) -> float:
+        """Characters an estimate puts on one line at the current width."""
+        return max(8.0, self._doc_width() / max(self._char_w, 1.0))
+
+    def _estimate(self, item: ChatItem, per_line: float | None = None) -> float:
+        """A cheap height guess from the text, used until the message is first shown.
+
+        Counted with string methods (C speed), not a loop over lines: opening a chat of
+        10,000 messages estimates them all (tests/bench/bench_ui.py, ``open_10000_ms``).
+        """
+        per_line = per_line or self._per_line()
+        text = item.text
+        breaks = text.count("\n")
+        lines = breaks + 1.0 + (len(text) - breaks) / per_line
+        fences = text.count("```") + text.count("~~~")
         line_h = self._em * 1.1
         header = self._em * 1.3
         extra = 0.0
@@ -462,7 +468,9 @@ class _ChatCanvas(QAbstractScrollArea):
 
     def _reestimate_all(self) -> None:
         n = self._model.rowCount()
-        self._heights = [self._estimate(self._model.item_at(r)) for r in range(n)]
+        per_line = self._per_line()
+        item_at = self._model.item_at
+        self._heights = [self._estimate(item_at(r), per_line) for r in range(n)]
         self._exact_key = [None] * n
         self._recompute_tops(0)
 
@@ -1172,6 +1180,29 @@ class _ChatCanvas(QAbstractScrollArea):
     def is_following(self) -> bool:
         """Whether the view sticks to the bottom as text arrives."""
         return self._follow
+
+    def scroll_anchor(self) -> tuple[str, float] | None:
+        """The message at the top of the view and how far into it (None: at the end)."""
+        if self._follow or not self._heights:
+            return None
+        y = self._scroll_y()
+        row = self._row_at(y)
+        return self._model.item_at(row).message_id, y - self._tops[row]
+
+    def scroll_to_anchor(self, message_id: str, offset: float) -> bool:
+        """Put ``message_id`` at the top, ``offset`` pixels into it (False: not shown)."""
+        row = self._model.row_of(message_id)
+        if row < 0 or not self._heights:
+            return False
+        self._follow = False
+        for _ in range(4):  # laying out the rows in view corrects their estimated heights
+            y = self._tops[row] + max(0.0, offset)
+            self._set_scroll(y)
+            self._settle()
+            if abs(self._scroll_y() - (self._tops[row] + max(0.0, offset))) < 1:
+                break
+        self.viewport().update()
+        return True
 
     def scrollContentsBy(self, dx: int, dy: int) -> None:
         """Move the pixels already painted when only the scroll position changed.
@@ -2291,6 +2322,14 @@ class ChatView(QWidget):
     def is_following(self) -> bool:
         """Whether new text keeps the view scrolled to the bottom."""
         return self._canvas.is_following()
+
+    def scroll_anchor(self) -> tuple[str, float] | None:
+        """Where the view is scrolled: (top message, pixels into it), or None at the end."""
+        return self._canvas.scroll_anchor()
+
+    def scroll_to_anchor(self, message_id: str, offset: float) -> bool:
+        """Scroll back to a :meth:`scroll_anchor` (False when that message is not shown)."""
+        return self._canvas.scroll_to_anchor(message_id, offset)
 
     def selected_text(self) -> str:
         """The selected text ("" if none)."""

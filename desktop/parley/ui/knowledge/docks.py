@@ -228,17 +228,9 @@ class KnowledgeDocks(QObject):
         dock.setAllowedAreas(
             Qt.DockWidgetArea.RightDockWidgetArea | Qt.DockWidgetArea.LeftDockWidgetArea
         )
-        others = [
-            d
-            for d in (self.knowledge_dock, self.sources_dock, self.preview_dock)
-            if d is not None and d is not dock
-        ]
+        # The window places it (ui/side_panels.py): docked beside the others as tabs, or
+        # over the chat when the window is too narrow to dock it.
         self._window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        if others:
-            self._window.tabifyDockWidget(others[0], dock)
-        else:
-            cw = self._window.fontMetrics().averageCharWidth()
-            self._window.resizeDocks([dock], [cw * 70], Qt.Orientation.Horizontal)
         return dock
 
     def _show_sources_for(self, message_id: str | None, select: int | None = None) -> None:
