@@ -33,7 +33,7 @@ PROBE_SQL = "SELECT count(*) FROM (SELECT 1 FROM messages_fts WHERE messages_fts
 
 MIGRATIONS: list[Migration] = [
     sql_migration(
-        "005_messages_fts",
+        "006_messages_fts",
         """
         CREATE VIRTUAL TABLE messages_fts USING fts5(content, tokenize = 'trigram');
         INSERT INTO messages_fts(rowid, content)

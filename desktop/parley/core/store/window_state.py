@@ -31,7 +31,7 @@ MAX_DRAFT_CHARS = 2_000_000
 
 MIGRATIONS: list[Migration] = [
     sql_migration(
-        "004_window_state",
+        "005_window_state",
         """
         CREATE TABLE drafts (
             conversation_id INTEGER PRIMARY KEY,
