@@ -280,7 +280,7 @@ def tool_registry_for(
     time and memory limit, started once and stopped on shutdown).
     """
     from parley.core.tools import default_registry
-    from parley.core.tools.files import FolderPolicy
+    from parley.core.tools.confinement import FolderPolicy
 
     folders = [Path(f).expanduser() for f in options.folders]
     policy = FolderPolicy([f for f in folders if f.is_dir()])

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from parley.core.tools import CancelToken, FolderPolicy, ToolCancelled, ToolRegistry
-from parley.core.tools.files import LINE_WIDTH, file_search_impl, make_file_tools
+from parley.core.tools import (
+    CancelToken,
+    FolderPolicy,
+    ToolCancelled,
+    ToolRegistry,
+    make_file_tools,
+)
+from parley.core.tools.file_search import LINE_WIDTH, file_search_impl
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="POSIX symlinks and FIFOs")
 
