@@ -34,6 +34,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from parley.core.decoding import decode_text
+from parley.core.display import format_size
 from parley.core.errors import ParleyError
 
 DEFAULT_MAX_BYTES = 50 * 2**20
@@ -41,9 +43,6 @@ DEFAULT_MAX_BYTES = 50 * 2**20
 
 IN_PROCESS_LIMIT = 4 * 2**20
 """Plain-text files up to this size are parsed in the caller's process by IsolatedLoader."""
-
-SNIFF_BYTES = 8192
-"""How much of a file's start is inspected to tell text from binary."""
 
 DOCX_MAX_UNPACKED = 256 * 2**20
 """A DOCX whose parts declare more than this in total when unpacked is refused."""
@@ -188,15 +187,6 @@ def kind_for(path: Path) -> str | None:
 # ---------------------------------------------------------------------------- reading bytes
 
 
-def format_size(n: int) -> str:
-    """A size for people: ``"50 MB"``, ``"104.9 MB"``, ``"812 KB"`` (binary units)."""
-    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
-        if n >= scale:
-            value = n / scale
-            return f"{value:.1f}".rstrip("0").rstrip(".") + f" {unit}"
-    return f"{n} bytes"
-
-
 def _too_large(size: int, max_bytes: int) -> FileSkipped:
     return FileSkipped(f"larger than {format_size(max_bytes)} ({format_size(size)})")
 
@@ -287,106 +277,12 @@ def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
 
 # ---------------------------------------------------------------------------- decoding text
 
-_BOMS = (
-    (b"\xef\xbb\xbf", "utf-8-sig"),
-    (b"\xff\xfe\x00\x00", "utf-32"),  # before UTF-16 LE: it starts with the same two bytes
-    (b"\x00\x00\xfe\xff", "utf-32"),
-    (b"\xff\xfe", "utf-16"),
-    (b"\xfe\xff", "utf-16"),
-)
-# C0 controls that never appear in text (keeps \t \n \v \f \r and ESC for ANSI-coloured logs).
-_BINARY_CONTROLS = bytes(c for c in range(32) if c not in (9, 10, 11, 12, 13, 27)) + b"\x7f"
-_META_CHARSET = re.compile(
-    rb"""<meta[^>]{1,512}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I
-)  # bounded repeat: a page full of "<meta " must not backtrack quadratically
-
-
-def looks_binary(head: bytes) -> bool:
-    """Whether the first bytes of a file (BOM-less) say it is not text.
-
-    Any NUL byte, or more than 10 % control characters, means binary: text in UTF-8 or a
-    legacy 8-bit code page has neither.
-    """
-    if not head:
-        return False
-    if b"\x00" in head:
-        return True
-    controls = len(head) - len(head.translate(None, _BINARY_CONTROLS))
-    return controls * 10 > len(head)
-
-
-def decode_text(raw: bytes, *, html: bool = False) -> str:
-    """Decode a text file's bytes; never fails.
-
-    Order: a BOM (UTF-8, UTF-16, UTF-32); strict UTF-8; for HTML a ``<meta charset>``;
-    charset-normalizer's guess; UTF-8 with replacement characters. A file that is mostly
-    valid UTF-8 with a few damaged bytes stays UTF-8 (with U+FFFD for the damage) instead of
-    being re-read as a legacy code page.
-
-    Args:
-        raw: The bytes (the binary check has been done by the caller).
-        html: Honour an HTML ``<meta charset>`` declaration.
-
-    Returns:
-        The text, with NUL characters removed.
-    """
-    for bom, codec in _BOMS:
-        if raw.startswith(bom):
-            return raw.decode(codec, errors="replace").replace("\x00", "")
-    try:
-        return raw.decode("utf-8").replace("\x00", "")
-    except UnicodeDecodeError:
-        pass
-    if html:
-        m = _META_CHARSET.search(raw[:4096])
-        if m:
-            with contextlib.suppress(LookupError):
-                return raw.decode(m.group(1).decode("ascii"), errors="replace")
-    lenient = raw.decode("utf-8", errors="replace")
-    # Valid multi-byte UTF-8 sequences (characters above U+007F other than U+FFFD) mean the
-    # file is UTF-8 with some damage, not a legacy code page.
-    if any(ord(ch) > 0x7F for ch in lenient.replace("\ufffd", "")):
-        return lenient.replace("\x00", "")
-    try:
-        from charset_normalizer import from_bytes
-
-        best = from_bytes(raw[: 512 * 1024]).best()
-    except Exception:  # a detector failure must not lose the file
-        best = None
-    if best is not None and best.encoding:
-        encoding = best.encoding
-        if encoding.replace("-", "_").lower() in _LATIN_CODEPAGES and _plausible_cp1252(raw):
-            encoding = "cp1252"
-        with contextlib.suppress(LookupError):
-            return raw.decode(encoding, errors="replace").replace("\x00", "")
-    return lenient.replace("\x00", "")
-
-
-# Single-byte Latin code pages agree on ASCII and differ only in accented letters, and
-# charset-normalizer often picks a Baltic or Central European one for short French or
-# German text. Windows-1252 is by far the most common of them, so it wins whenever
-# it reads as letters and ordinary punctuation.
-_LATIN_CODEPAGES = frozenset(
-    {"cp1250", "cp1252", "cp1254", "cp1257", "cp775", "cp850", "cp852", "cp858", "mac_latin2",
-     "mac_roman", "mac_iceland", "latin_1", "iso8859_1", "iso8859_2", "iso8859_3", "iso8859_4",
-     "iso8859_9", "iso8859_10", "iso8859_13", "iso8859_14", "iso8859_15", "iso8859_16"}
-)  # fmt: skip
-_CP1252_PUNCTUATION = frozenset("“”‘’‚„–—…«»‹›°€£¥§©®·¡¿×±¶•™ªº†‡\u00a0")
-
-
-def _plausible_cp1252(raw: bytes) -> bool:
-    try:
-        text = raw.decode("cp1252")
-    except UnicodeDecodeError:  # bytes cp1252 leaves undefined
-        return False
-    return all(ch.isalpha() or ch in _CP1252_PUNCTUATION for ch in text if ord(ch) > 0x7F)
-
 
 def _text_of(raw: bytes, *, html: bool = False) -> str:
     r"""Binary sniffing plus decoding; newlines normalised to ``\\n``."""
-    if not any(raw.startswith(bom) for bom, _ in _BOMS) and looks_binary(raw[:SNIFF_BYTES]):
+    text = decode_text(raw, html=html)  # the one decoder (``core/decoding.py``)
+    if text is None:
         raise FileSkipped("binary file")
-    text = decode_text(raw, html=html)
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text

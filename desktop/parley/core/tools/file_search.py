@@ -20,7 +20,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import Field
 
-from parley.core.display import path_text
+from parley.core.display import format_size, path_text
 from parley.core.tools.confinement import (
     OPEN_FLAGS,
     AccessDenied,
@@ -139,7 +139,7 @@ def _scan(
         if not stat.S_ISREG(st.st_mode):
             return None
         if st.st_size > MAX_CONTENT_BYTES:
-            limit_text = f"over the {_human_size(MAX_CONTENT_BYTES)} search limit"
+            limit_text = f"over the {format_size(MAX_CONTENT_BYTES)} search limit"
             return _Unsearched(limit_text, st.st_size)
         return _scan_blocks(fd, first, needle, limit, cancel)
     except OSError as exc:
@@ -318,22 +318,6 @@ def file_search_impl(
     )
 
 
-_UNITS = ("bytes", "KB", "MB", "GB", "TB")
-
-
-def _human_size(n: int) -> str:
-    """``1.0 GB``, ``256 MB``, ``900 bytes`` (binary multiples, as file managers count)."""
-    size = float(n)
-    for unit in _UNITS:
-        if size < 1024 or unit == _UNITS[-1]:
-            if unit == "bytes":
-                return f"{int(size)} bytes"
-            whole = size == int(size) and size >= 10
-            return f"{size:.0f} {unit}" if whole else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} bytes"
-
-
 MAX_UNSEARCHED_NAMED = 10
 """Files named one by one in the "not searched" note (then: "and N more")."""
 
@@ -345,7 +329,7 @@ def _unsearched_note(items: list[tuple[str, _Unsearched]]) -> str:
     """
     parts = []
     for shown, why in items[:MAX_UNSEARCHED_NAMED]:
-        size = f", {_human_size(why.size)}" if why.size is not None else ""
+        size = f", {format_size(why.size)}" if why.size is not None else ""
         parts.append(f"{shown}{size}, {why.reason}")
     more = len(items) - MAX_UNSEARCHED_NAMED
     tail = f"; and {more} more" if more > 0 else ""

@@ -16,10 +16,10 @@ from typing import Annotated, Any, BinaryIO
 
 from pydantic import Field
 
+from parley.core.decoding import DETECT_BYTES, WIDE_CODECS, decode, text_encoding
+from parley.core.display import format_size
 from parley.core.tools.confinement import AccessDenied, FolderPolicy
 from parley.core.tools.registry import CancelToken, Tool, ToolError, tool
-
-_SNIFF = 8192
 
 MAX_LINES = 400
 """Most lines read_file returns per call."""
@@ -29,6 +29,8 @@ MAX_LINE_CHARS = 8_000
 """A longer single line is cut (minified files)."""
 COUNT_LINES_UP_TO = 256 * 2**20
 """Total line counts are given for files up to this size."""
+WIDE_MAX_BYTES = 32 * 2**20
+"""UTF-16 and UTF-32 files are decoded whole, up to this size."""
 DOCUMENT_MAX_BYTES = 50 * 2**20
 """PDF and DOCX files larger than this are not read."""
 _DOCUMENT_SUFFIXES = frozenset({".pdf", ".docx"})
@@ -144,16 +146,25 @@ def _window_file(
     cancel: CancelToken,
 ) -> tuple[list[_Line], int | None]:
     """Lines start..end of a text file, reading no more than needed (except to count lines)."""
-    head = handle.read(_SNIFF)
-    handle.seek(0)
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        if st.st_size > 32 * 2**20:
-            raise ToolError(f"'{shown}' is a UTF-16 file larger than 32 MB; it is not read.")
-        text = handle.read().decode("utf-16", errors="replace")
-        return _window_list(text.splitlines(), start, end, cancel)
-    if b"\0" in head:
+    # The one decoder's rules (``core/decoding.py``), judged on the file's first part.
+    sample = handle.read(DETECT_BYTES)
+    complete = len(sample) < DETECT_BYTES or st.st_size <= DETECT_BYTES
+    codec = text_encoding(sample, complete=complete)
+    if codec is None:
         raise ToolError(f"'{shown}' is a binary file; it has no text to show.")
-    encoding = _guess_encoding(head)
+    if codec in WIDE_CODECS:
+        # UTF-16/32: a newline is not the byte "\n", so the file is decoded whole.
+        if st.st_size > WIDE_MAX_BYTES:
+            raise ToolError(
+                f"'{shown}' is a {codec[:6].upper()} file larger than "
+                f"{format_size(WIDE_MAX_BYTES)}; it is not read."
+            )
+        handle.seek(0)
+        text = decode(handle.read(), codec)
+        return _window_list(_split_lines(text), start, end, cancel)
+    bom = codecs.BOM_UTF8 if codec == "utf-8-sig" else b""
+    handle.seek(len(bom))
+    encoding = "utf-8" if bom else codec
     reader = _LineReader(handle)
     line_no = 0  # lines consumed so far
     while line_no < start - 1:
@@ -171,7 +182,7 @@ def _window_file(
         if raw is None:
             break
         data, full_length = raw
-        text = data.decode(encoding, errors="replace").rstrip("\r\n")
+        text = decode(data, encoding).rstrip("\r\n")
         cut_from = None
         was_cut = full_length > len(data) - (1 if data.endswith(b"\n") else 0)
         if was_cut or len(text) > MAX_LINE_CHARS:
@@ -187,29 +198,12 @@ def _window_file(
     return window, line_no + unshown + reader.count_remaining_lines(cancel)
 
 
-def _guess_encoding(head: bytes) -> str:
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-        return "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        from charset_normalizer import from_bytes
-
-        matches = list(from_bytes(head))
-        if matches:
-            best = min(matches, key=lambda m: m.chaos)
-            # On short Western text the detector wavers between look-alike code pages
-            # (mac_latin2, cp1250...); Windows-1252 is by far the commonest, so it wins ties.
-            for m in matches:
-                if m.encoding == "cp1252" and m.chaos <= best.chaos + 0.1:
-                    return "cp1252"
-            return str(best.encoding)
-    except Exception:  # a detector failure must not stop the read: fall back below
-        pass
-    return "latin-1"
+def _split_lines(text: str) -> list[str]:
+    r"""Lines as the byte reader cuts them: at ``\n``, without the line end (``\r\n`` too)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
 
 
 class _LineReader:
