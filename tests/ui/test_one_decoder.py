@@ -11,14 +11,13 @@ same, or be refused by all three. The attachment reader is plain Python (no widg
 from __future__ import annotations
 
 import array
-import asyncio
-import json
 from pathlib import Path
 
 import pytest
 
 from parley.core.knowledge.loaders import FileSkipped, load_file
-from parley.core.tools import FolderPolicy, ToolRegistry, make_file_tools
+from parley.core.tools import FolderPolicy, ToolError
+from parley.core.tools.read_file import read_file_impl
 from parley.ui.attachments import AttachmentRefused, read_attachment
 
 GERMAN = "Grüße aus Köln, schön daß Sie da sind.\nZweite Zeile: „Prost“ – 10 €.\nEnde"
@@ -70,13 +69,15 @@ def _via_loaders(path: Path) -> str | None:
     return doc.blocks[0].text
 
 
-def _via_read_file(path: Path) -> str | None:
-    registry = ToolRegistry(make_file_tools(FolderPolicy([path.parent])))
-    result = asyncio.run(registry.run("read_file", json.dumps({"path": path.name})))
-    if result.is_error:
-        assert "is a binary file" in result.content
+def _via_read_file(path: Path, start_line: int = 1) -> str | None:
+    # The tool's body, called as the registry calls it (in a thread; here no event loop is
+    # needed, and a UI test must not start its own).
+    try:
+        content = read_file_impl(FolderPolicy([path.parent]), path.name, start_line)
+    except ToolError as exc:
+        assert "is a binary file" in str(exc)
         return None
-    rows = result.content.split("\n")[1:]  # after the header: "n<TAB>text" rows
+    rows = content.split("\n")[1:]  # after the header: "n<TAB>text" rows
     return "\n".join(row.partition("\t")[2] for row in rows)
 
 
@@ -115,10 +116,5 @@ def test_read_file_judges_a_big_file_by_more_than_its_first_8_kb(tmp_path: Path)
     raw = (text * 1000).encode() + FRENCH.encode("cp1252")
     path = tmp_path / "late.txt"
     path.write_bytes(raw)
-    registry = ToolRegistry(make_file_tools(FolderPolicy([tmp_path])))
-    result = asyncio.run(
-        registry.run("read_file", json.dumps({"path": "late.txt", "start_line": 1001}))
-    )
-    assert not result.is_error
-    assert result.content.split("\n")[1].partition("\t")[2] == FRENCH.split("\n")[0]
+    assert _via_read_file(path, start_line=1001) == FRENCH
     assert _via_loaders(path) == _via_attachment(path) == (text * 1000 + FRENCH).strip()
