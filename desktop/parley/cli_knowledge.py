@@ -138,7 +138,20 @@ def run_index(args: argparse.Namespace, paths: Paths) -> int:
             else:
                 print(_err_text(f"Removed {args.remove} ({removed} chunks)."), file=sys.stderr)
             return 0
-        code = _index(store, args.paths, as_json=args.json, wait=not args.no_wait)
+        from parley.core.settings import load_settings
+
+        ks = load_settings(paths.settings_file).knowledge
+        code = _index(
+            store,
+            args.paths,
+            as_json=args.json,
+            wait=not args.no_wait,
+            limits={
+                "loader_timeout_s": ks.parse_timeout_s,
+                "max_file_bytes": ks.max_file_mb * 2**20,
+                "max_chunks_per_file": ks.max_chunks_per_file,
+            },
+        )
         if code == 0:
             _remember_folders(paths, add=list(args.paths))
         return code
@@ -150,8 +163,16 @@ def run_index(args: argparse.Namespace, paths: Paths) -> int:
         store.close()
 
 
-def _index(store: Any, targets: list[Path], *, as_json: bool, wait: bool) -> int:
+def _index(
+    store: Any,
+    targets: list[Path],
+    *,
+    as_json: bool,
+    wait: bool,
+    limits: dict[str, Any] | None = None,
+) -> int:
     import threading
+    import time
 
     from parley.core.knowledge.indexer import Indexer, IndexProgress
 
@@ -160,9 +181,11 @@ def _index(store: Any, targets: list[Path], *, as_json: bool, wait: bool) -> int
             return _fail(f"no such folder or file: {t}")
     interactive = sys.stderr.isatty()
     last_len = [0]
+    last_inside = [0.0]
     told_why = [False]
 
     def progress(p: IndexProgress) -> None:
+        inside = p.phase == "indexing" and p.file_chunks_total > 0 and p.current
         if p.phase == "rebuilding":
             if not told_why[0]:
                 told_why[0] = True
@@ -179,16 +202,27 @@ def _index(store: Any, targets: list[Path], *, as_json: bool, wait: bool) -> int
         else:
             eta = f", about {p.eta_s:.0f} s left" if p.eta_s else ""
             line = f"{p.files_done}/{p.files_total} files, {p.chunks} chunks{eta}"
+            if inside:
+                line += (
+                    f"; {Path(str(p.current)).name}: {p.file_chunks_done} of "
+                    f"~{p.file_chunks_total} passages"
+                )
         if interactive:
             sys.stderr.write("\r" + line.ljust(last_len[0]))
             last_len[0] = len(line)
         elif p.files_done == p.files_total or p.phase != "indexing":
             sys.stderr.write(line + "\n")
+        elif inside and time.monotonic() - last_inside[0] >= 2.0:
+            # Inside a big file: a line every few seconds, so a log shows it is moving.
+            last_inside[0] = time.monotonic()
+            sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
     cancel = threading.Event()
     try:
-        report = Indexer(store).index(targets, progress=progress, cancel=cancel, wait_for_lock=wait)
+        report = Indexer(store, **(limits or {})).index(
+            targets, progress=progress, cancel=cancel, wait_for_lock=wait
+        )
     finally:
         if interactive and last_len[0]:
             sys.stderr.write("\n")
@@ -202,8 +236,13 @@ def _index(store: Any, targets: list[Path], *, as_json: bool, wait: bool) -> int
                     "files_skipped": [
                         {"path": path_text(p), "reason": r} for p, r in report.files_skipped
                     ],
+                    "files_capped": [
+                        {"path": path_text(p), "reason": r} for p, r in report.files_capped
+                    ],
                     "chunks": report.chunks,
+                    "embedded": report.embedded,
                     "seconds": round(report.seconds, 3),
+                    "timings": report.timings,
                 }
             )
         )
@@ -211,6 +250,8 @@ def _index(store: Any, targets: list[Path], *, as_json: bool, wait: bool) -> int
         print(_summary(report), file=sys.stderr)
         for p, reason in report.files_skipped[:20]:
             print(_err_text(f"  skipped {p}: {reason}"), file=sys.stderr)
+        for p, reason in report.files_capped[:20]:
+            print(_err_text(f"  only partly indexed {p}: {reason}"), file=sys.stderr)
     return 0
 
 

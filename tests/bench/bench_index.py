@@ -11,6 +11,17 @@ Corpora:
 - 100,000 chunks (``--quick``: 10,000) written straight into a store with realistic texts and
   vectors derived from real embeddings (noise added), for query latency at scale.
 
+- edit: a 300-page Markdown document (``--quick``: 30 pages) indexed, then one paragraph in
+  its middle edited and the folder indexed again: ``edit_one_paragraph_s`` (target <= 2 s),
+  with ``edit_embedded`` (texts the embedder ran on) and the first index's time.
+
+- unchanged: the 10,000-file tree (``--quick``: 200) registered in a store with synthetic
+  vectors (the unchanged path never embeds), then indexed again: ``reindex_unchanged_10k_s``
+  (target <= 2 s) and its peak RSS. ``generated`` measures the same after a real first index.
+
+``--parts real,generated,large,stall,edit,unchanged`` runs only those parts (default: all but
+unchanged, which ``generated`` covers with real vectors).
+
 Figures: chunks_per_s (end to end); non_embedding_share = 1 - (wall time of embedding the same
 chunk texts alone) / (wall time of indexing), plus ``_cpu`` (the same with CPU seconds of this
 process and the loader's workers: steadier when other jobs load the machine) and ``_inline``
@@ -285,6 +296,112 @@ def bench_generated(root: Path, n: int) -> dict[str, Any]:
     }
 
 
+def _page(rnd: random.Random, page: int) -> str:
+    paras = []
+    for p in range(6):
+        words = " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(60, 90)))
+        paras.append(f"Page {page}, paragraph {p}: {words}.")
+    return f"## Page {page}\n\n" + "\n\n".join(paras) + "\n"
+
+
+def bench_edit(root: Path, pages: int) -> dict[str, Any]:
+    """Index a ``pages``-page document, edit one paragraph, time the re-index."""
+    from parley.core.knowledge.embeddings import local_embedder
+    from parley.core.knowledge.indexer import Indexer
+    from parley.core.knowledge.store import KnowledgeStore
+    from parley.core.paths import default_paths
+
+    paths = default_paths()
+    root.mkdir(parents=True, exist_ok=True)
+    rnd = random.Random(5)
+    body = [_page(rnd, i) for i in range(pages)]
+    doc = root / "handbook.md"
+    doc.write_text("# Handbook\n\n" + "\n".join(body))
+    store = KnowledgeStore(paths, local_embedder(paths))
+    t0 = time.perf_counter()
+    first = Indexer(store).index([root])
+    first_s = time.perf_counter() - t0
+    mid = pages // 2
+    body[mid] = body[mid].replace(
+        f"Page {mid}, paragraph 3:", f"Page {mid}, paragraph 3 (revised):"
+    )
+    doc.write_text("# Handbook\n\n" + "\n".join(body))
+    rss = PeakRss()
+    t1 = time.perf_counter()
+    edit = Indexer(store).index([root])
+    edit_s = time.perf_counter() - t1
+    rss_mb = rss.stop()
+    assert edit.files_indexed == 1, edit
+    store.close()
+    return {
+        "edit_pages": pages,
+        "edit_doc_chars": doc.stat().st_size,
+        "edit_doc_chunks": first.chunks,
+        "edit_first_index_s": round(first_s, 1),
+        "edit_one_paragraph_s": round(edit_s, 2),
+        "edit_embedded": edit.embedded,
+        "edit_timings": edit.timings,
+        "edit_rss_mb": rss_mb,
+    }
+
+
+def bench_unchanged(root: Path, n: int, home: Path) -> dict[str, Any]:
+    """Re-index of an unchanged n-file tree whose index was written with synthetic vectors."""
+    import numpy as np
+
+    from parley.core.knowledge.chunking import Chunker, default_tokenizer_path
+    from parley.core.knowledge.embeddings import local_embedder
+    from parley.core.knowledge.indexer import Indexer, file_sha256
+    from parley.core.knowledge.loaders import load_file
+    from parley.core.knowledge.store import FileWrite, KnowledgeStore
+
+    paths = default_store_paths(home)
+    make_generated(root, n)
+    store = KnowledgeStore(paths, local_embedder(paths))
+    root = root.resolve()
+    store.add_root(root)
+    chunker = Chunker(tokenizer_path=default_tokenizer_path(paths.assets_dir))
+    rnd = np.random.default_rng(1)
+    t0 = time.perf_counter()
+    with store.writer():
+        batch: list[Any] = []
+        for f in sorted(root.rglob("*.txt")):
+            st = f.stat()
+            chunks = chunker.chunk(load_file(f))
+            vecs = rnd.normal(size=(len(chunks), 384)).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            batch.append(
+                FileWrite(
+                    f,
+                    root,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    file_sha256(f),
+                    "text",
+                    chunks,
+                    vecs.tolist(),
+                )
+            )
+            if len(batch) >= 500:
+                store.write_files(batch)
+                batch = []
+        store.write_files(batch)
+    build_s = time.perf_counter() - t0
+    rss = PeakRss()
+    t1 = time.perf_counter()
+    again = Indexer(store).index([root])
+    reindex = time.perf_counter() - t1
+    rss_mb = rss.stop()
+    assert again.files_unchanged == n and again.chunks == 0, again
+    store.close()
+    return {
+        "unchanged_files": n,
+        "unchanged_build_s": round(build_s, 1),
+        f"reindex_unchanged_{n // 1000}k_s": round(reindex, 2),
+        "unchanged_rss_mb": rss_mb,
+    }
+
+
 def bench_large(n: int, home: Path) -> dict[str, Any]:
     """N chunks written straight into a store: real texts, vectors near real embeddings."""
     import numpy as np
@@ -460,6 +577,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smaller corpora (< 2 minutes)")
     ap.add_argument("--corpus", type=Path, help="the real documentation folder (HTML docs)")
     ap.add_argument("--stall-worker", choices=("idle", "thread", "process"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--parts",
+        default="real,generated,large,stall,edit",
+        help="comma-separated parts to run (large needs real)",
+    )
     args = ap.parse_args()
 
     if args.stall_worker:
@@ -482,23 +604,37 @@ def main() -> int:
                 if f.name not in QUICK_FILES:
                     f.unlink()
         t = time.perf_counter()
-        _stage("real corpus")
-        result.update(bench_real(real, args.quick))
-        _stage("generated corpus", result)
-        result.update(bench_generated(work / "generated", 200 if args.quick else 10_000))
-        _stage("large store", result)
-        result.update(bench_large(10_000 if args.quick else 100_000, work / "home-large"))
-        _stage("event-loop stalls", result)
-        stall_corpus = work / "stall-corpus"
-        if args.quick:
-            (stall_corpus / "faq").mkdir(parents=True)
-            for name in ("general.html",):
-                shutil.copy(src / "faq" / name, stall_corpus / "faq" / name)
-        else:
-            copy_real(src, stall_corpus, ("tutorial",))
-        stalls = bench_stall(stall_corpus, work)
-        result["stall"] = stalls
-        result["index_stall_p99_ms"] = stalls["process"]["stall_p99_ms"]
+        run_parts = set(args.parts.split(","))
+        if "real" in run_parts:
+            _stage("real corpus")
+            result.update(bench_real(real, args.quick))
+        if "generated" in run_parts:
+            _stage("generated corpus", result)
+            rss = PeakRss()
+            result.update(bench_generated(work / "generated", 200 if args.quick else 10_000))
+            result["generated_rss_mb_peak"] = rss.stop()
+        if "edit" in run_parts:
+            _stage("edit one paragraph", result)
+            result.update(bench_edit(work / "edit", 30 if args.quick else 300))
+        if "unchanged" in run_parts:
+            _stage("unchanged tree", result)
+            n = 200 if args.quick else 10_000
+            result.update(bench_unchanged(work / "unchanged", n, work / "home-unchanged"))
+        if "large" in run_parts and "real" in run_parts:
+            _stage("large store", result)
+            result.update(bench_large(10_000 if args.quick else 100_000, work / "home-large"))
+        if "stall" in run_parts:
+            _stage("event-loop stalls", result)
+            stall_corpus = work / "stall-corpus"
+            if args.quick:
+                (stall_corpus / "faq").mkdir(parents=True)
+                for name in ("general.html",):
+                    shutil.copy(src / "faq" / name, stall_corpus / "faq" / name)
+            else:
+                copy_real(src, stall_corpus, ("tutorial",))
+            stalls = bench_stall(stall_corpus, work)
+            result["stall"] = stalls
+            result["index_stall_p99_ms"] = stalls["process"]["stall_p99_ms"]
         result["bench_seconds"] = round(time.perf_counter() - t, 1)
     print(json.dumps(result))
     return 0

@@ -183,6 +183,13 @@ def test_panel_rows_progress_confirmation_and_signals(qtbot, tmp_path) -> None:
     assert cancelled == [True]
     panel.set_progress(P(0, 0, 17, None, None, phase="rebuilding"))
     assert "Re-embedding" in panel.progress_detail.text()
+    # A big file streams in batches: the run says how far into that file it is (issue 11).
+    from parley.core.knowledge.indexer import IndexProgress
+
+    panel.set_progress(
+        IndexProgress(0, 1, 256, "/data/notes/export.txt", None, "indexing", 256, 10_000)
+    )
+    assert "this file: 256 of ~10,000 passages" in panel.progress_detail.text()
     panel.set_finished("Indexed 3 file(s) (42 passages) in 2 s.")
     assert not panel.progress.isVisible()
 

@@ -56,6 +56,12 @@ class KnowledgeSettings(_Model):
     folders: list[str] = Field(default_factory=list, description="Folders added to Parley.")
     max_file_mb: int = Field(50, ge=1, description="Files larger than this are skipped.")
     parse_timeout_s: float = Field(30.0, gt=0, description="Time limit to parse one file.")
+    max_chunks_per_file: int = Field(
+        10_000,
+        ge=1,
+        description="A file is indexed up to this many passages (the rest is left out, "
+        "with a reason shown).",
+    )
     embedding_model: str = Field(
         "all-MiniLM-L6-v2",
         description="'all-MiniLM-L6-v2' (local) or 'openai:text-embedding-3-small'.",

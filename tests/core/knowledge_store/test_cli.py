@@ -36,10 +36,15 @@ def test_index_search_status_remove(
         "files_unchanged",
         "files_removed",
         "files_skipped",
+        "files_capped",
         "chunks",
+        "embedded",
         "seconds",
+        "timings",
     }
     assert out["files_indexed"] == 1 and out["chunks"] >= 1
+    assert out["embedded"] == out["chunks"] and out["files_capped"] == []
+    assert {"load_parse_s", "chunk_s", "onnx_s", "chroma_s", "sqlite_s"} <= set(out["timings"])
     assert (
         out["files_skipped"][0]["path"].endswith("junk.txt") and out["files_skipped"][0]["reason"]
     )

@@ -182,6 +182,28 @@ def test_embedder_from_setting(paths: Paths, fake_openai: FakeOpenAI) -> None:
         EmbedderConfig.from_setting("word2vec")
 
 
+@pytest.mark.slow
+def test_int8_variant_is_its_own_model(paths: Paths, embedder: LocalEmbedder) -> None:
+    """The int8 model (opt-in) is another vector space.
+
+    Own id, own collection and cache keys; its vectors stay close to the fp32 ones (measured 0.994
+    mean cosine on real chunks).
+    """
+    pytest.importorskip("onnx", reason="making the int8 model needs the onnx package")
+    from parley.core.knowledge.indexer import EmbedderConfig, make_embedder
+
+    q = make_embedder(paths, EmbedderConfig.from_setting("all-MiniLM-L6-v2-int8"))
+    assert q is not embedder and q.model_id == "all-MiniLM-L6-v2-int8"
+    texts = [
+        "To install Parley, run pip install parley inside a virtual environment.",
+        "Bananas are rich in potassium and make a quick breakfast.",
+    ]
+    for a, b in zip(q.embed(texts), embedder.embed(texts), strict=True):
+        assert sum(x * y for x, y in zip(a, b, strict=True)) > 0.95
+    made = paths.models_dir / "all-MiniLM-L6-v2-int8" / "model.onnx"
+    assert made.is_file() and [p.name for p in made.parent.iterdir()] == ["model.onnx"]
+
+
 def test_openai_embedding_requests_land_in_the_ledger(
     paths: Paths, fake_openai: FakeOpenAI
 ) -> None:
@@ -210,3 +232,18 @@ def test_openai_embedding_requests_land_in_the_ledger(
     ]
     assert rows[-1]["cost_usd"] == pytest.approx(0.02)  # $0.02 per 1M tokens
     assert by_purpose["embedding"].requests == 3
+
+
+def test_onnx_runs_bound_the_attention_memory_not_just_the_count() -> None:
+    """Full-window chunks (256 tokens) go fewer at a time than short ones (issue 11.7)."""
+    from parley.core.knowledge.embeddings import ATTENTION_CELLS, BATCH_SIZE, _batches
+
+    lengths = sorted([40] * 40 + [256] * 40 + [600])
+    runs = list(_batches(lengths, list(range(len(lengths))), BATCH_SIZE))
+    assert [i for run in runs for i in run] == list(range(len(lengths)))  # all, in order
+    assert len(runs[0]) == BATCH_SIZE  # short texts: the full count
+    for run in runs:
+        width = lengths[run[-1]]
+        assert len(run) <= BATCH_SIZE
+        assert len(run) == 1 or len(run) * width * width <= ATTENTION_CELLS
+    assert max(len(r) for r in runs if lengths[r[-1]] == 256) < BATCH_SIZE

@@ -93,7 +93,7 @@ def test_write_read_and_converge(store: KnowledgeStore, root: Path) -> None:
     path = _write(store, root, "a.txt", TEXTS)
     assert store.chunk_count() == 3 and store.vector_count() == 3
     assert _chroma_ids(store) == _sql_ids(store)
-    assert chunk_id(path, 0, TEXTS[0]) in _sql_ids(store)
+    assert chunk_id(path, "Doc: " + TEXTS[0], TEXTS[0]) in _sql_ids(store)
     # Writing the same content again (a redo after a crash) converges: same ids, no growth.
     _write(store, root, "a.txt", TEXTS)
     assert store.chunk_count() == 3 and store.vector_count() == 3

@@ -34,7 +34,7 @@ import logging
 import math
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
 from pathlib import Path
@@ -313,7 +313,7 @@ class _Part:
 
 
 class _Draft:
-    __slots__ = ("chars", "page", "parts", "path", "tokens")
+    __slots__ = ("chars", "headings", "page", "parts", "path", "tokens")
 
     def __init__(self, path: tuple[str, ...], page: int | None) -> None:
         self.path = path
@@ -321,11 +321,14 @@ class _Draft:
         self.parts: list[_Part] = []
         self.tokens = 0
         self.chars = 0
+        self.headings: set[str] = set()  # titles of the headings this chunk's text shows
 
     def add(self, part: _Part) -> None:
         self.chars += len(part.text) + (2 if self.parts else 0)
         self.tokens += part.tokens
         self.parts.append(part)
+        if part.heading:
+            self.headings.add(" ".join(part.text.split()))
 
 
 class _Budget:
@@ -397,11 +400,22 @@ class Chunker:
         return self._counter.text(text)
 
     # ---- Public API
-    def chunk(self, doc: LoadedDocument) -> list[Chunk]:
+    def chunk(
+        self,
+        doc: LoadedDocument,
+        *,
+        title: str | None = None,
+        headings: Sequence[tuple[int, str]] = (),
+    ) -> list[Chunk]:
         """Chunks of one document, in reading order.
 
         Args:
-            doc: A loaded document.
+            doc: A loaded document, or one window of a big one.
+            title: The document's title (see :func:`document_title`); None: taken from
+                ``doc``. A window of a big document passes its whole document's.
+            headings: ``(level, title)`` of the headings open where ``doc.blocks`` begin,
+                outermost first (a window of a big document): the heading path its first
+                chunks belong under, without repeating the headings as text.
 
         Returns:
             Chunks with heading path, page or line range, and token count; empty when the
@@ -411,7 +425,7 @@ class Chunker:
         prefixes: dict[tuple[str, ...], tuple[str, int]] = {}
         drafts: list[_Draft] = []
         cur: _Draft | None = None
-        title = _doc_title(doc)
+        title = document_title(doc) if title is None else title
         lead = (title,) if title else ()
 
         def full(path: tuple[str, ...]) -> tuple[str, ...]:
@@ -428,15 +442,20 @@ class Chunker:
         def prefix(path: tuple[str, ...]) -> tuple[str, int]:
             return raw(full(path))
 
-        for path, page, units in self._segments(doc.blocks, linewise_doc):
+        for path, page, units in self._segments(doc.blocks, linewise_doc, headings):
             seg_tokens = sum(u.tokens for u in units)
             seg_chars = sum(len(u.text) + 2 for u in units)
             # A section joins the open chunk (under their common headings) when it fits whole,
-            # so a page of small sections is not a pile of small chunks.
+            # so a page of small sections is not a pile of small chunks; but the common path
+            # may only drop headings the chunk shows as text. A chunk never loses the context
+            # of text it holds (the tail of a section that began in an earlier chunk keeps its
+            # path), and packing stops where such a section ends: an edit's effect on chunk
+            # boundaries ends there too.
             if cur is not None and cur.page == page:
                 common = _common(cur.path, path)
                 if (
-                    cur.tokens + seg_tokens + prefix(common)[1] <= self.max_tokens
+                    cur.headings.issuperset(cur.path[len(common) :])
+                    and cur.tokens + seg_tokens + prefix(common)[1] <= self.max_tokens
                     and cur.chars + seg_chars <= self.max_chars
                 ):
                     cur.path = common
@@ -455,20 +474,26 @@ class Chunker:
 
     # ---- Internals
     def _segments(
-        self, blocks: list[Block], linewise_doc: bool
+        self, blocks: list[Block], linewise_doc: bool, headings: Sequence[tuple[int, str]] = ()
     ) -> Iterable[tuple[tuple[str, ...], int | None, list[_Unit]]]:
-        """Sections (a heading and what follows it), cut further at page changes."""
-        stack: list[tuple[int, str]] = []
-        path: tuple[str, ...] = ()
+        """Sections (headings and what follows them), cut further at page changes.
+
+        A heading with no text of its own before the next heading (a chapter's title right
+        above its first section's) opens the next section rather than being one: it never
+        ends a chunk apart from the text it introduces, nor makes a chunk of its own.
+        """
+        stack: list[tuple[int, str]] = [(max(1, lv), " ".join(t.split())) for lv, t in headings]
+        path: tuple[str, ...] = tuple(t for _, t in stack)
         page: int | None = None
         units: list[_Unit] = []
+        only_headings = False
         counter = self._counter
         for b in blocks:
             text = b.text.strip("\n").rstrip()
             if not text.strip():
                 continue
             is_heading = b.kind == "heading"
-            if units and (is_heading or b.page != page):
+            if units and (b.page != page or (is_heading and not only_headings)):
                 yield path, page, units
                 units = []
             page = b.page
@@ -478,6 +503,7 @@ class Chunker:
                     stack.pop()
                 stack.append((level, " ".join(text.split())))
                 path = tuple(t for _, t in stack)
+            only_headings = is_heading and (only_headings or not units)
             units.append(
                 _Unit(
                     text=text,
@@ -765,12 +791,15 @@ class Chunker:
             if not d.parts:
                 continue
             text = "\n\n".join(p.text for p in d.parts)
-            # The heading a chunk starts with is already in its text: the prefix then
-            # names only the headings around it.
+            # The headings a chunk starts with are already in its text: the prefix then
+            # names only the headings around them.
             path = full(d.path)
-            shown = path
-            if d.path and d.parts[0].heading and " ".join(d.parts[0].text.split()) == d.path[-1]:
-                shown = path[:-1]
+            leading = set()
+            for p in d.parts:
+                if not p.heading:
+                    break
+                leading.add(" ".join(p.text.split()))
+            shown = tuple(h for h in path if h not in leading) if leading else path
             pre, pre_tokens = prefix(shown) if shown else ("", 0)
             if pre_tokens > prefix(path)[1]:  # shortening from the front kept more titles
                 pre, pre_tokens = prefix(path)
@@ -805,17 +834,24 @@ def _same_title(heading: str, title: str) -> bool:
     return bool(h) and (t.startswith(h) or h.startswith(t))
 
 
-def _doc_title(doc: LoadedDocument) -> str:
+def document_title(doc: LoadedDocument) -> str:
     """The document's title, shortened to 120 characters.
 
-    The format's own (HTML ``<title>``), else its first top-level heading when it comes first.
+    The format's own (HTML ``<title>``), else a top-level heading among its first blocks
+    when it is the document's only one (several are chapters, none of which names the
+    whole document).
+
+    Args:
+        doc: A whole loaded document (a window of one would find a chapter's heading).
+
+    Returns:
+        The title, or an empty string.
     """
     title = " ".join((getattr(doc, "title", "") or "").split())
     if not title:
-        for b in doc.blocks[:3]:
-            if b.kind == "heading" and b.level <= 1:
-                title = " ".join(b.text.split())
-                break
+        tops = [b for b in doc.blocks if b.kind == "heading" and b.level <= 1]
+        if len(tops) == 1 and any(b is tops[0] for b in doc.blocks[:3]):
+            title = " ".join(tops[0].text.split())
     if len(title) > 120:
         title = title[:120].rsplit(" ", 1)[0] + "…"
     return title

@@ -9,8 +9,17 @@ One run, under the store's write lock:
    manifest is unchanged; if they differ but its sha256 does not, only the stat is recorded;
    otherwise it is loaded (``loaders.IsolatedLoader``: risky formats in a killable worker),
    chunked and embedded. Files no longer found are deleted from both stores.
-4. Loading and chunking run on a producer thread, one file ahead of embedding, so the ONNX
-   session (which releases the GIL and uses every core) is rarely idle waiting for a parser.
+4. Loading and chunking run on a producer thread, ahead of embedding, so the ONNX session
+   (which releases the GIL and uses every core) is rarely idle waiting for a parser.
+5. Chunks are embedded and committed :data:`EMBED_BATCH` at a time, across files and within
+   one: a big document is chunked a window (:data:`WINDOW_CHARS`) at a time and streamed into
+   the batches, so memory stays bounded, progress is reported inside the file, and a stop
+   keeps every committed batch (issue 11, item 7). One file gives at most
+   ``max_chunks_per_file`` chunks (:data:`MAX_CHUNKS_PER_FILE`); the rest of a file that long
+   is left out with a reason the person sees.
+6. Vectors come through the store's embedding cache (``store.py``): a chunk already stored
+   is not embedded again, a text already embedded (boilerplate, an earlier version of the
+   file, a run that was stopped) is taken from the cache.
 
 Killing the process at any point leaves a consistent index (see ``store.py``); the next run
 continues where it stopped, re-embedding at most one batch.
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
@@ -44,20 +54,38 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from parley.core.errors import ConfigError, ParleyError, StorageError
 from parley.core.knowledge.store import (
+    BatchResult,
     ChromaServer,
+    ChunkBatch,
+    ChunkIds,
     FileRecord,
-    FileWrite,
     KnowledgeStore,
 )
 from parley.core.paths import Paths
 
 if TYPE_CHECKING:  # imported where chunking runs (see _chunker_obj)
     from parley.core.knowledge.chunking import Chunk
+    from parley.core.knowledge.loaders import Block, LoadedDocument
 
 log = logging.getLogger(__name__)
 
 EMBED_BATCH = 64
-"""Chunks embedded and written together (one Chroma upsert, three short transactions)."""
+"""Chunks embedded and committed together (one Chroma upsert, three short transactions).
+The embedder sorts them by length before its ONNX batches of 16: 6 % of the model's work is
+padding (64 texts in batches of 32, as before, wasted 12 %; 128 in batches of 16 would waste
+3 % but doubles how long a Cancel waits for the batch in flight). A big file commits every
+few seconds on two cores."""
+
+WINDOW_CHARS = 256 * 1024
+"""A document with more text than four of these is chunked one window at a time (cut at a
+blank line, line end or space near the window's end; the open headings carried over), so a
+49 MB file never has more than a window's chunks in memory."""
+
+MAX_CHUNKS_PER_FILE = 10_000
+"""Most chunks one file gives. 10,000 chunks are ~7 MB of prose and take ~5-8 minutes to
+embed on two cores; a text file bigger than that is almost always a log, a dump or a data
+export whose start is worth searching but whose whole would crowd out every other file (and
+cost half an hour). The file is indexed up to the cap, with a reason saying so."""
 
 PREFETCH_FILES = 16
 """Files loaded and chunked ahead of the embedder."""
@@ -84,6 +112,10 @@ class IndexProgress:
     """Estimated seconds left (None until there is a rate to go by)."""
     phase: str = "indexing"
     """``scanning``, ``rebuilding`` (re-embedding every stored chunk) or ``indexing``."""
+    file_chunks_done: int = 0
+    """Chunks of ``current`` committed so far (big files report progress inside the file)."""
+    file_chunks_total: int = 0
+    """Estimated chunks of ``current`` (0 when it is not being streamed)."""
     reason: str | None = None
     """While ``rebuilding``: why, for people (``KnowledgeStore.reindex_reason``: "the
     embedding model changed from A to B", "it was damaged: ...", "it was missing")."""
@@ -103,7 +135,16 @@ class IndexReport:
     seconds: float = 0.0
     cancelled: bool = False
     embed_seconds: float = 0.0
-    """Time spent inside the embedder (the rest is walking, parsing, chunking, writing)."""
+    """Time spent getting vectors (embedding cache and embedder)."""
+    files_capped: list[tuple[Path, str]] = field(default_factory=list)
+    """Files indexed only up to the per-file chunk cap, with the reason shown."""
+    embedded: int = 0
+    """Texts the embedder ran on (the rest came from the cache or were stored already)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Where the time went: ``load_parse_s``, ``chunk_s`` (producer thread, overlapping the
+    rest), ``tokenize_s``, ``onnx_s``, ``embed_s`` (all of getting vectors, cache included),
+    ``chroma_s``, ``sqlite_s`` (manifest, chunks, FTS5, cache), and counts: ``cache_hits``,
+    ``chunks_new``, ``chunks_moved``, ``chunks_kept``."""
 
 
 @dataclass
@@ -116,10 +157,47 @@ class _Prepared:
     mtime_ns: int
     sha256: str | None = None
     kind: str | None = None
-    chunks: list[Chunk] = field(default_factory=list)
+    doc: LoadedDocument | None = None
+    """The loaded document (its chunks follow as :class:`_Part` items, then :class:`_End`)."""
     status: str = "indexed"
     reason: str | None = None
     unchanged: bool = False
+    est_chunks: int = 0
+    """Estimated chunks (updated as windows are chunked)."""
+    streamed: bool = False
+    """Its chunks follow as :class:`_Part` items and an :class:`_End`."""
+
+
+@dataclass
+class _Part:
+    """Chunks of the file last announced by a :class:`_Prepared` with a ``doc``."""
+
+    item: _Prepared
+    chunks: list[Chunk]
+    fraction: float
+    """How much of the file's text is chunked up to and including these."""
+
+
+@dataclass
+class _End:
+    """The file's chunks are all sent; ``reason`` says why it stopped early, if it did."""
+
+    item: _Prepared
+    reason: str | None = None
+
+
+@dataclass
+class _Open:
+    """A file whose chunks are being committed (consumer side)."""
+
+    item: _Prepared
+    ids: ChunkIds
+    file_ids: set[str] = field(default_factory=set)
+    done: int = 0
+    """Chunks committed."""
+    sent: bool = False
+    """A batch with ``first`` has been queued."""
+    fraction: float = 0.0
 
 
 @dataclass
@@ -153,6 +231,7 @@ class Indexer:
         max_file_bytes: int = 50 * 2**20,
         extra_ignores: Sequence[str] = (),
         embed_batch: int = EMBED_BATCH,
+        max_chunks_per_file: int = MAX_CHUNKS_PER_FILE,
     ) -> None:
         """Index into ``store``.
 
@@ -162,12 +241,14 @@ class Indexer:
             max_file_bytes: Larger files are skipped with a reason.
             extra_ignores: More gitignore-style patterns to skip.
             embed_batch: Chunks embedded and committed together.
+            max_chunks_per_file: A file is indexed up to this many chunks (with a reason).
         """
         self.store = store
         self.loader_timeout_s = loader_timeout_s
         self.max_file_bytes = max_file_bytes
         self.extra_ignores = tuple(extra_ignores)
         self.embed_batch = max(1, embed_batch)
+        self.max_chunks_per_file = max(1, max_chunks_per_file)
         self._chunker: Any = None
 
     # ---- public API
@@ -225,6 +306,7 @@ class Indexer:
                 self.store.set_root_state(
                     plan.root, "incomplete" if report.cancelled else "indexed"
                 )
+            self.store.prune_embedding_cache()
         report.seconds = time.monotonic() - t0
         return report
 
@@ -263,7 +345,7 @@ class Indexer:
         plan = _Plan(root, target, [], 0, [], [], [])
         seen: set[Path] = set()
         for e in entries:
-            path = Path(e.path)
+            path = e.path if isinstance(e.path, Path) else Path(e.path)
             seen.add(path)
             rec = known.get(path)
             if not isinstance(e, SourceFile):
@@ -325,7 +407,7 @@ class Indexer:
             if rec is not None and rec.status == "indexed" and rec.sha256 == doc.sha256:
                 item.unchanged = True
                 return item
-            item.chunks = list(self._chunker_obj().chunk(doc))
+            item.doc = doc
         except FileSkipped as exc:
             item.status, item.reason = "skipped", str(getattr(exc, "reason", exc))
         except FileNotFoundError:
@@ -337,13 +419,64 @@ class Indexer:
             item.status, item.reason = "error", f"failed: {type(exc).__name__}: {exc}"[:300]
         return item
 
+    def _chunk_stream(self, item: _Prepared, timing: dict[str, float]) -> Iterator[_Part | _End]:
+        """The file's chunks, a window at a time, up to the per-file cap; then its end."""
+        from parley.core.knowledge.chunking import document_title
+        from parley.core.knowledge.loaders import LoadedDocument, format_size
+
+        doc = item.doc
+        assert doc is not None
+        chunker = self._chunker_obj()
+        cap = self.max_chunks_per_file
+        total_chars = sum(len(b.text) for b in doc.blocks) or 1
+        title = document_title(doc)  # the whole document's: a window would find a chapter's
+        sent = 0
+        try:
+            for blocks, chars_done, open_headings in _windows(doc.blocks, total_chars):
+                t = time.perf_counter()
+                part = LoadedDocument(
+                    path=doc.path, kind=doc.kind, blocks=blocks, size=doc.size, sha256=doc.sha256
+                )
+                chunks = chunker.chunk(part, title=title, headings=open_headings)
+                timing["chunk_s"] += time.perf_counter() - t
+                if sent:  # renumber: the chunker counts from 0 in every window
+                    chunks = [dataclasses.replace(c, index=sent + i) for i, c in enumerate(chunks)]
+                cut = len(chunks) > cap - sent
+                chunks = chunks[: cap - sent]
+                sent += len(chunks)
+                fraction = chars_done / total_chars
+                item.est_chunks = min(cap, max(sent, round(sent / max(fraction, 1e-9))))
+                if chunks:
+                    yield _Part(item, chunks, fraction)
+                if cut or (sent >= cap and chars_done < total_chars):
+                    done_bytes = round(doc.size * min(1.0, fraction))
+                    yield _End(
+                        item,
+                        f"cut at {cap:,} passages (about the first {format_size(done_bytes)} "
+                        f"of {format_size(doc.size)}); the rest is not searchable",
+                    )
+                    return
+        finally:
+            item.doc = None  # the text goes as soon as its chunks are out
+        yield _End(item)
+
     def _producer(
         self,
         todo: list[tuple[Path, Path, int, int, FileRecord | None]],
-        out: queue.Queue[_Prepared | BaseException | None],
+        out: queue.Queue[_Prepared | _Part | _End | BaseException | None],
         stop: threading.Event,
+        timing: dict[str, float],
     ) -> None:
         from parley.core.knowledge.loaders import IsolatedLoader
+
+        def put(obj: _Prepared | _Part | _End) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(obj, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
 
         try:
             with IsolatedLoader(
@@ -352,13 +485,22 @@ class Indexer:
                 for path, root, size, mtime, rec in todo:
                     if stop.is_set():
                         break
+                    t = time.perf_counter()
                     item = self._prepare_one(loader, path, root, size, mtime, rec)
-                    while not stop.is_set():
-                        try:
-                            out.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
+                    timing["load_parse_s"] += time.perf_counter() - t
+                    item.streamed = item.doc is not None
+                    if not put(item):
+                        break
+                    if item.doc is None:
+                        continue
+                    try:
+                        for piece in self._chunk_stream(item, timing):
+                            if not put(piece):
+                                break
+                    except Exception as exc:  # a chunker bug fails the file, not the run
+                        log.warning("chunking %s failed", path, exc_info=True)
+                        item.status = "error"
+                        put(_End(item, f"failed: {type(exc).__name__}: {exc}"[:300]))
         except BaseException as exc:  # surfaced on the consumer thread
             out.put(exc)
         finally:
@@ -378,47 +520,68 @@ class Indexer:
         if not todo:
             emit(IndexProgress(0, 0, 0, None, 0.0))
             return
-        q: queue.Queue[_Prepared | BaseException | None] = queue.Queue(maxsize=PREFETCH_FILES)
-        stop = threading.Event()
-        producer = threading.Thread(
-            target=self._producer, args=(todo, q, stop), name="parley-index-load", daemon=True
+        q: queue.Queue[_Prepared | _Part | _End | BaseException | None] = queue.Queue(
+            maxsize=PREFETCH_FILES
         )
+        stop = threading.Event()
+        timing = {"load_parse_s": 0.0, "chunk_s": 0.0}
+        producer = threading.Thread(
+            target=self._producer,
+            args=(todo, q, stop, timing),
+            name="parley-index-load",
+            daemon=True,
+        )
+        stats0 = _embed_stats(self.store.embedder)
         producer.start()
         done = 0
         bytes_done = 0
-        pending: list[_Prepared] = []
+        pending: list[ChunkBatch] = []
         pending_chunks = 0
+        written = BatchResult()
+        opened: dict[Path, _Open] = {}
         start = time.monotonic()
+
+        def progress(current: _Open | None, path: Path | None) -> None:
+            elapsed = time.monotonic() - start
+            partial = 0.0
+            if current is not None:  # how far into the file, by chunks (the cap counts)
+                est = max(current.item.est_chunks, 1)
+                partial = current.item.size * min(1.0, current.done / est)
+            seen = bytes_done + partial
+            eta = elapsed * (bytes_total - seen) / seen if seen else None
+            emit(
+                IndexProgress(
+                    done,
+                    total,
+                    report.chunks + pending_chunks,
+                    str(path) if path is not None else None,
+                    eta,
+                    file_chunks_done=current.done if current is not None else 0,
+                    file_chunks_total=current.item.est_chunks if current is not None else 0,
+                )
+            )
 
         def flush() -> None:
             nonlocal pending, pending_chunks
             if not pending:
                 return
-            texts = [c.embed_text for item in pending for c in item.chunks]
-            te = time.monotonic()
-            vectors = self.store.embedder.embed(texts)
-            report.embed_seconds += time.monotonic() - te
-            writes: list[FileWrite] = []
-            pos = 0
-            for item in pending:
-                n = len(item.chunks)
-                writes.append(
-                    FileWrite(
-                        path=item.path,
-                        root=item.root,
-                        size=item.size,
-                        mtime_ns=item.mtime_ns,
-                        sha256=item.sha256 or "",
-                        kind=item.kind or "text",
-                        chunks=item.chunks,
-                        vectors=vectors[pos : pos + n],
-                    )
-                )
-                pos += n
-            self.store.write_files(writes)
-            report.files_indexed += len(pending)
+            result = self.store.write_batch(pending)
+            written.add(result)
+            report.embed_seconds += result.embed_s
+            report.embedded += result.embedded
+            for b in pending:
+                st = opened.get(b.path)
+                if st is not None:
+                    st.done += len(b.chunks)
+                if b.last:
+                    opened.pop(b.path, None)
             report.chunks += pending_chunks
             pending, pending_chunks = [], 0
+
+        def finish(item: _Prepared) -> None:
+            nonlocal done, bytes_done
+            done += 1
+            bytes_done += item.size
 
         try:
             while True:
@@ -426,47 +589,63 @@ class Indexer:
                     report.cancelled = True
                     break
                 try:
-                    item = q.get(timeout=0.1)
+                    got = q.get(timeout=0.1)
                 except queue.Empty:
                     continue
-                if item is None:
+                if got is None:
                     break
-                if isinstance(item, BaseException):
-                    raise item
-                done += 1
-                bytes_done += item.size
+                if isinstance(got, BaseException):
+                    raise got
+                if isinstance(got, _Part):
+                    st = opened[got.item.path]
+                    st.fraction = got.fraction
+                    for s in range(0, len(got.chunks), self.embed_batch):
+                        chunks = got.chunks[s : s + self.embed_batch]
+                        ids = st.ids.of(chunks)
+                        st.file_ids.update(ids)
+                        pending.append(_batch(got.item, chunks, ids, first=not st.sent))
+                        st.sent = True
+                        pending_chunks += len(chunks)
+                        if pending_chunks >= self.embed_batch:
+                            flush()
+                            if st.item.est_chunks > self.embed_batch:
+                                progress(st, st.item.path)
+                    continue
+                if isinstance(got, _End):
+                    item = got.item
+                    st = opened[item.path]
+                    finish(item)
+                    if not st.sent or item.status == "error":
+                        # No chunks (or the chunker failed): nothing to embed.
+                        opened.pop(item.path, None)
+                        self._mark(item, report, got.reason)
+                    else:
+                        mine = [b for b in pending if b.path == item.path]
+                        if mine:
+                            last = mine[-1]
+                        else:  # every chunk is committed: an empty batch finishes the file
+                            last = _batch(item, [], [], first=False)
+                            pending.append(last)
+                        last.last = True
+                        last.sha256 = item.sha256 or ""
+                        last.file_ids = st.file_ids
+                        last.reason = got.reason
+                        report.files_indexed += 1
+                        if got.reason:
+                            report.files_capped.append((item.path, got.reason))
+                    progress(None, item.path)
+                    continue
+                item = got
+                if item.streamed:
+                    opened[item.path] = _Open(item, ChunkIds(item.path))
+                    continue
+                finish(item)
                 if item.unchanged:
                     self.store.touch_files([(item.path, item.size, item.mtime_ns)])
                     report.files_unchanged += 1
-                elif item.status != "indexed" or not item.chunks:
-                    if item.status != "indexed":
-                        report.files_skipped.append((item.path, item.reason or item.status))
-                    else:
-                        report.files_indexed += 1
-                    self.store.mark_files(
-                        [
-                            (
-                                item.path,
-                                item.root,
-                                item.size,
-                                item.mtime_ns,
-                                item.sha256,
-                                item.kind,
-                                item.status,
-                                item.reason,
-                            )
-                        ]
-                    )
                 else:
-                    pending.append(item)
-                    pending_chunks += len(item.chunks)
-                    if pending_chunks >= self.embed_batch:
-                        flush()
-                elapsed = time.monotonic() - start
-                eta = elapsed * (bytes_total - bytes_done) / bytes_done if bytes_done else None
-                emit(
-                    IndexProgress(done, total, report.chunks + pending_chunks, str(item.path), eta)
-                )
+                    self._mark(item, report, item.reason)
+                progress(None, item.path)
             if not report.cancelled:
                 flush()
         finally:
@@ -476,8 +655,43 @@ class Indexer:
                 while True:
                     q.get_nowait()
             producer.join(timeout=max(5.0, self.loader_timeout_s + 5))
+            stats1 = _embed_stats(self.store.embedder)
+            report.timings = {
+                "load_parse_s": round(timing["load_parse_s"], 3),
+                "chunk_s": round(timing["chunk_s"], 3),
+                "tokenize_s": round(stats1[0] - stats0[0], 3),
+                "onnx_s": round(stats1[1] - stats0[1], 3),
+                "embed_s": round(written.embed_s, 3),
+                "chroma_s": round(written.chroma_s, 3),
+                "sqlite_s": round(written.sqlite_s, 3),
+                "cache_hits": written.cache_hits,
+                "chunks_new": written.chunks_new,
+                "chunks_moved": written.chunks_moved,
+                "chunks_kept": written.chunks_kept,
+            }
         if report.cancelled:
             emit(IndexProgress(done, total, report.chunks, None, None))
+
+    def _mark(self, item: _Prepared, report: IndexReport, reason: str | None) -> None:
+        """Record a file that gives no chunks: skipped, failed, or indexed but empty."""
+        if item.status != "indexed":
+            report.files_skipped.append((item.path, reason or item.status))
+        else:
+            report.files_indexed += 1
+        self.store.mark_files(
+            [
+                (
+                    item.path,
+                    item.root,
+                    item.size,
+                    item.mtime_ns,
+                    item.sha256,
+                    item.kind,
+                    item.status,
+                    reason,
+                )
+            ]
+        )
 
     def _rebuild(self, emit: Callable[[IndexProgress], None], cancel: _Cancel | None) -> bool:
         total = self.store.chunk_count()
@@ -500,6 +714,95 @@ class _SkippedEntry:
     reason: str
 
 
+def _batch(item: _Prepared, chunks: list[Chunk], ids: list[str], *, first: bool) -> ChunkBatch:
+    return ChunkBatch(
+        path=item.path,
+        root=item.root,
+        size=item.size,
+        mtime_ns=item.mtime_ns,
+        kind=item.kind or "text",
+        chunks=chunks,
+        ids=ids,
+        first=first,
+        last=False,
+    )
+
+
+def _embed_stats(embedder: Any) -> tuple[float, float]:
+    """(tokenize s, ONNX s) so far, for embedders that count them (the local one)."""
+    stats = getattr(embedder, "stats", None)
+    if not callable(stats):
+        return 0.0, 0.0
+    st = stats()
+    return float(st.tokenize_s), float(st.onnx_s)
+
+
+def _windows(
+    blocks: list[Block], total_chars: int
+) -> Iterator[tuple[list[Block], int, tuple[tuple[int, str], ...]]]:
+    """A document's blocks in windows of about :data:`WINDOW_CHARS` characters.
+
+    Yields ``(blocks, characters up to the end of this window, open headings)``. A short
+    document is one window; otherwise a block longer than a window is cut (:func:`_cut_block`)
+    and every window after the first comes with the ``(level, title)`` of the headings still
+    open where it begins, outermost first: the chunker puts its first chunks under them
+    without repeating them as text (they carry no line range of this window).
+    """
+    if total_chars <= 4 * WINDOW_CHARS:
+        yield blocks, total_chars, ()
+        return
+    open_heads: list[tuple[int, str]] = []
+    carried: tuple[tuple[int, str], ...] = ()
+    cur: list[Block] = []
+    size = done = 0
+    for block in blocks:
+        pieces = _cut_block(block) if len(block.text) > WINDOW_CHARS else (block,)
+        for piece in pieces:
+            cur.append(piece)
+            size += len(piece.text)
+            if piece.kind == "heading" and piece.text.strip():
+                level = piece.level if piece.level > 0 else 1
+                open_heads = [h for h in open_heads if h[0] < level] + [(level, piece.text)]
+            if size >= WINDOW_CHARS:
+                done += size
+                yield cur, done, carried
+                carried = tuple(open_heads)
+                cur, size = [], 0
+    if cur:
+        yield cur, total_chars, carried
+
+
+def _cut_block(block: Block) -> Iterator[Block]:
+    """Pieces of one block longer than a window.
+
+    Cut at a blank line, line end or space in the window's last eighth when there is one; line
+    ranges follow the cuts.
+    """
+    text = block.text
+    pos, line = 0, block.line_start
+    n = len(text)
+    while pos < n:
+        end = min(n, pos + WINDOW_CHARS)
+        if end < n:
+            lo = end - WINDOW_CHARS // 8
+            for sep in ("\n\n", "\n", " "):
+                cut = text.rfind(sep, lo, end)
+                if cut > pos:
+                    end = cut + len(sep)
+                    break
+        piece = text[pos:end]
+        lines = piece.count("\n") if line is not None else 0
+        yield dataclasses.replace(
+            block,
+            text=piece,
+            line_start=line,
+            line_end=(line + lines) if line is not None else None,
+        )
+        if line is not None:
+            line += lines
+        pos = end
+
+
 # ---------------------------------------------------------------- off-thread runner
 
 
@@ -510,6 +813,8 @@ class EmbedderConfig:
     kind: str = "local"
     """``local`` (all-MiniLM-L6-v2) or ``openai``."""
     threads: int | None = None
+    quantized: bool = False
+    """The local model's int8 variant (``all-MiniLM-L6-v2-int8``)."""
     openai_api_key: str | None = None
     openai_model: str = "text-embedding-3-small"
     openai_base_url: str | None = None
@@ -521,18 +826,21 @@ class EmbedderConfig:
         """Parse the ``knowledge.embedding_model`` setting.
 
         Args:
-            model: ``all-MiniLM-L6-v2`` (or ``local``) or ``openai:<model name>``.
+            model: ``all-MiniLM-L6-v2`` (or ``local``), ``all-MiniLM-L6-v2-int8`` or
+                ``openai:<model name>``.
             api_key: The OpenAI key, for ``openai:`` models.
             base_url: Another OpenAI-compatible endpoint.
 
         Raises:
             ConfigError: An unknown model.
         """
-        from parley.core.knowledge.embeddings import LOCAL_MODEL_ID
+        from parley.core.knowledge.embeddings import LOCAL_INT8_MODEL_ID, LOCAL_MODEL_ID
 
         name = model.strip()
         if name.lower() in (LOCAL_MODEL_ID.lower(), "local", ""):
             return cls(kind="local")
+        if name.lower() == LOCAL_INT8_MODEL_ID.lower():
+            return cls(kind="local", quantized=True)
         if name.lower().startswith("openai:") and name[7:].strip():
             return cls(
                 kind="openai",
@@ -550,7 +858,7 @@ def make_embedder(paths: Paths, config: EmbedderConfig) -> Any:
     from parley.core.knowledge.embeddings import OpenAIEmbedder, local_embedder
 
     if config.kind == "local":
-        return local_embedder(paths, threads=config.threads)
+        return local_embedder(paths, threads=config.threads, quantized=config.quantized)
     if config.kind == "openai":
         if not config.openai_api_key:
             raise ConfigError("OpenAI embeddings need an API key.")
@@ -575,6 +883,7 @@ class _Job:
     nice: int
     loader_timeout_s: float
     max_file_bytes: int
+    max_chunks_per_file: int = MAX_CHUNKS_PER_FILE
 
 
 def _worker_main(conn: Any, job: _Job, cancel: Any) -> None:
@@ -587,14 +896,17 @@ def _worker_main(conn: Any, job: _Job, cancel: Any) -> None:
     try:
         store = KnowledgeStore(job.paths, make_embedder(job.paths, job.embedder), server=job.server)
         indexer = Indexer(
-            store, loader_timeout_s=job.loader_timeout_s, max_file_bytes=job.max_file_bytes
+            store,
+            loader_timeout_s=job.loader_timeout_s,
+            max_file_bytes=job.max_file_bytes,
+            max_chunks_per_file=job.max_chunks_per_file,
         )
         last = [0.0]
 
         def progress(p: IndexProgress) -> None:
             now = time.monotonic()
             # At most ~20 events a second: the GUI repaints a progress bar, not a log.
-            if now - last[0] >= 0.05 or p.files_done == p.files_total:
+            if now - last[0] >= 0.05 or p.files_done == p.files_total or p.file_chunks_total:
                 last[0] = now
                 conn.send(("progress", p))
 
@@ -654,6 +966,7 @@ async def index_in_background(
     nice: int = WORKER_NICE,
     loader_timeout_s: float = 30.0,
     max_file_bytes: int = 50 * 2**20,
+    max_chunks_per_file: int = MAX_CHUNKS_PER_FILE,
     stop_timeout_s: float = 10.0,
 ) -> AsyncIterator[IndexProgress | IndexReport]:
     """Index in a worker process at a lower OS priority; yield its progress, then its report.
@@ -674,6 +987,7 @@ async def index_in_background(
         nice=nice,
         loader_timeout_s=loader_timeout_s,
         max_file_bytes=max_file_bytes,
+        max_chunks_per_file=max_chunks_per_file,
     )
     # spawn, not fork: the parent may be a Qt application with threads.
     ctx = multiprocessing.get_context("spawn")

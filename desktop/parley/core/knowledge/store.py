@@ -8,10 +8,24 @@ rebuilt from SQLite (:meth:`KnowledgeStore.rebuild_vectors`).
 
 Crash safety (a process may be killed at any instruction): a file goes ``pending`` and its new
 chunk ids are written to a journal *before* Chroma is touched; Chroma is upserted; then one
-SQLite transaction swaps the chunks, sets ``indexed`` and journals the replaced ids; then those
-are deleted from Chroma. :meth:`KnowledgeStore.recover` deletes from Chroma every journalled id
-that SQLite does not hold, and the indexer redoes ``pending`` files. Chunk ids are
-deterministic (sha256 of path, chunk index and content), so a redo upserts the same ids.
+SQLite transaction writes the chunks and, once a file's last chunk is in, sets ``indexed`` and
+journals the ids its previous version had and this one has not; then those are deleted from
+Chroma. :meth:`KnowledgeStore.recover` deletes from Chroma every journalled id that SQLite
+does not hold, and the indexer redoes ``pending`` files. A big file is written in several such
+batches (:meth:`KnowledgeStore.write_batch`), each committed, so stopping keeps what was done.
+
+Chunk ids are content addresses: sha256 of the path, the embedded text and how many earlier
+chunks of the file had the same text. Editing one paragraph therefore leaves every other
+chunk's id as it was, even when chunks after it move: a chunk whose id is already stored is
+not embedded nor re-upserted (only its row is rewritten if its position changed).
+
+Embedding cache (issue 12): ``embed_cache`` maps sha256(model id + normalised text) to the
+vector (float32). Every vector the indexer needs is looked up there first; misses are
+embedded once per distinct text (repeated boilerplate costs one embedding) and kept. A
+rebuild of a damaged vector index re-embeds nothing; a model switch misses (the key holds the
+model id) and re-embeds cleanly. The cache is bounded: beyond the stored chunks plus
+:data:`CACHE_SLACK_MIN` (or a quarter of the chunks) entries, the least recently used entries
+that no stored chunk needs are evicted, other models' first.
 
 Embedded Chroma is not safe with two writers: writes happen only under an OS file lock
 (:meth:`KnowledgeStore.writer`). A process that only reads keeps working while another writes,
@@ -46,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 from parley.core.display import escape_surrogates, path_text
 from parley.core.errors import ConfigError, IndexBusy, ParleyError, ProviderDown, StorageError
-from parley.core.knowledge.embeddings import Embedder
+from parley.core.knowledge.embeddings import Embedder, embedding_cache_key
 from parley.core.paths import Paths
 from parley.core.store.db import Migration, connect, sql_migration, transaction
 
@@ -63,6 +77,9 @@ COLLECTION_PREFIX = "parley_"
 
 HEADING_SEP = " > "
 """How a heading path is shown and stored: ``"Guide > Install > Linux"``."""
+
+CACHE_SLACK_MIN = 20_000
+"""Embedding-cache entries kept beyond those the stored chunks need (~30 MB at 384-d)."""
 
 MIGRATIONS: tuple[Migration, ...] = (
     sql_migration(
@@ -153,6 +170,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');
         """,
     ),
+    sql_migration(
+        "knowledge-0004-embedding-cache",
+        # Content-addressed vectors (issue 12): key = sha256(model id, normalised text)[:16].
+        """
+        CREATE TABLE embed_cache (
+            key BLOB PRIMARY KEY,
+            model TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            used REAL NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX embed_cache_used ON embed_cache(used);
+        """,
+    ),
 )
 """Named migrations of ``knowledge.sqlite3`` (append new ones; never edit applied ones)."""
 
@@ -216,6 +246,60 @@ class FileWrite:
     ids: list[str] = field(default_factory=list)
 
 
+@dataclass
+class ChunkBatch:
+    """Some chunks of one file, for :meth:`KnowledgeStore.write_batch`.
+
+    A file may span several batches (a big file is committed as it goes): the batch with
+    ``first`` marks it pending, the one with ``last`` makes it ``indexed`` and removes the
+    chunks its previous version had and this one has not.
+    """
+
+    path: Path
+    root: Path
+    size: int
+    mtime_ns: int
+    kind: str
+    chunks: Sequence[Chunk]
+    ids: Sequence[str]
+    """:class:`ChunkIds` of ``chunks``."""
+    first: bool = True
+    last: bool = True
+    sha256: str | None = None
+    """The file's content hash (needed with ``last``)."""
+    file_ids: set[str] | None = None
+    """With ``last``: the ids of every chunk of the file (earlier batches included)."""
+    reason: str | None = None
+    """With ``last``: a note kept with the indexed file (e.g. why it was cut short)."""
+    vectors: Sequence[Sequence[float]] | None = None
+    """Vectors of ``chunks`` if the caller has them; otherwise the store's embedding cache
+    and embedder supply those it needs."""
+
+
+@dataclass
+class BatchResult:
+    """What :meth:`KnowledgeStore.write_batch` did, and where its time went."""
+
+    chunks_new: int = 0
+    """Chunks whose id was not stored: they needed a vector (cached or embedded)."""
+    chunks_moved: int = 0
+    """Stored chunks whose position changed: row rewritten, vector kept."""
+    chunks_kept: int = 0
+    """Stored chunks written again unchanged: nothing done."""
+    embedded: int = 0
+    """Texts the embedder ran on (cache misses, each distinct text once)."""
+    cache_hits: int = 0
+    embed_s: float = 0.0
+    chroma_s: float = 0.0
+    sqlite_s: float = 0.0
+    """SQLite work: manifest, chunk rows and their FTS5 index, the cache, the journal."""
+
+    def add(self, other: BatchResult) -> None:
+        """Accumulate ``other`` into this one."""
+        for k, v in vars(other).items():
+            setattr(self, k, getattr(self, k) + v)
+
+
 @dataclass(frozen=True)
 class ChunkRow:
     """A stored chunk with its file's facts (what retrieval returns)."""
@@ -245,11 +329,36 @@ def title_text(title: str, path: Path) -> str:
     return f"{title} {words}".strip()
 
 
-def chunk_id(path: Path, index: int, text: str) -> str:
-    """Deterministic id: the same file, position and content always give the same id."""
-    content = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    key = f"{path}\x00{index}\x00{content}".encode("utf-8", "surrogatepass")
+def chunk_id(path: Path, embed_text: str, text: str, occurrence: int = 0) -> str:
+    """Content address of a chunk: its file, what is embedded and shown, and which copy.
+
+    Args:
+        path: The file.
+        embed_text: The text embedded (its vector depends on nothing else).
+        text: The text shown.
+        occurrence: How many earlier chunks of the file had the same texts (0 for most).
+    """
+    content = hashlib.sha256(f"{embed_text}\x00{text}".encode("utf-8", "surrogatepass")).hexdigest()
+    key = f"{path}\x00{content}\x00{occurrence}".encode("utf-8", "surrogatepass")
     return hashlib.sha256(key).hexdigest()[:32]
+
+
+class ChunkIds:
+    """Ids of one file's chunks in order (:func:`chunk_id`), fed a batch at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: dict[tuple[str, str], int] = {}
+
+    def of(self, chunks: Sequence[Chunk]) -> list[str]:
+        """Ids of the next ``chunks`` of the file."""
+        out = []
+        for c in chunks:
+            k = (c.embed_text, c.text)
+            n = self._seen.get(k, 0)
+            self._seen[k] = n + 1
+            out.append(chunk_id(self.path, c.embed_text, c.text, n))
+        return out
 
 
 def collection_name(model_id: str) -> str:
@@ -843,7 +952,7 @@ class KnowledgeStore:
             )
 
     def skipped(self, root: Path | None = None) -> list[tuple[Path, str]]:
-        """Files skipped or failed, with the reason, optionally for one root."""
+        """Files skipped, failed or cut short, with the reason, optionally for one root."""
         sql = "SELECT f.path, f.status, f.reason FROM files f"
         args: tuple[Any, ...] = ()
         if root is not None:
@@ -851,7 +960,11 @@ class KnowledgeStore:
             args = (_db_path(_norm(root)),)
         else:
             sql += " WHERE"
-        sql += " f.status IN ('skipped', 'error') ORDER BY f.path"
+        # Indexed files with a reason were cut short (the per-file chunk cap): listed too.
+        sql += (
+            " (f.status IN ('skipped', 'error') OR (f.status = 'indexed' AND f.reason IS NOT NULL))"
+            " ORDER BY f.path"
+        )
         return [
             (_path(r["path"]), str(r["reason"] or r["status"]))
             for r in self._read().execute(sql, args)
@@ -866,18 +979,26 @@ class KnowledgeStore:
             "f.status, f.reason, f.chunk_count FROM files f JOIN roots r ON r.id = f.root_id"
         )
         out: dict[Path, FileRecord] = {}
-        prefix = None
+        prefix = below = None
         if under is not None:
-            under = _norm(under)
-            prefix = str(under)
+            prefix = str(_norm(under))
+            below = prefix.rstrip(os.sep) + os.sep
+        roots: dict[str, Path] = {}
+        # A re-index of an unchanged 10,000-file tree reads every row: string tests and one
+        # Path per root keep this to milliseconds (Path() costs ~20 µs each in 3.11).
         for r in self._read().execute(sql):
-            p = _path(r["path"])
-            if prefix is not None and not _is_under(p, under):  # type: ignore[arg-type]
+            # Paths that are not UTF-8 are stored as bytes (_db_path): compared as text.
+            ps = r["path"] if isinstance(r["path"], str) else os.fsdecode(r["path"])
+            if prefix is not None and ps != prefix and not ps.startswith(below):  # type: ignore[arg-type]
                 continue
+            p = Path(ps)
+            root = roots.get(r["root"])
+            if root is None:
+                root = roots[r["root"]] = _path(r["root"])
             out[p] = FileRecord(
                 id=int(r["id"]),
                 path=p,
-                root=_path(r["root"]),
+                root=root,
                 size=int(r["size"]),
                 mtime_ns=int(r["mtime_ns"]),
                 sha256=r["sha256"],
@@ -968,101 +1089,311 @@ class KnowledgeStore:
         self._require_writer()
         if not writes:
             return
+        batches = []
         for w in writes:
             if len(w.vectors) != len(w.chunks):
                 raise ValueError(f"{len(w.chunks)} chunks but {len(w.vectors)} vectors: {w.path}")
-            w.ids = [chunk_id(w.path, c.index, c.text) for c in w.chunks]
+            w.ids = ChunkIds(w.path).of(w.chunks)
+            batches.append(
+                ChunkBatch(
+                    path=w.path,
+                    root=w.root,
+                    size=w.size,
+                    mtime_ns=w.mtime_ns,
+                    kind=w.kind,
+                    chunks=w.chunks,
+                    ids=w.ids,
+                    sha256=w.sha256,
+                    file_ids=set(w.ids),
+                    vectors=w.vectors,
+                )
+            )
+        self.write_batch(batches)
+
+    def write_batch(self, batches: Sequence[ChunkBatch]) -> BatchResult:
+        """Write chunks of one or more files in both stores, crash-safely (module docstring).
+
+        Chunks whose id is stored already are neither embedded nor upserted again; new ones
+        get their vector from the caller, the embedding cache or the embedder, in that order.
+
+        Returns:
+            Counts and where the time went.
+        """
+        self._require_writer()
+        res = BatchResult()
+        if not batches:
+            return res
+        t = time.perf_counter()
+        stored = self._stored_signatures([i for b in batches for i in b.ids])
+        new: list[tuple[ChunkBatch, Chunk, str, int]] = []  # batch, chunk, id, position
+        moved: list[tuple[ChunkBatch, Chunk, str]] = []
+        for b in batches:
+            if b.vectors is not None and len(b.vectors) != len(b.chunks):
+                raise ValueError(f"{len(b.chunks)} chunks but {len(b.vectors)} vectors: {b.path}")
+            for pos, (c, cid) in enumerate(zip(b.chunks, b.ids, strict=True)):
+                row = stored.get(cid)
+                if row is None:
+                    new.append((b, c, cid, pos))
+                elif row != _signature(c):
+                    moved.append((b, c, cid))
+                else:
+                    res.chunks_kept += 1
+        res.chunks_new, res.chunks_moved = len(new), len(moved)
+        res.sqlite_s += time.perf_counter() - t
+        # Vectors for the new chunks: the caller's, else cache, else the embedder.
+        vectors: list[Sequence[float] | None] = [
+            b.vectors[pos] if b.vectors is not None else None for b, _c, _i, pos in new
+        ]
+        need = [k for k, v in enumerate(vectors) if v is None]
+        if need:
+            t = time.perf_counter()
+            got, res.embedded, res.cache_hits = self.embed_cached(
+                [new[k][1].embed_text for k in need]
+            )
+            for k, v in zip(need, got, strict=True):
+                vectors[k] = v
+            res.embed_s += time.perf_counter() - t
+        new_ids = [cid for _b, _c, cid, _p in new]
         # 1. files pending + new ids journalled (the old chunks stay searchable meanwhile).
+        t = time.perf_counter()
         with self._txn() as conn:
-            for w in writes:
-                old = conn.execute(
-                    "SELECT chunk_count FROM files WHERE path = ?", (_db_path(w.path),)
-                ).fetchone()
-                self._upsert_file(
-                    conn,
-                    w.path,
-                    w.root,
-                    w.size,
-                    w.mtime_ns,
-                    None,
-                    w.kind,
-                    "pending",
-                    None,
-                    int(old[0]) if old else 0,
-                )
-                conn.executemany(
-                    "INSERT OR IGNORE INTO vector_journal(chunk_id) VALUES (?)",
-                    [(i,) for i in w.ids],
-                )
-        # 2. vectors.
-        ids: list[str] = []
-        vectors: list[Sequence[float]] = []
-        metas: list[dict[str, Any]] = []
-        docs: list[str] = []
-        for w in writes:
-            for cid, c, v in zip(w.ids, w.chunks, w.vectors, strict=True):
-                ids.append(cid)
-                vectors.append(v)
-                metas.append(_chunk_meta(w.path, w.root, w.kind, c))
-                docs.append(c.text)
-        self._upsert_vectors(ids, vectors, metas, docs)
-        # 3. one transaction: chunks swapped, files indexed, replaced ids journalled.
+            for b in batches:
+                if b.first:
+                    old = conn.execute(
+                        "SELECT chunk_count FROM files WHERE path = ?", (_db_path(b.path),)
+                    ).fetchone()
+                    self._upsert_file(
+                        conn,
+                        b.path,
+                        b.root,
+                        b.size,
+                        b.mtime_ns,
+                        None,
+                        b.kind,
+                        "pending",
+                        None,
+                        int(old[0]) if old else 0,
+                    )
+            conn.executemany(
+                "INSERT OR IGNORE INTO vector_journal(chunk_id) VALUES (?)",
+                [(i,) for i in new_ids],
+            )
+        res.sqlite_s += time.perf_counter() - t
+        # 2. vectors (and the metadata of chunks that moved: Chroma filters and a shared
+        # server's readers see it).
+        t = time.perf_counter()
+        self._upsert_vectors(
+            new_ids,
+            [v for v in vectors if v is not None],
+            [_chunk_meta(b.path, b.root, b.kind, c) for b, c, _i, _p in new],
+            [c.text for _b, c, _i, _p in new],
+        )
+        if moved:
+            with self._chroma_lock:
+                for s in range(0, len(moved), self.max_batch):
+                    part = moved[s : s + self.max_batch]
+                    self._collection.update(
+                        ids=[cid for _b, _c, cid in part],
+                        metadatas=[_chunk_meta(b.path, b.root, b.kind, c) for b, c, _i in part],
+                    )
+        res.chroma_s += time.perf_counter() - t
+        # 3. one transaction: chunk rows written; finished files indexed, with the ids their
+        # previous version had and this one has not journalled and removed.
+        t = time.perf_counter()
         stale: list[str] = []
         with self._txn() as conn:
-            for w in writes:
-                file_id = self._upsert_file(
-                    conn,
-                    w.path,
-                    w.root,
-                    w.size,
-                    w.mtime_ns,
-                    w.sha256,
-                    w.kind,
-                    "indexed",
-                    None,
-                    len(w.chunks),
+            file_ids: dict[Path, int] = {}
+            for b in batches:
+                if b.path not in file_ids:
+                    row = conn.execute(
+                        "SELECT id FROM files WHERE path = ?", (_db_path(b.path),)
+                    ).fetchone()
+                    file_ids[b.path] = int(row[0])
+            if moved:
+                conn.executemany(
+                    "DELETE FROM chunks WHERE id = ?", [(cid,) for _b, _c, cid in moved]
                 )
-                new = set(w.ids)
-                old_ids = [
+            self._insert_chunks(
+                conn,
+                [(file_ids[b.path], b.path, cid, c) for b, c, cid, _p in new]
+                + [(file_ids[b.path], b.path, cid, c) for b, c, cid in moved],
+            )
+            for b in batches:
+                if not b.last:
+                    continue
+                keep = b.file_ids if b.file_ids is not None else set(b.ids)
+                fid = file_ids[b.path]
+                gone = [
                     r[0]
-                    for r in conn.execute("SELECT id FROM chunks WHERE file_id = ?", (file_id,))
+                    for r in conn.execute("SELECT id FROM chunks WHERE file_id = ?", (fid,))
+                    if r[0] not in keep
                 ]
-                gone = [i for i in old_ids if i not in new]
-                stale += gone
-                conn.executemany(
-                    "INSERT OR IGNORE INTO vector_journal(chunk_id) VALUES (?)",
-                    [(i,) for i in gone],
+                if gone:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO vector_journal(chunk_id) VALUES (?)",
+                        [(i,) for i in gone],
+                    )
+                    conn.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in gone])
+                    stale += gone
+                self._upsert_file(
+                    conn,
+                    b.path,
+                    b.root,
+                    b.size,
+                    b.mtime_ns,
+                    b.sha256,
+                    b.kind,
+                    "indexed",
+                    b.reason,
+                    len(keep),
                 )
-                conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
-                conn.executemany(
-                    "INSERT INTO chunks(id, file_id, idx, text, embed_text, heading, page, "
-                    "line_start, line_end, token_count, title, link_share) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            cid,
-                            file_id,
-                            c.index,
-                            c.text,
-                            c.embed_text if c.embed_text != c.text else None,
-                            HEADING_SEP.join(c.heading_path),
-                            c.page,
-                            c.line_start,
-                            c.line_end,
-                            c.token_count,
-                            title_text(getattr(c, "title", ""), w.path),
-                            float(getattr(c, "link_share", 0.0)),
-                        )
-                        for cid, c in zip(w.ids, w.chunks, strict=True)
-                    ],
-                )
-                conn.executemany(
-                    "DELETE FROM vector_journal WHERE chunk_id = ?", [(i,) for i in w.ids]
-                )
+            conn.executemany(
+                "DELETE FROM vector_journal WHERE chunk_id = ?", [(i,) for i in new_ids]
+            )
             self._bump(conn)
+        res.sqlite_s += time.perf_counter() - t
         # 4. stale vectors.
+        t = time.perf_counter()
         self._delete_vectors(stale)
+        res.chroma_s += time.perf_counter() - t
         self._after_own_write()
+        return res
+
+    @staticmethod
+    def _insert_chunks(
+        conn: sqlite3.Connection, rows: Sequence[tuple[int, Path, str, Chunk]]
+    ) -> None:
+        """Insert chunk rows ``(file_id, path, chunk id, chunk)``; FTS5 follows by trigger."""
+        conn.executemany(
+            "INSERT INTO chunks(id, file_id, idx, text, embed_text, heading, page, "
+            "line_start, line_end, token_count, title, link_share) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    cid,
+                    file_id,
+                    c.index,
+                    c.text,
+                    c.embed_text if c.embed_text != c.text else None,
+                    HEADING_SEP.join(c.heading_path),
+                    c.page,
+                    c.line_start,
+                    c.line_end,
+                    c.token_count,
+                    title_text(c.title, path),
+                    float(c.link_share),
+                )
+                for file_id, path, cid, c in rows
+            ],
+        )
+
+    def _stored_signatures(self, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """For each stored id among ``ids``: what :func:`_signature` was when it was written."""
+        out: dict[str, tuple[Any, ...]] = {}
+        conn = self._read()
+        for batch in _batched(list(ids), 500):
+            marks = ",".join("?" * len(batch))
+            for r in conn.execute(
+                "SELECT id, idx, heading, page, line_start, line_end, token_count "
+                f"FROM chunks WHERE id IN ({marks})",
+                batch,
+            ):
+                out[r[0]] = tuple(r)[1:]
+        return out
+
+    # ---- the embedding cache
+
+    def embed_cached(self, texts: Sequence[str]) -> tuple[list[list[float]], int, int]:
+        """Vectors of ``texts`` through the embedding cache (module docstring).
+
+        Each distinct text (after :func:`~parley.core.knowledge.embeddings.normalise_for_cache`)
+        is embedded at most once and remembered. Vectors come back as float32 values, whether
+        cached or fresh, so a cached vector equals the one first computed.
+
+        Returns:
+            The vectors in order, how many texts were embedded, how many were found cached.
+        """
+        import numpy as np
+
+        if not texts:
+            return [], 0, 0
+        model = self.embedder.model_id
+        keys = [embedding_cache_key(model, t) for t in texts]
+        unique = list(dict.fromkeys(keys))
+        found: dict[bytes, bytes] = {}
+        conn = self._read()
+        for batch in _batched(unique, 500):  # type: ignore[arg-type]
+            marks = ",".join("?" * len(batch))
+            for k, v in conn.execute(
+                f"SELECT key, vector FROM embed_cache WHERE key IN ({marks})", batch
+            ):
+                found[bytes(k)] = bytes(v)
+        hits = [k for k in unique if k in found]
+        missing = [k for k in unique if k not in found]
+        now = _now()
+        if missing:
+            text_of: dict[bytes, str] = {}
+            for k, t in zip(keys, texts, strict=True):
+                text_of.setdefault(k, t)
+            fresh = self.embedder.embed([text_of[k] for k in missing])
+            blobs = [np.asarray(v, dtype="<f4").tobytes() for v in fresh]
+            found.update(zip(missing, blobs, strict=True))
+        with self._txn() as wconn:
+            if missing:
+                wconn.executemany(
+                    "INSERT OR REPLACE INTO embed_cache(key, model, vector, used) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(k, model, found[k], now) for k in missing],
+                )
+            if hits:
+                wconn.executemany(
+                    "UPDATE embed_cache SET used = ? WHERE key = ?", [(now, k) for k in hits]
+                )
+        vectors = [np.frombuffer(found[k], dtype="<f4").tolist() for k in keys]
+        return vectors, len(missing), len(hits)
+
+    def embedding_cache_size(self) -> int:
+        """Entries in the embedding cache (all models)."""
+        return int(self._read().execute("SELECT count(*) FROM embed_cache").fetchone()[0])
+
+    def prune_embedding_cache(self, *, slack: int | None = None) -> int:
+        """Bound the embedding cache (call under :meth:`writer`; cheap unless it is over).
+
+        Entries the stored chunks need are kept; beyond them ``slack`` (default the larger of
+        :data:`CACHE_SLACK_MIN` and a quarter of the chunks) are allowed. Only when twice
+        that is exceeded are the least recently used others evicted (other models' first),
+        down to the allowance, so the cost of finding the needed entries is paid rarely.
+
+        Returns:
+            Entries evicted.
+        """
+        self._require_writer()
+        conn = self._read()
+        total = self.embedding_cache_size()
+        live = self.chunk_count()
+        allowed = max(CACHE_SLACK_MIN, live // 4) if slack is None else max(0, slack)
+        if total <= live + 2 * allowed:
+            return 0
+        model = self.embedder.model_id
+        needed = {
+            embedding_cache_key(model, r[0])
+            for r in conn.execute("SELECT COALESCE(embed_text, text) FROM chunks")
+        }
+        excess = total - (len(needed) + allowed)
+        doomed: list[bytes] = []
+        if excess > 0:
+            for (k,) in conn.execute(
+                "SELECT key FROM embed_cache ORDER BY model = ?, used", (model,)
+            ):
+                if bytes(k) not in needed:
+                    doomed.append(bytes(k))
+                    if len(doomed) >= excess:
+                        break
+        if doomed:
+            with self._txn() as wconn:
+                wconn.executemany("DELETE FROM embed_cache WHERE key = ?", [(k,) for k in doomed])
+            log.info("embedding cache: evicted %d entries", len(doomed))
+        return len(doomed)
 
     def delete_files(self, paths: Sequence[Path], *, keep_rows: bool = False) -> int:
         """Remove files' chunks from both stores (and their rows unless ``keep_rows``).
@@ -1276,7 +1607,8 @@ class KnowledgeStore:
             )
             if not rows:
                 break
-            vectors = self.embedder.embed([r["et"] for r in rows])
+            # After a damaged index every vector is cached; after a model switch none is.
+            vectors, _embedded, _hits = self.embed_cached([r["et"] for r in rows])
             metas = [
                 _meta_dict(
                     _path(r["path"]),
@@ -1506,6 +1838,18 @@ def _close_client(client: Any) -> None:
                 sess.close()
             except Exception:
                 log.debug("closing the Chroma HTTP session failed", exc_info=True)
+
+
+def _signature(c: Chunk) -> tuple[Any, ...]:
+    """The facts of a chunk row besides its content (which its id already fixes)."""
+    return (
+        c.index,
+        HEADING_SEP.join(c.heading_path),
+        c.page,
+        c.line_start,
+        c.line_end,
+        c.token_count,
+    )
 
 
 def _chunk_meta(path: Path, root: Path, kind: str, c: Chunk) -> dict[str, Any]:

@@ -501,6 +501,7 @@ class KnowledgeController(QObject):
             server=server,
             loader_timeout_s=ks.parse_timeout_s,
             max_file_bytes=ks.max_file_mb * 2**20,
+            max_chunks_per_file=ks.max_chunks_per_file,
             # Cancel and quit wait this long for the file in progress, then kill the worker
             # (the index stays consistent either way, see core/knowledge/store.py).
             stop_timeout_s=STOP_TIMEOUT_S,

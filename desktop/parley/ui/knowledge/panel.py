@@ -489,6 +489,11 @@ class KnowledgePanel(QWidget):
             self.progress_bar.setRange(0, max(1, total))
             self.progress_bar.setValue(min(p.files_done, max(1, total)))
             detail = f"{p.files_done:,} of {total:,} files · {p.chunks:,} chunks"
+            inside = getattr(p, "file_chunks_total", 0)
+            if inside and p.current:
+                # A big file streams in batches: say how far into it the run is.
+                done = getattr(p, "file_chunks_done", 0)
+                detail += f" · this file: {done:,} of ~{inside:,} passages"
             eta = format_eta(self._eta(p)) if p.files_done < total else ""
             detail += f" · {eta}" if eta else ""
         self.progress_detail.setText(detail)
