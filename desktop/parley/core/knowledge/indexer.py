@@ -421,8 +421,9 @@ class Indexer:
 
     def _chunk_stream(self, item: _Prepared, timing: dict[str, float]) -> Iterator[_Part | _End]:
         """The file's chunks, a window at a time, up to the per-file cap; then its end."""
+        from parley.core.display import format_size
         from parley.core.knowledge.chunking import document_title
-        from parley.core.knowledge.loaders import LoadedDocument, format_size
+        from parley.core.knowledge.loaders import LoadedDocument
 
         doc = item.doc
         assert doc is not None
