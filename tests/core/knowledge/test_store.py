@@ -254,7 +254,7 @@ def test_reader_process_sees_another_processes_writes(
         import os, sys
         from pathlib import Path
         sys.path.insert(0, {str(Path(__file__).parents[3])!r})
-        from tests.core.knowledge_store.conftest import make_chunks
+        from tests.core.knowledge.conftest import make_chunks
         from parley.core.paths import default_paths
         from parley.core.knowledge.embeddings import local_embedder
         from parley.core.knowledge.store import KnowledgeStore, FileWrite
