@@ -13,13 +13,8 @@ import pytest
 from parley.core.errors import ConfigError, IndexBusy
 from parley.core.knowledge.embeddings import LocalEmbedder, OpenAIEmbedder
 from parley.core.knowledge.retrieval import Retriever
-from parley.core.knowledge.store import (
-    DB_NAME,
-    FileWrite,
-    KnowledgeStore,
-    chunk_id,
-    collection_name,
-)
+from parley.core.knowledge.store import DB_NAME, FileWrite, KnowledgeStore, chunk_id
+from parley.core.knowledge.vectors import collection_name
 from parley.core.paths import Paths
 
 from .conftest import FakeOpenAI, index_lock_held_elsewhere, make_chunks

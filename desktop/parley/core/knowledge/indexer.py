@@ -55,12 +55,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from parley.core.errors import ConfigError, ParleyError, StorageError
 from parley.core.knowledge.store import (
     BatchResult,
-    ChromaServer,
     ChunkBatch,
     ChunkIds,
     FileRecord,
     KnowledgeStore,
 )
+from parley.core.knowledge.vectors import ChromaServer
 from parley.core.paths import Paths
 
 if TYPE_CHECKING:  # imported where chunking runs (see _chunker_obj)
