@@ -168,6 +168,8 @@ class TurnOptions:
     use_tools: bool = False
     use_knowledge: bool = False
     folders: Sequence[str] = field(default_factory=tuple)
+    approved_folders: Sequence[str] = field(default_factory=tuple)
+    """Folders the tools may read in this turn without asking (the CLI's ``--folder``)."""
     over_budget: bool = False
     """Send even when a budget is reached (the person confirmed, or ``--over-budget``)."""
 
@@ -503,6 +505,7 @@ class ChatSession:
                         ev.call.id,
                         ev.call.name,
                         ev.call.arguments,
+                        text_offset=len(state.text()),
                     )
                     state.tool_rows[id(ev.call)] = (ev.call, row)
                 elif isinstance(ev, ToolRunFinished):
@@ -770,6 +773,17 @@ class ChatSession:
             if msg is None:
                 return OpChanges()
             self.conversations.set_leaf(msg.conversation_id, self.conversations.latest_leaf(msg.id))
+            return OpChanges(msg.conversation_id, branch=True)
+
+        return self._op(op)
+
+    def delete_answer(self, message_id: int) -> asyncio.Future[OpChanges]:
+        """Delete an answer (and what followed it); another version or its question shows."""
+
+        def op() -> OpChanges:
+            msg = self.conversations.message(message_id)
+            if msg is None or self.conversations.delete_answer(message_id) is None:
+                return OpChanges()
             return OpChanges(msg.conversation_id, branch=True)
 
         return self._op(op)

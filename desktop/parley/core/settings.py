@@ -82,6 +82,10 @@ class ToolSettings(_Model):
     max_output_tokens: int = Field(
         20000, ge=1000, description="Most tool-output tokens returned to the model per turn."
     )
+    approved_folders: list[str] = Field(
+        default_factory=list,
+        description="Folders the file tools may read without asking (Always for this folder).",
+    )
 
 
 class BudgetSettings(_Model):

@@ -114,6 +114,7 @@ def bind_services(window: MainWindow, services: Services) -> None:
         knowledge=services.knowledge,
         money=MoneyHooks(services.ledger, services.budget, services.meter),
     )
+    services.folder_asker.handler = window.ask_folder_approval
 
 
 def _warm_imports() -> None:

@@ -40,6 +40,7 @@ from PySide6.QtGui import (
     QPaintEvent,
 )
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QApplication,
     QMainWindow,
     QMessageBox,
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from parley.core.services import ProviderFactory
     from parley.core.settings import Settings, SettingsStore
     from parley.core.store.conversations import Conversation, ConversationStore
+    from parley.core.tools.approval import Approval
     from parley.ui.chat.transcript import Transcript
     from parley.ui.chat.view import ChatView
     from parley.ui.controllers import ChatController, RunningTurn
@@ -285,6 +287,7 @@ class MainWindow(QMainWindow):
             status=self.status,
             branch_bar=self.branch_bar,
             is_local=self.models.is_local,
+            price_of=lambda provider, model: price_text(catalog, provider, model),
         )
         self.actions_hook = MessageActions(
             self.view, versions=self.transcript.versions, can_act=lambda: not self.is_busy()
@@ -351,6 +354,8 @@ class MainWindow(QMainWindow):
         self.actions_hook.sig_regenerate_requested.connect(self.retry_message)
         self.actions_hook.sig_version_requested.connect(self.show_version)
         self.branch_bar.sig_version_requested.connect(self.show_version)
+        self.view.sig_message_action.connect(self._message_action)
+        self.view.sig_footer_activated.connect(self._footer_link)
 
         self.composer.sig_options_changed.connect(self._switches_changed)
         self.picker.sig_model_chosen.connect(self._model_chosen)
@@ -574,6 +579,57 @@ class MainWindow(QMainWindow):
         if self.turns is not None:
             self.turns.regenerate()
 
+    def _footer_link(self, message_id: str, href: str) -> None:
+        """A ``parley-…`` link under an answer: "N more sent" shows its Sources panel."""
+        from parley.ui.knowledge.citations import SOURCES_HREF
+
+        if href.startswith(SOURCES_HREF):
+            self.show_sources(message_id)
+
+    def _message_action(self, message_id: str, action: str) -> None:
+        """An action clicked on a message in the chat view."""
+        if action == "edit":
+            self.begin_edit(message_id)
+        elif action == "regenerate":
+            self.retry_message(message_id)
+        elif action == "delete":
+            self.delete_answer(message_id)
+        elif action in ("version-prev", "version-next") and self.transcript is not None:
+            v = self.transcript.versions(message_id)
+            target = None if v is None else v.current + (1 if action == "version-next" else -1)
+            if v is not None and target is not None and 0 <= target < len(v.ids):
+                self.show_version(v.ids[target])
+
+    async def ask_folder_approval(self, folder: str) -> Approval:
+        """Ask whether the tools may read ``folder`` (Allow once / Always / Deny)."""
+        from parley.ui.folder_approval import ask_folder
+
+        self.raise_()
+        return await ask_folder(self, folder)
+
+    def delete_answer(self, message_id: str) -> QMessageBox:
+        """Ask, then delete an answer and what followed it (the box is window-modal)."""
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Delete answer",
+            "Delete this answer and anything that followed it? This cannot be undone; its "
+            "cost stays in the cost history.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        box.setObjectName("delete-answer")
+        box.button(QMessageBox.StandardButton.Yes).setText("Delete")
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def answered(button: QAbstractButton) -> None:
+            if box.standardButton(button) == QMessageBox.StandardButton.Yes and self.turns:
+                self.turns.delete_answer(message_id)
+
+        box.buttonClicked.connect(answered)
+        box.open()
+        return box
+
     def retry_message(self, message_id: str) -> asyncio.Task[None] | None:
         """Retry/regenerate a specific answer (a new version of it)."""
         return self.turns.retry(message_id) if self.turns is not None else None
@@ -601,6 +657,8 @@ class MainWindow(QMainWindow):
 
     def _busy_changed(self, busy: bool) -> None:
         self.act_regenerate.setEnabled(not busy)
+        if self.view is not None:
+            self.view.set_actions_enabled(not busy)
 
     def _turn_started(self, turn: RunningTurn) -> None:
         # The transcript has shown the question and the empty answer (its slot runs first).
@@ -864,3 +922,14 @@ class MainWindow(QMainWindow):
 # ---------------------------------------------------------------- helpers
 def _local_paths(urls: Sequence[QUrl]) -> list[str]:
     return [u.toLocalFile() for u in urls if u.isLocalFile() and u.toLocalFile()]
+
+
+def price_text(catalog: Catalog, provider: str, model: str) -> str | None:
+    """The catalog's price for a model as the usage tooltip says it (None: unknown)."""
+    info = catalog.model(model, provider)
+    if info is None or not info.has_prices:
+        return None
+    text = f"${info.price_input:g} in · ${info.price_output:g} out"
+    if info.price_cached_input is not None:
+        text += f" · ${info.price_cached_input:g} cached"
+    return text + " per 1M tokens" + (f" (as of {info.as_of})" if info.as_of else "")

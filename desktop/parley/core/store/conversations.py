@@ -111,6 +111,12 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX turn_queue_by_conversation ON turn_queue(conversation_id, id);
         """,
     ),
+    sql_migration(
+        # Where in the answer's text each tool call happened, so its card is shown between
+        # the text before and after it, after a reload too (issue 14).
+        "004_tool_call_offset",
+        "ALTER TABLE tool_calls ADD COLUMN text_offset INTEGER;",
+    ),
 ]
 
 
@@ -162,6 +168,8 @@ class StoredToolCall:
     result: str | None
     is_error: bool
     ms: float | None
+    text_offset: int | None = None
+    """Characters of the answer's text written before the call (None: not recorded)."""
 
 
 def _conv(row: sqlite3.Row) -> Conversation:
@@ -491,6 +499,32 @@ class ConversationStore:
                 return current
             current = row[0]
 
+    def delete_answer(self, message_id: int) -> int | None:
+        """Delete an answer and what followed it on its branches; the ledger keeps its cost.
+
+        The current branch moves to the newest leaf of a remaining version of the answer,
+        else to its question.
+
+        Returns:
+            The conversation's new current leaf (None: no such answer, nothing deleted).
+        """
+        m = self.message(message_id)
+        if m is None or m.role != "assistant":
+            return None
+        others = [s.id for s in self.siblings(message_id) if s.id != message_id]
+        older = [i for i in others if i < message_id]
+        if others:
+            leaf: int | None = self.latest_leaf(older[-1] if older else others[0])
+        else:
+            leaf = m.parent_id
+        with transaction(self.conn) as c:
+            c.execute(
+                "UPDATE conversations SET current_leaf_id=?, updated_at=? WHERE id=?",
+                (leaf, time.time(), m.conversation_id),
+            )
+            c.execute("DELETE FROM messages WHERE id=?", (message_id,))  # children cascade
+        return leaf
+
     def set_leaf(self, conversation_id: int, leaf_id: int | None) -> None:
         """Make ``leaf_id`` the current branch's end."""
         with transaction(self.conn) as c:
@@ -516,13 +550,27 @@ class ConversationStore:
         result: str | None = None,
         is_error: bool = False,
         ms: float | None = None,
+        text_offset: int | None = None,
     ) -> int:
-        """Record one tool call under the assistant message that made it."""
+        """Record one tool call under the assistant message that made it.
+
+        ``text_offset``: how many characters of the answer's text came before the call.
+        """
         with transaction(self.conn) as c:
             cur = c.execute(
                 "INSERT INTO tool_calls(message_id, call_id, name, arguments, result, is_error,"
-                " ms, created_at) VALUES (?,?,?,?,?,?,?,?)",
-                (message_id, call_id, name, arguments, result, int(is_error), ms, time.time()),
+                " ms, created_at, text_offset) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    message_id,
+                    call_id,
+                    name,
+                    arguments,
+                    result,
+                    int(is_error),
+                    ms,
+                    time.time(),
+                    text_offset,
+                ),
             )
             return int(cur.lastrowid or 0)
 
@@ -551,6 +599,7 @@ class ConversationStore:
                 r["result"],
                 bool(r["is_error"]),
                 r["ms"],
+                r["text_offset"],
             )
             for r in rows
         ]

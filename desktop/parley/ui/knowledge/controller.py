@@ -518,6 +518,10 @@ class KnowledgeController(QObject):
             self._answers.popitem(last=False)
         return parsed
 
+    def load_document(self, path: Path) -> Any:
+        """Parse a PDF/DOCX/HTML file as text in the isolated loader (blocking: a thread)."""
+        return self._feature.load_document(path)
+
     def sources_for(self, message_id: str | int) -> list[Source] | None:
         """The sources remembered for an answer (None: not grounded or not seen)."""
         return self._answers.get(str(message_id))

@@ -39,12 +39,12 @@ __all__ = ["SourcesPanel", "format_score"]
 _COL_N, _COL_SOURCE, _COL_FUSED, _COL_DENSE, _COL_KEYWORD = range(5)
 
 _HEADER_TIPS = {
-    _COL_FUSED: "Fused score: reciprocal-rank fusion of the dense and keyword rankings "
-    "(higher is better).",
-    _COL_DENSE: "Dense: cosine similarity between the question and the passage embeddings "
-    "(— when only the keyword search found it).",
-    _COL_KEYWORD: "Keyword: BM25 score of the question's words in the passage "
-    "(— when only the dense search found it).",
+    _COL_FUSED: "Combined: both searches' rankings merged (reciprocal-rank fusion; "
+    "higher is better).",
+    _COL_DENSE: "Meaning match: how close the passage's meaning is to the question "
+    "(cosine similarity of their embeddings; — when only the keyword search found it).",
+    _COL_KEYWORD: "Keyword match: how well the question's words occur in the passage "
+    "(BM25; — when only the meaning search found it).",
 }
 
 
@@ -85,7 +85,7 @@ class SourcesPanel(QWidget):
         self.table = QTreeWidget()
         self.table.setObjectName("sourcesTable")
         self.table.setColumnCount(5)
-        self.table.setHeaderLabels(["#", "Source", "Fused", "Dense", "Keyword"])
+        self.table.setHeaderLabels(["#", "Source", "combined", "meaning match", "keyword match"])
         self.table.setRootIsDecorated(False)
         self.table.setUniformRowHeights(True)
         self.table.setAlternatingRowColors(True)

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from parley.ui.folder_approval import ApprovedFolders
 from parley.ui.settings.providers import ProviderPage
 from parley.ui.settings.spending import SpendingPage
 from parley.ui.tasks import TaskSet
@@ -217,6 +218,8 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(appearance_tab, "Appearance")
         self.spending = SpendingPage(s)
         self.tabs.addTab(self.spending, "Spending")
+        self.approved_folders = ApprovedFolders(s.tools.approved_folders)
+        self.tabs.addTab(self.approved_folders, "Tools")
 
         self.error_label = QLabel()
         self.error_label.setObjectName("errorLine")
@@ -282,6 +285,7 @@ class SettingsDialog(QDialog):
             theme=str(self.theme.currentData()),
             **self.spending.values(),
         )
+        data["tools"] = {**data["tools"], "approved_folders": self.approved_folders.folders()}
         return Settings.model_validate(data)
 
     def apply(self) -> bool:
