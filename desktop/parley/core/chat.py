@@ -26,7 +26,14 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from parley.core.agent import Agent, AgentEvent, AgentStopped, ToolRunFinished, ToolRunStarted
+from parley.core.agent import (
+    ESTIMATE_NONCE,
+    Agent,
+    AgentEvent,
+    AgentStopped,
+    ToolRunFinished,
+    ToolRunStarted,
+)
 from parley.core.errors import ConfigError, ParleyError, StorageError
 from parley.core.knowledge.grounding import Grounding, Source
 from parley.core.providers.base import (
@@ -404,7 +411,7 @@ class ChatSession:
             top_p=options.top_p,
             max_output_tokens=options.max_output_tokens,
         )
-        request = self._agent_for(options).with_tools(request, "0" * 16)
+        request = self._agent_for(options).with_tools(request, ESTIMATE_NONCE)
         return self.meter.draft(options.provider, request)
 
     # ---- the turn
