@@ -717,6 +717,7 @@ def cmd_assets(args: argparse.Namespace, paths: Paths) -> int:
     from pathlib import Path
 
     from parley.core.assets import BASE_URL_ENV, Fetched, Source, download_assets
+    from parley.core.display import format_size
 
     if args.dir:
         folder = Path(args.dir)
@@ -731,18 +732,19 @@ def cmd_assets(args: argparse.Namespace, paths: Paths) -> int:
         # A terminal gets one updating line; a log gets a line every quarter.
         step = 4 * done // total if total else 0
         if tty:
-            of = f" of {total / 1e6:.1f} MB ({100 * done // total}%)" if total else " MB"
-            sys.stderr.write(f"\r  {source.name}: {done / 1e6:.1f}{of}   ")
+            of = f" of {format_size(total)} ({100 * done // total}%)" if total else ""
+            sys.stderr.write(f"\r  {source.name}: {format_size(done)}{of}   ")
         elif done and shown.get(source.name) != step and step < 4:
             shown[source.name] = step
-            of = f"/{total / 1e6:.1f}" if total else ""
-            sys.stderr.write(f"  {source.name}: {done / 1e6:.1f}{of} MB\n")
+            of = f"/{format_size(total)}" if total else ""
+            sys.stderr.write(f"  {source.name}: {format_size(done)}{of}\n")
         sys.stderr.flush()
 
     def done(result: Fetched) -> str:
         if result.status == "present":
             return f"{result.source.name}: already there, SHA-256 verified"
-        return f"{result.source.name}: {result.size / 1e6:.1f} MB downloaded, SHA-256 verified"
+        size = format_size(result.size)
+        return f"{result.source.name}: {size} downloaded, SHA-256 verified"
 
     print(f"assets folder: {folder}")
     results = download_assets(

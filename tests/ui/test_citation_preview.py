@@ -33,6 +33,15 @@ async def test_preview_highlights_the_cited_lines_and_scrolls_to_them(qtbot, tmp
     assert got == [request]
 
 
+async def test_preview_reads_the_file_as_it_was_indexed(qtbot, tmp_path) -> None:
+    # Issue 15: the one decoder. A UTF-16 file read as UTF-8 showed NULs and no line 2.
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes("Grüße\nà côté du théâtre\nfin\n".encode("utf-16"))
+    preview = _preview(qtbot)
+    assert await preview.show_citation(OpenRequest(notes, line=2, n=1), None)
+    assert preview.highlighted_text() == "à côté du théâtre"
+
+
 async def test_preview_says_when_the_file_cannot_be_read(qtbot, tmp_path) -> None:
     preview = _preview(qtbot)
     ok = await preview.show_citation(OpenRequest(tmp_path / "gone.md", line=1, n=1), None)

@@ -290,9 +290,9 @@ def tool_registry_for(
     folder only once the person approved it (:class:`~parley.core.tools.approval.FolderGate`:
     settings' ``tools.approved_folders``, the turn's ``approved_folders``, or ``ask_folder``).
     """
-    from parley.core.tools import default_registry
+    from parley.core.tools import default_registry, make_file_tools
     from parley.core.tools.approval import FolderGate
-    from parley.core.tools.files import FolderPolicy, make_file_tools
+    from parley.core.tools.confinement import FolderPolicy
     from parley.core.tools.registry import ToolRegistry
 
     folders = [Path(f).expanduser() for f in options.folders]

@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from parley.ui.attachments import Attachment, human_size
+from parley.core.display import format_size
+from parley.ui.attachments import Attachment
 from parley.ui.icons import icon
 from parley.ui.plain import plain_label, shown, tooltip
 from parley.ui.theme import SPACE, repolish
@@ -114,7 +115,7 @@ class AttachmentChip(QFrame):
         super().__init__(parent)
         self.setObjectName("attachmentChip")
         self.attachment = attachment
-        chip = f"📄 {shown(attachment.name)}  ·  {human_size(attachment.size)}"
+        chip = f"📄 {shown(attachment.name)}  ·  {format_size(attachment.size)}"
         label = plain_label(QLabel(chip))
         label.setToolTip(tooltip(attachment.path))
         self.remove_button = QToolButton()

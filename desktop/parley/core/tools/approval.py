@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from parley.core.tools.registry import Confirm, ToolRegistry, ToolResult
 
 if TYPE_CHECKING:
-    from parley.core.tools.files import FolderPolicy
+    from parley.core.tools.confinement import FolderPolicy
 
 FILE_TOOLS = frozenset({"file_search", "read_file"})
 """Tools that read the person's folders (everything else needs no folder approval)."""

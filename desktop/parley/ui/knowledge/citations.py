@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parley.core.display import path_from_text, safe_text
+from parley.core.display import location_text, path_from_text, safe_text
 from parley.ui.chat.model import FooterItem
 
 if TYPE_CHECKING:
@@ -82,11 +82,7 @@ class OpenRequest:
 
     def where(self) -> str:
         """Where, for status messages: "page 3" / "line 10" / ""."""
-        if self.page is not None:
-            return f"page {self.page}"
-        if self.line is not None:
-            return f"line {self.line}"
-        return ""
+        return location_text(self.page, self.line)
 
 
 Opener = Callable[[OpenRequest], object]
@@ -152,21 +148,9 @@ def display_path(source: Source) -> str:
     return safe_text(path.name or str(path), one_line=True)
 
 
-def location_text(source: Source) -> str:
-    """``page 3``, ``lines 10–24`` or ``line 7`` (an en dash, as people write ranges)."""
-    if source.page is not None:
-        return f"page {source.page}"
-    if source.line_start is not None:
-        end = source.line_end or source.line_start
-        if end == source.line_start:
-            return f"line {source.line_start}"
-        return f"lines {source.line_start}–{end}"
-    return ""
-
-
 def citation_label(source: Source) -> str:
     """``[1] notes/q3.md · lines 10–24``."""
-    where = location_text(source)
+    where = location_text(source.page, source.line_start, source.line_end)
     return f"[{source.n}] {display_path(source)}" + (f" · {where}" if where else "")
 
 
@@ -403,7 +387,6 @@ __all__ = [
     "citation_number",
     "display_path",
     "editor_args",
-    "location_text",
     "open_command",
     "parse_sources",
     "resolve_citation",

@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from parley.core.decoding import decode, text_encoding
+
 if TYPE_CHECKING:
     from parley.core.knowledge.grounding import Source
     from parley.ui.knowledge.citations import OpenRequest
@@ -61,7 +63,10 @@ def text_of(path: Path, load: Callable[[Path], Any] | None) -> tuple[str, dict[i
         return "\n".join(lines), pages
     with path.open("rb") as handle:
         data = handle.read(MAX_PREVIEW_BYTES)
-    return data.decode("utf-8", errors="replace"), {}
+    # The one decoder (``core/decoding.py``): the file reads as it was indexed, so the cited
+    # line numbers point at the same lines (a Windows-1252 or UTF-16 file too).
+    codec = text_encoding(data, complete=len(data) < MAX_PREVIEW_BYTES) or "utf-8"
+    return decode(data, codec), {}
 
 
 class CitationPreview(QWidget):

@@ -26,8 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from parley.core.display import location_text
 from parley.ui.chat.markdown import reveal_invisible
-from parley.ui.knowledge.citations import display_path, location_text
+from parley.ui.knowledge.citations import display_path
 from parley.ui.plain import plain_label, shown, tooltip
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ class SourcesPanel(QWidget):
             item = QTreeWidgetItem(
                 [
                     str(s.n),
-                    _one_line(display_path(s), location_text(s)),
+                    _one_line(display_path(s), location_text(s.page, s.line_start, s.line_end)),
                     format_score(s.score, 4),
                     format_score(s.dense_score),
                     format_score(s.keyword_score, 2),
@@ -233,7 +234,7 @@ class SourcesPanel(QWidget):
             self.open_button.setEnabled(False)
             return
         bits = [f"[{s.n}] {s.path}"]
-        where = location_text(s)
+        where = location_text(s.page, s.line_start, s.line_end)
         if where:
             bits.append(where)
         if s.heading:
