@@ -693,8 +693,11 @@ def _window_ask(exe: Path, env: Mapping[str, str]) -> dict[str, Any]:
 def _single_instance(
     window_exe: Path, cli: Path, env: Mapping[str, str], tmp: Path
 ) -> dict[str, Any] | str:
-    """A window stays open; ``parley ask`` answers beside it; a second launch brings it
-    forward and exits 0; SIGTERM then closes the first cleanly."""
+    """Single-window smoke: ask beside an open window, a second launch, then SIGTERM.
+
+    A window stays open; ``parley ask`` answers beside it; a second launch brings it
+    forward and exits 0; SIGTERM then closes the first cleanly.
+    """
     if sys.platform == "win32":
         return "skipped: SIGTERM ends a Windows process without letting it quit"
     home = tmp / "single-instance"

@@ -1,7 +1,7 @@
 """The ``parley`` command: the window, or a headless subcommand.
 
-``parley`` opens the window; ``parley ask|costs|keys|models|conversations|index|search`` run
-headless.
+``parley`` opens the window; ``parley ask|costs|keys|models|conversations|export|import|index|
+search`` run headless.
 
 ``parley --self-test [--json] [--allow-no-keyring]`` checks the installation
 (:mod:`parley.core.selftest`); ``parley assets download`` fetches the offline assets
@@ -121,6 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
     convs.add_argument("--json", action="store_true")
     convs.add_argument("--search", help="only those whose title or text contains this")
     convs.set_defaults(func=cmd_conversations)
+
+    export = sub.add_parser(
+        "export", help="write a conversation as Markdown, JSON (lossless) or HTML"
+    )
+    export.add_argument("conversation", type=int, metavar="ID", help="the conversation's id")
+    export.add_argument(
+        "--format", choices=("md", "json", "html"), default="md", help="default: md"
+    )
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+    )
+    export.set_defaults(func=cmd_export)
+
+    imp = sub.add_parser("import", help="add a conversation from a JSON export")
+    imp.add_argument("file", metavar="FILE", help="a file written by `parley export --format json`")
+    imp.add_argument("--json", action="store_true", help="print the new conversation as JSON")
+    imp.set_defaults(func=cmd_import)
 
     assets = sub.add_parser("assets", help="the offline files (tiktoken, embedding model)")
     asub = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
@@ -702,6 +719,7 @@ def cmd_assets(args: argparse.Namespace, paths: Paths) -> int:
     from pathlib import Path
 
     from parley.core.assets import BASE_URL_ENV, Fetched, Source, download_assets
+    from parley.core.display import format_size
 
     if args.dir:
         folder = Path(args.dir)
@@ -716,18 +734,19 @@ def cmd_assets(args: argparse.Namespace, paths: Paths) -> int:
         # A terminal gets one updating line; a log gets a line every quarter.
         step = 4 * done // total if total else 0
         if tty:
-            of = f" of {total / 1e6:.1f} MB ({100 * done // total}%)" if total else " MB"
-            sys.stderr.write(f"\r  {source.name}: {done / 1e6:.1f}{of}   ")
+            of = f" of {format_size(total)} ({100 * done // total}%)" if total else ""
+            sys.stderr.write(f"\r  {source.name}: {format_size(done)}{of}   ")
         elif done and shown.get(source.name) != step and step < 4:
             shown[source.name] = step
-            of = f"/{total / 1e6:.1f}" if total else ""
-            sys.stderr.write(f"  {source.name}: {done / 1e6:.1f}{of} MB\n")
+            of = f"/{format_size(total)}" if total else ""
+            sys.stderr.write(f"  {source.name}: {format_size(done)}{of}\n")
         sys.stderr.flush()
 
     def done(result: Fetched) -> str:
         if result.status == "present":
             return f"{result.source.name}: already there, SHA-256 verified"
-        return f"{result.source.name}: {result.size / 1e6:.1f} MB downloaded, SHA-256 verified"
+        size = format_size(result.size)
+        return f"{result.source.name}: {size} downloaded, SHA-256 verified"
 
     print(f"assets folder: {folder}")
     results = download_assets(
@@ -738,6 +757,75 @@ def cmd_assets(args: argparse.Namespace, paths: Paths) -> int:
     for r in results:
         print(done(r))
     print(f"done: point PARLEY_ASSETS at {folder} (or copy it to another machine)")
+    return 0
+
+
+# ---------------------------------------------------------------- export / import
+def cmd_export(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley export ID [--format md|json|html] [-o FILE]``."""
+    from parley.core.store.conversations import ConversationStore
+    from parley.core.transfer import export_text, read_conversation
+
+    store = ConversationStore(paths.db_file)
+    try:
+        text = export_text(read_conversation(store, args.conversation), args.format)
+    finally:
+        store.close()
+    if args.output is None:
+        from parley.core.display import for_terminal
+
+        sys.stdout.write(for_terminal(text, sys.stdout))  # no escape sequence on a terminal
+        sys.stdout.flush()
+        return 0
+    _write_file(args.output, text)
+    print(f"Exported conversation {args.conversation} to {args.output}.")
+    return 0
+
+
+def _write_file(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) through a temporary file, so a failure leaves no half file."""
+    import tempfile
+    from pathlib import Path
+
+    from parley.core.errors import ConfigError
+
+    target = Path(path).expanduser()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".parley-export-", dir=target.parent or Path("."))
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {target}: {exc.strerror or exc}.") from None
+
+
+def cmd_import(args: argparse.Namespace, paths: Paths) -> int:
+    """``parley import FILE``: a JSON export becomes a new conversation."""
+    from pathlib import Path
+
+    from parley.core.display import for_terminal, safe_json
+    from parley.core.errors import ConfigError
+    from parley.core.store.conversations import ConversationStore
+    from parley.core.transfer import MAX_IMPORT_BYTES, import_into, parse_import
+
+    source = Path(args.file).expanduser()
+    try:
+        with source.open("rb") as fh:
+            data = fh.read(MAX_IMPORT_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {source}: {exc.strerror or exc}.") from None
+    conversation = parse_import(data)
+    store = ConversationStore(paths.db_file)
+    try:
+        conv = import_into(store, conversation)
+        count = store.count_messages(conv.id)
+    finally:
+        store.close()
+    if args.json:
+        print(safe_json({"id": conv.id, "title": conv.title, "messages": count}))
+    else:
+        line = f"Imported as conversation {conv.id}: {conv.title or 'New chat'} ({count} messages)"
+        print(for_terminal(line, sys.stdout))
     return 0
 
 

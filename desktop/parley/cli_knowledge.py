@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from parley.core.display import for_terminal, path_text, safe_json
+from parley.core.display import for_terminal, location_text, path_text, safe_json
 from parley.core.errors import ParleyError
 from parley.core.paths import Paths
 
@@ -353,9 +353,7 @@ def run_search(args: argparse.Namespace, paths: Paths) -> int:
         print("No results.")
     for i, r in enumerate(results, 1):
         loc = r["location"]
-        where = (
-            f"p. {loc['page']}" if "page" in loc else f"lines {loc['line_start']}-{loc['line_end']}"
-        )
+        where = location_text(loc.get("page"), loc.get("line_start"), loc.get("line_end"))
         head = f" — {r['heading']}" if r["heading"] else ""
         print(_out_text(f"{i}. {r['path']} ({where}){head}\n   {r['snippet']}"))
     return 0

@@ -4,13 +4,16 @@ Run: ``.venv/bin/python tests/bench/screenshots.py [--out /tmp/parley-shots]``
 
 Each theme (light, dark) and scale (100 %, 200 % via ``QT_SCALE_FACTOR=2``) runs in its own
 subprocess (the scale factor is read once at start), offscreen, with the real window bound to
-real services and the fake server on loopback. States: the empty chat, onboarding (a local
-server found), a long answer with code and a table, an error with Retry, the rate-limit
-countdown, tool calls, and the settings dialog. Money (issue 13): the composer's estimate
-and context meter (``meter-normal``, ``meter-amber``, ``meter-red``: the window with a small
-context window from models.toml, and ``composer-*`` crops of the composer), the cost panel
-(``costs``, ``costs-panel``), the over-budget question (``budget-question``) and Settings ▸
-Spending (``settings-spending``). Files: ``<state>-<theme>-<scale>x.png``.
+real services and the fake server on loopback, at two window sizes (800×600 and 1600×1000).
+States: the welcome page (a local server found, the address field), the empty chat, a long
+answer with code and a table, an error with Retry, the rate-limit countdown, tool calls, the
+Documents panel (over the chat at 800 px, docked at 1600 px), the settings dialog, the
+keyboard shortcuts sheet and the About box. Money (issue 13, shot once, in the 1600×1000 run;
+those windows set their own sizes): the composer's estimate and context meter
+(``meter-normal``, ``meter-amber``, ``meter-red``: the window with a small context window from
+models.toml, and ``composer-*`` crops of the composer), the cost panel (``costs``,
+``costs-panel``), the over-budget question (``budget-question``) and Settings ▸ Spending
+(``settings-spending``). Files: ``<state>-<theme>-<scale>x-<size>.png``.
 ``--only money`` renders just the money states.
 """
 
@@ -61,7 +64,23 @@ See the [sorting HOWTO](https://docs.python.org/3/howto/sorting.html) for more.
 """
 
 
+SIZES = ((800, 600), (1600, 1000))
+"""Window sizes every state is shot at (logical pixels)."""
+
+
 async def _shoot(out: Path, theme: str, scale: str, only: str = "all") -> list[str]:
+    written: list[str] = []
+    for width, height in SIZES:
+        money = only in ("all", "money") and (width, height) == SIZES[-1]
+        if only == "money" and not money:
+            continue
+        written += await _shoot_size(out, theme, scale, width, height, only, money=money)
+    return written
+
+
+async def _shoot_size(
+    out: Path, theme: str, scale: str, width: int, height: int, only: str, *, money: bool
+) -> list[str]:
     from PySide6.QtWidgets import QApplication
     from tests.fakes.script import Call, HTTPError, Text, ToolCalls
     from tests.fakes.server import FakeLLMServer
@@ -81,7 +100,7 @@ async def _shoot(out: Path, theme: str, scale: str, only: str = "all") -> list[s
     written: list[str] = []
 
     def save(widget: object, state: str) -> None:
-        path = out / f"{state}-{theme}-{scale}x.png"
+        path = out / f"{state}-{theme}-{scale}x-{width}x{height}.png"
         widget.grab().save(str(path))  # type: ignore[attr-defined]
         written.append(str(path))
 
@@ -111,7 +130,7 @@ async def _shoot(out: Path, theme: str, scale: str, only: str = "all") -> list[s
         w = MainWindow(
             tasks=TaskSet(), presenter=ErrorPresenter(show_dialogs=False), probe_ports=ports
         )
-        w.resize(1100, 720)
+        w.resize(width, height)
         w.show()
         bind_services(w, services)
         apply_theme(app, theme)  # type: ignore[arg-type]
@@ -140,7 +159,7 @@ async def _shoot(out: Path, theme: str, scale: str, only: str = "all") -> list[s
         )
         secrets = Secrets(MemorySecretStore(), environ={})
         secrets.save("openai", "sk-screenshot-0000000000", session_only=True)
-        if only in ("all", "money"):
+        if money:
             priced = Settings(
                 default_provider="openai",
                 default_model="gpt-4o-mini",
@@ -235,19 +254,47 @@ async def _shoot(out: Path, theme: str, scale: str, only: str = "all") -> list[s
         )
         w.composer.set_text("Paris (2.1M) divided by London (8.9M)? And the Q3 budget?")
         w.composer.submit()
-        await until(
-            lambda: not w.is_busy() and w.view is not None and w.view.model().rowCount() == 2
-        )
+
+        def answered() -> bool:  # item 8: the notes folder allowed once, anything else denied
+            from PySide6.QtWidgets import QMessageBox
+
+            for box in w.findChildren(QMessageBox):
+                if box.objectName() == "folder-approval" and box.isVisible():
+                    want = "Allow once" if str(notes) in box.text() else "Deny"
+                    next(b for b in box.buttons() if b.text() == want).click()
+            return not w.is_busy() and w.view is not None and w.view.model().rowCount() == 2
+
+        await until(answered)
         await settle(0.5)
         save(w, "tools")
+
+        # the Documents panel: over the chat in a narrow window, docked in a wide one
+        w.show_documents()
+        await until(lambda: w.docks is not None and w.docks.knowledge_dock is not None)
+        await settle(0.6)
+        save(w, "panel")
+        if w.docks is not None and w.docks.knowledge_dock is not None:
+            w.docks.knowledge_dock.close()
+        await settle(0.2)
 
         # settings
         dialog = w.open_settings("openai")
         assert dialog is not None
-        dialog.resize(900, 560)
+        dialog.resize(min(900, width - 40), min(560, height - 40))
         await settle()
         save(dialog, "settings")
         dialog.reject()
+
+        # help: the shortcuts sheet and the About box
+        sheet = w.show_shortcuts()
+        await settle()
+        save(sheet, "shortcuts")
+        sheet.close()
+        about = w.show_about()
+        await about.loaded  # type: ignore[attr-defined]
+        await settle()
+        save(about, "about")
+        about.close()
         await close(w)
     return written
 
@@ -413,7 +460,7 @@ def main() -> int:
                 cwd=_REPO,
                 capture_output=True,
                 text=True,
-                timeout=300,
+                timeout=1200,
             )
             if proc.returncode != 0:
                 sys.stderr.write(proc.stderr)

@@ -165,10 +165,10 @@ def test_cli_downloads_with_progress_and_verifies(tmp_path: Path, server: _Serve
     r = _cli(folder, server.url)
     assert r.returncode == 0, r.stderr
     out = r.stdout.splitlines()
-    assert "o200k_base: 3.6 MB downloaded, SHA-256 verified" in out
-    assert "cl100k_base: 1.7 MB downloaded, SHA-256 verified" in out
+    assert "o200k_base: 3.4 MB downloaded, SHA-256 verified" in out
+    assert "cl100k_base: 1.6 MB downloaded, SHA-256 verified" in out
     assert "all-MiniLM-L6-v2: already there, SHA-256 verified" in out
-    assert "o200k_base: 0.9/3.6 MB" in r.stderr  # progress (not a terminal: quarter steps)
+    assert "o200k_base: 896 KB/3.4 MB" in r.stderr  # progress (not a terminal: quarter steps)
     assert sorted(server.requests) == [
         "/encodings/cl100k_base.tiktoken",
         "/encodings/o200k_base.tiktoken",

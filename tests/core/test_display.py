@@ -12,6 +12,8 @@ from parley.core.display import (
     TerminalText,
     escape_surrogates,
     for_terminal,
+    format_size,
+    location_text,
     path_from_text,
     path_text,
     safe_json,
@@ -108,3 +110,30 @@ def test_for_terminal_depends_on_the_stream() -> None:
     assert for_terminal(name, Tty()) == "x\\xe9\\x1b"
     assert for_terminal(name, Pipe()) == "x\\xe9\x1b"  # a pipe gets the text, encodable
     assert for_terminal(name, None) == "x\\xe9\x1b"
+
+
+# ---------------------------------------------------------------- sizes and places (issue 15)
+@pytest.mark.parametrize(
+    ("n", "shown"),
+    [
+        (0, "0 bytes"),
+        (1023, "1023 bytes"),
+        (1024, "1 KB"),
+        (1536, "1.5 KB"),
+        (2**20 - 1, "1 MB"),  # rounds up into the next unit, never "1024 KB"
+        (50 * 2**20, "50 MB"),
+        (int(104.9 * 2**20), "104.9 MB"),
+        (2**30, "1 GB"),
+        (5000 * 2**40, "5000 TB"),
+    ],
+)
+def test_one_size_format(n: int, shown: str) -> None:
+    assert format_size(n) == shown
+
+
+def test_one_location_form() -> None:
+    assert location_text(3, 10, 24) == "page 3"  # a page wins over lines
+    assert location_text(None, 7, None) == "line 7"
+    assert location_text(None, 7, 7) == "line 7"
+    assert location_text(None, 10, 24) == "lines 10–24"
+    assert location_text() == ""

@@ -17,7 +17,8 @@ from parley.core.errors import ProviderDown
 from parley.core.knowledge.chunking import Chunk
 from parley.core.knowledge.embeddings import local_embedder
 from parley.core.knowledge.retrieval import Retriever
-from parley.core.knowledge.store import ChromaServer, FileWrite, KnowledgeStore
+from parley.core.knowledge.store import FileWrite, KnowledgeStore
+from parley.core.knowledge.vectors import ChromaServer
 from parley.core.paths import Paths, default_paths
 from tests.assets import need_minilm
 

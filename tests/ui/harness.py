@@ -205,6 +205,21 @@ class WindowHarness:
         """(role, text) of every message shown."""
         return [(str(i.role.value), i.text) for i in self.items()]
 
+    async def click_anchor(self, message_id: str, href_prefix: str) -> None:
+        """Click the first link of a message whose href starts with ``href_prefix``."""
+        assert self.w.view is not None
+        canvas = self.w.view.canvas()
+        self.w.view.flush()
+        point = await self.until(
+            lambda: canvas.anchor_point(message_id, href_prefix), what=f"link {href_prefix}"
+        )
+        QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, pos=point.toPoint())
+
+    def versions_of(self, role: str = "assistant") -> tuple[int, int] | None:
+        """The version switcher ``(shown, count)`` on the newest message of ``role``."""
+        item = next(i for i in reversed(self.items()) if i.role.value == role)
+        return item.versions
+
     def drop(self, paths: list[str]) -> None:
         """Drag ``paths`` over the window and drop them (real Qt drag-and-drop events)."""
         mime = QMimeData()

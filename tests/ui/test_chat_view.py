@@ -121,15 +121,27 @@ def test_model_buffers_deltas_and_bumps_revisions(qtbot: QtBot) -> None:
     assert not model.append_text("missing", "x")
     assert model.item_at(0).text == "Hel"  # not applied yet: the view's rendered state
     assert model.item("a").text == "Hello there"  # type: ignore[union-attr]
+    text0, meta0 = model.revisions(0)
     with qtbot.waitSignal(model.dataChanged) as blocker:
         assert model.take_pending("a") == "lo there"
     assert ItemRole.TEXT in blocker.args[2]
-    assert model.revisions(0) == (1, 0)
+    text1, meta1 = model.revisions(0)
+    assert text1 != text0 and meta1 == meta0  # a text change leaves the decorations' revision
     model.update("a", status=MessageStatus.ERROR, error="boom")
-    assert model.revisions(0) == (1, 1)
+    text2, meta2 = model.revisions(0)
+    assert text2 == text1 and meta2 != meta1
     assert model.data(model.index(0), ItemRole.STATUS) == "error"
     with pytest.raises(ValueError, match="unknown chat item field"):
         model.update("a", colour="red")
+    # A reload (or a message removed and shown again) never reuses a revision: caches keyed
+    # by (message id or row, revision) cannot mistake the new version for the old one.
+    seen = {*model.revisions(0), text0, meta0, text1, meta1}
+    model.set_items([ChatItem("a", ChatRole.ASSISTANT, "Hello there")])
+    assert not seen & set(model.revisions(0))
+    seen |= set(model.revisions(0))
+    assert model.remove("a")
+    model.append(ChatItem("a", ChatRole.ASSISTANT, "other version"))
+    assert not seen & set(model.revisions(0))
 
 
 # ---------------------------------------------------------------- lazy layout

@@ -343,10 +343,24 @@ async def test_dropped_folder_grounds_an_answer_whose_citations_open_the_right_p
             assert len(sources) >= 3  # the whole small corpus fits the budget
             for s in sources:
                 assert f'n="{s.n}"' in system["content"] and s.text[:30] in system["content"]
+            # Under the answer: the passages it cited; the others fold into "N more sent".
+            answer = await h.until(
+                lambda: next(
+                    (i for i in h.items() if i.message_id == mid and _more(i) is not None), None
+                ),
+                what="the cited passages listed",
+            )
             cites = [f for f in answer.footer if f.kind == "citation"]
-            assert [f.text for f in cites] == [citation_label(s) for s in sources]
-            pairs = zip(cites, sources, strict=True)
+            cited = [s for s in sources if s.n in (1, 2)]
+            assert [f.text for f in cites] == [citation_label(s) for s in cited]
+            pairs = zip(cites, cited, strict=True)
             assert all(f.text.startswith(f"[{s.n}] notes/") for f, s in pairs)
+            assert _more(answer) == f"{len(sources) - 2} more sent"
+            more = w.view.canvas().anchor_point(mid, "parley-sources:")
+            assert more is not None
+            _click(w.view, more)
+            assert w.docks is not None and w.docks.sources_panel is not None
+            assert w.docks.sources_panel.message_id() == mid
 
             # Clicking [1] and [2] in the answer opens those files at their line or page.
             view = w.view
@@ -356,13 +370,23 @@ async def test_dropped_folder_grounds_an_answer_whose_citations_open_the_right_p
                 point = view.canvas().anchor_point(mid, f"parley-cite:{n}")
                 assert point is not None, n
                 _click(view, point)
-                await h.until(lambda n=n: len(opened) == n, what=f"citation {n} opened")
-                _assert_right_place(opened[-1], sources[n - 1], root)
-            # The PDF source (from the source list) opens at its page.
+                # Shown inside Parley: the preview pane, at the cited lines, highlighted.
+                req = await h.until(lambda n=n: _previewed(w, n), what=f"citation {n} shown")
+                _assert_right_place(req, sources[n - 1], root)
+                _assert_highlighted(w, sources[n - 1])
+            assert opened == []  # nothing started outside Parley
+            # "Open in default app" is the secondary way out.
+            assert w.docks is not None and w.docks.preview is not None
+            w.docks.preview.open_button.click()
+            assert opened == [req]
+            # The PDF source (from the source list) shows its page, as text.
             pdf = next(s for s in sources if "Lighthouse" in s.text)
             assert pdf.page == 2 and citation_label(pdf).endswith("lighthouse.pdf · page 2")
             w.open_citation(mid, pdf.n)
-            assert opened[-1] == OpenRequest(Path(pdf.path).resolve(), page=2, n=pdf.n)
+            req = await h.until(lambda: _previewed(w, pdf.n), what="pdf shown")
+            assert req == OpenRequest(Path(pdf.path).resolve(), page=2, n=pdf.n)
+            assert "— page 2 —" in w.docks.preview.text.toPlainText()
+            assert "Lighthouse keepers" in " ".join(w.docks.preview.highlighted_text().split())
 
             # The Sources panel: exactly the chunks sent, with their scores.
             panel = w.show_sources()
@@ -390,7 +414,7 @@ async def test_dropped_folder_grounds_an_answer_whose_citations_open_the_right_p
             assert panel.search_query() is None and panel.query.isHidden()
 
             # Reopened from the database: the same sources, still clickable.
-            opened.clear()
+            w.docks.preview.text.setExtraSelections([])
             w.new_chat()
             await w.open_conversation(w.sidebar.ids()[0])
             again = next(i for i in h.items() if i.message_id == mid)
@@ -398,19 +422,44 @@ async def test_dropped_folder_grounds_an_answer_whose_citations_open_the_right_p
             point = view.canvas().anchor_point(again.message_id, "parley-cite:2")
             assert point is not None
             _click(view, point)
-            await h.until(lambda: opened, what="citation opened after reload")
-            _assert_right_place(opened[-1], sources[1], root)
+            req = await h.until(lambda: _previewed(w, 2), what="citation shown after reload")
+            _assert_right_place(req, sources[1], root)
             # ... and the follow-up's rewritten query comes back with its sources.
             reopened = w.show_sources(follow)
             assert reopened is not None
             assert reopened.search_query() == "how often to water tomatoes"
 
-            # A folder removed from the documents: its files are not opened any more.
-            opened.clear()
+            # A folder removed from the documents: its files are not shown any more.
+            w.docks.preview.text.setExtraSelections([])
             removed = await knowledge.remove_folder(root.resolve())
             assert removed >= 3 and h.s.settings.current.knowledge.folders == []
             w.open_citation(again.message_id, 1)
-            assert opened == [] and "not inside the folders you added" in w.notice.text()
+            assert "not inside the folders you added" in w.notice.text()
+            assert _previewed(w, 1) is None
+
+
+def _more(item) -> str | None:
+    """The "N more sent" line under an answer, if any."""
+    return next((f.text for f in item.footer if f.kind == "sources_more"), None)
+
+
+def _previewed(w, n: int) -> OpenRequest | None:
+    """The preview's request once citation ``n`` is shown with its passage highlighted."""
+    preview = w.docks.preview if w.docks is not None else None
+    if preview is None or preview.request() is None or preview.request().n != n:
+        return None
+    return preview.request() if preview.highlighted_text() else None
+
+
+def _assert_highlighted(w, source: Source) -> None:
+    """The highlighted lines are the passage, and the pane is scrolled to them."""
+    preview = w.docks.preview
+    shown = preview.highlighted_text()
+    cited = [line.lstrip("#").strip() for line in shown.splitlines() if line.strip()]
+    assert cited and all(line in source.text for line in cited), (cited, source.text)
+    assert source.line_start is not None
+    first = preview.first_visible_line()
+    assert first <= source.line_start <= first + 10
 
 
 def _assert_right_place(req: OpenRequest, source: Source, root: Path) -> None:
@@ -446,7 +495,7 @@ async def test_tool_calls_show_as_cards_that_open_to_arguments_and_result(qtbot)
             answer = h.items()[-1]
             assert answer.text == "Six times seven is 42."
             cards = [f for f in answer.footer if f.kind == "tool_call"]
-            assert len(cards) == 1 and cards[0].text.startswith("⚙ calculator · done · ")
+            assert len(cards) == 1 and cards[0].text.startswith("⚙ calculator · 6 * 7 · done · ")
             assert cards[0].text.endswith("▸ details") and cards[0].href
             view = w.view
             assert view is not None
@@ -495,4 +544,5 @@ async def test_with_tools_on_and_folders_added_knowledge_search_is_offered(qtbot
             offered = {t["function"]["name"] for t in chat_requests(srv)[0].json["tools"]}
             assert "knowledge_search" in offered
             cards = [f for f in h.items()[-1].footer if f.kind == "tool_call"]
-            assert len(cards) == 1 and cards[0].text.startswith("⚙ knowledge_search · done")
+            assert len(cards) == 1
+            assert cards[0].text.startswith("⚙ knowledge_search · budget · done")

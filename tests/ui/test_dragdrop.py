@@ -69,7 +69,7 @@ async def test_binary_and_large_files_are_refused_clearly(qtbot, tmp_path) -> No
             await h.until(lambda: w.notice.tag == "attach", what="refusal notice")
             text = w.notice.text()
             assert "photo.png was not attached: it is not a text file" in text
-            assert "huge.log is too large to attach (1.0 MB; the limit is 1.0 MB)" in text
+            assert "huge.log is too large to attach (1 MB; the limit is 1 MB)" in text
             assert [a.name for a in w.composer.attachments()] == ["ok.md"]
 
 

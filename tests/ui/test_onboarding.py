@@ -6,6 +6,7 @@ was just closed, and "not a model server" is a socket that answers garbage.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -230,3 +231,101 @@ async def test_configured_user_sees_no_onboarding(qtbot) -> None:
         async with WindowHarness(qtbot, server=srv) as h:
             assert h.w.onboarding is None
             assert isinstance(h.w, MainWindow) and h.w.composer.isEnabled()
+
+
+# ---- issue 14, item 2: local servers in two clicks
+
+
+def test_the_scan_covers_the_usual_servers() -> None:
+    from parley.core.providers.local_servers import DEFAULT_PROBE_PORTS
+
+    assert DEFAULT_PROBE_PORTS == {
+        "Ollama": 11434,
+        "LM Studio": 1234,
+        "llama.cpp server": 8080,
+        "vLLM": 8000,
+        "Jan": 1337,
+    }
+
+
+async def test_the_scan_lists_every_server_that_answered(qtbot) -> None:
+    with FakeLLMServer() as ollama, FakeLLMServer() as jan:
+        ollama.models = ["llama3.2:3b"]
+        jan.models = ["mistral-7b", "phi-3"]
+        ports = {"Ollama": ollama.port, "LM Studio": _closed_port(), "Jan": jan.port}
+        async with WindowHarness(qtbot, settings=Settings(), probe_ports=ports) as h:
+            panel = h.w.onboarding
+            assert panel is not None
+            await h.until(lambda: len(panel.servers) == 2, what="both servers")
+            assert [panel.server_list.item(i).text() for i in range(2)] == [
+                f"Ollama  ·  http://127.0.0.1:{ollama.port}  ·  1 model",
+                f"Jan  ·  http://127.0.0.1:{jan.port}  ·  2 models",
+            ]
+            assert "Found 2 model servers" in panel.probe_status.text()
+            # the first server and its first model are chosen: one click to use it
+            assert panel.local_model_combo.currentText() == "llama3.2:3b"
+            assert panel.use_server_button.isEnabled()
+
+
+async def test_a_typed_address_is_asked_for_its_models_and_used(qtbot) -> None:
+    closed = _closed_port()
+    with FakeLLMServer() as srv:
+        srv.models = ["qwen2.5:7b", "llama3.2:3b"]
+        async with WindowHarness(qtbot, server=srv, settings=Settings(), probe_ports={}) as h:
+            panel = h.w.onboarding
+            assert panel is not None
+            # a bad address and a silent one say why, in one line
+            panel.address_edit.setText("ftp://example.org")
+            QTest.mouseClick(panel.connect_button, Qt.MouseButton.LeftButton)
+            assert "Only http:// and https://" in panel.probe_status.text()
+            assert panel.probe_status.objectName() == "errorLine"
+            panel.address_edit.setText(f"127.0.0.1:{closed}")
+            QTest.mouseClick(panel.connect_button, Qt.MouseButton.LeftButton)
+            await h.until(lambda: "No model server answered" in panel.probe_status.text())
+            assert not panel.servers
+
+            # the fake server's address, typed as a person would (no scheme, no /v1)
+            panel.address_edit.setText(f"localhost:{srv.port}")
+            QTest.keyClick(panel.address_edit, Qt.Key.Key_Return)
+            await h.until(lambda: panel.servers, what="the typed server")
+            assert panel.probe_status.objectName() == "okLine"
+            assert [panel.local_model_combo.itemText(i) for i in range(2)] == [
+                "qwen2.5:7b",
+                "llama3.2:3b",
+            ]
+            QTest.mouseClick(panel.use_server_button, Qt.MouseButton.LeftButton)
+            saved = load_settings(h.s.paths.settings_file)
+            assert saved.provider("openai-compatible").base_url == (
+                f"http://localhost:{srv.port}/v1"
+            )
+            assert saved.default_model == "qwen2.5:7b"
+            await h.send_and_wait("hello typed server")
+            assert chat_requests(srv)[-1].json["model"] == "qwen2.5:7b"
+
+
+async def test_a_server_found_comes_first_with_its_button_in_view_at_800_px(qtbot) -> None:
+    """Two clicks at 800×600 too: a found server's card moves up, "Use this server" in view."""
+    with FakeLLMServer() as srv:
+        srv.models = ["llama3.2:3b"]
+        async with WindowHarness(
+            qtbot, server=srv, settings=Settings(), probe_ports={"Ollama": srv.port}
+        ) as h:
+            w = h.w
+            w.resize(800, 600)
+            await h.until(lambda: w.width() == 800)
+            panel = w.onboarding
+            assert panel is not None
+            await h.until(lambda: panel.servers, what="probe result")
+            await h.until(lambda: panel.use_server_button.isEnabled())
+            for _ in range(5):
+                await asyncio.sleep(0.02)
+            button = panel.use_server_button
+            seen = button.visibleRegion().boundingRect()
+            assert seen.size() == button.size(), "Use this server is scrolled out of view"
+            assert panel.local_card.y() < panel.key_card.y()
+            # the list is as tall as its one row: no empty box under it
+            row = panel.server_list.sizeHintForRow(0)
+            assert row <= panel.server_list.viewport().height() < 2 * row
+            QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+            assert not panel.isVisible()
+            await h.until(lambda: w.picker.current() == ("openai-compatible", "llama3.2:3b"))

@@ -42,12 +42,12 @@ async def test_the_gui_thread_never_reads_or_writes_the_database(qtbot) -> None:
                 assert cid is not None
                 w.regenerate()
                 await h.until(lambda: not w.is_busy() and h.texts()[-1][1] == "second answer")
-                await h.until(lambda: w.branch_bar.text() == "Answer version 2/2")
+                await h.until(lambda: h.versions_of() == (2, 2))
                 answer = h.items()[-1].message_id
                 versions = w.transcript.versions(answer) if w.transcript else None
                 assert versions is not None
                 await w.show_version(versions.ids[0])  # the branch switch, then the reload
-                await h.until(lambda: w.branch_bar.text() == "Answer version 1/2")
+                await h.until(lambda: h.versions_of() == (1, 2))
                 await w.retry_message(versions.ids[0])  # rewind to the question, answer again
                 await h.until(lambda: not w.is_busy() and h.texts()[-1][1] == "third")
 

@@ -232,3 +232,45 @@ async def test_apply_persists_and_takes_effect(qtbot) -> None:
             assert load_settings(h.s.paths.settings_file).temperature is None
             assert not is_dark(app.palette())
             dialog.reject()
+
+
+# ---- issue 14, item 2
+
+
+async def test_test_connection_fills_the_default_model_list(qtbot) -> None:
+    with FakeLLMServer() as srv:
+        srv.models = ["qwen2.5:7b", "llama3.2:3b"]
+        async with WindowHarness(qtbot, server=srv, settings=openai_settings(srv)) as h:
+            dialog = h.w.open_settings("openai-compatible")
+            assert dialog is not None
+            page = dialog.pages["openai-compatible"]
+            page.base_url_edit.setText(srv.openai_base_url)
+            assert page.model_combo.findText("qwen2.5:7b") < 0
+            QTest.mouseClick(page.test_button, Qt.MouseButton.LeftButton)
+            await h.until(lambda: page.test_result.objectName() == "okLine", what="the test")
+            listed = [page.model_combo.itemText(i) for i in range(page.model_combo.count())]
+            assert listed == ["", "qwen2.5:7b", "llama3.2:3b"]  # the server's own list only
+            assert page.model_combo.currentText() == "qwen2.5:7b"  # nothing typed: the first
+            # the Answers tab offers them for new chats of that provider too
+            dialog.default_provider.setCurrentIndex(
+                dialog.default_provider.findData("openai-compatible")
+            )
+            assert dialog.default_model.findText("llama3.2:3b") >= 0
+            assert dialog.apply()
+            saved = load_settings(h.s.paths.settings_file)
+            assert saved.provider("openai-compatible").default_model == "qwen2.5:7b"
+            dialog.reject()
+
+
+async def test_no_keyring_warning_for_a_provider_that_needs_no_key(qtbot, no_keyring) -> None:
+    with FakeLLMServer() as srv:
+        secrets = Secrets(KeyringSecretStore(), environ={})
+        async with WindowHarness(qtbot, server=srv, secrets=secrets) as h:
+            dialog = h.w.open_settings("openai-compatible")
+            assert dialog is not None
+            local = dialog.pages["openai-compatible"]
+            assert local.keyring_warning.isHidden()
+            assert local.session_key_button.isHidden()
+            dialog.show_provider("openai")
+            assert dialog.pages["openai"].keyring_warning.isVisible()
+            dialog.reject()

@@ -192,12 +192,14 @@ async def test_regenerate_keeps_the_old_answer_reachable(qtbot) -> None:
             await h.until(w.is_busy)
             await h.until(lambda: not w.is_busy())
             assert h.texts() == [("user", "question"), ("assistant", "second answer")]
-            await h.until(lambda: w.branch_bar.text(), what="branch bar")
-            assert w.branch_bar.text() == "Answer version 2/2"
-            QTest.mouseClick(w.branch_bar.prev_button, Qt.MouseButton.LeftButton)
+            # The switcher is on the answer (issue 14), not in the top bar.
+            await h.until(lambda: h.versions_of() == (2, 2), what="switcher on the answer")
+            assert not w.branch_bar.isVisible()
+            assert "‹ 2/2 ›" in w.view.canvas().rendered_text(h.items()[-1].message_id)
+            await h.click_anchor(h.items()[-1].message_id, "parley-action:version-prev")
             await h.until(lambda: h.texts()[-1][1] == "first answer", what="old answer")
-            await h.until(lambda: w.branch_bar.text() == "Answer version 1/2")
-            QTest.mouseClick(w.branch_bar.next_button, Qt.MouseButton.LeftButton)
+            await h.until(lambda: h.versions_of() == (1, 2))
+            await h.click_anchor(h.items()[-1].message_id, "parley-action:version-next")
             await h.until(lambda: h.texts()[-1][1] == "second answer")
 
 
@@ -234,14 +236,14 @@ async def test_edit_and_resend_makes_a_branch(qtbot) -> None:
                 ("assistant", "answer edited"),
             ]
             assert w.composer.editing_id() is None
-            await h.until(lambda: w.branch_bar.text() == "Question version 2/2")
+            await h.until(lambda: h.versions_of("user") == (2, 2))
             # the request carried only the edited branch
             sent = [
                 m["content"] for m in chat_requests(srv)[-1].json["messages"] if m["role"] == "user"
             ]
             assert sent == ["question one, edited"]
             # the old branch is still there
-            QTest.mouseClick(w.branch_bar.prev_button, Qt.MouseButton.LeftButton)
+            await h.click_anchor(h.items()[0].message_id, "parley-action:version-prev")
             await h.until(lambda: len(h.texts()) == 4, what="old branch")
             assert h.texts() == [
                 ("user", "question one"),
@@ -287,7 +289,7 @@ async def test_error_inline_then_retry(qtbot) -> None:
             await h.until(lambda: not w.is_busy())
             assert h.texts() == [("user", "please answer"), ("assistant", "recovered")]
             assert h.items()[-1].status == MessageStatus.COMPLETE
-            await h.until(lambda: w.branch_bar.text() == "Answer version 2/2")
+            await h.until(lambda: h.versions_of() == (2, 2))
 
 
 async def test_rate_limit_shows_a_live_countdown(qtbot) -> None:

@@ -26,7 +26,14 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from parley.core.agent import Agent, AgentEvent, AgentStopped, ToolRunFinished, ToolRunStarted
+from parley.core.agent import (
+    ESTIMATE_NONCE,
+    Agent,
+    AgentEvent,
+    AgentStopped,
+    ToolRunFinished,
+    ToolRunStarted,
+)
 from parley.core.errors import ConfigError, ParleyError, StorageError
 from parley.core.knowledge.grounding import Grounding, Source
 from parley.core.providers.base import (
@@ -55,6 +62,7 @@ if TYPE_CHECKING:
     from parley.core.budget import Budget, BudgetStatus
     from parley.core.metering import Meter
     from parley.core.tokens import DraftEstimate
+    from parley.core.transfer import ExportedConversation
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +183,8 @@ class TurnOptions:
     use_tools: bool = False
     use_knowledge: bool = False
     folders: Sequence[str] = field(default_factory=tuple)
+    approved_folders: Sequence[str] = field(default_factory=tuple)
+    """Folders the tools may read in this turn without asking (the CLI's ``--folder``)."""
     over_budget: bool = False
     """Send even when a budget is reached (the person confirmed, or ``--over-budget``)."""
 
@@ -409,7 +419,7 @@ class ChatSession:
             top_p=options.top_p,
             max_output_tokens=options.max_output_tokens,
         )
-        request = self._agent_for(options).with_tools(request, "0" * 16)
+        request = self._agent_for(options).with_tools(request, ESTIMATE_NONCE)
         return self.meter.draft(options.provider, request)
 
     # ---- the turn
@@ -514,6 +524,7 @@ class ChatSession:
                         ev.call.id,
                         ev.call.name,
                         ev.call.arguments,
+                        text_offset=len(state.text()),
                     )
                     state.tool_rows[id(ev.call)] = (ev.call, row)
                 elif isinstance(ev, ToolRunFinished):
@@ -838,6 +849,17 @@ class ChatSession:
 
         return self._op(op)
 
+    def delete_answer(self, message_id: int) -> asyncio.Future[OpChanges]:
+        """Delete an answer (and what followed it); another version or its question shows."""
+
+        def op() -> OpChanges:
+            msg = self.conversations.message(message_id)
+            if msg is None or self.conversations.delete_answer(message_id) is None:
+                return OpChanges()
+            return OpChanges(msg.conversation_id, branch=True)
+
+        return self._op(op)
+
     def rewind_to_question(self, message_id: int) -> asyncio.Future[OpChanges]:
         """End the current branch at the question of ``message_id`` (itself or its parent).
 
@@ -853,6 +875,35 @@ class ChatSession:
             elif msg.parent_id is not None:
                 self.conversations.set_leaf(msg.conversation_id, msg.parent_id)
             return OpChanges(msg.conversation_id, branch=True)
+
+        return self._op(op)
+
+    def save_draft(self, conversation_id: int | None, text: str) -> asyncio.Future[OpChanges]:
+        """Keep the unsent text of a conversation (None: the new chat) for the next start."""
+
+        def op() -> OpChanges:
+            self.conversations.save_draft(conversation_id, text)
+            return OpChanges(conversation_id)
+
+        return self._op(op)
+
+    def save_window_value(self, key: str, value: Any) -> asyncio.Future[OpChanges]:
+        """Remember a JSON value for the window's next start (None forgets it)."""
+
+        def op() -> OpChanges:
+            self.conversations.set_window_value(key, value)
+            return OpChanges()
+
+        return self._op(op)
+
+    def import_conversation(self, conversation: ExportedConversation) -> asyncio.Future[OpChanges]:
+        """Store an imported conversation as a new one (``conversation``: its row)."""
+
+        def op() -> OpChanges:
+            from parley.core.transfer import import_into
+
+            conv = import_into(self.conversations, conversation)
+            return OpChanges(conv.id, conv, listing=True)
 
         return self._op(op)
 

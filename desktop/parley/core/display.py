@@ -22,6 +22,9 @@ they are shown or stored:
 :func:`for_terminal` picks what a stream gets: :func:`safe_text` when it is a terminal, and
 :func:`escape_surrogates` otherwise (a pipe or a file gets the exact text, but never a lone
 surrogate that would make the write fail).
+
+Two small forms every front end writes the same way: :func:`format_size` (file sizes) and
+:func:`location_text` (where a passage is in its document).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ __all__ = [
     "TerminalText",
     "escape_surrogates",
     "for_terminal",
+    "format_size",
     "is_terminal",
+    "location_text",
     "path_from_text",
     "path_text",
     "safe_json",
@@ -217,3 +222,39 @@ class TerminalText:
         """What was held back, made safe (call at the end of the stream)."""
         text, self._held = self._held, ""
         return safe_text(text)
+
+
+# ---------------------------------------------------------------- sizes and places
+_SIZE_UNITS = ("KB", "MB", "GB", "TB")
+
+
+def format_size(n: int) -> str:
+    """A size for people: ``"812 bytes"``, ``"50 MB"``, ``"104.9 MB"``, ``"1 GB"``.
+
+    Binary units (1 KB = 1,024 bytes, as file managers count and as Parley's size limits are
+    set); one decimal unless the value is whole. A value that rounds to 1,024 of a unit is
+    written in the next one (``"1 MB"``, not ``"1024 KB"``).
+    """
+    if n < 1024:
+        return f"{n} bytes"
+    value, unit = n / 1024, 0
+    while float(f"{value:.1f}") >= 1024 and unit < len(_SIZE_UNITS) - 1:
+        value, unit = value / 1024, unit + 1
+    return f"{value:.1f}".removesuffix(".0") + f" {_SIZE_UNITS[unit]}"
+
+
+def location_text(
+    page: int | None = None, line_start: int | None = None, line_end: int | None = None
+) -> str:
+    """Where a passage is: ``"page 3"``, ``"line 7"`` or ``"lines 10–24"`` (else ``""``).
+
+    The one form for citations in the window, the model's sources and tool results, and the
+    command line. A page wins over lines (paged documents cite pages); a range takes an en
+    dash, as people write ranges.
+    """
+    if page is not None:
+        return f"page {page}"
+    if line_start is None:
+        return ""
+    end = line_end or line_start
+    return f"line {line_start}" if end == line_start else f"lines {line_start}–{end}"

@@ -33,9 +33,11 @@ from parley.core.secrets import ResolvedKey, Secrets
 from parley.core.settings import Settings, SettingsStore
 from parley.core.store.conversations import ConversationStore
 from parley.core.store.ledger import Ledger
+from parley.core.tools.approval import FolderAsker
 
 if TYPE_CHECKING:
     from parley.core.providers.worker import StreamWorker
+    from parley.core.tools.approval import AskFolder
     from parley.core.tools.registry import ToolRegistry
 
 
@@ -232,6 +234,8 @@ class Services:
     """Spending limits."""
     response_cache: ResponseCache
     """Answers of identical temperature-0 requests."""
+    folder_asker: FolderAsker
+    """Asks the person before tools read a folder (the window sets its ``handler``)."""
 
     def turn_options(
         self,
@@ -258,6 +262,7 @@ class Services:
             use_tools=use_tools,
             use_knowledge=use_knowledge,
             folders=(*s.knowledge.folders, *folders),
+            approved_folders=folders,  # named for this run (``--folder``): approved
         )
 
     async def aclose(self) -> None:
@@ -271,24 +276,61 @@ class Services:
 
 
 def tool_registry_for(
-    options: TurnOptions, knowledge: KnowledgeFeature | None = None
+    options: TurnOptions,
+    knowledge: KnowledgeFeature | None = None,
+    *,
+    settings: SettingsStore | None = None,
+    ask_folder: AskFolder | None = None,
 ) -> ToolRegistry:
-    """The tools offered in a turn: calculator, file tools for the allowed folders, knowledge.
+    """The tools offered in a turn: calculator, file tools for the added folders, knowledge.
 
     ``knowledge_search`` is offered while the documents' index is open; ``read_file`` parses
     PDF/DOCX/HTML files in the knowledge feature's isolated loader (a worker process with a
-    time and memory limit, started once and stopped on shutdown).
+    time and memory limit, started once and stopped on shutdown). The file tools read a
+    folder only once the person approved it (:class:`~parley.core.tools.approval.FolderGate`:
+    settings' ``tools.approved_folders``, the turn's ``approved_folders``, or ``ask_folder``).
     """
-    from parley.core.tools import default_registry
-    from parley.core.tools.files import FolderPolicy
+    from parley.core.tools import default_registry, make_file_tools
+    from parley.core.tools.approval import FolderGate
+    from parley.core.tools.confinement import FolderPolicy
+    from parley.core.tools.registry import ToolRegistry
 
     folders = [Path(f).expanduser() for f in options.folders]
     policy = FolderPolicy([f for f in folders if f.is_dir()])
+    load = knowledge.load_document if knowledge is not None else None
     if knowledge is None:
-        return default_registry(policy)
-    return default_registry(
-        policy, knowledge_search=knowledge.tool_search(), load_document=knowledge.load_document
+        base = default_registry(policy)
+    else:
+        base = default_registry(
+            policy, knowledge_search=knowledge.tool_search(), load_document=load
+        )
+    if not policy.roots:
+        return base
+
+    def confined(roots: list[Path]) -> ToolRegistry:
+        return ToolRegistry(make_file_tools(FolderPolicy(roots), load_document=load))
+
+    remembered = settings.current.tools.approved_folders if settings is not None else []
+    return FolderGate(
+        base,
+        policy,
+        confined,
+        approved=(*remembered, *options.approved_folders),
+        ask=ask_folder,
+        remember=(lambda folder: remember_folder(settings, folder)) if settings else None,
     )
+
+
+def remember_folder(settings: SettingsStore, folder: str) -> None:
+    """Store "Always for this folder" in settings (``tools.approved_folders``)."""
+    from parley.core.tools.approval import folder_key
+
+    s = settings.current
+    key = folder_key(folder)
+    if key in s.tools.approved_folders:
+        return
+    tools = s.tools.model_copy(update={"approved_folders": [*s.tools.approved_folders, key]})
+    settings.update(s.model_copy(update={"tools": tools}))
 
 
 def build_services(
@@ -339,12 +381,14 @@ def build_services(
     knowledge = KnowledgeFeature(paths, settings, secrets)
     store = settings
 
+    asker = FolderAsker()
+
     def agent_for(options: TurnOptions) -> Agent:
         if not options.use_tools:
             return Agent(None)
         t = store.current.tools
         return Agent(
-            tool_registry_for(options, knowledge),
+            tool_registry_for(options, knowledge, settings=store, ask_folder=asker.ask),
             step_cap=t.step_cap,
             max_tool_output_tokens=t.max_output_tokens,
         )
@@ -383,4 +427,5 @@ def build_services(
         meter,
         budget,
         response_cache,
+        asker,
     )

@@ -82,6 +82,10 @@ class ToolSettings(_Model):
     max_output_tokens: int = Field(
         20000, ge=1000, description="Most tool-output tokens returned to the model per turn."
     )
+    approved_folders: list[str] = Field(
+        default_factory=list,
+        description="Folders the file tools may read without asking (Always for this folder).",
+    )
 
 
 class BudgetSettings(_Model):
@@ -116,6 +120,17 @@ class Settings(_Model):
     schema_version: int = Field(SCHEMA_VERSION, description="Version of this file's layout.")
     default_provider: str = Field("openai", description="Provider used for new chats.")
     default_model: str | None = Field(None, description="Model used for new chats.")
+    new_chat_model: Literal["last_used", "default"] = Field(
+        "last_used",
+        description="What the window's new chats use: the model last used there (as LM "
+        "Studio and Jan do), or always default_provider/default_model.",
+    )
+    last_provider: str | None = Field(
+        None, description="Provider of the model last used in the window (kept by the window)."
+    )
+    last_model: str | None = Field(
+        None, description="The model last used in the window (kept by the window)."
+    )
     providers: dict[str, ProviderSettings] = Field(
         default_factory=dict, description="Per-provider settings."
     )

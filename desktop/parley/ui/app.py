@@ -114,6 +114,7 @@ def bind_services(window: MainWindow, services: Services) -> None:
         knowledge=services.knowledge,
         money=MoneyHooks(services.ledger, services.budget, services.meter),
     )
+    services.folder_asker.handler = window.ask_folder_approval
 
 
 def _warm_imports() -> None:
@@ -121,8 +122,11 @@ def _warm_imports() -> None:
     import parley.core.services
     import parley.ui.chat.view
     import parley.ui.controllers
+    import parley.ui.file_actions
     import parley.ui.knowledge.controller
-    import parley.ui.message_actions  # noqa: F401
+    import parley.ui.message_actions
+    import parley.ui.side_panels
+    import parley.ui.window_session  # noqa: F401
 
 
 async def amain(

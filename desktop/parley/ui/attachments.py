@@ -18,18 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from parley.core.decoding import decode_text
+from parley.core.display import format_size
+
 if TYPE_CHECKING:
     from parley.ui.composer import Composer
     from parley.ui.notices import NoticeBar
     from parley.ui.tasks import TaskSet
 
-MAX_ATTACHMENT_BYTES = 1_000_000
-"""Largest file that is attached (its text goes into the prompt)."""
+MAX_ATTACHMENT_BYTES = 2**20
+"""Largest file that is attached (its text goes into the prompt): 1 MB, as sizes are shown."""
 
 MAX_ATTACHMENTS = 10
 """Most files attached to one message."""
-
-_SNIFF_BYTES = 8192
 
 
 @dataclass(frozen=True)
@@ -58,48 +59,6 @@ class AttachmentRefused(Exception):
         self.user_message = user_message
 
 
-def human_size(n: int) -> str:
-    """``1.2 MB``-style size."""
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{int(size)} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} bytes"  # pragma: no cover - loop always returns
-
-
-def _decode(data: bytes) -> str | None:
-    if b"\x00" in data[:_SNIFF_BYTES]:
-        return None  # NUL bytes: binary (UTF-16 text without BOM is rare enough to refuse)
-    for bom, codec in (
-        (b"\xef\xbb\xbf", "utf-8-sig"),
-        (b"\xff\xfe", "utf-16"),
-        (b"\xfe\xff", "utf-16"),
-    ):
-        if data.startswith(bom):
-            try:
-                return data.decode(codec)
-            except UnicodeDecodeError:
-                return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        from charset_normalizer import from_bytes
-    except ImportError:  # pragma: no cover - a declared dependency
-        return None
-    best = from_bytes(data).best()
-    if best is None:
-        return None
-    text = str(best)
-    # Text has few control characters; a "decoding" full of them is really binary.
-    controls = sum(1 for c in text[:_SNIFF_BYTES] if ord(c) < 32 and c not in "\t\n\r\f")
-    if controls > max(2, len(text[:_SNIFF_BYTES]) // 100):
-        return None
-    return text
-
-
 def read_attachment(
     path: str | os.PathLike[str], max_bytes: int = MAX_ATTACHMENT_BYTES
 ) -> Attachment:
@@ -125,8 +84,8 @@ def read_attachment(
         raise AttachmentRefused(f"{name} is not a regular file.")
     if st.st_size > max_bytes:
         raise AttachmentRefused(
-            f"{name} is too large to attach ({human_size(st.st_size)}; "
-            f"the limit is {human_size(max_bytes)})."
+            f"{name} is too large to attach ({format_size(st.st_size)}; "
+            f"the limit is {format_size(max_bytes)})."
         )
     try:
         with p.open("rb") as fh:
@@ -134,8 +93,8 @@ def read_attachment(
     except OSError as exc:
         raise AttachmentRefused(f"{name} could not be read ({exc.strerror or exc}).") from None
     if len(data) > max_bytes:  # it grew since stat()
-        raise AttachmentRefused(f"{name} is too large to attach (over {human_size(max_bytes)}).")
-    text = _decode(data)
+        raise AttachmentRefused(f"{name} is too large to attach (over {format_size(max_bytes)}).")
+    text = decode_text(data)  # the one decoder (``core/decoding.py``)
     if text is None:
         raise AttachmentRefused(
             f"{name} was not attached: it is not a text file (only text can be attached)."

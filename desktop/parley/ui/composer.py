@@ -8,8 +8,8 @@ per-conversation switches ("Use tools", "Use my documents").
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
+from PySide6.QtGui import QKeyEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QFrame,
@@ -23,8 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from parley.ui.attachments import Attachment, human_size
+from parley.core.display import format_size
+from parley.ui.attachments import Attachment
+from parley.ui.icons import icon
 from parley.ui.plain import plain_label, shown, tooltip
+from parley.ui.theme import SPACE, repolish
 
 
 class ComposerEdit(QPlainTextEdit):
@@ -112,13 +115,15 @@ class AttachmentChip(QFrame):
         super().__init__(parent)
         self.setObjectName("attachmentChip")
         self.attachment = attachment
-        chip = f"📄 {shown(attachment.name)}  ·  {human_size(attachment.size)}"
+        chip = f"📄 {shown(attachment.name)}  ·  {format_size(attachment.size)}"
         label = plain_label(QLabel(chip))
         label.setToolTip(tooltip(attachment.path))
         self.remove_button = QToolButton()
         self.remove_button.setObjectName("chipRemove")
-        self.remove_button.setText("✕")
+        self.remove_button.setIcon(icon("close", "text_muted"))
+        self.remove_button.setIconSize(QSize(14, 14))
         self.remove_button.setToolTip(tooltip(f"Remove {attachment.name}"))
+        self.remove_button.setAccessibleName(f"Remove {shown(attachment.name)}")
         self.remove_button.clicked.connect(
             lambda: self.sig_remove_requested.emit(self.attachment.path)
         )
@@ -148,6 +153,8 @@ class Composer(QWidget):
     """An attachment was added or removed."""
     sig_options_changed = Signal(bool, bool)
     """The switches changed: (use tools, use my documents)."""
+    sig_attach_requested = Signal()
+    """The paperclip was clicked: choose files to attach."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -176,23 +183,25 @@ class Composer(QWidget):
 
         # text + buttons inside a rounded frame
         self.edit = ComposerEdit()
-        self.send_button = QPushButton("Send")
-        self.send_button.setDefault(False)
+        self.edit.setAccessibleName("Message")
+        self.attach_button = _round_button("attach", "text_muted", "attachButton", "Attach")
+        self.attach_button.setToolTip("Attach files (or drop them on the window)")
+        self.send_button = _round_button("send", "on_accent", "sendButton", "Send")
         self.send_button.setToolTip("Send (Enter)")
-        self.stop_button = QPushButton("Stop")
+        self.stop_button = _round_button("stop", "surface", "stopButton", "Stop")
         self.stop_button.setToolTip("Stop the answer (Esc); what arrived is kept")
         self.stop_button.setVisible(False)
-        frame = QFrame()
+        self.frame = frame = QFrame()
         frame.setObjectName("composerFrame")
         fl = QHBoxLayout(frame)
-        m = self.fontMetrics().height() // 3
-        fl.setContentsMargins(m, m, m, m)
-        fl.addWidget(self.edit, 1)
-        buttons = QVBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(self.send_button)
-        buttons.addWidget(self.stop_button)
-        fl.addLayout(buttons)
+        fl.setContentsMargins(SPACE["s"], SPACE["s"], SPACE["s"], SPACE["s"])
+        fl.setSpacing(SPACE["s"])
+        bottom = Qt.AlignmentFlag.AlignBottom
+        fl.addWidget(self.attach_button, 0, bottom)
+        fl.addWidget(self.edit, 1, Qt.AlignmentFlag.AlignVCenter)
+        fl.addWidget(self.send_button, 0, bottom)
+        fl.addWidget(self.stop_button, 0, bottom)
+        self.edit.installEventFilter(self)
 
         # switches and regenerate
         self.tools_switch = QCheckBox("Use tools")
@@ -200,28 +209,41 @@ class Composer(QWidget):
         self.knowledge_switch = QCheckBox("Use my documents")
         self.knowledge_switch.setToolTip("Answer from the folders you added to Parley")
         self.regenerate_button = QPushButton("Regenerate")
+        self.regenerate_button.setObjectName("regenerateButton")
         self.regenerate_button.setToolTip("Answer the last question again (Ctrl+R)")
         self.regenerate_button.setFlat(True)
         self.regenerate_button.setEnabled(False)
         row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
+        row.setContentsMargins(SPACE["xs"], 0, 0, 0)
+        row.setSpacing(SPACE["s"])
         row.addWidget(self.tools_switch)
         row.addWidget(self.knowledge_switch)
         row.addStretch(1)
         row.addWidget(self.regenerate_button)
         self._row = row
+        # Status widgets (the estimate) sit left of Regenerate while the line has room for
+        # everything; in a narrow window they take a line of their own below it.
+        self._status_row = QHBoxLayout()
+        self._status_row.setContentsMargins(SPACE["xs"], 0, 0, 0)
+        self._status_row.setSpacing(SPACE["s"])
+        self._status_row.addStretch(1)
+        self._status_widgets: list[QWidget] = []
+        self._status_below = False
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(SPACE["xs"])
         layout.addWidget(self.chips)
         layout.addWidget(self.edit_bar)
         layout.addWidget(frame)
         layout.addLayout(row)
+        layout.addLayout(self._status_row)
 
         self.edit.sig_submit_requested.connect(self.submit)
         self.edit.sig_stop_requested.connect(self._escape)
         self.edit.sig_edit_last_requested.connect(self.sig_edit_last_requested)
         self.send_button.clicked.connect(self.submit)
+        self.attach_button.clicked.connect(self.sig_attach_requested)
         self.stop_button.clicked.connect(self.sig_stop_requested)
         self.regenerate_button.clicked.connect(self.sig_regenerate_requested)
         self.tools_switch.toggled.connect(self._options_toggled)
@@ -279,8 +301,52 @@ class Composer(QWidget):
         return self.tools_switch.isChecked(), self.knowledge_switch.isChecked()
 
     def add_status_widget(self, widget: QWidget) -> None:
-        """Show ``widget`` in the row under the text box, left of Regenerate (the estimate)."""
-        self._row.insertWidget(self._row.count() - 1, widget)
+        """Show ``widget`` in the row under the text box, left of Regenerate (the estimate).
+
+        When the row cannot show it whole beside the switches (a narrow window), it goes on
+        a line of its own below them, right-aligned; it comes back when there is room.
+        """
+        self._status_widgets.append(widget)
+        if self._status_below:
+            self._status_row.addWidget(widget)
+        else:
+            self._row.insertWidget(self._row.count() - 1, widget)
+        self._fit_row()
+
+    def status_below(self) -> bool:
+        """Whether the status widgets are on their own line (the row is too narrow)."""
+        return self._status_below
+
+    def event(self, event: QEvent) -> bool:
+        """A child's size hint or visibility changed (the estimate's text): refit the row."""
+        if event.type() == QEvent.Type.LayoutRequest:
+            self._fit_row()
+        return super().event(event)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """A new width: the status widgets go below the switches or come back beside them."""
+        super().resizeEvent(event)
+        self._fit_row()
+
+    def _fit_row(self) -> None:
+        if not self._status_widgets:
+            return
+        row = [self.tools_switch, self.knowledge_switch, self.regenerate_button]
+        shown_widgets = [w for w in (*row, *self._status_widgets) if w.isVisibleTo(self)]
+        m = self._row.contentsMargins()
+        need = sum(w.sizeHint().width() for w in shown_widgets) + m.left() + m.right()
+        need += self._row.spacing() * len(shown_widgets) + SPACE["m"]  # the gap (stretch)
+        below = need > self.contentsRect().width()
+        if below == self._status_below:
+            return
+        self._status_below = below
+        for w in self._status_widgets:
+            if below:
+                self._row.removeWidget(w)
+                self._status_row.addWidget(w)
+            else:
+                self._status_row.removeWidget(w)
+                self._row.insertWidget(self._row.count() - 1, w)
 
     # ---- Public API: editing an earlier message
     def begin_edit(self, message_id: int, text: str) -> None:
@@ -346,6 +412,13 @@ class Composer(QWidget):
         for a in list(self._attachments):
             self.remove_attachment(a.path)
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Ring the whole composer while its text box has the keyboard focus."""
+        if watched is self.edit and event.type() in (QEvent.Type.FocusIn, QEvent.Type.FocusOut):
+            self.frame.setProperty("focused", event.type() == QEvent.Type.FocusIn)
+            repolish(self.frame)
+        return False
+
     # ---- internals
     def _escape(self) -> None:
         if self._busy:
@@ -356,7 +429,9 @@ class Composer(QWidget):
     def _set_editing(self, message_id: int | None) -> None:
         self._editing_id = message_id
         self.edit_bar.setVisible(message_id is not None)
-        self.send_button.setText("Send edit" if message_id is not None else "Send")
+        name = "Send edit" if message_id is not None else "Send"
+        self.send_button.setAccessibleName(name)
+        self.send_button.setToolTip(f"{name} (Enter)")
 
     def _options_toggled(self) -> None:
         self.sig_options_changed.emit(*self.options())
@@ -366,3 +441,16 @@ class Composer(QWidget):
         self.regenerate_button.setEnabled(
             bool(self.regenerate_button.property("can")) and not self._busy
         )
+
+
+def _round_button(name: str, role: str, object_name: str, accessible: str) -> QToolButton:
+    """A round icon button of the composer (its name is what a screen reader says)."""
+    button = QToolButton()
+    button.setObjectName(object_name)
+    button.setIcon(icon(name, role))
+    button.setIconSize(QSize(18, 18))
+    button.setFixedSize(32, 32)
+    button.setAccessibleName(accessible)
+    button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+    button.setCursor(Qt.CursorShape.PointingHandCursor)
+    return button

@@ -25,12 +25,13 @@ The window connects the parts and decides which page shows; each job has its own
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QCloseEvent,
     QDesktopServices,
@@ -40,9 +41,15 @@ from PySide6.QtGui import (
     QPaintEvent,
 )
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QApplication,
+    QDialog,
+    QDockWidget,
+    QFileDialog,
     QMainWindow,
     QMessageBox,
+    QToolButton,
+    QWidget,
 )
 
 from parley.ui.attachments import handle_drop
@@ -50,7 +57,7 @@ from parley.ui.conversations import ConversationList
 from parley.ui.errors import ErrorPresenter
 from parley.ui.model_picker import ModelChooser
 from parley.ui.tasks import TaskSet
-from parley.ui.theme import app_icon, apply_theme, restyle
+from parley.ui.theme import app_icon, apply_theme
 from parley.ui.turns import TurnRequests
 from parley.ui.window_layout import (
     PAGE_CHAT,
@@ -72,11 +79,14 @@ if TYPE_CHECKING:
     from parley.core.services import ProviderFactory
     from parley.core.settings import Settings, SettingsStore
     from parley.core.store.conversations import Conversation, ConversationStore
+    from parley.core.tools.approval import Approval
+    from parley.core.transfer import ExportFormat
     from parley.ui.chat.transcript import Transcript
     from parley.ui.chat.view import ChatView
     from parley.ui.controllers import ChatController, RunningTurn
     from parley.ui.costs.feature import MoneyFeature, MoneyHooks
     from parley.ui.costs.panel import CostPanel
+    from parley.ui.file_actions import FileActions
     from parley.ui.knowledge.controller import KnowledgeController
     from parley.ui.knowledge.docks import KnowledgeDocks
     from parley.ui.knowledge.panel import KnowledgePanel
@@ -84,6 +94,8 @@ if TYPE_CHECKING:
     from parley.ui.message_actions import MessageActions
     from parley.ui.onboarding import OnboardingPanel
     from parley.ui.settings.dialog import SettingsDialog
+    from parley.ui.side_panels import SidePanels
+    from parley.ui.window_session import WindowSession
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +109,9 @@ class MainWindow(QMainWindow):
         probe_ports: Local server ports the onboarding panel probes (tests inject a fake's).
         geometry_file: Where the window geometry is remembered (QSettings, INI format).
         confirm_links: Ask before opening a link from an answer (tests may turn it off).
+        poll_ms: How often the database is asked whether another process changed it (the
+            sidebar then shows chats made by ``parley ask``); 0 turns that off; default
+            :data:`~parley.ui.window_session.POLL_MS`.
     """
 
     # ---- Signals
@@ -117,6 +132,7 @@ class MainWindow(QMainWindow):
         probe_ports: Mapping[str, int] | None = None,
         geometry_file: Path | None = None,
         confirm_links: bool = True,
+        poll_ms: int | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle("Parley")
@@ -127,6 +143,7 @@ class MainWindow(QMainWindow):
         self._probe_ports = probe_ports
         self._geometry_file = geometry_file
         self._confirm_links = confirm_links
+        self._poll_ms = poll_ms
         self._painted = False
         self._closing = False
         self._bound = False
@@ -152,6 +169,13 @@ class MainWindow(QMainWindow):
         self.conversation_list: ConversationList | None = None
         self.turns: TurnRequests | None = None
         """Turns started from the composer and the messages' actions."""
+        self.session: WindowSession | None = None
+        """Drafts, the open chat and its scroll position across starts; the poll."""
+        self.files: FileActions | None = None
+        """Attach (the paperclip), export and import."""
+        self.help_dialog: QDialog | None = None
+        """The shortcuts sheet or the About box while one is open."""
+        self._paths: Paths | None = None
         self.money: MoneyFeature | None = None
         """The estimate, the ticking cost, the cost panel and budgets (issue 13)."""
 
@@ -170,10 +194,12 @@ class MainWindow(QMainWindow):
         self.onboarding_holder, self.failed_label = ui.onboarding_holder, ui.failed_label
         self.notice, self.composer, self.status = ui.notice, ui.composer, ui.status
         self.splitter, self.empty_hint = ui.splitter, ui.empty_hint
+        self.chat_pane = ui.chat_pane
         self._bottom, self._empty = ui.bottom, ui.empty
         self._build_actions()
+        self.panels: SidePanels | None = None
+        """Where panels go: docked on the right, or over the chat in a narrow window."""
         restore_geometry(self, self.splitter, geometry_file)
-        self._apply_local_styles()
 
     @property
     def conversation_id(self) -> int | None:
@@ -183,9 +209,14 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ shell
     def _build_actions(self) -> None:
         acts = build_menus(self)
+        self.menu_actions = acts
         self.act_regenerate = acts.regenerate
         self.act_costs = acts.costs
         self._knowledge_actions = (acts.documents, acts.add_folder, acts.sources)
+        self._bound_actions = (acts.attach, acts.import_chat)
+        self._export_actions = (acts.export_md, acts.export_json, acts.export_html)
+        for a in (*self._bound_actions, *self._export_actions):
+            a.setEnabled(False)
         for act, slot in (
             (acts.new, self.new_chat),
             (acts.search, self.sidebar.focus_search),
@@ -198,25 +229,26 @@ class MainWindow(QMainWindow):
             (acts.add_folder, self.choose_folder),
             (acts.sources, self.show_sources),
             (acts.costs, self.show_costs),
+            (acts.attach, self.choose_attachments),
+            (acts.import_chat, self.choose_import),
+            (acts.export_md, lambda: self.choose_export("md")),
+            (acts.export_json, lambda: self.choose_export("json")),
+            (acts.export_html, lambda: self.choose_export("html")),
+            (acts.shortcuts, self.show_shortcuts),
+            (acts.about, self.show_about),
         ):
             act.triggered.connect(lambda _c=False, f=slot: f())
+        self.composer.sig_attach_requested.connect(self.choose_attachments)
         self.documents_button.clicked.connect(self.show_documents)
         self.sources_button.clicked.connect(self.show_sources)
         self.sidebar.sig_new_requested.connect(self.new_chat)
         self.settings_button.clicked.connect(self.open_settings)
 
-    def _apply_local_styles(self) -> None:
-        # Not the chat view's subtree: a style sheet there would stop palette changes.
-        restyle(self.sidebar, self._bottom, self._empty, self.onboarding_holder)
-
-    def changeEvent(self, event: QEvent) -> None:
-        """A new palette (theme switch): re-resolve the style sheets' palette colours."""
-        if event.type() in (
-            QEvent.Type.PaletteChange,
-            QEvent.Type.ApplicationPaletteChange,
-        ):
-            self._apply_local_styles()
-        super().changeEvent(event)
+    def addDockWidget(self, area: Qt.DockWidgetArea, dockwidget: QDockWidget, *args: Any) -> None:
+        """Add a panel; :class:`~parley.ui.side_panels.SidePanels` docks or overlays it."""
+        super().addDockWidget(area, dockwidget, *args)
+        if self.panels is not None:
+            self.panels.adopt(dockwidget)
 
     # ------------------------------------------------------------------ first paint
     def paintEvent(self, event: QPaintEvent) -> None:
@@ -256,8 +288,12 @@ class MainWindow(QMainWindow):
         from parley.ui.chat.transcript import Transcript
         from parley.ui.chat.view import ChatView
         from parley.ui.controllers import ChatController
+        from parley.ui.file_actions import FileActions
         from parley.ui.message_actions import MessageActions
+        from parley.ui.side_panels import SidePanels
+        from parley.ui.window_session import POLL_MS, WindowSession
 
+        self.panels = SidePanels(self, chat_area=self.chat_pane, sidebar=self.sidebar)
         self._settings = settings
         self._secrets = secrets
         self._catalog = catalog
@@ -285,6 +321,7 @@ class MainWindow(QMainWindow):
             status=self.status,
             branch_bar=self.branch_bar,
             is_local=self.models.is_local,
+            price_of=lambda provider, model: price_text(catalog, provider, model),
         )
         self.actions_hook = MessageActions(
             self.view, versions=self.transcript.versions, can_act=lambda: not self.is_busy()
@@ -351,6 +388,8 @@ class MainWindow(QMainWindow):
         self.actions_hook.sig_regenerate_requested.connect(self.retry_message)
         self.actions_hook.sig_version_requested.connect(self.show_version)
         self.branch_bar.sig_version_requested.connect(self.show_version)
+        self.view.sig_message_action.connect(self._message_action)
+        self.view.sig_footer_activated.connect(self._footer_link)
 
         self.composer.sig_options_changed.connect(self._switches_changed)
         self.picker.sig_model_chosen.connect(self._model_chosen)
@@ -358,6 +397,32 @@ class MainWindow(QMainWindow):
         self.sidebar.sig_search_changed.connect(lambda _q: self.refresh_sidebar())
         self.sidebar.sig_rename_requested.connect(self.rename_conversation)
         self.sidebar.sig_delete_requested.connect(self.delete_conversation)
+
+        self.session = WindowSession(
+            composer=self.composer,
+            chat=chat,
+            store=conversations,
+            tasks=self._tasks,
+            shown=lambda: self.conversation_id,
+            poll_ms=POLL_MS if self._poll_ms is None else self._poll_ms,
+        )
+        self.session.sig_database_changed.connect(self._database_changed)
+        self.files = FileActions(
+            self,
+            store=conversations,
+            chat=chat,
+            run_op=self._run_op,
+            tasks=self._tasks,
+            notice=self.notice,
+            status=self.status,
+            shown=lambda: self.conversation_id,
+            attach_paths=self.handle_dropped_paths,
+            open_conversation=self.open_conversation,
+        )
+        for a in self._bound_actions:
+            a.setEnabled(True)
+        self.sig_conversation_opened.connect(self._conversation_shown)
+        self._paths = paths
 
         if paths is not None and knowledge is not None:
             self._bind_knowledge(paths, settings, secrets, knowledge)
@@ -368,6 +433,7 @@ class MainWindow(QMainWindow):
         if isinstance(app, QApplication):
             apply_theme(app, self._theme)
 
+        self._set_tab_order()
         self._bound = True
         self.picker.setEnabled(True)
         self.composer.setEnabled(True)
@@ -384,7 +450,35 @@ class MainWindow(QMainWindow):
             self.show_onboarding()
         else:
             self.new_chat()
+        self._startup.append(self._tasks.spawn(self._restore(), name="restore"))
+        self.session.start_polling()
         self.sig_ready.emit()
+
+    def _set_tab_order(self) -> None:
+        """Tab walks the window as it is laid out: sidebar, header, chat, composer."""
+        sb, c = self.sidebar, self.composer
+        chain = [
+            sb.new_button,
+            sb.search,
+            sb.list,
+            self.picker,
+            *self.branch_bar.findChildren(QToolButton),
+            self.sources_button,
+            self.documents_button,
+            self.settings_button,
+            *([self.view.canvas()] if self.view is not None else []),
+            self.notice.action_button,
+            self.notice.close_button,
+            c.attach_button,
+            c.edit,
+            c.send_button,
+            c.stop_button,
+            c.tools_switch,
+            c.knowledge_switch,
+            c.regenerate_button,
+        ]
+        for first, second in itertools.pairwise(chain):
+            QWidget.setTabOrder(first, second)
 
     def _bind_knowledge(
         self,
@@ -417,6 +511,31 @@ class MainWindow(QMainWindow):
             a.setEnabled(True)
         self.documents_button.setEnabled(True)
         self.sources_button.setEnabled(True)
+
+    async def _restore(self) -> None:
+        """Reopen the chat that was open, scrolled where it was, with its draft."""
+        assert self.session is not None
+        restore = await self.session.load()
+        if self._closing or self.stack.currentIndex() == PAGE_ONBOARDING:
+            return
+        if self.conversation_id is not None or self.transcript is None:
+            return  # the person opened a chat meanwhile
+        if self.transcript.loading_id is not None:
+            return
+        cid = restore.conversation_id
+        if cid is None:
+            self.session.arrived(None)  # the new chat's draft
+            return
+        task = self.open_conversation(cid)
+        if task is not None:
+            await task
+        shown = self.transcript.conversation_id  # (a property mypy would keep narrowed)
+        if shown == cid and restore.anchor is not None and self.view is not None:
+            self.view.scroll_to_anchor(*restore.anchor)
+
+    def _database_changed(self) -> None:
+        # Another process (``parley ask``) wrote: its conversations belong in the list.
+        self.refresh_sidebar()
 
     async def wait_startup(self, timeout: float = 15.0) -> None:
         """Until the start-up work (SDK warm-up, model lists, purge) is done or timed out."""
@@ -460,6 +579,8 @@ class MainWindow(QMainWindow):
         assert self.transcript is not None and self.models is not None
         if self.stack.currentIndex() == PAGE_ONBOARDING and self.onboarding is not None:
             return
+        if self.session is not None:
+            self.session.leaving()
         self.transcript.clear()
         self._conversation = None
         self._cost_generation += 1
@@ -470,6 +591,9 @@ class MainWindow(QMainWindow):
         self.status.clear_conversation()
         self.models.select_default()
         self.stack.setCurrentIndex(PAGE_EMPTY)
+        if self.session is not None:
+            self.session.arrived(None)
+            self.session.opened(None)
         self.composer.edit.setFocus()
         self.sig_conversation_opened.emit(-1)
 
@@ -477,6 +601,8 @@ class MainWindow(QMainWindow):
         """Show a stored conversation (its current branch), read off the GUI thread."""
         if not self._bound or self._closing:
             return None
+        if self.session is not None:
+            self.session.leaving()
         return self._tasks.spawn(self._open(conversation_id), name="open-conversation")
 
     async def _open(self, conversation_id: int) -> None:
@@ -499,6 +625,9 @@ class MainWindow(QMainWindow):
         self.composer.set_can_regenerate(any(m.role == "user" for m in loaded.branch))
         self.sidebar.select(conversation_id)
         self.stack.setCurrentIndex(PAGE_CHAT if loaded.branch else PAGE_EMPTY)
+        if self.session is not None:
+            self.session.arrived(conversation_id)
+            self.session.opened(conversation_id)
         self.sig_conversation_opened.emit(conversation_id)
 
     def _conversation_missing(self, _conversation_id: int) -> None:
@@ -574,6 +703,57 @@ class MainWindow(QMainWindow):
         if self.turns is not None:
             self.turns.regenerate()
 
+    def _footer_link(self, message_id: str, href: str) -> None:
+        """A ``parley-…`` link under an answer: "N more sent" shows its Sources panel."""
+        from parley.ui.knowledge.citations import SOURCES_HREF
+
+        if href.startswith(SOURCES_HREF):
+            self.show_sources(message_id)
+
+    def _message_action(self, message_id: str, action: str) -> None:
+        """An action clicked on a message in the chat view."""
+        if action == "edit":
+            self.begin_edit(message_id)
+        elif action == "regenerate":
+            self.retry_message(message_id)
+        elif action == "delete":
+            self.delete_answer(message_id)
+        elif action in ("version-prev", "version-next") and self.transcript is not None:
+            v = self.transcript.versions(message_id)
+            target = None if v is None else v.current + (1 if action == "version-next" else -1)
+            if v is not None and target is not None and 0 <= target < len(v.ids):
+                self.show_version(v.ids[target])
+
+    async def ask_folder_approval(self, folder: str) -> Approval:
+        """Ask whether the tools may read ``folder`` (Allow once / Always / Deny)."""
+        from parley.ui.folder_approval import ask_folder
+
+        self.raise_()
+        return await ask_folder(self, folder)
+
+    def delete_answer(self, message_id: str) -> QMessageBox:
+        """Ask, then delete an answer and what followed it (the box is window-modal)."""
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Delete answer",
+            "Delete this answer and anything that followed it? This cannot be undone; its "
+            "cost stays in the cost history.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        box.setObjectName("delete-answer")
+        box.button(QMessageBox.StandardButton.Yes).setText("Delete")
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def answered(button: QAbstractButton) -> None:
+            if box.standardButton(button) == QMessageBox.StandardButton.Yes and self.turns:
+                self.turns.delete_answer(message_id)
+
+        box.buttonClicked.connect(answered)
+        box.open()
+        return box
+
     def retry_message(self, message_id: str) -> asyncio.Task[None] | None:
         """Retry/regenerate a specific answer (a new version of it)."""
         return self.turns.retry(message_id) if self.turns is not None else None
@@ -601,11 +781,16 @@ class MainWindow(QMainWindow):
 
     def _busy_changed(self, busy: bool) -> None:
         self.act_regenerate.setEnabled(not busy)
+        if self.view is not None:
+            self.view.set_actions_enabled(not busy)
 
     def _turn_started(self, turn: RunningTurn) -> None:
         # The transcript has shown the question and the empty answer (its slot runs first).
         if self.conversation_id == turn.conversation_id:
             self.stack.setCurrentIndex(PAGE_CHAT)
+        if turn.options is not None and self.models is not None:
+            self.models.remember(turn.options.provider, turn.options.model)
+        self._conversation_shown()
         self.refresh_sidebar()
 
     def _turn_ended(self, conversation_id: int) -> None:
@@ -626,6 +811,7 @@ class MainWindow(QMainWindow):
             op = self._chat.set_options(self.conversation_id, provider=provider, model=model)
             self._run_op(op, name="set-model")
         if self.models is not None:
+            self.models.remember(provider, model)  # the next new chat starts with it
             self.models.update_status()
 
     def _switches_changed(self, use_tools: bool, use_knowledge: bool) -> None:
@@ -718,16 +904,69 @@ class MainWindow(QMainWindow):
             self.onboarding.sig_settings_requested.connect(self.open_settings)
         self.stack.setCurrentIndex(PAGE_ONBOARDING)
         self.composer.setEnabled(False)
+        self._bottom.setVisible(False)  # nothing to type into yet: the page gets the room
+        self.onboarding.key_edit.setFocus()
         self.onboarding.start_probe()
         return self.onboarding
 
     def _leave_onboarding(self) -> None:
         if self.onboarding is not None:
             self.onboarding.cancel_probe()
+        self._bottom.setVisible(True)
         self.composer.setEnabled(True)
         self.stack.setCurrentIndex(PAGE_EMPTY)
         self.refresh_models()
         self.new_chat()
+
+    # ------------------------------------------------------------------ files and help
+    def choose_attachments(self) -> QFileDialog | None:
+        """The paperclip (Ctrl+Shift+A): pick files to attach to the next question."""
+        if self.files is None or not self.composer.isEnabled():
+            return None
+        return self.files.choose_attachments()
+
+    def choose_export(self, fmt: ExportFormat) -> QFileDialog | None:
+        """File › Export conversation: where to write the shown chat (md, json, html)."""
+        return self.files.choose_export(fmt) if self.files is not None else None
+
+    def choose_import(self) -> QFileDialog | None:
+        """File › Import conversation: a JSON export becomes a new chat, shown."""
+        return self.files.choose_import() if self.files is not None else None
+
+    def show_shortcuts(self) -> QDialog:
+        """Help › Keyboard shortcuts (Ctrl+/)."""
+        from parley.ui.help import ShortcutsSheet
+
+        return self._show_help(ShortcutsSheet(self.menu_actions.all(), self))
+
+    def show_about(self) -> QDialog:
+        """Help › About Parley: version, data folder, licences."""
+        from parley.ui.help import AboutDialog
+
+        paths = self._paths
+        return self._show_help(
+            AboutDialog(
+                data_dir=paths.data_dir if paths is not None else None,
+                config_dir=paths.config_dir if paths is not None else None,
+                tasks=self._tasks,
+                parent=self,
+            )
+        )
+
+    def _conversation_shown(self, _conversation_id: int = -1) -> None:
+        for a in self._export_actions:  # a new, empty chat has nothing to export
+            a.setEnabled(self.conversation_id is not None)
+
+    def _show_help(self, dialog: QDialog) -> QDialog:
+        if self.help_dialog is not None:
+            self.help_dialog.close()
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(
+            lambda *_: setattr(self, "help_dialog", None) if self.help_dialog is dialog else None
+        )
+        self.help_dialog = dialog
+        dialog.show()
+        return dialog
 
     # ------------------------------------------------------------------ links
     def _link_activated(self, url: str) -> None:
@@ -844,6 +1083,10 @@ class MainWindow(QMainWindow):
         if self.controller is not None:
             self.controller.stop()
             await self.controller.wait()
+        if self.session is not None:
+            showing_chat = self.stack.currentIndex() == PAGE_CHAT and self.view is not None
+            anchor = self.view.scroll_anchor() if showing_chat and self.view else None
+            await self.session.save_on_quit(anchor)
         if self.onboarding is not None:
             self.onboarding.cancel_probe()
         if self.knowledge is not None:
@@ -864,3 +1107,14 @@ class MainWindow(QMainWindow):
 # ---------------------------------------------------------------- helpers
 def _local_paths(urls: Sequence[QUrl]) -> list[str]:
     return [u.toLocalFile() for u in urls if u.isLocalFile() and u.toLocalFile()]
+
+
+def price_text(catalog: Catalog, provider: str, model: str) -> str | None:
+    """The catalog's price for a model as the usage tooltip says it (None: unknown)."""
+    info = catalog.model(model, provider)
+    if info is None or not info.has_prices:
+        return None
+    text = f"${info.price_input:g} in · ${info.price_output:g} out"
+    if info.price_cached_input is not None:
+        text += f" · ${info.price_cached_input:g} cached"
+    return text + " per 1M tokens" + (f" (as of {info.as_of})" if info.as_of else "")

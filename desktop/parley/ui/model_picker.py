@@ -272,7 +272,8 @@ class ModelPicker(QComboBox):
                     item.setToolTip(f"{g.label} · {e.model}\n{e.detail}")
                     self._model.appendRow(item)
             if not groups:
-                none = QStandardItem("No model available: add a key in Settings")
+                none = QStandardItem("No model yet")
+                none.setToolTip("Add a key or a local server in Settings (Ctrl+,)")
                 none.setFlags(Qt.ItemFlag.NoItemFlags)
                 self._model.appendRow(none)
                 self.setCurrentIndex(0)
@@ -433,8 +434,20 @@ class ModelChooser(QObject):
         return _safe(lambda: self._providers.is_local(provider), False)
 
     def select_default(self) -> None:
-        """Select the default provider's default model (else the first one listed)."""
-        pid = self._settings.current.default_provider
+        """Select the model a new chat starts with.
+
+        That is the model last used in the window (:meth:`remember`), unless the person
+        chose a fixed default in Settings (``new_chat_model = "default"``) or that model's
+        provider is no longer available; then the default provider's default model, else
+        the first one listed.
+        """
+        s = self._settings.current
+        if s.new_chat_model == "last_used" and s.last_provider and s.last_model:
+            if s.last_provider in self.available_providers():
+                self.pick(s.last_provider, s.last_model)
+                self.update_status()
+                return
+        pid = s.default_provider
         model = _safe(lambda: self._providers.default_model(pid), None)
         if model is None and pid in self._remote_models and self._remote_models[pid]:
             model = self._remote_models[pid][0]
@@ -453,6 +466,18 @@ class ModelChooser(QObject):
         if info is None and not local:
             detail = "not in the catalog · " + detail
         self.picker.set_current(provider, model, detail=detail)
+
+    def remember(self, provider: str, model: str) -> None:
+        """Note ``model`` as the one last used (new chats start with it); saved in settings."""
+        s = self._settings.current
+        if (s.last_provider, s.last_model) == (provider, model):
+            return
+        try:
+            self._settings.update(
+                s.model_copy(update={"last_provider": provider, "last_model": model})
+            )
+        except OSError as exc:  # an unwritable settings file must not break choosing
+            log.warning("could not remember the model: %s", exc)
 
     def update_status(self) -> None:
         """Show the current model and its detail in the status strip."""

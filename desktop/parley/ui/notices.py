@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import QSize, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
 
 from parley.core.display import safe_text
+from parley.ui.icons import icon
 from parley.ui.plain import plain_label
 
 NoticeKind = Literal["info", "warning", "error"]
@@ -39,8 +40,10 @@ class NoticeBar(QFrame):
         self.action_button = QPushButton()
         self.action_button.setVisible(False)
         self.close_button = QToolButton()
-        self.close_button.setText("✕")
+        self.close_button.setIcon(icon("close", "text_muted"))
+        self.close_button.setIconSize(QSize(14, 14))
         self.close_button.setToolTip("Dismiss")
+        self.close_button.setAccessibleName("Dismiss")
         self.close_button.setAutoRaise(True)
         layout = QHBoxLayout(self)
         m = self.fontMetrics().height() // 3

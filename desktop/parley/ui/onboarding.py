@@ -2,10 +2,13 @@
 
 Shown when no key is set for OpenAI or Anthropic and no local server is configured. It probes
 the usual local endpoints (:data:`~parley.core.providers.local_servers.DEFAULT_PROBE_PORTS`:
-Ollama :11434, LM Studio :1234, llama.cpp :8080, vLLM :8000) on loopback, concurrently, with a
-short timeout each, and offers the ones whose ``/v1/models`` answers. The probe is core's
-(:func:`~parley.core.providers.local_servers.probe_local_servers`); the ports are a
-constructor argument so tests can point it at a server's port.
+Ollama :11434, LM Studio :1234, llama.cpp :8080, vLLM :8000, Jan :1337) on loopback,
+concurrently, with a short timeout each, and lists every one whose ``/v1/models`` answers.
+A server elsewhere (another port, another computer, https) is reached by typing its address
+beside "Scan again" and pressing Connect. The probes are core's
+(:mod:`parley.core.providers.local_servers`); the ports are a constructor argument so tests
+can point the scan at a server's port. Two clicks from a running Ollama to a chat: the first
+server found is selected with its first model, so "Use this server" is all that is left.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -33,11 +37,13 @@ from parley.core.errors import KeyringUnavailable
 from parley.core.providers.local_servers import (
     DEFAULT_PROBE_PORTS,
     LocalServer,
+    probe_address,
     probe_local_servers,
 )
 from parley.ui.key_field import key_field
+from parley.ui.plain import plain_label
 from parley.ui.tasks import TaskSet
-from parley.ui.theme import scale_font
+from parley.ui.theme import SPACE, repolish, set_type
 
 if TYPE_CHECKING:
     from parley.core.secrets import Secrets
@@ -53,10 +59,13 @@ def _card(title: str, text: str) -> tuple[QFrame, QVBoxLayout]:
     frame = QFrame()
     frame.setObjectName("onboardingCard")
     layout = QVBoxLayout(frame)
+    layout.setContentsMargins(SPACE["l"], SPACE["l"], SPACE["l"], SPACE["l"])
+    layout.setSpacing(SPACE["s"])
     t = QLabel(title)
     t.setObjectName("cardTitle")
-    scale_font(t, 1.1)
+    set_type(t, "subtitle")
     body = QLabel(text)
+    body.setObjectName("mutedText")
     body.setWordWrap(True)
     layout.addWidget(t)
     layout.addWidget(body)
@@ -83,6 +92,8 @@ class OnboardingPanel(QWidget):
     """Open the full settings."""
     sig_probe_finished = Signal(int)
     """A probe ended (how many servers answered)."""
+    sig_address_checked = Signal(bool)
+    """A typed server address was asked for its models (whether it answered)."""
 
     def __init__(
         self,
@@ -101,15 +112,19 @@ class OnboardingPanel(QWidget):
         self.probe_ports = dict(probe_ports)
         self._probe_timeout = probe_timeout
         self._probe_task: asyncio.Task[list[LocalServer]] | None = None
+        self._address_task: asyncio.Task[LocalServer | None] | None = None
         self.servers: list[LocalServer] = []
+        """The servers listed: those the scan found, then those reached by address."""
+        self._typed: list[LocalServer] = []
 
         title = QLabel("Welcome to Parley")
         title.setObjectName("onboardingTitle")
-        scale_font(title, 1.7)
+        set_type(title, "display")
         subtitle = QLabel(
             "Chat with OpenAI, Anthropic or a model running on this computer. "
             "Your keys stay in your system's keyring; your chats stay on this computer."
         )
+        subtitle.setObjectName("mutedText")
         subtitle.setWordWrap(True)
 
         # --- key card
@@ -122,13 +137,19 @@ class OnboardingPanel(QWidget):
         self.provider_combo.addItem("OpenAI", "openai")
         self.provider_combo.addItem("Anthropic", "anthropic")
         self.key_edit, self.reveal_button = key_field("sk-…")
+        self.key_edit.setAccessibleName("API key")
+        self.provider_combo.setAccessibleName("Provider")
         self.save_key_button = QPushButton("Save key")
+        self.save_key_button.setProperty("primary", True)
         self.session_key_button = QPushButton("Keep for this session only")
         self.session_key_button.setVisible(False)
         self.key_status = QLabel()
         self.key_status.setWordWrap(True)
         self.key_status.setVisible(False)
+        self.provider_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.key_edit.setMinimumWidth(self.fontMetrics().averageCharWidth() * 16)
         row = QHBoxLayout()
+        row.setSpacing(SPACE["s"])
         row.addWidget(self.provider_combo)
         row.addWidget(self.key_edit, 1)
         row.addWidget(self.reveal_button)
@@ -140,24 +161,42 @@ class OnboardingPanel(QWidget):
         # --- local card
         local_card, ll = _card(
             "Use a model on this computer",
-            "Ollama, LM Studio, llama.cpp and vLLM run models locally: free and private.",
+            "Ollama, LM Studio, llama.cpp, vLLM and Jan run models locally: free and private. "
+            "A server elsewhere works too: type its address.",
         )
-        self.probe_status = QLabel("Not scanned yet.")
+        self.probe_status = plain_label(QLabel("Not scanned yet."))
         self.probe_status.setWordWrap(True)
         self.server_list = QListWidget()
+        self.server_list.setAccessibleName("Servers found")
         self.server_list.setVisible(False)
-        self.server_list.setMaximumHeight(self.fontMetrics().lineSpacing() * 6)
+        self.address_edit = QLineEdit()
+        self.address_edit.setPlaceholderText("Server address, e.g. localhost:11434")
+        self.address_edit.setAccessibleName("Server address")
+        self.address_edit.setClearButtonEnabled(True)
+        self.connect_button = QPushButton("Connect")
+        self.connect_button.setToolTip("Ask the server at this address for its models")
+        self.rescan_button = QPushButton("Scan again")
+        self.rescan_button.setToolTip(
+            "Look again for " + ", ".join(DEFAULT_PROBE_PORTS) + " on this computer"
+        )
+        arow = QHBoxLayout()
+        arow.setSpacing(SPACE["s"])
+        arow.addWidget(self.address_edit, 1)
+        arow.addWidget(self.connect_button)
+        arow.addWidget(self.rescan_button)
         self.local_model_combo = QComboBox()
+        self.local_model_combo.setAccessibleName("Model")
         self.local_model_combo.setVisible(False)
         self.use_server_button = QPushButton("Use this server")
+        self.use_server_button.setProperty("primary", True)
         self.use_server_button.setEnabled(False)
-        self.rescan_button = QPushButton("Scan again")
         lrow = QHBoxLayout()
+        lrow.setSpacing(SPACE["s"])
         lrow.addWidget(self.local_model_combo, 1)
         lrow.addWidget(self.use_server_button)
-        lrow.addWidget(self.rescan_button)
         ll.addWidget(self.probe_status)
         ll.addWidget(self.server_list)
+        ll.addLayout(arow)
         ll.addLayout(lrow)
 
         # --- footer
@@ -172,14 +211,15 @@ class OnboardingPanel(QWidget):
 
         content = QWidget()
         col = QVBoxLayout(content)
-        em = self.fontMetrics().height()
-        col.setContentsMargins(em * 2, em * 2, em * 2, em * 2)
-        col.setSpacing(em)
+        col.setContentsMargins(SPACE["xl"], SPACE["xxl"], SPACE["xl"], SPACE["xl"])
+        col.setSpacing(SPACE["l"])
         col.addWidget(title)
         col.addWidget(subtitle)
         col.addWidget(key_card)
         col.addWidget(local_card)
         col.addLayout(foot)
+        self.key_card, self.local_card = key_card, local_card
+        self._column = col
         col.addStretch(1)
         content.setMaximumWidth(self.fontMetrics().averageCharWidth() * 90)
         holder = QWidget()
@@ -187,7 +227,8 @@ class OnboardingPanel(QWidget):
         hl.addStretch(1)
         hl.addWidget(content, 10)
         hl.addStretch(1)
-        scroll = QScrollArea()
+        self._scroll = scroll = QScrollArea()
+        scroll.setObjectName("pageScroll")
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(holder)
@@ -199,6 +240,8 @@ class OnboardingPanel(QWidget):
         self.key_edit.returnPressed.connect(lambda: self.save_key(session_only=False))
         self.session_key_button.clicked.connect(lambda: self.save_key(session_only=True))
         self.rescan_button.clicked.connect(self.start_probe)
+        self.connect_button.clicked.connect(self.connect_address)
+        self.address_edit.returnPressed.connect(self.connect_address)
         self.server_list.currentRowChanged.connect(self._server_selected)
         self.use_server_button.clicked.connect(self.use_selected_server)
         self.skip_button.clicked.connect(self.skip)
@@ -214,6 +257,25 @@ class OnboardingPanel(QWidget):
         self.rescan_button.setEnabled(False)
         self._probe_task = self._tasks.spawn(self._probe(), name="onboarding-probe")
         return self._probe_task
+
+    def connect_address(self) -> asyncio.Task[LocalServer | None] | None:
+        """Ask the server at the typed address for its models; list it when it answers."""
+        text = self.address_edit.text()
+        try:
+            from parley.core.providers.local_servers import parse_server_address
+
+            base_url = parse_server_address(text).base_url
+        except ValueError as exc:
+            self._probe_message(str(exc), error=True)
+            return None
+        if self._address_task is not None and not self._address_task.done():
+            self._address_task.cancel()
+        self.connect_button.setEnabled(False)
+        self._probe_message(f"Asking {base_url} for its models…", error=None)
+        self._address_task = self._tasks.spawn(
+            self._connect(text, base_url), name="onboarding-address"
+        )
+        return self._address_task
 
     def save_key(self, *, session_only: bool) -> bool:
         """Store the typed key (keyring, or this session only); True when stored."""
@@ -286,15 +348,77 @@ class OnboardingPanel(QWidget):
 
     def cancel_probe(self) -> None:
         """Stop a scan in progress."""
-        if self._probe_task is not None and not self._probe_task.done():
-            self._probe_task.cancel()
+        for task in (self._probe_task, self._address_task):
+            if task is not None and not task.done():
+                task.cancel()
 
     # ---- internals
     async def _probe(self) -> list[LocalServer]:
         try:
-            servers = await probe_local_servers(self.probe_ports, timeout=self._probe_timeout)
+            found = await probe_local_servers(self.probe_ports, timeout=self._probe_timeout)
         finally:
             self.rescan_button.setEnabled(True)
+        # Servers reached by address stay listed beside those the scan found.
+        urls = {f.base_url for f in found}
+        self._show_servers([*found, *(s for s in self._typed if s.base_url not in urls)])
+        if found:
+            self._bring_local_forward()
+            self._probe_message(
+                "Found a model server on this computer. Pick it and a model:"
+                if len(found) == 1
+                else f"Found {len(found)} model servers on this computer. Pick one and a model:",
+                error=None,
+            )
+        else:
+            self._probe_message(
+                "No local model server answered. Start Ollama, LM Studio or Jan, then scan "
+                "again, or type the address of your server.",
+                error=None,
+            )
+        self.sig_probe_finished.emit(len(found))
+        return found
+
+    async def _connect(self, text: str, base_url: str) -> LocalServer | None:
+        try:
+            server = await probe_address(text)
+        except ValueError as exc:  # parsed before; kept for safety
+            server = None
+            self._probe_message(str(exc), error=True)
+        finally:
+            self.connect_button.setEnabled(True)
+        if server is None:
+            self._probe_message(
+                f"No model server answered at {base_url}/models. Check the address and that "
+                "the server is running.",
+                error=True,
+            )
+            self.sig_address_checked.emit(False)
+            return None
+        self._typed = [*(s for s in self._typed if s.base_url != server.base_url), server]
+        others = [s for s in self.servers if s.base_url != server.base_url]
+        self._show_servers([*others, server], select=server.base_url)
+        n = len(server.models)
+        self._probe_message(
+            f"Connected to {server.base_url}: {n} model{'s' if n != 1 else ''}. Pick one:",
+            error=False,
+        )
+        self.sig_address_checked.emit(True)
+        return server
+
+    def _bring_local_forward(self) -> None:
+        """A server answered: its card goes first, "Use this server" scrolled into view.
+
+        The free, private path is then one click away, even in a small window.
+        """
+        col = self._column
+        if col.indexOf(self.local_card) > col.indexOf(self.key_card):
+            col.insertWidget(col.indexOf(self.key_card), self.local_card)
+        # After the layout has placed the moved card (the scroll area then knows where).
+        QTimer.singleShot(
+            0, self._scroll, lambda: self._scroll.ensureWidgetVisible(self.use_server_button)
+        )
+
+    def _show_servers(self, servers: list[LocalServer], *, select: str | None = None) -> None:
         self.servers = servers
         self.server_list.clear()
         for s in servers:
@@ -302,20 +426,23 @@ class OnboardingPanel(QWidget):
             item = QListWidgetItem(f"{s.name}  ·  {s.base_url.removesuffix('/v1')}  ·  {count}")
             self.server_list.addItem(item)
         self.server_list.setVisible(bool(servers))
+        if servers:  # as tall as its rows (up to six), no empty box under one server
+            rows = min(len(servers), 6)
+            frame = 2 * self.server_list.frameWidth()
+            self.server_list.setFixedHeight(rows * self.server_list.sizeHintForRow(0) + frame)
         self.local_model_combo.setVisible(bool(servers))
         if servers:
-            self.probe_status.setText(
-                "Found a model server on this computer. Pick it and a model:"
-                if len(servers) == 1
-                else f"Found {len(servers)} model servers on this computer. Pick one and a model:"
-            )
-            self.server_list.setCurrentRow(0)
+            urls = [s.base_url for s in servers]
+            self.server_list.setCurrentRow(urls.index(select) if select in urls else 0)
         else:
-            self.probe_status.setText(
-                "No local model server answered. Start Ollama or LM Studio, then scan again."
-            )
-        self.sig_probe_finished.emit(len(servers))
-        return servers
+            self._server_selected(-1)
+
+    def _probe_message(self, text: str, *, error: bool | None) -> None:
+        name = {True: "errorLine", False: "okLine", None: ""}[error]
+        if self.probe_status.objectName() != name:
+            self.probe_status.setObjectName(name)
+            repolish(self.probe_status)
+        self.probe_status.setText(text)
 
     def _server_selected(self, row: int) -> None:
         self.local_model_combo.clear()
@@ -325,9 +452,7 @@ class OnboardingPanel(QWidget):
 
     def _key_message(self, text: str, *, error: bool) -> None:
         self.key_status.setObjectName("errorLine" if error else "okLine")
-        self.key_status.setStyleSheet("")  # re-polish for the new object name
-        self.key_status.style().unpolish(self.key_status)
-        self.key_status.style().polish(self.key_status)
+        repolish(self.key_status)
         self.key_status.setText(text)
         self.key_status.setVisible(True)
 

@@ -10,8 +10,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtCore import QEvent, QObject, QPoint, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QFont, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -26,7 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from parley.ui.icons import icon
 from parley.ui.plain import shown, tooltip
+from parley.ui.theme import SPACE
 
 GROUPS = ("Today", "Yesterday", "Previous 7 days", "Older")
 
@@ -85,12 +87,28 @@ class Sidebar(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.new_button = QPushButton("+  New chat")
+        self.setObjectName("sidebar")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.new_button = QPushButton("New chat")
+        self.new_button.setObjectName("newChatButton")
+        self.new_button.setIcon(icon("new"))
+        self.new_button.setIconSize(QSize(16, 16))
         self.new_button.setToolTip("Start a new conversation (Ctrl+N)")
         self.search = QLineEdit()
+        self.search.setObjectName("chatSearch")
         self.search.setPlaceholderText("Search chats (Ctrl+K)")
+        self.search.setAccessibleName("Search chats")
         self.search.setClearButtonEnabled(True)
+        look = self.search.addAction(
+            icon("search", "text_muted"), QLineEdit.ActionPosition.LeadingPosition
+        )
+        look.setText("Search")
+        clear = self.search.findChild(QAction, "_q_qlineeditclearaction")
+        if clear is not None:  # Qt's own clear button: say what it does
+            clear.setText("Clear search")
+        self.search.installEventFilter(self)
         self.list = QListWidget()
+        self.list.setAccessibleName("Conversations")
         self.list.setObjectName("conversationList")
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -98,7 +116,7 @@ class Sidebar(QWidget):
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.empty_label = QLabel("No conversations yet.")
-        self.empty_label.setEnabled(False)
+        self.empty_label.setObjectName("sidebarEmpty")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
         self.empty_label.setVisible(False)
@@ -106,8 +124,8 @@ class Sidebar(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.new_button, 1)
         layout = QVBoxLayout(self)
-        m = self.fontMetrics().height() // 2
-        layout.setContentsMargins(m, m, 0, m)
+        layout.setContentsMargins(SPACE["m"], SPACE["m"], SPACE["s"], SPACE["s"])
+        layout.setSpacing(SPACE["s"])
         layout.addLayout(top)
         layout.addWidget(self.search)
         layout.addWidget(self.list, 1)
@@ -231,6 +249,27 @@ class Sidebar(QWidget):
         """Ctrl+K: jump to the search box."""
         self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.search.selectAll()
+
+    def clear_search(self) -> bool:
+        """Escape in the search box: empty it (False when it already was)."""
+        if not self.search.text():
+            return False
+        self.search.clear()
+        self._debounce.stop()
+        self.sig_search_changed.emit("")
+        return True
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Escape in the search box clears it (before the window's Esc shortcut sees it)."""
+        if watched is self.search and isinstance(event, QKeyEvent):
+            if event.key() == Qt.Key.Key_Escape and self.search.text():
+                if event.type() == QEvent.Type.ShortcutOverride:
+                    event.accept()  # the key goes to the box, not to "Stop answer"
+                    return True
+                if event.type() == QEvent.Type.KeyPress:
+                    self.clear_search()
+                    return True
+        return False
 
     def rename_interactively(self, conversation_id: int | None) -> None:
         """Ask for a new title (non-blocking dialog) and emit ``sig_rename_requested``."""

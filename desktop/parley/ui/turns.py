@@ -181,6 +181,18 @@ class TurnRequests(QObject):
 
         return self._run_op(self._chat.switch_version(int(message_id)), reopen, name="version")
 
+    def delete_answer(self, message_id: str) -> asyncio.Task[None] | None:
+        """Delete an answer (and what followed it); the conversation shows what remains."""
+        if self._controller.is_busy():
+            return None
+
+        def reopen(changes: OpChanges) -> asyncio.Task[None] | None:
+            if changes.conversation_id is None:
+                return None
+            return self._reopen(changes.conversation_id)
+
+        return self._run_op(self._chat.delete_answer(int(message_id)), reopen, name="delete")
+
     def begin_edit(self, message_id: str) -> None:
         """Put an earlier question into the composer; sending makes a new version."""
         if self._controller.is_busy():

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QByteArray, QRect, QSettings, QSize, Qt
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -30,15 +30,56 @@ from PySide6.QtWidgets import (
 )
 
 from parley.ui.composer import Composer
+from parley.ui.icons import icon
 from parley.ui.message_actions import BranchBar
 from parley.ui.model_picker import ModelPicker
 from parley.ui.notices import NoticeBar
 from parley.ui.sidebar import Sidebar
 from parley.ui.status import StatusStrip
-from parley.ui.theme import scale_font
+from parley.ui.theme import COLUMN_EM, SPACE, set_type
 
 PAGE_LOADING, PAGE_EMPTY, PAGE_CHAT, PAGE_ONBOARDING, PAGE_FAILED = range(5)
 """The pages of :attr:`WindowLayout.stack`, in order."""
+
+FIRST_SIZE = QSize(1200, 800)
+"""The window's size at first start (then it is remembered), shrunk to fit the screen."""
+
+MINIMUM_SIZE = QSize(560, 420)
+"""The smallest the window gets: the composer, one line of chat and the header still fit."""
+
+SIDEBAR_WIDTH = 260
+"""The sidebar's width at first start (the person may drag it; it is remembered)."""
+
+MIN_CHAT_WIDTH = 360
+"""The narrowest the chat pane gets beside a docked panel (below, panels overlay it)."""
+
+
+def first_geometry(available: QRect, size: QSize = FIRST_SIZE) -> QRect:
+    """Where the window opens the first time: centred, ``size`` or 92 % of the screen."""
+    w = max(MINIMUM_SIZE.width(), min(size.width(), int(available.width() * 0.92)))
+    h = max(MINIMUM_SIZE.height(), min(size.height(), int(available.height() * 0.92)))
+    w, h = min(w, available.width()), min(h, available.height())
+    x = available.x() + (available.width() - w) // 2
+    y = available.y() + (available.height() - h) // 2
+    return QRect(x, y, w, h)
+
+
+def _header_button(text: str, icon_name: str, tip: str, *, icon_only: bool = False) -> QToolButton:
+    button = QToolButton()
+    button.setObjectName("headerButton")
+    button.setIcon(icon(icon_name, "text_muted"))
+    button.setIconSize(QSize(18, 18))
+    button.setText(text)
+    button.setAccessibleName(text)
+    button.setToolTip(tip)
+    button.setAutoRaise(True)
+    button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+    button.setToolButtonStyle(
+        Qt.ToolButtonStyle.ToolButtonIconOnly
+        if icon_only
+        else Qt.ToolButtonStyle.ToolButtonTextBesideIcon
+    )
+    return button
 
 
 class WindowLayout:
@@ -51,30 +92,32 @@ class WindowLayout:
     def __init__(self, window: QMainWindow) -> None:
         self.sidebar = Sidebar()
         self.picker = ModelPicker()
+        self.picker.setObjectName("modelPicker")
+        self.picker.setAccessibleName("Model")
         self.picker.setEnabled(False)
         self.branch_bar = BranchBar()
-        self.settings_button = QToolButton()
-        self.settings_button.setText("⚙")
-        self.settings_button.setToolTip("Settings (Ctrl+,)")
-        self.settings_button.setAutoRaise(True)
-        self.documents_button = QToolButton()
-        self.documents_button.setText("Documents")
-        self.documents_button.setToolTip(
-            "Your documents: folders, indexing, skipped files (Ctrl+Shift+D)"
+        self.sources_button = _header_button(
+            "Sources",
+            "sources",
+            "The passages sent with the selected answer, with their scores (Ctrl+Shift+E)",
         )
-        self.documents_button.setAutoRaise(True)
-        self.documents_button.setEnabled(False)
-        self.sources_button = QToolButton()
-        self.sources_button.setText("Sources")
-        self.sources_button.setToolTip(
-            "The passages sent with the selected answer, with their scores (Ctrl+Shift+E)"
-        )
-        self.sources_button.setAutoRaise(True)
         self.sources_button.setEnabled(False)
+        self.documents_button = _header_button(
+            "Documents",
+            "documents",
+            "Your documents: folders, indexing, skipped files (Ctrl+Shift+D)",
+        )
+        self.documents_button.setEnabled(False)
+        self.settings_button = _header_button(
+            "Settings", "settings", "Settings (Ctrl+,)", icon_only=True
+        )
         header = QWidget()
+        header.setObjectName("header")
+        header.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.header = header
         hl = QHBoxLayout(header)
-        em = window.fontMetrics().height()
-        hl.setContentsMargins(em // 2, em // 3, em // 2, em // 3)
+        hl.setContentsMargins(SPACE["m"], SPACE["s"], SPACE["m"], SPACE["s"])
+        hl.setSpacing(SPACE["xs"])
         hl.addWidget(self.picker)
         hl.addStretch(1)
         hl.addWidget(self.branch_bar)
@@ -84,8 +127,8 @@ class WindowLayout:
 
         self.stack = QStackedWidget()
         loading = QLabel("Starting Parley…")
+        loading.setObjectName("mutedText")
         loading.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        loading.setEnabled(False)
         self.stack.addWidget(loading)  # PAGE_LOADING
         self.stack.addWidget(self._empty_page())  # PAGE_EMPTY
         self.chat_holder = QWidget()  # PAGE_CHAT: the view arrives in bind()
@@ -103,22 +146,37 @@ class WindowLayout:
         self.composer = Composer()
         self.composer.setEnabled(False)
 
+        # The composer is as wide as the chat's column and centred under it.
         bottom = QWidget()
+        bottom.setObjectName("composerArea")
+        bottom.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self.bottom = bottom
-        bl = QVBoxLayout(bottom)
-        bl.setContentsMargins(em, em // 3, em, em // 2)
-        bl.addWidget(self.notice)
-        bl.addWidget(self.composer)
+        column = QWidget()
+        column.setMaximumWidth(round(window.fontMetrics().height() * COLUMN_EM))
+        cl = QVBoxLayout(column)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.setSpacing(SPACE["s"])
+        cl.addWidget(self.notice)
+        cl.addWidget(self.composer)
+        bl = QHBoxLayout(bottom)
+        bl.setContentsMargins(SPACE["l"], SPACE["xs"], SPACE["l"], SPACE["m"])
+        bl.addWidget(column, 1)
 
         right = QWidget()
+        right.setObjectName("chatPane")
+        right.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.chat_pane = right
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
         rl.setSpacing(0)
         rl.addWidget(header)
         rl.addWidget(self.stack, 1)
         rl.addWidget(bottom)
+        # The chat may be squeezed to this before a panel overlays it instead.
+        right.setMinimumWidth(MIN_CHAT_WIDTH)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setHandleWidth(1)
         self.splitter.addWidget(self.sidebar)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(0, 0)
@@ -127,26 +185,30 @@ class WindowLayout:
         window.setCentralWidget(self.splitter)
         self.status = StatusStrip()
         window.setStatusBar(self.status)
-        cw = window.fontMetrics().averageCharWidth()
-        self.splitter.setSizes([cw * 32, cw * 100])
-        window.resize(cw * 135, window.fontMetrics().lineSpacing() * 42)
+        window.setMinimumSize(MINIMUM_SIZE)
+        screen = window.screen() or QGuiApplication.primaryScreen()
+        available = screen.availableGeometry() if screen is not None else QRect(0, 0, 1280, 860)
+        window.setGeometry(first_geometry(available))
+        self.splitter.setSizes([SIDEBAR_WIDTH, window.width() - SIDEBAR_WIDTH])
 
     def _empty_page(self) -> QWidget:
         page = QWidget()
         self.empty = page
         title = QLabel("What can I help with?")
         title.setObjectName("emptyTitle")
-        scale_font(title, 1.5)
+        set_type(title, "display")
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         hint = QLabel(
-            "Type below and press Enter. Drop files on the window to attach them, "
-            "or a folder to add it to your documents."
+            "Type below and press Enter. Attach files with the paperclip or drop them on the "
+            "window; drop a folder to add it to your documents."
         )
+        hint.setObjectName("emptyHint")
         hint.setWordWrap(True)
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        hint.setEnabled(False)
         self.empty_hint = hint
         layout = QVBoxLayout(page)
+        layout.setContentsMargins(SPACE["xl"], SPACE["xl"], SPACE["xl"], SPACE["xl"])
+        layout.setSpacing(SPACE["s"])
         layout.addStretch(2)
         layout.addWidget(title)
         layout.addWidget(hint)
@@ -192,39 +254,67 @@ class WindowActions:
     add_folder: QAction
     sources: QAction
     costs: QAction
+    attach: QAction
+    import_chat: QAction
+    export_md: QAction
+    export_json: QAction
+    export_html: QAction
+    shortcuts: QAction
+    about: QAction
+
+    def all(self) -> list[QAction]:
+        """Every action, in menu order (the shortcuts sheet lists those with keys)."""
+        return [getattr(self, f) for f in self.__dataclass_fields__]
 
 
 def build_menus(window: QMainWindow) -> WindowActions:
-    """The File, Chat and Documents menus and their shortcuts (documents ones disabled)."""
+    """The File, Chat, Documents and Help menus and their shortcuts (documents ones disabled)."""
 
     def action(
-        text: str, shortcut: QKeySequence | QKeySequence.StandardKey | str | None
+        text: str,
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None,
+        group: str = "Window",
     ) -> QAction:
         a = QAction(text, window)
         if shortcut is not None:
             a.setShortcut(QKeySequence(shortcut))
         a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        a.setProperty("shortcutGroup", group)
         window.addAction(a)
         return a
 
     acts = WindowActions(
-        new=action("New chat", "Ctrl+N"),
-        search=action("Search chats", "Ctrl+K"),
+        new=action("New chat", "Ctrl+N", "Chats"),
+        search=action("Search chats", "Ctrl+K", "Chats"),
         settings=action("Settings…", "Ctrl+,"),
-        regenerate=action("Regenerate answer", "Ctrl+R"),
-        stop=action("Stop answer", QKeySequence(Qt.Key.Key_Escape)),
-        edit_last=action("Edit last question", None),
+        regenerate=action("Regenerate answer", "Ctrl+R", "Answers"),
+        stop=action("Stop answer", QKeySequence(Qt.Key.Key_Escape), "Answers"),
+        edit_last=action("Edit last question", None, "Answers"),
         quit=action("Quit", QKeySequence.StandardKey.Quit),
-        documents=action("Your documents…", "Ctrl+Shift+D"),
-        add_folder=action("Add folder…", None),
-        sources=action("Sources of the selected answer", "Ctrl+Shift+E"),
-        costs=action("Costs and budgets", "Ctrl+Shift+C"),
+        documents=action("Your documents…", "Ctrl+Shift+D", "Documents"),
+        add_folder=action("Add folder…", None, "Documents"),
+        sources=action("Sources of the selected answer", "Ctrl+Shift+E", "Documents"),
+        costs=action("Costs and budgets", "Ctrl+Shift+C", "Chats"),
+        attach=action("Attach files…", "Ctrl+Shift+A", "Answers"),
+        import_chat=action("Import conversation…", None, "Chats"),
+        export_md=action("Markdown…", None, "Chats"),
+        export_json=action("JSON (can be imported again)…", None, "Chats"),
+        export_html=action("Web page (HTML)…", None, "Chats"),
+        shortcuts=action("Keyboard shortcuts", "Ctrl+/"),
+        about=action("About Parley", None),
     )
     for a in (acts.documents, acts.add_folder, acts.sources, acts.costs):
         a.setEnabled(False)
     menu = window.menuBar()
     file_menu = menu.addMenu("&File")
     file_menu.addAction(acts.new)
+    file_menu.addAction(acts.attach)
+    file_menu.addSeparator()
+    file_menu.addAction(acts.import_chat)
+    export_menu = file_menu.addMenu("Export conversation")
+    for a in (acts.export_md, acts.export_json, acts.export_html):
+        export_menu.addAction(a)
+    file_menu.addSeparator()
     file_menu.addAction(acts.settings)
     file_menu.addSeparator()
     file_menu.addAction(acts.quit)
@@ -238,4 +328,11 @@ def build_menus(window: QMainWindow) -> WindowActions:
     docs_menu.addAction(acts.add_folder)
     docs_menu.addSeparator()
     docs_menu.addAction(acts.sources)
+    help_menu = menu.addMenu("&Help")
+    help_menu.addAction(acts.shortcuts)
+    help_menu.addSeparator()
+    help_menu.addAction(acts.about)
+    more = menu.findChild(QToolButton, "qt_menubar_ext_button")
+    if more is not None:  # shown when the menus do not fit: a screen reader names it
+        more.setAccessibleName("More menus")
     return acts

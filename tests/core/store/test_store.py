@@ -45,6 +45,23 @@ def test_branches_from_edit_and_regenerate(tmp_path: Path) -> None:
     s.close()
 
 
+def test_delete_answer_moves_the_branch_to_what_remains(tmp_path: Path) -> None:
+    s = ConversationStore(tmp_path / "p.sqlite3")
+    c = s.create()
+    u1 = s.add_message(c.id, "user", "Q")
+    a1 = s.add_message(c.id, "assistant", "A1")
+    a2 = s.add_message(c.id, "assistant", "A2", parent_id=u1.id)
+    s.add_message(c.id, "user", "follow-up")  # under A2
+    s.add_message(c.id, "assistant", "A3")
+    assert s.delete_answer(u1.id) is None  # questions are not deleted this way
+    assert s.delete_answer(a2.id) == a1.id  # A2 and what followed it go; A1 shows
+    assert [m.content for m in s.branch(c.id)] == ["Q", "A1"]
+    assert s.delete_answer(a1.id) == u1.id  # the last version: the question remains
+    assert [m.content for m in s.branch(c.id)] == ["Q"]
+    assert s.count_messages(c.id) == 1
+    s.close()
+
+
 def test_search_delete_undo(tmp_path: Path) -> None:
     s = ConversationStore(tmp_path / "p.sqlite3")
     a, b = s.create("Budget"), s.create("Holidays")

@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 
 from parley.core.errors import ParleyError
-from parley.core.tools import AccessDenied, FolderPolicy, PathNotFound, ToolRegistry
-from parley.core.tools.files import make_file_tools
+from parley.core.tools import (
+    AccessDenied,
+    FolderPolicy,
+    PathNotFound,
+    ToolRegistry,
+    make_file_tools,
+)
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="POSIX symlinks, FIFOs and /proc")
 

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from parley.core.tools import CancelToken, FolderPolicy, ToolCancelled, ToolRegistry
-from parley.core.tools.files import LINE_WIDTH, file_search_impl, make_file_tools
+from parley.core.tools import (
+    CancelToken,
+    FolderPolicy,
+    ToolCancelled,
+    ToolRegistry,
+    make_file_tools,
+)
+from parley.core.tools.file_search import LINE_WIDTH, file_search_impl
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="POSIX symlinks and FIFOs")
 
@@ -221,13 +227,13 @@ def test_a_file_over_the_size_limit_is_reported_not_called_a_non_match(tree: Pat
     lines = content.splitlines()
     assert lines[0] == "No matches for 'budget' (7 files looked at)."
     assert lines[1] == (
-        "1 file skipped: notes/big.txt, 1.0 GB, over the 256 MB search limit "
+        "1 file skipped: notes/big.txt, 1 GB, over the 256 MB search limit "
         "(not searched, so it may hold matches)."
     )
     # With matches elsewhere, the skipped file is still named (after the matches).
     content, _ = search(tree, query="widget")
     assert content.splitlines()[0].startswith("5 matching line(s)")
-    assert content.splitlines()[-1].startswith("1 file skipped: notes/big.txt, 1.0 GB")
+    assert content.splitlines()[-1].startswith("1 file skipped: notes/big.txt, 1 GB")
 
 
 def test_many_skipped_files_are_counted(tree: Path) -> None:

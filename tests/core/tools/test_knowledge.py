@@ -57,7 +57,7 @@ async def test_results_are_numbered_and_cited() -> None:
         "[1] /data/docs/guide.pdf, page 3 — Setup > Install (score 0.83)\n"
         "Install with pip.\n"
         "\n"
-        "[2] /data/docs/notes.md, lines 12-18 (score 0.50)\n"
+        "[2] /data/docs/notes.md, lines 12–18 (score 0.50)\n"
         "Ports are 8080.\n"
         "\n"
         "[3] /data/docs/one.txt, line 7 — Intro (score 0.25)\n"

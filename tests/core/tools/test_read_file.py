@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from parley.core.tools import FolderPolicy, ToolRegistry
-from parley.core.tools.files import MAX_CHARS, MAX_LINE_CHARS, MAX_LINES, make_file_tools
+from parley.core.tools import FolderPolicy, ToolRegistry, make_file_tools
+from parley.core.tools.read_file import MAX_CHARS, MAX_LINE_CHARS, MAX_LINES
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from parley.core.knowledge.indexer import EmbedderConfig
     from parley.core.knowledge.loaders import IsolatedLoader, LoadedDocument
     from parley.core.knowledge.retrieval import RetrievedChunk
-    from parley.core.knowledge.store import ChromaServer, KnowledgeStore
+    from parley.core.knowledge.store import KnowledgeStore
+    from parley.core.knowledge.vectors import ChromaServer
     from parley.core.paths import Paths
     from parley.core.secrets import Secrets
     from parley.core.settings import Settings, SettingsStore
@@ -67,7 +68,7 @@ def store_config(
         ConfigError: an unknown embedding model.
     """
     from parley.core.knowledge.indexer import EmbedderConfig
-    from parley.core.knowledge.store import ChromaServer
+    from parley.core.knowledge.vectors import ChromaServer
 
     ks = settings.knowledge
     api_key = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parley.core.display import path_text
+from parley.core.display import location_text, path_text
 from parley.core.tokens import count_tokens
 
 if TYPE_CHECKING:
@@ -59,16 +59,6 @@ class Source:
         if self.line_start is not None:
             return {"line_start": self.line_start, "line_end": self.line_end or self.line_start}
         return {}
-
-    def location_text(self) -> str:
-        """Where the passage is, for people: "page 3" / "lines 10-24"."""
-        loc = self.location
-        if "page" in loc:
-            return f"page {loc['page']}"
-        if "line_start" in loc:
-            a, b = loc["line_start"], loc["line_end"]
-            return f"line {a}" if a == b else f"lines {a}-{b}"
-        return ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (stored with the answer, printed by ``parley ask --json``)."""
@@ -123,9 +113,10 @@ def format_sources(sources: Sequence[Source], nonce: str) -> str:
         body = s.text.replace(closing, "</source nonce=[removed]>").replace(
             f'</sources nonce="{nonce}">', "</sources nonce=[removed]>"
         )
+        where = location_text(s.page, s.line_start, s.line_end)
         blocks.append(
             f'<source n="{s.n}" nonce="{nonce}" path="{_attr_escape(s.path)}" '
-            f'location="{s.location_text()}" heading="{_attr_escape(s.heading)}">\n'
+            f'location="{where}" heading="{_attr_escape(s.heading)}">\n'
             f"{body}\n{closing}"
         )
     return GROUNDING_PROMPT.format(nonce=nonce, sources="\n".join(blocks))

@@ -55,12 +55,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from parley.core.errors import ConfigError, ParleyError, StorageError
 from parley.core.knowledge.store import (
     BatchResult,
-    ChromaServer,
     ChunkBatch,
     ChunkIds,
     FileRecord,
     KnowledgeStore,
 )
+from parley.core.knowledge.vectors import ChromaServer
 from parley.core.paths import Paths
 
 if TYPE_CHECKING:  # imported where chunking runs (see _chunker_obj)
@@ -421,8 +421,9 @@ class Indexer:
 
     def _chunk_stream(self, item: _Prepared, timing: dict[str, float]) -> Iterator[_Part | _End]:
         """The file's chunks, a window at a time, up to the per-file cap; then its end."""
+        from parley.core.display import format_size
         from parley.core.knowledge.chunking import document_title
-        from parley.core.knowledge.loaders import LoadedDocument, format_size
+        from parley.core.knowledge.loaders import LoadedDocument
 
         doc = item.doc
         assert doc is not None

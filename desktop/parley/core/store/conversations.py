@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from parley.core.store import ledger
+from parley.core.store import ledger, search, window_state
 from parley.core.store.db import (
     BUSY_TIMEOUT_MS,
     Migration,
@@ -111,6 +111,14 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX turn_queue_by_conversation ON turn_queue(conversation_id, id);
         """,
     ),
+    sql_migration(
+        # Where in the answer's text each tool call happened, so its card is shown between
+        # the text before and after it, after a reload too (issue 14).
+        "004_tool_call_offset",
+        "ALTER TABLE tool_calls ADD COLUMN text_offset INTEGER;",
+    ),
+    *window_state.MIGRATIONS,
+    *search.MIGRATIONS,
 ]
 
 
@@ -162,6 +170,8 @@ class StoredToolCall:
     result: str | None
     is_error: bool
     ms: float | None
+    text_offset: int | None = None
+    """Characters of the answer's text written before the call (None: not recorded)."""
 
 
 def _conv(row: sqlite3.Row) -> Conversation:
@@ -174,6 +184,40 @@ def _conv(row: sqlite3.Row) -> Conversation:
         system_prompt=row["system_prompt"],
         options=json.loads(row["options"] or "{}"),
     )
+
+
+def _tool_call(r: sqlite3.Row) -> StoredToolCall:
+    return StoredToolCall(
+        r["id"],
+        r["message_id"],
+        r["call_id"],
+        r["name"],
+        r["arguments"],
+        r["result"],
+        bool(r["is_error"]),
+        r["ms"],
+        r["text_offset"],
+    )
+
+
+_MESSAGE_COLUMNS = (
+    "id, conversation_id, parent_id, role, content, provider, model, status, error,"
+    " input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, cost_usd, meta,"
+    " created_at, updated_at"
+)
+"""The columns of a message, in :class:`StoredMessage`'s field order."""
+
+
+def _meta(text: str | None) -> dict[str, Any]:
+    return {} if not text or text == "{}" else json.loads(text)  # most rows: no JSON parse
+
+
+def _msg_tuple(r: tuple[Any, ...]) -> StoredMessage:
+    """A message from a plain row of :data:`_MESSAGE_COLUMNS` (the fast path for branches)."""
+    return StoredMessage(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
+        _meta(r[14]), r[15], r[16],
+    )  # fmt: skip
 
 
 def _msg(row: sqlite3.Row) -> StoredMessage:
@@ -192,7 +236,7 @@ def _msg(row: sqlite3.Row) -> StoredMessage:
         cached_input_tokens=row["cached_input_tokens"],
         cache_write_tokens=row["cache_write_tokens"],
         cost_usd=row["cost_usd"],
-        meta=json.loads(row["meta"] or "{}"),
+        meta=_meta(row["meta"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -263,7 +307,18 @@ class ConversationStore:
 
     def list(self, *, query: str | None = None, limit: int = 1000) -> builtins.list[Conversation]:
         """Conversations, most recently updated first; ``query`` matches titles and text."""
-        if query:
+        if query and search.uses_index(query) and not self._frequent(query):
+            # Message text through the trigram index (search.py); titles are few: LIKE.
+            like = f"%{_escape_like(query)}%"
+            rows = self.conn.execute(
+                "SELECT * FROM conversations c WHERE deleted_at IS NULL AND ("
+                " title LIKE ? ESCAPE '\\' OR id IN (SELECT m.conversation_id"
+                " FROM messages_fts f JOIN messages m ON m.id = f.rowid"
+                " WHERE messages_fts MATCH ?))"
+                " ORDER BY updated_at DESC LIMIT ?",
+                (like, search.match_phrase(query), limit),
+            ).fetchall()
+        elif query:
             like = f"%{_escape_like(query)}%"
             rows = self.conn.execute(
                 "SELECT * FROM conversations c WHERE deleted_at IS NULL AND ("
@@ -279,6 +334,11 @@ class ConversationStore:
                 (limit,),
             ).fetchall()
         return [_conv(r) for r in rows]
+
+    def _frequent(self, query: str) -> bool:
+        """Whether ``query`` is in so many messages that the scan finds chats faster."""
+        args = (search.match_phrase(query), search.FREQUENT)
+        return int(self.conn.execute(search.PROBE_SQL, args).fetchone()[0]) >= search.FREQUENT
 
     def rename(self, conversation_id: int, title: str) -> None:
         """Set the title."""
@@ -440,15 +500,21 @@ class ConversationStore:
             if conv is None or conv.current_leaf_id is None:
                 return []
             leaf_id = conv.current_leaf_id
-        rows = self.conn.execute(
+        # Plain tuples, not sqlite3.Row: a branch of 10,000 messages is read when a long
+        # chat opens (tests/bench/bench_ui.py, open_10000_ms).
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        columns = ", ".join(f"messages.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
+        rows = cursor.execute(
             "WITH RECURSIVE up(id, parent_id, depth) AS ("
             " SELECT id, parent_id, 0 FROM messages WHERE id=? AND conversation_id=?"
             " UNION ALL SELECT m.id, m.parent_id, up.depth+1 FROM messages m"
             " JOIN up ON m.id=up.parent_id)"
-            " SELECT messages.* FROM messages JOIN up ON messages.id=up.id ORDER BY up.depth DESC",
+            f" SELECT {columns} FROM messages JOIN up ON messages.id=up.id"
+            " ORDER BY up.depth DESC",
             (leaf_id, conversation_id),
         ).fetchall()
-        return [_msg(r) for r in rows]
+        return [_msg_tuple(r) for r in rows]
 
     def siblings(self, message_id: int) -> builtins.list[StoredMessage]:
         """Messages sharing ``message_id``'s parent (its alternatives), oldest first."""
@@ -465,6 +531,28 @@ class ConversationStore:
                 "SELECT * FROM messages WHERE parent_id=? ORDER BY id", (m.parent_id,)
             ).fetchall()
         return [_msg(r) for r in rows]
+
+    def versions_of(self, conversation_id: int) -> dict[int, tuple[tuple[int, ...], str]]:
+        """Messages that have other versions -> (all the versions' ids oldest first, role).
+
+        What :meth:`siblings` gives for each such message, for a whole conversation in one
+        query (opening a chat of 10,000 messages asked twice per message before).
+        """
+        rows = self.conn.execute(
+            "SELECT id, parent_id, role FROM messages WHERE conversation_id=? ORDER BY id",
+            (conversation_id,),
+        ).fetchall()
+        groups: dict[int | None, builtins.list[int]] = {}
+        roles: dict[int | None, str] = {}
+        for mid, parent, role in rows:
+            groups.setdefault(parent, []).append(mid)
+            roles.setdefault(parent, role)
+        return {
+            mid: (tuple(ids), roles[parent])
+            for parent, ids in groups.items()
+            if len(ids) > 1
+            for mid in ids
+        }
 
     def sibling_counts(self, conversation_id: int) -> dict[int, tuple[int, int]]:
         """For every message: (its 1-based position among its siblings, how many there are).
@@ -491,12 +579,131 @@ class ConversationStore:
                 return current
             current = row[0]
 
+    def delete_answer(self, message_id: int) -> int | None:
+        """Delete an answer and what followed it on its branches; the ledger keeps its cost.
+
+        The current branch moves to the newest leaf of a remaining version of the answer,
+        else to its question.
+
+        Returns:
+            The conversation's new current leaf (None: no such answer, nothing deleted).
+        """
+        m = self.message(message_id)
+        if m is None or m.role != "assistant":
+            return None
+        others = [s.id for s in self.siblings(message_id) if s.id != message_id]
+        older = [i for i in others if i < message_id]
+        if others:
+            leaf: int | None = self.latest_leaf(older[-1] if older else others[0])
+        else:
+            leaf = m.parent_id
+        with transaction(self.conn) as c:
+            c.execute(
+                "UPDATE conversations SET current_leaf_id=?, updated_at=? WHERE id=?",
+                (leaf, time.time(), m.conversation_id),
+            )
+            c.execute("DELETE FROM messages WHERE id=?", (message_id,))  # children cascade
+        return leaf
+
     def set_leaf(self, conversation_id: int, leaf_id: int | None) -> None:
         """Make ``leaf_id`` the current branch's end."""
         with transaction(self.conn) as c:
             c.execute(
                 "UPDATE conversations SET current_leaf_id=? WHERE id=?", (leaf_id, conversation_id)
             )
+
+    def messages_of(self, conversation_id: int) -> builtins.list[StoredMessage]:
+        """Every message of a conversation, all branches, oldest first (parents first)."""
+        rows = self.conn.execute(
+            "SELECT * FROM messages WHERE conversation_id=? ORDER BY id", (conversation_id,)
+        ).fetchall()
+        return [_msg(r) for r in rows]
+
+    def insert_conversation(
+        self,
+        *,
+        title: str,
+        created_at: float,
+        updated_at: float,
+        system_prompt: str | None,
+        options: dict[str, Any],
+        messages: builtins.list[dict[str, Any]],
+        current_leaf: int | None,
+    ) -> Conversation:
+        """Store a whole conversation at once (an import), in one transaction.
+
+        ``messages`` come parents first; their ``id``/``parent`` are the caller's own
+        numbers, mapped to new rows here. ``tool_calls`` are ``(call_id, name, arguments,
+        result, is_error, ms)`` tuples.
+        """
+        with transaction(self.conn) as c:
+            cur = c.execute(
+                "INSERT INTO conversations(title, created_at, updated_at, system_prompt, options)"
+                " VALUES (?,?,?,?,?)",
+                (title.strip()[:200], created_at, updated_at, system_prompt, json.dumps(options)),
+            )
+            cid = int(cur.lastrowid or 0)
+            new_id: dict[int, int] = {}
+            for m in messages:
+                parent = new_id.get(m["parent"]) if m["parent"] is not None else None
+                cur = c.execute(
+                    "INSERT INTO messages(conversation_id, parent_id, role, content, provider,"
+                    " model, status, error, input_tokens, output_tokens, cached_input_tokens,"
+                    " cache_write_tokens, cost_usd, meta, created_at, updated_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        cid,
+                        parent,
+                        m["role"],
+                        m["content"],
+                        m["provider"],
+                        m["model"],
+                        m["status"],
+                        m["error"],
+                        m["input_tokens"],
+                        m["output_tokens"],
+                        m["cached_input_tokens"],
+                        m["cache_write_tokens"],
+                        m["cost_usd"],
+                        json.dumps(m["meta"]),
+                        m["created_at"],
+                        m["updated_at"],
+                    ),
+                )
+                mid = int(cur.lastrowid or 0)
+                new_id[m["id"]] = mid
+                c.executemany(
+                    "INSERT INTO tool_calls(message_id, call_id, name, arguments, result,"
+                    " is_error, ms, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                    [
+                        (mid, *t[:4], int(bool(t[4])), t[5], m["created_at"])
+                        for t in m["tool_calls"]
+                    ],
+                )
+            leaf = new_id.get(current_leaf) if current_leaf is not None else None
+            c.execute("UPDATE conversations SET current_leaf_id=? WHERE id=?", (leaf, cid))
+        return self.get(cid)  # type: ignore[return-value]
+
+    # ---- what the window leaves behind (window_state.py)
+    def save_draft(self, conversation_id: int | None, text: str) -> None:
+        """Keep the unsent text of a conversation (None: the new chat; "": none)."""
+        window_state.save_draft(self.conn, conversation_id, text)
+
+    def drafts(self) -> dict[int, str]:
+        """Every kept draft by conversation id (0: the new chat)."""
+        return window_state.drafts(self.conn)
+
+    def set_window_value(self, key: str, value: Any) -> None:
+        """Remember a JSON value for the window's next start (None forgets it)."""
+        window_state.set_value(self.conn, key, value)
+
+    def window_value(self, key: str) -> Any:
+        """A value remembered with :meth:`set_window_value`, or None."""
+        return window_state.get_value(self.conn, key)
+
+    def data_version(self) -> int:
+        """Moves when another connection or process commits (``PRAGMA data_version``)."""
+        return window_state.data_version(self.conn)
 
     def count_messages(self, conversation_id: int) -> int:
         """Number of messages in all branches."""
@@ -516,13 +723,27 @@ class ConversationStore:
         result: str | None = None,
         is_error: bool = False,
         ms: float | None = None,
+        text_offset: int | None = None,
     ) -> int:
-        """Record one tool call under the assistant message that made it."""
+        """Record one tool call under the assistant message that made it.
+
+        ``text_offset``: how many characters of the answer's text came before the call.
+        """
         with transaction(self.conn) as c:
             cur = c.execute(
                 "INSERT INTO tool_calls(message_id, call_id, name, arguments, result, is_error,"
-                " ms, created_at) VALUES (?,?,?,?,?,?,?,?)",
-                (message_id, call_id, name, arguments, result, int(is_error), ms, time.time()),
+                " ms, created_at, text_offset) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    message_id,
+                    call_id,
+                    name,
+                    arguments,
+                    result,
+                    int(is_error),
+                    ms,
+                    time.time(),
+                    text_offset,
+                ),
             )
             return int(cur.lastrowid or 0)
 
@@ -541,19 +762,20 @@ class ConversationStore:
         rows = self.conn.execute(
             "SELECT * FROM tool_calls WHERE message_id=? ORDER BY id", (message_id,)
         ).fetchall()
-        return [
-            StoredToolCall(
-                r["id"],
-                r["message_id"],
-                r["call_id"],
-                r["name"],
-                r["arguments"],
-                r["result"],
-                bool(r["is_error"]),
-                r["ms"],
-            )
-            for r in rows
-        ]
+        return [_tool_call(r) for r in rows]
+
+    def tool_calls_of_conversation(
+        self, conversation_id: int
+    ) -> dict[int, builtins.list[StoredToolCall]]:
+        """Tool calls of every message of a conversation, by message id (one query)."""
+        out: dict[int, builtins.list[StoredToolCall]] = {}
+        for r in self.conn.execute(
+            "SELECT t.* FROM tool_calls t JOIN messages m ON m.id = t.message_id"
+            " WHERE m.conversation_id=? ORDER BY t.id",
+            (conversation_id,),
+        ):
+            out.setdefault(r["message_id"], []).append(_tool_call(r))
+        return out
 
     # ---- turn queue (one turn at a time per conversation, across processes)
     def join_turn_queue(self, conversation_id: int, owner: str) -> int:

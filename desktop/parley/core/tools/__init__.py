@@ -10,14 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from parley.core.tools.calculator import CalcError, calculator_tool, evaluate
-from parley.core.tools.files import (
-    AccessDenied,
-    DocumentLoader,
-    FolderPolicy,
-    PathNotFound,
-    make_file_tools,
-)
+from parley.core.tools.confinement import AccessDenied, FolderPolicy, PathNotFound
+from parley.core.tools.file_search import file_search_tool
 from parley.core.tools.knowledge import make_knowledge_tool
+from parley.core.tools.read_file import DocumentLoader, read_file_tool
 from parley.core.tools.registry import (
     CancelToken,
     Tool,
@@ -47,6 +43,22 @@ __all__ = [
     "make_knowledge_tool",
     "tool",
 ]
+
+
+def make_file_tools(
+    policy: FolderPolicy, *, load_document: DocumentLoader | None = None
+) -> list[Tool]:
+    """The ``file_search`` and ``read_file`` tools, confined by ``policy``.
+
+    Args:
+        policy: The folders the person added.
+        load_document: Parses PDF and DOCX files for read_file (see
+            :func:`~parley.core.tools.read_file.read_file_tool`).
+
+    Returns:
+        ``[file_search, read_file]``.
+    """
+    return [file_search_tool(policy), read_file_tool(policy, load_document=load_document)]
 
 
 def default_registry(

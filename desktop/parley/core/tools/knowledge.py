@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from parley.core.display import location_text
 from parley.core.tools.registry import Tool, ToolError, tool
 
 __all__ = ["MAX_PASSAGE_CHARS", "format_results", "make_knowledge_tool"]
@@ -122,12 +123,8 @@ def _source(result: Any) -> str:
 
 
 def _location(result: Any) -> str:
-    page = getattr(result, "page", None)
-    start = getattr(result, "line_start", None)
-    end = getattr(result, "line_end", None)
-    parts = []
-    if page is not None:
-        parts.append(f"page {page}")
-    if start is not None:
-        parts.append(f"lines {start}-{end}" if end not in (None, start) else f"line {start}")
-    return ", ".join(parts)
+    return location_text(
+        getattr(result, "page", None),
+        getattr(result, "line_start", None),
+        getattr(result, "line_end", None),
+    )

@@ -1,9 +1,11 @@
 """The chat view's data: :class:`ChatItem` values in a Qt list model.
 
 The model holds plain data (the raw Markdown of each message plus its decorations); the view
-decides how to render it. Items are immutable: every change replaces the item and bumps a
-revision counter the view uses to invalidate its caches (text and decorations separately, so
-a status change never re-renders a long answer).
+decides how to render it. Items are immutable: every change replaces the item and gives it a
+new revision the view uses to invalidate its caches (text and decorations separately, so a
+status change never re-renders a long answer). Revisions come from one counter per model, so
+a (message id, revision) or (row, revision) pair never means two versions of a message: not
+after a reload (:meth:`ChatModel.set_items`), nor when a message is removed and comes back.
 
 Streaming deltas are buffered (:meth:`ChatModel.append_text` is O(1) and emits nothing) and
 applied in one step by :meth:`ChatModel.take_pending`, which the view calls from its
@@ -12,6 +14,7 @@ coalescing timer, at most ~30 times a second.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
@@ -65,6 +68,12 @@ class FooterItem:
     """What this is, e.g. ``note``, ``tool_call``, ``citation``."""
     href: str | None = None
     """Optional link target."""
+    tooltip: str | None = None
+    """Optional tooltip shown when the pointer rests on the line (plain text)."""
+    offset: int | None = None
+    """Shown inside the answer, after this many characters of its text (a tool card where
+    the call happened); None: below the answer. Streaming answers show them below until
+    the answer is finished."""
 
 
 @dataclass(frozen=True)
@@ -91,19 +100,32 @@ class ChatItem:
     """Set when a fallback model answered: shown as "answered by <model>"."""
     footer: tuple[FooterItem, ...] = ()
     """Tool-call cards, citations and notes shown below the answer."""
+    model: str | None = None
+    """The model that wrote an answer (named in its header)."""
+    versions: tuple[int, int] | None = None
+    """(shown version, number of versions), 1-based, when the message has other versions:
+    the header shows the switcher ``‹ 2/3 ›``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.message_id, str) or not self.message_id:
             raise ValueError("a chat item needs a non-empty message_id")
-        try:
-            object.__setattr__(self, "role", ChatRole(self.role))
-        except ValueError:
-            raise ValueError(f"unknown chat role {self.role!r} (user or assistant)") from None
-        try:
-            object.__setattr__(self, "status", MessageStatus(self.status))
-        except ValueError:
-            raise ValueError(f"unknown message status {self.status!r}") from None
-        object.__setattr__(self, "footer", tuple(self.footer))  # a list would be mutable
+        # Already the enums (the usual case, 10,000 times when a long chat opens): no call.
+        if type(self.role) is not ChatRole:
+            try:
+                object.__setattr__(self, "role", ChatRole(self.role))
+            except ValueError:
+                raise ValueError(f"unknown chat role {self.role!r} (user or assistant)") from None
+        if type(self.status) is not MessageStatus:
+            try:
+                object.__setattr__(self, "status", MessageStatus(self.status))
+            except ValueError:
+                raise ValueError(f"unknown message status {self.status!r}") from None
+        if type(self.footer) is not tuple:
+            object.__setattr__(self, "footer", tuple(self.footer))  # a list would be mutable
+        if self.versions is not None:
+            current, count = self.versions
+            if not 1 <= current <= count:
+                raise ValueError(f"version {current} of {count} does not exist")
 
 
 class ItemRole(IntEnum):
@@ -117,9 +139,9 @@ class ItemRole(IntEnum):
     STATUS = Qt.ItemDataRole.UserRole + 5
     ERROR = Qt.ItemDataRole.UserRole + 6
     TEXT_REVISION = Qt.ItemDataRole.UserRole + 7
-    """Bumped whenever the text changes."""
+    """A new value whenever the text changes (never one an earlier version had)."""
     META_REVISION = Qt.ItemDataRole.UserRole + 8
-    """Bumped whenever anything but the text changes (status, error, footer…)."""
+    """A new value whenever anything but the text changes (status, error, footer…)."""
 
 
 _TEXT_ROLES = [Qt.ItemDataRole.DisplayRole, ItemRole.ITEM, ItemRole.TEXT, ItemRole.TEXT_REVISION]
@@ -130,8 +152,8 @@ _TEXT_FIELDS = frozenset({"text"})
 @dataclass
 class _Row:
     item: ChatItem
-    text_rev: int = 0
-    meta_rev: int = 0
+    text_rev: int
+    meta_rev: int
     pending: list[str] = field(default_factory=list)
 
 
@@ -145,6 +167,7 @@ class ChatModel(QAbstractListModel):
         super().__init__(parent)
         self._rows: list[_Row] = []
         self._index: dict[str, int] = {}
+        self._revisions = itertools.count(1)
 
     # ---- Qt model interface
 
@@ -203,7 +226,7 @@ class ChatModel(QAbstractListModel):
         return self._index.get(message_id, -1)
 
     def revisions(self, row: int) -> tuple[int, int]:
-        """(text revision, meta revision) of a row."""
+        """(text revision, meta revision) of a row: unique in this model, never reused."""
         r = self._rows[row]
         return r.text_rev, r.meta_rev
 
@@ -220,7 +243,7 @@ class ChatModel(QAbstractListModel):
                 raise ValueError(f"duplicate message id {item.message_id!r}")
             index[item.message_id] = i
         self.beginResetModel()
-        self._rows = [_Row(item) for item in new_items]
+        self._rows = [self._new_row(item) for item in new_items]
         self._index = index
         self.endResetModel()
 
@@ -234,7 +257,7 @@ class ChatModel(QAbstractListModel):
             raise ValueError(f"duplicate message id {item.message_id!r}")
         row = len(self._rows)
         self.beginInsertRows(QModelIndex(), row, row)
-        self._rows.append(_Row(item))
+        self._rows.append(self._new_row(item))
         self._index[item.message_id] = row
         self.endInsertRows()
 
@@ -280,7 +303,7 @@ class ChatModel(QAbstractListModel):
         delta = "".join(r.pending)
         r.pending.clear()
         r.item = replace(r.item, text=r.item.text + delta)
-        r.text_rev += 1
+        r.text_rev = next(self._revisions)
         idx = self.index(row)
         self.dataChanged.emit(idx, idx, _TEXT_ROLES)
         return delta
@@ -308,10 +331,10 @@ class ChatModel(QAbstractListModel):
         meta_changed = bool(set(changes) - _TEXT_FIELDS)
         roles: list[int] = []
         if text_changed:
-            r.text_rev += 1
+            r.text_rev = next(self._revisions)
             roles += _TEXT_ROLES
         if meta_changed:
-            r.meta_rev += 1
+            r.meta_rev = next(self._revisions)
             roles += _META_ROLES
         if roles:
             idx = self.index(row)
@@ -319,6 +342,9 @@ class ChatModel(QAbstractListModel):
         return r.item
 
     # ---- internals
+
+    def _new_row(self, item: ChatItem) -> _Row:
+        return _Row(item, next(self._revisions), next(self._revisions))
 
     def _materialized(self, row: int) -> ChatItem:
         r = self._rows[row]

@@ -15,6 +15,7 @@ operations run by the window.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
+from parley.core.costs import format_usd
 from parley.ui.chat.model import ChatItem, ChatRole, FooterItem, MessageStatus
 from parley.ui.costs.format import FROM_CACHE
 from parley.ui.knowledge.citations import (
@@ -78,7 +80,7 @@ def load_conversation(store: ConversationStore, conversation_id: int) -> LoadedC
     if conv is None:
         return None
     branch = store.branch(conversation_id)
-    calls = {m.id: store.tool_calls(m.id) for m in branch if m.role == "assistant"}
+    calls = store.tool_calls_of_conversation(conversation_id)  # one query, not one per answer
     return LoadedConversation(conv, branch, calls, store.conversation_cost(conversation_id))
 
 
@@ -92,6 +94,8 @@ class ToolRun:
     result: str | None = None
     is_error: bool = False
     ms: float | None = None
+    offset: int | None = None
+    """Characters of the answer's text written before the call (where its card goes)."""
 
 
 class Transcript(QObject):
@@ -106,6 +110,8 @@ class Transcript(QObject):
         status: The window's status strip (tools, fallbacks, the last turn's usage).
         branch_bar: Shows the versions of the newest message that has several.
         is_local: Whether a provider id is a local server (free turns).
+        price_of: The price used for a (provider, model), as text for the usage tooltip
+            (None: unknown).
     """
 
     # ---- Signals
@@ -127,6 +133,7 @@ class Transcript(QObject):
         status: StatusStrip,
         branch_bar: BranchBar,
         is_local: Callable[[str], bool],
+        price_of: Callable[[str, str], str | None] | None = None,
     ) -> None:
         super().__init__(view)
         self.view = view
@@ -137,6 +144,7 @@ class Transcript(QObject):
         self._status = status
         self._branch_bar = branch_bar
         self._is_local = is_local
+        self._price_of = price_of
         self._remember: Callable[[str | int, Iterable[Any], str | None], list[Any]] | None = None
         self.conversation_id: int | None = None
         """The conversation shown (None: a new, empty chat)."""
@@ -150,6 +158,7 @@ class Transcript(QObject):
         self._tool_runs: dict[tuple[str, str], ToolRun] = {}
         self._tools_open: set[tuple[str, str]] = set()
         self._outgoing: tuple[str, ...] = ()
+        self._live_sources: dict[str, Any] = {}
 
         c = controller
         c.sig_turn_started.connect(self._turn_started)
@@ -275,22 +284,26 @@ class Transcript(QObject):
                 ids = [m.id for m in store.branch(cid)]
             found: dict[str, Versions] = {}
             last_kind = ""
+            versions = store.versions_of(cid)  # one query for the whole chat
             for mid in ids:
-                sibs = store.siblings(mid)
-                if len(sibs) > 1:
-                    sib_ids = tuple(str(s.id) for s in sibs)
+                if (v := versions.get(mid)) is not None:
+                    sib_ids = tuple(str(s) for s in v[0])
                     found[str(mid)] = Versions(sib_ids, sib_ids.index(str(mid)))
-                    last_kind = "Answer" if sibs[0].role == "assistant" else "Question"
+                    last_kind = "Answer" if v[1] == "assistant" else "Question"
             return found, last_kind
 
         async def run() -> None:
-            found, kind = await asyncio.to_thread(compute)
+            found, _kind = await asyncio.to_thread(compute)
             if generation != self._versions_generation or self.conversation_id != cid:
                 return
+            shown_before = set(self._versions)
             self._versions.clear()
             self._versions.update(found)
-            last = next(reversed(found.values()), None) if found else None
-            self._branch_bar.set_versions(last, kind)
+            # The switcher is on the message it belongs to (issue 14), not in the top bar.
+            self._branch_bar.set_versions(None)
+            for mid in shown_before | set(found):
+                v = found.get(mid)
+                self.view.set_versions(mid, (v.current + 1, len(v.ids)) if v else None)
 
         return self._tasks.spawn(run(), name="versions")
 
@@ -309,13 +322,24 @@ class Transcript(QObject):
             for a in m.meta.get("attachments") or ():
                 footer.append(FooterItem(f"📎 {a.get('name', 'attachment')}", kind="attachment"))
             return ChatItem(str(m.id), ChatRole.USER, m.content, footer=tuple(footer))
-        footer.extend(self._citation_items(m.id, m.meta))
+        footer.extend(self._citation_items(m.id, m.meta, None if live_turn else m.content))
         for t in tool_calls:
-            run = ToolRun(t.call_id, t.name, t.arguments, t.result, t.is_error, t.ms)
+            run = ToolRun(t.call_id, t.name, t.arguments, t.result, t.is_error, t.ms, t.text_offset)
             self._tool_runs[(str(m.id), t.call_id)] = run
             footer.extend(self._tool_items(str(m.id), run))
         if m.meta.get("from_cache"):
             footer.append(CACHE_FOOTER)
+        elif m.status != "streaming" and (
+            m.input_tokens is not None or m.output_tokens is not None
+        ):
+            footer.append(
+                self._usage_item(
+                    m.provider or "",
+                    m.model or "",
+                    (m.input_tokens, m.cached_input_tokens, m.output_tokens),
+                    m.cost_usd,
+                )
+            )
         if live_turn is not None:
             return ChatItem(
                 str(m.id),
@@ -324,6 +348,7 @@ class Transcript(QObject):
                 status=MessageStatus.STREAMING,
                 answered_by=live_turn.fallback_model,
                 footer=tuple(footer),
+                model=m.model,
             )
         status = m.status
         if status == "streaming":  # Parley was killed mid-answer: what was saved is partial
@@ -341,9 +366,12 @@ class Transcript(QObject):
             retryable=bool(error),
             answered_by=m.model if m.meta.get("fallback") else None,
             footer=tuple(footer),
+            model=m.model,
         )
 
-    def _citation_items(self, message_id: int, meta: Mapping[str, Any]) -> list[FooterItem]:
+    def _citation_items(
+        self, message_id: int, meta: Mapping[str, Any], text: str | None
+    ) -> list[FooterItem]:
         """Source lines for a stored answer (and its sources remembered for clicks)."""
         sources = sources_from_meta(meta)
         if sources is None:
@@ -351,7 +379,22 @@ class Transcript(QObject):
         if self._remember is not None:
             query = meta.get("search_query")
             self._remember(message_id, sources, query if isinstance(query, str) else None)
-        return list(citation_footer(sources))
+        return list(citation_footer(sources, text))
+
+    def _usage_item(
+        self,
+        provider: str,
+        model: str,
+        usage: tuple[int | None, int | None, int | None],
+        cost: float | None,
+    ) -> FooterItem:
+        """The footer line ``1,234 tokens · $0.0021`` of an answer, details in its tooltip."""
+        return usage_footer(
+            usage,
+            cost,
+            local=bool(provider) and self._is_local(provider),
+            price=self._price_of(provider, model) if self._price_of and model else None,
+        )
 
     # ---- turn signals
     def _turn_started(self, turn: RunningTurn) -> None:
@@ -404,6 +447,7 @@ class Transcript(QObject):
         mid = str(message_id)
         query = search_query if isinstance(search_query, str) else None
         parsed = self._remember(mid, sources, query) if self._remember else parse_sources(sources)
+        self._live_sources[mid] = parsed
         if mid == self._view_stream:
             item = self.view.item(mid)
             if item is not None:
@@ -424,6 +468,12 @@ class Transcript(QObject):
                 item = self.view.item(mid)
                 if ev.cached and item is not None and CACHE_FOOTER not in item.footer:
                     self.view.set_footer(mid, (*item.footer, CACHE_FOOTER))
+                elif not ev.cached:
+                    u = ev.usage
+                    usage = (u.input_tokens, u.cached_input_tokens, u.output_tokens)
+                    known = any(n is not None for n in usage)
+                    line = self._usage_item(ev.provider, ev.model, usage, ev.cost_usd)
+                    self.view.set_usage(mid, ev.model or None, line if known else None)
             self._status.set_last_turn(
                 ev.usage.input_tokens,
                 ev.usage.output_tokens,
@@ -431,6 +481,11 @@ class Transcript(QObject):
                 local=self._is_local(ev.provider),
             )
             self.refresh_versions(None)
+            sent = self._live_sources.pop(mid, None)
+            item = self.view.item(mid)
+            if sent and item is not None:  # now the text is final: list what it cites
+                footer = (*citation_footer(sent, item.text), *without_citations(item.footer))
+                self.view.set_footer(mid, footer)
             if ev.sources:
                 self.sig_sources_changed.emit(mid)
         if self._view_stream == mid:
@@ -457,13 +512,26 @@ class Transcript(QObject):
 
     def _tool_call_started(self, message_id: int, call: Any) -> None:
         mid = str(message_id)
-        run = ToolRun(call.id, call.name, call.arguments)
+        turn = self._controller.turn
+        offset = None
+        if turn is not None and turn.assistant_message_id == message_id:
+            offset = len(turn.streamed_text())  # the text so far: the card goes after it
+        run = ToolRun(call.id, call.name, call.arguments, offset=offset)
         self._tool_runs[(mid, call.id)] = run
         self._update_tool_card(mid, run)
 
     def _tool_finished(self, message_id: int, ev: Any) -> None:
         mid = str(message_id)
-        run = ToolRun(ev.call.id, ev.call.name, ev.call.arguments, ev.content, ev.is_error, ev.ms)
+        started = self._tool_runs.get((mid, ev.call.id))
+        run = ToolRun(
+            ev.call.id,
+            ev.call.name,
+            ev.call.arguments,
+            ev.content,
+            ev.is_error,
+            ev.ms,
+            started.offset if started is not None else None,
+        )
         self._tool_runs[(mid, ev.call.id)] = run
         self._update_tool_card(mid, run)
         if not any(
@@ -484,18 +552,26 @@ class Transcript(QObject):
     def _tool_items(self, mid: str, run: ToolRun) -> list[FooterItem]:
         """The footer lines of one tool call: the card, and its details when opened."""
         is_open = (mid, run.call_id) in self._tools_open
+        summary = clip(tool_summary(run.arguments), 60)
+        head = f"⚙ {run.name}" + (f" · {summary}" if summary else "")
         if run.result is None and run.ms is None:
-            card = f"⚙ {run.name} · running…"
+            card = f"{head} · running…"
         else:
             took = f" · {run.ms:.0f} ms" if run.ms is not None else ""
             state = "failed" if run.is_error else "done"
-            card = f"⚙ {run.name} · {state}{took}  {'▾ hide' if is_open else '▸ details'}"
-        items = [FooterItem(card, kind="tool_call", href=f"{TOOL_HREF}{run.call_id}")]
+            card = f"{head} · {state}{took}  {'▾ hide' if is_open else '▸ details'}"
+        at = run.offset
+        href = f"{TOOL_HREF}{run.call_id}"
+        items = [FooterItem(card, kind="tool_call", href=href, offset=at)]
         if is_open:
-            items.append(FooterItem(f"Arguments: {clip(run.arguments)}", kind="tool_detail"))
+            items.append(
+                FooterItem(f"Arguments: {clip(run.arguments)}", kind="tool_detail", offset=at)
+            )
             if run.result is not None:
                 label = "Error" if run.is_error else "Result"
-                items.append(FooterItem(f"{label}: {clip(run.result)}", kind="tool_detail"))
+                items.append(
+                    FooterItem(f"{label}: {clip(run.result)}", kind="tool_detail", offset=at)
+                )
         return items
 
     def _footer_activated(self, message_id: str, href: str) -> None:
@@ -513,6 +589,36 @@ class Transcript(QObject):
         self.view.set_footer(
             message_id, replace_tool(item.footer, run, self._tool_items(message_id, run))
         )
+
+
+def usage_footer(
+    usage: tuple[int | None, int | None, int | None],
+    cost: float | None,
+    *,
+    local: bool = False,
+    price: str | None = None,
+) -> FooterItem:
+    """An answer's tokens and cost line; the tooltip says input, cached, output, price used.
+
+    Args:
+        usage: (input tokens, of which cached, output tokens) as the provider reported them.
+        cost: What the answer cost (None: unknown, never shown as $0).
+        local: Served on this machine: free.
+        price: The price used, as text (e.g. ``$0.15 in · $0.60 out per 1M tokens``).
+    """
+    tokens_in, cached, tokens_out = (n or 0 for n in usage)
+    money = "free (local)" if local else format_usd(cost) if cost is not None else "cost unknown"
+    text = f"{tokens_in + tokens_out:,} tokens · {money}"
+    tip = [
+        f"Input: {tokens_in:,} tokens",
+        f"Cached input: {cached:,} tokens",
+        f"Output: {tokens_out:,} tokens",
+    ]
+    if local:
+        tip.append("Price used: none (a server on this machine)")
+    else:
+        tip.append(f"Price used: {price or 'unknown (not in the model catalog)'}")
+    return FooterItem(text, kind="usage", tooltip="\n".join(tip))
 
 
 def replace_tool(
@@ -535,6 +641,17 @@ def replace_tool(
     if not placed:
         out.extend(items)
     return tuple(out)
+
+
+def tool_summary(arguments: str) -> str:
+    """A one-line summary of a call's arguments: its first argument's value."""
+    try:
+        args = json.loads(arguments)
+    except ValueError:
+        return arguments
+    if isinstance(args, dict) and args:
+        return str(next(iter(args.values())))
+    return ""
 
 
 def clip(text: str, n: int = CLIP_CHARS) -> str:

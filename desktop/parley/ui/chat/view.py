@@ -53,6 +53,7 @@ Structure (measured, see ``tests/bench/bench_render.py``):
 from __future__ import annotations
 
 import bisect
+import contextlib
 import html
 import itertools
 import logging
@@ -60,7 +61,7 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import cast
 
@@ -78,6 +79,7 @@ from PySide6.QtGui import (
     QAbstractTextDocumentLayout,
     QColor,
     QContextMenuEvent,
+    QFocusEvent,
     QFont,
     QFontMetricsF,
     QGuiApplication,
@@ -184,6 +186,9 @@ _FOLLOW_TOLERANCE_EM = 0.5
 _ANCHOR_COPY_CODE = "parley-copy:"
 _ANCHOR_COPY_MESSAGE = "parley-copy-message:"
 _ANCHOR_RETRY = "parley-retry:"
+_ANCHOR_ACTION = "parley-action:"
+"""Message actions (``parley-action:edit``…) and the version switcher, emitted as
+``message_action``; Copy uses :data:`_ANCHOR_COPY_MESSAGE`."""
 _ANCHOR_INTERNAL = "parley-"
 _CITATION_KIND = "citation"
 """Footer items of this kind linking to ``parley-cite:<n>`` make ``[n]`` in the text a link."""
@@ -268,6 +273,10 @@ class _MessageLayout:
     """How many body parts are not rendered yet."""
     cites: frozenset[int] = frozenset()
     """Citation numbers the body was rendered with (see :func:`_citations_of`)."""
+    inline: tuple[FooterItem, ...] = ()
+    """Footer items the body shows inside the text (tool cards where the calls happened)."""
+    footer_items: list[FooterItem] = field(default_factory=list)
+    """The items :attr:`footer` shows, in order."""
 
     def parts(self) -> list[_Part]:
         out = [self.header, *self.body]
@@ -336,6 +345,7 @@ class _ChatCanvas(QAbstractScrollArea):
     footer_activated = Signal(str, str)
     citation_activated = Signal(str, int)
     message_focused = Signal(str)
+    message_action = Signal(str, str)
 
     def __init__(self, model: ChatModel, parent: QWidget | None = None) -> None:
         _warm_up_in_background()
@@ -364,8 +374,8 @@ class _ChatCanvas(QAbstractScrollArea):
         self._dirty_streams: set[str] = set()
         self._follow = True
         self._programmatic_scroll = False
-        self._blit_ok = False
-        self._quiet_scroll = False
+        self._geometry_scrolling = False
+        self._painting = False
         self._settling = False
 
         # Interaction state.
@@ -375,6 +385,8 @@ class _ChatCanvas(QAbstractScrollArea):
         self._press_pos = QPoint()
         self._dragging = False
         self._focus_message: str | None = None
+        self._hover_message: str | None = None
+        self._actions_enabled = True
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -430,15 +442,21 @@ class _ChatCanvas(QAbstractScrollArea):
 
     # ---- estimates
 
-    def _estimate(self, item: ChatItem) -> float:
-        """A cheap height guess from the text, used until the message is first shown."""
-        per_line = max(8.0, self._doc_width() / max(self._char_w, 1.0))
-        lines = 0.0
-        fences = 0
-        for line in item.text.split("\n"):
-            lines += 1.0 + int(len(line) / per_line)
-            if line.lstrip().startswith(("```", "~~~")):
-                fences += 1
+    def _per_line(self) -> float:
+        """Characters an estimate puts on one line at the current width."""
+        return max(8.0, self._doc_width() / max(self._char_w, 1.0))
+
+    def _estimate(self, item: ChatItem, per_line: float | None = None) -> float:
+        """A cheap height guess from the text, used until the message is first shown.
+
+        Counted with string methods (C speed), not a loop over lines: opening a chat of
+        10,000 messages estimates them all (tests/bench/bench_ui.py, ``open_10000_ms``).
+        """
+        per_line = per_line or self._per_line()
+        text = item.text
+        breaks = text.count("\n")
+        lines = breaks + 1.0 + (len(text) - breaks) / per_line
+        fences = text.count("```") + text.count("~~~")
         line_h = self._em * 1.1
         header = self._em * 1.3
         extra = 0.0
@@ -450,7 +468,9 @@ class _ChatCanvas(QAbstractScrollArea):
 
     def _reestimate_all(self) -> None:
         n = self._model.rowCount()
-        self._heights = [self._estimate(self._model.item_at(r)) for r in range(n)]
+        per_line = self._per_line()
+        item_at = self._model.item_at
+        self._heights = [self._estimate(item_at(r), per_line) for r in range(n)]
         self._exact_key = [None] * n
         self._recompute_tops(0)
 
@@ -548,6 +568,9 @@ class _ChatCanvas(QAbstractScrollArea):
         # Long URLs and tokens wrap instead of overflowing the column.
         self._text_option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         self._text_option.setTabStopDistance(QFontMetricsF(self.font()).horizontalAdvance(" ") * 4)
+        self._action_docs: dict[tuple[ChatRole, bool, bool], QTextDocument] = {}
+        widest = self._actions_doc(ChatRole.ASSISTANT, enabled=True, error=False)
+        self._actions_width = math.ceil(widest.idealWidth()) + self._gap(0.5)
 
     def refresh_theme(self) -> None:
         """Rebuild the theme from the palette and font and re-render what is shown."""
@@ -609,6 +632,11 @@ class _ChatCanvas(QAbstractScrollArea):
         if item.answered_by:
             model = html.escape(reveal_invisible(item.answered_by))
             bits.append(f'<span style="color:{t.muted}">· answered by {model}</span>')
+        elif item.model and item.role == ChatRole.ASSISTANT:
+            model = html.escape(reveal_invisible(item.model))
+            bits.append(f'<span style="color:{t.muted}">· {model}</span>')
+        if item.versions is not None:
+            bits.append(self._versions_html(*item.versions))
         label = _STATUS_LABELS.get(item.status, "")
         if label:
             colour = {
@@ -617,14 +645,94 @@ class _ChatCanvas(QAbstractScrollArea):
                 MessageStatus.PARTIAL: t.warning,
             }.get(item.status, t.muted)
             bits.append(f'<span style="color:{colour}">· {html.escape(label)}</span>')
-        copy = (
-            f'<a href="{_ANCHOR_COPY_MESSAGE}" style="color:{t.muted};'
-            ' text-decoration:none">Copy</a>'
-        )
+        # The right cell keeps room for the actions, painted over it on hover or focus.
         return (
             '<table width="100%" cellspacing="0" cellpadding="0" border="0"><tr>'
-            f'<td>{" ".join(bits)}</td><td align="right">{copy}</td></tr></table>'
+            f'<td>{" ".join(bits)}</td><td width="{self._actions_width}"></td></tr></table>'
         )
+
+    def _versions_html(self, current: int, count: int) -> str:
+        """The switcher ``‹ 2/3 ›`` (an arrow with nowhere to go is shown, not linked)."""
+        t = self._theme
+
+        def arrow(glyph: str, action: str, live: bool) -> str:
+            if not live:
+                return f'<span style="color:{t.border}">&nbsp;{glyph}&nbsp;</span>'
+            return (
+                f'<a href="{_ANCHOR_ACTION}{action}" style="color:{t.link};'
+                f' text-decoration:none">&nbsp;{glyph}&nbsp;</a>'
+            )
+
+        return (
+            f'<span style="color:{t.muted}">&nbsp;&nbsp;'
+            f"{arrow('‹', 'version-prev', current > 1)}{current}/{count}"
+            f"{arrow('›', 'version-next', current < count)}</span>"
+        )
+
+    def _actions_doc(self, role: ChatRole, *, enabled: bool, error: bool) -> QTextDocument:
+        """The action links of a message (shared per role and state; painted on hover)."""
+        key = (role, enabled, error)
+        doc = self._action_docs.get(key)
+        if doc is not None:
+            return doc
+        t = self._theme
+        names: list[tuple[str, str, bool]] = [("Copy", _ANCHOR_COPY_MESSAGE, True)]
+        if role == ChatRole.USER:
+            names.append(("Edit", f"{_ANCHOR_ACTION}edit", enabled))
+        else:
+            names.append(
+                ("Retry" if error else "Regenerate", f"{_ANCHOR_ACTION}regenerate", enabled)
+            )
+            names.append(("Delete", f"{_ANCHOR_ACTION}delete", enabled))
+        links = []
+        for label, href, live in names:
+            if live:
+                links.append(
+                    f'<a href="{href}" style="color:{t.link}; text-decoration:none">{label}</a>'
+                )
+            else:
+                links.append(f'<span style="color:{t.border}">{label}</span>')
+        doc = self._new_doc(
+            f'<p style="margin:0">{"&nbsp;&nbsp;·&nbsp;&nbsp;".join(links)}</p>', -1
+        )
+        doc.setTextWidth(doc.idealWidth())
+        self._action_docs[key] = doc
+        return doc
+
+    def _row_actions(self, row: int, layout: _MessageLayout) -> tuple[QTextDocument, QPointF]:
+        """The actions document of a row and its top-left in message coordinates."""
+        item = self._model.item_at(row)
+        doc = self._actions_doc(item.role, enabled=self._actions_enabled, error=bool(item.error))
+        pad = self._px(_PAD_EM)
+        x = pad + layout.width - doc.idealWidth()
+        return doc, QPointF(x, layout.header.top)
+
+    def _actions_shown(self, message_id: str) -> bool:
+        """Actions show on the message under the pointer, and the focused one."""
+        if message_id == self._hover_message:
+            return True
+        return message_id == self._focus_message and self.hasFocus()
+
+    def set_actions_enabled(self, enabled: bool) -> None:
+        """Enable or grey out the actions that start or change a turn (Copy stays)."""
+        if enabled != self._actions_enabled:
+            self._actions_enabled = enabled
+            self.viewport().update()
+
+    def _set_hover(self, message_id: str | None) -> None:
+        if message_id != self._hover_message:
+            old, self._hover_message = self._hover_message, message_id
+            for mid in (old, message_id):
+                self._update_header(mid)
+
+    def _update_header(self, message_id: str | None) -> None:
+        """Repaint the header strip of a message (where its actions are painted)."""
+        row = -1 if message_id is None else self._model.row_of(message_id)
+        if row < 0 or row >= len(self._heights):
+            return
+        top = self._tops[row] - self._scroll_y()
+        height = self._gap(_PAD_EM) + self._em * 2
+        self.viewport().update(0, math.floor(top), self.viewport().width(), math.ceil(height) + 1)
 
     def _error_html(self, item: ChatItem) -> str:
         t = self._theme
@@ -656,27 +764,78 @@ class _ChatCanvas(QAbstractScrollArea):
                 doc, "error", height=_doc_height(doc), gap=self._gap(_ERROR_GAP_EM)
             )
         layout.footer = []
-        for f in item.footer:
+        layout.footer_items = [
+            f for f in item.footer if not (layout.inline and f.offset is not None)
+        ]
+        for f in layout.footer_items:
             doc = self._new_doc(self._footer_html(f), width)
             gap = _FOOTER_GAP_EM if layout.footer else _FOOTER_FIRST_GAP_EM
             layout.footer.append(_Part(doc, "footer", height=_doc_height(doc), gap=self._gap(gap)))
 
     def _body_parts(self, item: ChatItem, width: float) -> list[_Part]:
-        if not item.text:
+        inline = _inline_of(item)
+        if not item.text and not inline:
             return []
         if item.role == ChatRole.USER:
             # People type plain text: show it as written (line breaks kept, nothing parsed).
             doc = self._new_doc(render_plain_text(item.text, self._theme), width)
             return [_Part(doc, "plain", height=_doc_height(doc))]
         renderer = self._renderer_for(_citations_of(item))
-        if len(item.text) < _LAZY_MIN_CHARS:
-            return [self._block_part(b, width) for b in renderer.render(item.text)]
+        if not inline:
+            return self._markdown_parts(renderer, item.text, width)
+        # Tool cards where the calls happened: the text before a call, its card, the rest.
+        text = item.text
+        parts: list[_Part] = []
+        start = 0
+        after_card = False
+        for offset, group in _card_groups(inline, len(text)):
+            parts += self._spaced(
+                self._markdown_parts(renderer, text[start:offset], width), after_card
+            )
+            parts.append(self._card_part(group, width))
+            start, after_card = offset, True
+        parts += self._spaced(self._markdown_parts(renderer, text[start:], width), after_card)
+        return parts
+
+    def _spaced(self, parts: list[_Part], after_card: bool) -> list[_Part]:
+        """Text that follows a tool card keeps a card's gap from it."""
+        if after_card and parts:
+            parts[0].gap = max(parts[0].gap, self._gap(0.5))
+        return parts
+
+    def _markdown_parts(self, renderer: MarkdownRenderer, text: str, width: float) -> list[_Part]:
+        if not text.strip():
+            return []
+        if len(text) < _LAZY_MIN_CHARS:
+            return [self._block_part(b, width) for b in renderer.render(text)]
         # A long answer: split it (cheap) and render only the blocks that get near the
         # viewport; the others keep an estimated height (see _realize).
         return [
             self._lazy_part(plan.kind, plan.source, plan.space_before, width, plan=plan)
-            for plan in renderer.plan(item.text)
+            for plan in renderer.plan(text)
         ]
+
+    def _card_part(self, group: Sequence[FooterItem], width: float) -> _Part:
+        """A tool card: its line (a link that opens or closes it), then its details."""
+        t = self._theme
+        rows = []
+        for f in group:
+            text = html.escape(reveal_invisible(f.text))
+            href = f.href or ""
+            if href.startswith(_ANCHOR_INTERNAL):
+                text = (
+                    f'<a href="{html.escape(href)}" style="color:{t.text};'
+                    f' text-decoration:none">{text}</a>'
+                )
+            colour = t.text if f.kind == "tool_call" else t.muted
+            rows.append(f'<tr><td style="color:{colour}">{text}</td></tr>')
+        doc = self._new_doc(
+            f'<table width="100%" cellspacing="0" cellpadding="{self._gap(0.35)}" border="1"'
+            f' style="border-color:{t.border}; border-style:solid; border-collapse:collapse"'
+            f' bgcolor="{t.code_background}">{"".join(rows)}</table>',
+            width,
+        )
+        return _Part(doc, "tool_card", height=_doc_height(doc), gap=self._gap(0.5))
 
     def _lazy_part(
         self,
@@ -736,7 +895,8 @@ class _ChatCanvas(QAbstractScrollArea):
         if first is None:
             return
         self._position(layout, from_body=first)
-        self._set_row_height(row, layout.height, shift=shift)
+        part = layout.body[first]
+        self._set_row_height(row, layout.height, changed_from=part.top - part.gap, shift=shift)
 
     def _realize_visible(self, row: int, layout: _MessageLayout) -> bool:
         """Render the lazy parts of a row that intersect the viewport (plus a margin)."""
@@ -798,11 +958,15 @@ class _ChatCanvas(QAbstractScrollArea):
             layout = None
         if layout is not None and layout.cites != cites:
             layout = None  # sources arrived or changed: [n] links differ
+        inline = () if stream is not None else _inline_of(item)
+        if layout is not None and stream is None and layout.inline != inline:
+            layout = None  # tool cards inside the text changed (or the stream just ended)
         reposition = False
         if layout is None:
             header = _Part(QTextDocument(), "header")
             layout = _MessageLayout(mid, text_rev, -1, self._theme_gen, width, header)
             layout.cites = cites
+            layout.inline = inline
             if stream is not None:
                 # First time on screen while streaming: frozen blocks plus the current tail.
                 stream.layout = layout
@@ -841,13 +1005,13 @@ class _ChatCanvas(QAbstractScrollArea):
                 self._layouts.popitem(last=False)
         return layout
 
-    def _ensure_exact(self, row: int, *, quiet: bool = False) -> _MessageLayout:
+    def _ensure_exact(self, row: int) -> _MessageLayout:
         layout = self._layout_for(row)
         key = (self._doc_width(), *self._model.revisions(row), self._theme_gen)
         height = math.ceil(layout.height)
         if self._exact_key[row] != key or self._heights[row] != height:
             self._exact_key[row] = key
-            self._set_row_height(row, height, repaint=not quiet, quiet=quiet)
+            self._set_row_height(row, height)
         return layout
 
     def _set_row_height(
@@ -855,47 +1019,93 @@ class _ChatCanvas(QAbstractScrollArea):
         row: int,
         height: float,
         *,
-        repaint: bool = True,
-        quiet: bool = False,
+        changed_from: float | None = None,
         shift: float | None = None,
     ) -> None:
-        """Change one row's height, keeping the follow/anchor scroll policy.
+        """Change one row's height, keep the scroll policy, and repaint what moved on screen.
 
-        With ``repaint=False`` the caller repaints what changed itself (the streaming path);
-        a scroll caused here then blits the unchanged pixels. ``quiet`` is for rows off
-        screen (prefetch): a compensating scroll then changes nothing visible, so nothing is
-        repainted. Heights are whole pixels, so compensation is exact. ``shift`` overrides
-        the compensation when the caller knows which part of the row changed (lazy blocks
-        rendered inside a long message).
+        The scroll position: when following, the bottom; otherwise what the person is
+        reading stays still (a change that starts above the viewport's top moves the scroll
+        by the height change, or by ``shift`` when the caller knows better: lazy blocks
+        rendered inside a long message). Heights are whole pixels, so this is exact.
+
+        What to repaint is derived from the geometry alone (:meth:`_repaint_moved`), never
+        from who called: a row made exact above the viewport while following the stream
+        moves nothing on screen, the stream's new tail at the bottom moves what is above it.
+        (Blitting whenever the view followed was issue 14's duplicated and overlapping
+        blocks: the prefetch correcting an estimate above the viewport shifted every pixel.)
+
+        Args:
+            row: The row.
+            height: Its new height.
+            changed_from: Where inside the row its content changed (the streaming tail):
+                that part is repainted even when the height stays. None: the whole row may
+                have changed, and a row whose height stays is left to the caller to repaint.
+            shift: Scroll by this much instead of the policy's compensation.
         """
         height = math.ceil(height)
         old = self._heights[row]
-        if old == height:
+        y0 = self._scroll_y()
+        row_top = self._tops[row]
+        change_top = row_top + (changed_from or 0.0)
+        if old != height:
+            self._heights[row] = height
+            self._recompute_tops(row)
+            with self._geometry_scroll():
+                self._update_scroll_range()
+                if self._follow:
+                    target = float(self.verticalScrollBar().maximum())
+                elif shift is not None:
+                    target = y0 + shift
+                elif change_top < y0:
+                    # Keep what the person is reading still when something above it changes.
+                    target = y0 + (height - old)
+                else:
+                    target = y0
+                self._set_scroll(target)
+        elif changed_from is None:
             return
-        # A row that starts above the viewport's top keeps its *bottom* edge still (the part
-        # the person sees); rows below it move with their own content.
-        above = self._tops[row] < self._scroll_y()
-        self._heights[row] = height
-        self._recompute_tops(row)
-        # Blitting is right only when the view follows the stream: everything above the
-        # changed part moves up together. A compensating scroll (anchor kept) must repaint.
-        self._blit_ok = not repaint and self._follow
-        self._quiet_scroll = quiet and not self._follow
+        self._repaint_moved(y0, change_top, row_top + old, row_top + height)
+
+    def _repaint_moved(self, y0: float, change_top: float, old_end: float, end: float) -> None:
+        """Bring the screen up to date after a row changed (content coordinates).
+
+        Before the change the viewport showed content from ``y0``; the row's content changed
+        from ``change_top`` and its end moved from ``old_end`` to ``end``. On screen, what is
+        above ``change_top`` moved by the scroll delta, what is below the row by that plus
+        the height change, and the changed part must be painted. Pixels are moved (blitted)
+        only where they really moved together; a paint already in progress gets a full
+        update instead (Qt cannot scroll pixels in the middle of a paint).
+        """
+        viewport = self.viewport()
+        y1 = self._scroll_y()
+        vh = viewport.height()
+        above = round(y0 - y1)  # on-screen move of the content above the change
+        below = above + round(end - old_end)  # ... of the content below the row
+        start = change_top - y1
+        if self._painting:
+            viewport.update()
+        elif end - y1 <= 0:  # all of the change is above the viewport
+            if below:
+                viewport.scroll(0, below)
+        elif start >= vh:  # all of it is below the viewport
+            if above:
+                viewport.scroll(0, above)
+        else:
+            if above:
+                viewport.scroll(0, above)
+            top = max(0, math.floor(start) - 1)
+            viewport.update(0, top, viewport.width(), vh - top)
+
+    @contextlib.contextmanager
+    def _geometry_scroll(self) -> Iterator[None]:
+        """Scrolls inside repaint nothing themselves: :meth:`_repaint_moved` does."""
+        before = self._geometry_scrolling
+        self._geometry_scrolling = True
         try:
-            self._update_scroll_range()
-            if self._follow:
-                self._scroll_to_bottom()
-            elif shift is not None:
-                if shift:
-                    self._set_scroll(self._scroll_y() + shift)
-            elif above:
-                # Keep what the person is reading still when something above it changes size.
-                self._set_scroll(self._scroll_y() + (height - old))
+            yield
         finally:
-            self._blit_ok = False
-            self._quiet_scroll = False
-        if repaint:
-            self.viewport().update()
+            self._geometry_scrolling = before
 
     def _settle(self) -> None:
         """Make every visible row exact, keeping the scroll anchor, until nothing changes."""
@@ -929,25 +1139,25 @@ class _ChatCanvas(QAbstractScrollArea):
 
     def _set_scroll(self, y: float) -> None:
         bar = self.verticalScrollBar()
-        self._programmatic_scroll = True
+        before, self._programmatic_scroll = self._programmatic_scroll, True
         try:
             bar.setValue(round(min(max(0.0, y), bar.maximum())))
         finally:
-            self._programmatic_scroll = False
+            self._programmatic_scroll = before
 
     def _scroll_to_bottom(self) -> None:
         self._set_scroll(self.verticalScrollBar().maximum())
 
     def _update_scroll_range(self) -> None:
         bar = self.verticalScrollBar()
-        self._programmatic_scroll = True
+        before, self._programmatic_scroll = self._programmatic_scroll, True
         try:
             vh = self.viewport().height()
             bar.setRange(0, max(0, round(self._content_height() - vh)))
             bar.setPageStep(max(1, vh))
             bar.setSingleStep(max(1, round(self._em * 3)))
         finally:
-            self._programmatic_scroll = False
+            self._programmatic_scroll = before
 
     def _on_scroll_value(self, value: int) -> None:
         if not self._programmatic_scroll:
@@ -971,16 +1181,40 @@ class _ChatCanvas(QAbstractScrollArea):
         """Whether the view sticks to the bottom as text arrives."""
         return self._follow
 
+    def scroll_anchor(self) -> tuple[str, float] | None:
+        """The message at the top of the view and how far into it (None: at the end)."""
+        if self._follow or not self._heights:
+            return None
+        y = self._scroll_y()
+        row = self._row_at(y)
+        return self._model.item_at(row).message_id, y - self._tops[row]
+
+    def scroll_to_anchor(self, message_id: str, offset: float) -> bool:
+        """Put ``message_id`` at the top, ``offset`` pixels into it (False: not shown)."""
+        row = self._model.row_of(message_id)
+        if row < 0 or not self._heights:
+            return False
+        self._follow = False
+        for _ in range(4):  # laying out the rows in view corrects their estimated heights
+            y = self._tops[row] + max(0.0, offset)
+            self._set_scroll(y)
+            self._settle()
+            if abs(self._scroll_y() - (self._tops[row] + max(0.0, offset))) < 1:
+                break
+        self.viewport().update()
+        return True
+
     def scrollContentsBy(self, dx: int, dy: int) -> None:
         """Move the pixels already painted when only the scroll position changed.
 
-        A scroll by the person, or the stream pushing the view down, blits the viewport and
-        repaints only the strip that came into view. Programmatic scrolls that compensate a
-        geometry change (an estimate corrected above the viewport) repaint everything.
+        A scroll by the person blits the viewport and repaints only the strip that came into
+        view. A scroll that goes with a row's height change repaints nothing here: the row
+        change knows what moved on screen (:meth:`_repaint_moved`). Other programmatic scrolls
+        (jump to the end, a resize) repaint everything.
         """
-        if self._quiet_scroll:
-            return  # an off-screen row changed height and the scroll compensated it exactly
-        if self._programmatic_scroll and not self._blit_ok:
+        if self._geometry_scrolling:
+            return
+        if self._programmatic_scroll:
             self.viewport().update()
         else:
             self.viewport().scroll(dx, dy)
@@ -1068,6 +1302,11 @@ class _ChatCanvas(QAbstractScrollArea):
             return
         first = stream.frozen
         del layout.body[first:]  # the old tail: the staged blocks and the new tail replace it
+        for part in stream.staged:
+            # Built before a resize: wrap them at the layout's width like the rest.
+            if part.doc is not None and part.doc.textWidth() != layout.width:
+                part.doc.setTextWidth(layout.width)
+                part.height = _doc_height(part.doc)
         layout.body.extend(stream.staged)
         stream.staged.clear()
         stream.frozen = len(layout.body)
@@ -1154,10 +1393,18 @@ class _ChatCanvas(QAbstractScrollArea):
             # The stream's documents are exactly what a fresh render gives: keep them.
             del self._streams[message_id]
             self._dirty_streams.discard(message_id)
+            if layout is not None and _inline_of(item):
+                # Its tool cards now go where the calls happened: a fresh layout, once.
+                self._layouts.pop(message_id, None)
+                self._exact_key[row] = None
+                self._ensure_exact(row)
+                self.viewport().update()
+                return
             if layout is not None:
                 self._layouts[message_id] = layout
         if layout is None:
             # Never shown: only the Markdown state is kept; documents are built when painted.
+            self._exact_key[row] = None  # an estimate, whatever the row had before
             self._set_row_height(row, self._estimate(self._model.item_at(row)))
             return
         if layout.width != self._doc_width() or layout.meta_rev != self._model.revisions(row)[1]:
@@ -1175,11 +1422,7 @@ class _ChatCanvas(QAbstractScrollArea):
             changed = body[-1].top + body[-1].height
         else:
             changed = layout.body_top
-        changed_top = self._tops[row] + changed
-        self._set_row_height(row, layout.height, repaint=False)
-        top = max(0, int(changed_top - self._scroll_y()) - 1)
-        if top < self.viewport().height():
-            self.viewport().update(0, top, self.viewport().width(), self.viewport().height() - top)
+        self._set_row_height(row, layout.height, changed_from=changed)
 
     @staticmethod
     def _frame_due(stream: _Stream) -> bool:
@@ -1219,6 +1462,15 @@ class _ChatCanvas(QAbstractScrollArea):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         """Paint the messages that intersect the exposed rectangle (and nothing else)."""
+        self._painting = True
+        try:
+            self._paint(event)
+        finally:
+            self._painting = False
+        if not self._streams and not self._prefetch_timer.isActive():
+            self._prefetch_timer.start()
+
+    def _paint(self, event: QPaintEvent) -> None:
         self._settle()
         if not self._heights:
             return
@@ -1235,8 +1487,6 @@ class _ChatCanvas(QAbstractScrollArea):
             self._paint_message(painter, pal, row, layout, col_x, col_w, top, exposed)
             row += 1
         painter.end()
-        if not self._streams and not self._prefetch_timer.isActive():
-            self._prefetch_timer.start()
 
     def _prefetch(self) -> None:
         """Lay out the messages just off screen while idle, so scrolling finds them ready.
@@ -1256,7 +1506,7 @@ class _ChatCanvas(QAbstractScrollArea):
             key = (self._doc_width(), *self._model.revisions(row), self._theme_gen)
             if self._exact_key[row] == key:
                 continue
-            self._ensure_exact(row, quiet=not self._row_visible(row))
+            self._ensure_exact(row)
             if time.perf_counter() - started > _PREFETCH_BUDGET_S:
                 self._prefetch_timer.start()
                 return
@@ -1313,6 +1563,12 @@ class _ChatCanvas(QAbstractScrollArea):
             painter.translate(col_x + pad, part_top)
             part.doc.documentLayout().draw(painter, ctx)
             painter.restore()
+        if self._actions_shown(item.message_id):
+            doc, at = self._row_actions(row, layout)
+            painter.save()
+            painter.translate(col_x + at.x(), top + at.y())
+            doc.documentLayout().draw(painter, QAbstractTextDocumentLayout.PaintContext())
+            painter.restore()
 
     # ---- hit testing
 
@@ -1332,8 +1588,14 @@ class _ChatCanvas(QAbstractScrollArea):
         part = parts[index]
         local = QPointF(lx, ly - part.top)
         anchor = ""
-        if part.doc is not None and 0 <= local.y() <= part.height and 0 <= lx <= layout.width:
-            anchor = part.doc.documentLayout().anchorAt(local)
+        # The pointer is over this message, so its actions are shown: they come first.
+        doc, at = self._row_actions(row, layout)
+        in_actions = QPointF(pos.x() - col_x - at.x(), ly - at.y())
+        if 0 <= in_actions.y() <= doc.size().height() and 0 <= in_actions.x() <= doc.idealWidth():
+            anchor = doc.documentLayout().anchorAt(in_actions)
+        if not anchor and part.doc is not None and 0 <= local.y() <= part.height:
+            if 0 <= lx <= layout.width:
+                anchor = part.doc.documentLayout().anchorAt(local)
         return _Hit(row, layout.message_id, layout, index, part, local, anchor)
 
     @staticmethod
@@ -1468,6 +1730,8 @@ class _ChatCanvas(QAbstractScrollArea):
             self.copy_code(hit.message_id, hit.part, href)
         elif href.startswith(_ANCHOR_RETRY):
             self.retry_requested.emit(hit.message_id)
+        elif href.startswith(_ANCHOR_ACTION):
+            self.message_action.emit(hit.message_id, href[len(_ANCHOR_ACTION) :])
         elif href.startswith(CITE_SCHEME):
             n = _cite_number(href)
             if n is not None and n in _citations_of(self._model.item_at(hit.row)):
@@ -1518,6 +1782,7 @@ class _ChatCanvas(QAbstractScrollArea):
                 self._drag_to(pos)
             return
         hit = self._hit(pos)
+        self._set_hover(hit.message_id if hit is not None else None)
         if hit is not None and hit.anchor:
             self.viewport().setCursor(Qt.CursorShape.PointingHandCursor)
         elif hit is not None and 0 <= hit.local.y() <= hit.part.height:
@@ -1583,7 +1848,11 @@ class _ChatCanvas(QAbstractScrollArea):
         self.viewport().update()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        """Copy, select all (in the focused message), and Home/End scrolling."""
+        """Copy, select all (in the focused message), Home/End, Alt+Up/Down between messages."""
+        alt = event.modifiers() & Qt.KeyboardModifier.AltModifier
+        if alt and event.key() in (Qt.Key.Key_Up, Qt.Key.Key_Down):
+            self.move_focus(-1 if event.key() == Qt.Key.Key_Up else 1)
+            return
         if event.matches(QKeySequence.StandardKey.Copy):
             self.copy_selection()
             return
@@ -1606,12 +1875,30 @@ class _ChatCanvas(QAbstractScrollArea):
             return
         super().keyPressEvent(event)
 
+    def focusInEvent(self, event: QFocusEvent) -> None:
+        """Keyboard focus shows the focused message's actions (the newest one at first)."""
+        super().focusInEvent(event)
+        if self._focus_message is None or self._model.row_of(self._focus_message) < 0:
+            n = self._model.rowCount()
+            self._focus_message = self._model.item_at(n - 1).message_id if n else None
+        self._update_header(self._focus_message)
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:
+        """Hide the focused message's actions."""
+        super().focusOutEvent(event)
+        self._update_header(self._focus_message)
+
     def viewportEvent(self, event: QEvent) -> bool:
-        """Show the full (punycode) URL as the tooltip of a link."""
+        """Show the full (punycode) URL as the tooltip of a link, and footer tooltips."""
+        if event.type() == QEvent.Type.Leave:
+            self._set_hover(None)
         if event.type() == QEvent.Type.ToolTip:
             help_event = cast(QHelpEvent, event)
             hit = self._hit(QPointF(help_event.pos()))
-            if hit is not None and hit.anchor and link_is_openable(hit.anchor):
+            tip = self._footer_tooltip(hit) if hit is not None else None
+            if tip:
+                QToolTip.showText(help_event.globalPos(), tip, self)
+            elif hit is not None and hit.anchor and link_is_openable(hit.anchor):
                 QToolTip.showText(help_event.globalPos(), display_url(hit.anchor), self)
             elif hit is not None and hit.anchor.startswith(CITE_SCHEME):
                 # A citation in the text: say which source it is before it is clicked.
@@ -1625,8 +1912,58 @@ class _ChatCanvas(QAbstractScrollArea):
             return True
         return super().viewportEvent(event)
 
+    def _footer_tooltip(self, hit: _Hit) -> str | None:
+        """The tooltip of the footer line under the pointer (usage details), if any."""
+        if hit.part.kind != "footer" or not hit.layout.footer:
+            return None
+        index = hit.part_index - (len(hit.layout.parts()) - len(hit.layout.footer))
+        footer = hit.layout.footer_items
+        if 0 <= index < len(footer):
+            return footer[index].tooltip
+        return None
+
+    def move_focus(self, step: int) -> str | None:
+        """Focus the previous (-1) or next (+1) message, show its actions, scroll to it."""
+        n = self._model.rowCount()
+        if not n:
+            return None
+        row = self._model.row_of(self._focus_message) if self._focus_message else -1
+        row = n - 1 if row < 0 else min(max(0, row + step), n - 1)
+        old, self._focus_message = self._focus_message, self._model.item_at(row).message_id
+        self._update_header(old)
+        top = self._tops[row]
+        y0, vh = self._scroll_y(), self.viewport().height()
+        if top < y0 or top + self._em * 2 > y0 + vh:
+            self._follow = False
+            self._set_scroll(top - self._gap(_MESSAGE_GAP_EM))
+            self._settle()
+        self._update_header(self._focus_message)
+        self.message_focused.emit(self._focus_message)
+        return self._focus_message
+
+    def focus_point(self) -> QPointF | None:
+        """A viewport point in the focused message's header (where its menu opens)."""
+        if self._focus_message is None:
+            return None
+        rect = self.message_rect(self._focus_message)
+        if rect is None:
+            return None
+        return QPointF(rect.left() + self._px(_PAD_EM) + 2, rect.top() + self._gap(_PAD_EM) + 2)
+
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:
-        """Offer copy actions for what is under the pointer."""
+        """Offer copy actions for what is under the pointer (the menu key: the focused one)."""
+        point = self.focus_point()
+        if event.reason() == QContextMenuEvent.Reason.Keyboard and point is not None:
+            # As if clicked on the focused message's header, so the window's actions (edit,
+            # regenerate, versions) are offered too.
+            local = point.toPoint()
+            QGuiApplication.sendEvent(
+                self.viewport(),
+                QContextMenuEvent(
+                    QContextMenuEvent.Reason.Mouse, local, self.viewport().mapToGlobal(local)
+                ),
+            )
+            return
         menu = self.build_context_menu(QPointF(event.pos()))
         if menu is not None:
             menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -1727,7 +2064,15 @@ class _ChatCanvas(QAbstractScrollArea):
                 return QPointF(
                     col_x + self._px(_PAD_EM) + point.x(), origin_y + part.top + point.y()
                 )
+        doc, at = self._row_actions(row, layout)  # shown when the pointer gets there
+        point = _anchor_in_doc(doc, href_prefix)
+        if point is not None:
+            return QPointF(col_x + at.x() + point.x(), origin_y + at.y() + point.y())
         return None
+
+    def actions_shown(self, message_id: str) -> bool:
+        """Whether a message shows its actions now (hovered, or focused with the focus)."""
+        return self._actions_shown(message_id)
 
 
 def _cite_number(href: str) -> int | None:
@@ -1746,6 +2091,26 @@ def _citations_of(item: ChatItem) -> frozenset[int]:
             if n is not None:
                 found.add(n)
     return frozenset(found)
+
+
+def _inline_of(item: ChatItem) -> tuple[FooterItem, ...]:
+    """The footer items an answer shows inside its text (tool cards with an offset)."""
+    if item.role != ChatRole.ASSISTANT:
+        return ()
+    return tuple(f for f in item.footer if f.offset is not None)
+
+
+def _card_groups(inline: Sequence[FooterItem], text_len: int) -> list[tuple[int, list[FooterItem]]]:
+    """Cards (a tool line and its detail lines) with where they go, in the text's order."""
+    groups: list[tuple[int, list[FooterItem]]] = []
+    for f in inline:
+        offset = min(max(0, f.offset or 0), text_len)
+        if f.kind == "tool_detail" and groups:
+            groups[-1][1].append(f)
+        else:
+            groups.append((offset, [f]))
+    groups.sort(key=lambda g: g[0])  # stable: calls at one place keep the model's order
+    return groups
 
 
 def _citation_label(item: ChatItem, href: str) -> str:
@@ -1827,6 +2192,9 @@ class ChatView(QWidget):
     Only numbers the answer's footer lists are emitted."""
     sig_message_focused = Signal(str)
     """The person clicked into a message: its id (e.g. to show that answer's sources)."""
+    sig_message_action = Signal(str, str)
+    """An action on a message was clicked: (message id, ``edit``, ``regenerate``, ``delete``,
+    ``version-prev`` or ``version-next``). Copy is done by the view itself."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -1842,6 +2210,7 @@ class ChatView(QWidget):
         self._canvas.footer_activated.connect(self.sig_footer_activated)
         self._canvas.citation_activated.connect(self.sig_citation_activated)
         self._canvas.message_focused.connect(self.sig_message_focused)
+        self._canvas.message_action.connect(self.sig_message_action)
 
     # ---- Public API
 
@@ -1909,6 +2278,27 @@ class ChatView(QWidget):
         """Show "answered by <model>" (a fallback model answered), or hide it with None."""
         self._model.update(message_id, answered_by=model)
 
+    def set_actions_enabled(self, enabled: bool) -> None:
+        """Grey out Edit, Regenerate, Delete while a turn runs (Copy stays)."""
+        self._canvas.set_actions_enabled(enabled)
+
+    def set_versions(self, message_id: str, versions: tuple[int, int] | None) -> None:
+        """Show the version switcher ``‹ 2/3 ›`` of a message (None hides it)."""
+        item = self._model.item(message_id)
+        if item is not None and item.versions != versions:
+            self._model.update(message_id, versions=versions)
+
+    def set_usage(self, message_id: str, model: str | None, usage: FooterItem | None) -> None:
+        """Name the model that wrote an answer and show its tokens and cost line."""
+        item = self._model.item(message_id)
+        if item is None:
+            return
+        footer = tuple(f for f in item.footer if f.kind != "usage")
+        if usage is not None:
+            footer = (*footer, usage)
+        if item.model != model or item.footer != footer:
+            self._model.update(message_id, model=model, footer=footer)
+
     def set_footer(self, message_id: str, items: Sequence[FooterItem]) -> None:
         """Replace the footer items (tool calls, citations, notes) under a message."""
         self._model.update(message_id, footer=tuple(items))
@@ -1932,6 +2322,14 @@ class ChatView(QWidget):
     def is_following(self) -> bool:
         """Whether new text keeps the view scrolled to the bottom."""
         return self._canvas.is_following()
+
+    def scroll_anchor(self) -> tuple[str, float] | None:
+        """Where the view is scrolled: (top message, pixels into it), or None at the end."""
+        return self._canvas.scroll_anchor()
+
+    def scroll_to_anchor(self, message_id: str, offset: float) -> bool:
+        """Scroll back to a :meth:`scroll_anchor` (False when that message is not shown)."""
+        return self._canvas.scroll_to_anchor(message_id, offset)
 
     def selected_text(self) -> str:
         """The selected text ("" if none)."""

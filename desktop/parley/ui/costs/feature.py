@@ -170,15 +170,9 @@ class MoneyFeature(QObject):
             dock.setAllowedAreas(
                 Qt.DockWidgetArea.RightDockWidgetArea | Qt.DockWidgetArea.LeftDockWidgetArea
             )
-            others = [
-                d
-                for d in self._window.findChildren(QDockWidget)
-                if d is not dock
-                and self._window.dockWidgetArea(d) == Qt.DockWidgetArea.RightDockWidgetArea
-            ]
+            # The window places it (ui/side_panels.py): tabbed beside the other panels, or
+            # over the chat when the window is too narrow to dock it.
             self._window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-            if others:
-                self._window.tabifyDockWidget(others[0], dock)
             dock.visibilityChanged.connect(
                 lambda visible: self.refresh_panel() if visible else None
             )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -361,13 +361,21 @@ class CostPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
-        self.setMinimumWidth(self.fontMetrics().averageCharWidth() * 44)
 
         self.period.currentIndexChanged.connect(
             lambda _i: self.sig_period_changed.emit(self.current_period())
         )
         self.export_button.clicked.connect(self.sig_export_requested)
         self.prices_button.clicked.connect(self.sig_prices_requested)
+
+    def minimumSizeHint(self) -> QSize:
+        """At least 44 characters wide, wider when the figures need it (never clipped).
+
+        A hint, not ``setMinimumWidth``: an explicit minimum would hide the content's own
+        (the cards and tables grow with the amounts), and the panel would clip them.
+        """
+        hint = super().minimumSizeHint()
+        return hint.expandedTo(QSize(self.fontMetrics().averageCharWidth() * 44, 0))
 
     # ---- Public API
     def current_period(self) -> Period:

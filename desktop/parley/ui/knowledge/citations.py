@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parley.core.display import path_from_text, safe_text
+from parley.core.display import location_text, path_from_text, safe_text
 from parley.ui.chat.model import FooterItem
 
 if TYPE_CHECKING:
@@ -81,14 +82,10 @@ class OpenRequest:
 
     def where(self) -> str:
         """Where, for status messages: "page 3" / "line 10" / ""."""
-        if self.page is not None:
-            return f"page {self.page}"
-        if self.line is not None:
-            return f"line {self.line}"
-        return ""
+        return location_text(self.page, self.line)
 
 
-Opener = Callable[[OpenRequest], None]
+Opener = Callable[[OpenRequest], object]
 """Opens a checked :class:`OpenRequest` (the window's default starts a program; tests record)."""
 
 
@@ -151,35 +148,53 @@ def display_path(source: Source) -> str:
     return safe_text(path.name or str(path), one_line=True)
 
 
-def location_text(source: Source) -> str:
-    """``page 3``, ``lines 10–24`` or ``line 7`` (an en dash, as people write ranges)."""
-    if source.page is not None:
-        return f"page {source.page}"
-    if source.line_start is not None:
-        end = source.line_end or source.line_start
-        if end == source.line_start:
-            return f"line {source.line_start}"
-        return f"lines {source.line_start}–{end}"
-    return ""
-
-
 def citation_label(source: Source) -> str:
     """``[1] notes/q3.md · lines 10–24``."""
-    where = location_text(source)
+    where = location_text(source.page, source.line_start, source.line_end)
     return f"[{source.n}] {display_path(source)}" + (f" · {where}" if where else "")
 
 
-def citation_footer(sources: Sequence[Source]) -> tuple[FooterItem, ...]:
-    """One footer item per source (the view makes ``[n]`` in the answer link to it)."""
-    return tuple(
-        FooterItem(citation_label(s), kind=CITATION_KIND, href=f"{CITE_SCHEME}{s.n}")
-        for s in sources
-    )
+MORE_SENT_KIND = "sources_more"
+"""The footer line "N more sent": sources sent with the question but not cited."""
+
+SOURCES_HREF = "parley-sources:"
+"""Its link: shows the answer's Sources panel."""
+
+_CITED = re.compile(r"\[(\d{1,4})\]")
+
+
+def cited_numbers(text: str) -> set[int]:
+    """The numbers ``[n]`` an answer's text cites."""
+    return {int(m.group(1)) for m in _CITED.finditer(text)}
+
+
+def citation_footer(sources: Sequence[Source], text: str | None = None) -> tuple[FooterItem, ...]:
+    """The source lines under an answer (the view makes ``[n]`` in the answer link to them).
+
+    Args:
+        sources: The passages sent with the question.
+        text: The finished answer: only the passages it cites are listed, the others fold
+            into one "N more sent" line (a link to the Sources panel). None while the answer
+            is still being written: every passage is listed.
+    """
+    shown = list(sources)
+    more = 0
+    if text is not None:
+        cited = cited_numbers(text)
+        shown = [s for s in sources if s.n in cited]
+        more = len(sources) - len(shown)
+    items = [
+        FooterItem(citation_label(s), kind=CITATION_KIND, href=f"{CITE_SCHEME}{s.n}") for s in shown
+    ]
+    if more:
+        label = f"{more} more sent" if shown else f"{more} sources sent, none cited"
+        items.append(FooterItem(label, kind=MORE_SENT_KIND, href=SOURCES_HREF))
+    return tuple(items)
 
 
 def without_citations(footer: Iterable[FooterItem]) -> tuple[FooterItem, ...]:
     """A footer with its source lines removed (to replace them)."""
-    return tuple(f for f in footer if f.kind != CITATION_KIND)
+    return tuple(f for f in footer if f.kind not in (CITATION_KIND, MORE_SENT_KIND))
 
 
 def citation_number(href: str) -> int | None:
@@ -342,8 +357,12 @@ def open_command(
     return None
 
 
-def system_open(request: OpenRequest) -> None:
-    """The default :data:`Opener`: start the right program detached, or the system viewer."""
+def system_open(request: OpenRequest) -> bool:
+    """Start the right program detached, or the system's default application.
+
+    Returns:
+        False when nothing could be started (the caller says so: never "Opened" then).
+    """
     from PySide6.QtCore import QProcess, QUrl
     from PySide6.QtGui import QDesktopServices
 
@@ -352,9 +371,9 @@ def system_open(request: OpenRequest) -> None:
         program, args = command
         ok, _pid = QProcess.startDetached(program, args)
         if ok:
-            return
+            return True
         log.warning("could not start %s; opening %s with the system viewer", program, request.path)
-    QDesktopServices.openUrl(QUrl.fromLocalFile(str(request.path)))
+    return bool(QDesktopServices.openUrl(QUrl.fromLocalFile(str(request.path))))
 
 
 __all__ = [
@@ -368,7 +387,6 @@ __all__ = [
     "citation_number",
     "display_path",
     "editor_args",
-    "location_text",
     "open_command",
     "parse_sources",
     "resolve_citation",

@@ -534,6 +534,10 @@ class KnowledgeController(QObject):
         """The rewritten search query of an answer (None: its question was searched as asked)."""
         return self._queries.get(str(message_id))
 
+    def load_document(self, path: Path) -> Any:
+        """Parse a PDF/DOCX/HTML file as text in the isolated loader (blocking: a thread)."""
+        return self._feature.load_document(path)
+
     def sources_for(self, message_id: str | int) -> list[Source] | None:
         """The sources remembered for an answer (None: not grounded or not seen)."""
         return self._answers.get(str(message_id))

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from parley.ui.chat.transcript import Transcript
     from parley.ui.knowledge.controller import KnowledgeController
     from parley.ui.knowledge.panel import KnowledgePanel
+    from parley.ui.knowledge.preview import CitationPreview
     from parley.ui.knowledge.sources_panel import SourcesPanel
     from parley.ui.notices import NoticeBar
     from parley.ui.status import StatusStrip
@@ -67,6 +68,9 @@ class KnowledgeDocks(QObject):
         self.sources_dock: QDockWidget | None = None
         self._focused_answer: str | None = None
         self._citation_opener: Callable[[Any], None] | None = None
+        self.preview: CitationPreview | None = None
+        self.preview_dock: QDockWidget | None = None
+        self._preview_source: Any = None
 
         k = knowledge
         k.sig_notice.connect(self._knowledge_notice)
@@ -114,13 +118,15 @@ class KnowledgeDocks(QObject):
         return self.sources_panel
 
     def open_citation(self, message_id: str, n: int) -> None:
-        """Open source ``n`` of an answer at its page or line (checked by the controller)."""
+        """Show source ``n`` of an answer in the preview pane (checked by the controller)."""
+        sources = self.knowledge.sources_for(message_id) or []
+        self._preview_source = next((s for s in sources if s.n == n), None)
         request = self.knowledge.open_citation(message_id, n)
         if request is None:
             return
         where = request.where()
         self._status.showMessage(
-            f"Opened {request.path.name}" + (f" at {where}" if where else "") + ".", 5000
+            f"Showing {request.path.name}" + (f" at {where}" if where else "") + ".", 5000
         )
         if self._sources_visible() and self.sources_panel is not None:
             if self.sources_panel.message_id() != message_id:
@@ -133,13 +139,42 @@ class KnowledgeDocks(QObject):
         self._citation_opener = opener
 
     def open_target(self, request: Any) -> None:
-        """Open a checked citation target (the controller's ``opener``)."""
+        """Show a checked citation target in the preview pane (the controller's ``opener``)."""
+        preview = self.show_preview()
+        source, self._preview_source = self._preview_source, None
+        self._tasks.spawn(preview.show_citation(request, source), name="citation-preview")
+
+    def show_preview(self) -> CitationPreview:
+        """The citation preview pane (a dock), shown."""
+        if self.preview is None:
+            from parley.ui.knowledge.preview import CitationPreview
+
+            self.preview = CitationPreview(self.knowledge.load_document)
+            self.preview.sig_open_external.connect(self.open_external)
+            self.preview_dock = self._dock(self.preview, "Preview", "previewDock")
+        assert self.preview_dock is not None
+        self.preview_dock.show()
+        self.preview_dock.raise_()
+        return self.preview
+
+    def open_external(self, request: Any) -> bool:
+        """The "Open in default app" button: start the program; say so when it fails."""
         if self._citation_opener is not None:
             self._citation_opener(request)
-            return
+            return True
         from parley.ui.knowledge.citations import system_open
 
-        system_open(request)
+        ok = system_open(request)
+        text = (
+            f"Opened {request.path.name} in the default app."
+            if ok
+            else f"Could not open {request.path.name}: no application could be started."
+        )
+        if self.preview is not None:
+            self.preview.say(text)
+        if not ok:
+            self._notice.show_notice(text, kind="error", timeout_s=10.0, tag="open")
+        return ok
 
     def add_folders(self, folders: Sequence[str]) -> list[str]:
         """Add folders to the documents and index them; returns those new."""
@@ -193,15 +228,9 @@ class KnowledgeDocks(QObject):
         dock.setAllowedAreas(
             Qt.DockWidgetArea.RightDockWidgetArea | Qt.DockWidgetArea.LeftDockWidgetArea
         )
-        others = [
-            d for d in (self.knowledge_dock, self.sources_dock) if d is not None and d is not dock
-        ]
+        # The window places it (ui/side_panels.py): docked beside the others as tabs, or
+        # over the chat when the window is too narrow to dock it.
         self._window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        if others:
-            self._window.tabifyDockWidget(others[0], dock)
-        else:
-            cw = self._window.fontMetrics().averageCharWidth()
-            self._window.resizeDocks([dock], [cw * 70], Qt.Orientation.Horizontal)
         return dock
 
     def _show_sources_for(self, message_id: str | None, select: int | None = None) -> None:

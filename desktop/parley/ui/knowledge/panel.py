@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
-    QEvent,
     Qt,
     QTimer,
     Signal,
@@ -114,20 +113,6 @@ class ElidedLabel(QLabel):
         )
 
 
-_STYLE = """
-QFrame#knowledgeBanner, QFrame#knowledgeProgress, QFrame#knowledgeConfirm {
-    border: 1px solid palette(mid);
-    border-radius: 0.4em;
-    background: palette(alternate-base);
-}
-QFrame#knowledgeBanner { border-color: #c98a00; }
-QFrame#knowledgeConfirm { border-color: #d0443e; }
-QLabel#knowledgeTitle { font-weight: 600; }
-QLabel#knowledgeError { color: #d0443e; }
-QLabel#knowledgeMuted { color: palette(placeholder-text); }
-"""
-
-
 class KnowledgePanel(QWidget):
     """Folders, indexing progress and skipped files (see the module docstring).
 
@@ -158,7 +143,6 @@ class KnowledgePanel(QWidget):
         self.folder_dialog: QFileDialog | None = None
         """The folder picker while it is open (non-modal)."""
         self._build()
-        self._restyle()
 
     # ---- construction
     def _build(self) -> None:
@@ -314,6 +298,11 @@ class KnowledgePanel(QWidget):
         self.skipped_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.skipped_view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.skipped_view.setAccessibleName("Skipped files")
+        # Lines that quote folder and file names must not set the panel's width: a long
+        # name would widen the window or push the panel's buttons out of view (issue 14
+        # item 5). They are cut at the edge instead; the names are in the rows and tooltips.
+        for label in (self.skipped_title, self.progress_title, self.progress_detail):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         vheader = self.skipped_view.verticalHeader()
         vheader.setVisible(False)
         vheader.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
@@ -342,8 +331,7 @@ class KnowledgePanel(QWidget):
         ll = QVBoxLayout(lower)
         ll.setContentsMargins(0, em // 3, 0, 0)
         sh = QHBoxLayout()
-        sh.addWidget(self.skipped_title)
-        sh.addStretch(1)
+        sh.addWidget(self.skipped_title, 1)  # takes the room left beside the filter
         sh.addWidget(self.skipped_filter, 1)
         ll.addLayout(sh)
         ll.addWidget(self.skipped_view, 1)
@@ -370,16 +358,6 @@ class KnowledgePanel(QWidget):
         self.folders.setVisible(False)  # until set_folders() brings rows
         self._update_actions()
         self._update_skipped_hint()
-
-    def _restyle(self) -> None:
-        self.setStyleSheet("")
-        self.setStyleSheet(_STYLE)
-
-    def changeEvent(self, event: QEvent) -> None:
-        """Re-resolve the style sheet's palette colours after a theme switch."""
-        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            self._restyle()
-        super().changeEvent(event)
 
     # ---- Public API: data in
     def set_folders(self, rows: Sequence[FolderRow]) -> None:

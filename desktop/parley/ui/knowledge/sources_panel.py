@@ -26,8 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from parley.core.display import location_text
 from parley.ui.chat.markdown import reveal_invisible
-from parley.ui.knowledge.citations import display_path, location_text
+from parley.ui.knowledge.citations import display_path
 from parley.ui.plain import plain_label, shown, tooltip
 
 if TYPE_CHECKING:
@@ -38,12 +39,12 @@ __all__ = ["SourcesPanel", "format_score"]
 _COL_N, _COL_SOURCE, _COL_FUSED, _COL_DENSE, _COL_KEYWORD = range(5)
 
 _HEADER_TIPS = {
-    _COL_FUSED: "Fused score: the cosine plus a share of the BM25 score, raised by the "
-    "file's other good passages (higher is better).",
-    _COL_DENSE: "Dense: cosine similarity between the question and the passage embeddings "
-    "(— when dense search was not used).",
-    _COL_KEYWORD: "Keyword: BM25 score of the question's words in the passage "
-    "(— when none of the question's words is in it).",
+    _COL_FUSED: "Combined: the meaning match plus a share of the keyword match, raised by "
+    "the file's other good passages (higher is better).",
+    _COL_DENSE: "Meaning match: how close the passage's meaning is to the question "
+    "(cosine similarity of their embeddings; — when meaning search was not used).",
+    _COL_KEYWORD: "Keyword match: how well the question's words occur in the passage "
+    "(BM25; — when none of the question's words is in it).",
 }
 
 
@@ -94,7 +95,7 @@ class SourcesPanel(QWidget):
         self.table = QTreeWidget()
         self.table.setObjectName("sourcesTable")
         self.table.setColumnCount(5)
-        self.table.setHeaderLabels(["#", "Source", "Fused", "Dense", "Keyword"])
+        self.table.setHeaderLabels(["#", "Source", "combined", "meaning match", "keyword match"])
         self.table.setRootIsDecorated(False)
         self.table.setUniformRowHeights(True)
         self.table.setAlternatingRowColors(True)
@@ -214,7 +215,7 @@ class SourcesPanel(QWidget):
             item = QTreeWidgetItem(
                 [
                     str(s.n),
-                    _one_line(display_path(s), location_text(s)),
+                    _one_line(display_path(s), location_text(s.page, s.line_start, s.line_end)),
                     format_score(s.score, 4),
                     format_score(s.dense_score),
                     format_score(s.keyword_score, 2),
@@ -263,7 +264,7 @@ class SourcesPanel(QWidget):
             self.open_button.setEnabled(False)
             return
         bits = [f"[{s.n}] {s.path}"]
-        where = location_text(s)
+        where = location_text(s.page, s.line_start, s.line_end)
         if where:
             bits.append(where)
         if s.heading:

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -30,10 +31,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from parley.ui.folder_approval import ApprovedFolders
 from parley.ui.settings.providers import ProviderPage
 from parley.ui.settings.spending import SpendingPage
 from parley.ui.tasks import TaskSet
-from parley.ui.theme import restyle
 
 if TYPE_CHECKING:
     from parley.core.providers.catalog import Catalog
@@ -83,8 +84,6 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Parley settings")
         self.setModal(False)
-        self._restyling = False
-        restyle(self)
         self._store = settings
         self._catalog = catalog
         self._save_chat_prompt = save_chat_prompt
@@ -109,12 +108,16 @@ class SettingsDialog(QDialog):
                 settings=s,
             )
             page.sig_key_changed.connect(lambda _pid: self.sig_keys_changed.emit())
+            page.sig_models_listed.connect(self._models_listed)
             self.pages[pid] = page
             self.provider_list.addItem(info.label)
             self.provider_pages.addWidget(page)
         self.provider_list.currentRowChanged.connect(self.provider_pages.setCurrentIndex)
         self.provider_list.setCurrentRow(0)
-        self.provider_list.setMaximumWidth(self.fontMetrics().averageCharWidth() * 28)
+        self.provider_list.setAccessibleName("Providers")
+        self.provider_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # As wide as its longest name (with the rows' padding), not a fixed guess.
+        self.provider_list.setFixedWidth(self.provider_list.sizeHintForColumn(0) + 40)
         providers_tab = QWidget()
         pl = QHBoxLayout(providers_tab)
         pl.addWidget(self.provider_list)
@@ -126,6 +129,14 @@ class SettingsDialog(QDialog):
             self.default_provider.addItem(catalog.providers[pid].label, pid)
         self.default_provider.setCurrentIndex(
             max(0, self.default_provider.findData(s.default_provider))
+        )
+        self.new_chat_model = QComboBox()
+        self.new_chat_model.addItem("The model I used last", "last_used")
+        self.new_chat_model.addItem("Always the model below", "default")
+        self.new_chat_model.setCurrentIndex(max(0, self.new_chat_model.findData(s.new_chat_model)))
+        self.new_chat_model.setToolTip(
+            "Like LM Studio and Jan, a new chat starts with the model you used last; "
+            "choose a fixed model instead if you prefer"
         )
         self.default_model = QComboBox()
         self.default_model.setEditable(True)
@@ -183,8 +194,9 @@ class SettingsDialog(QDialog):
 
         answers_tab = QWidget()
         af = QFormLayout(answers_tab)
-        af.addRow("Provider for new chats:", self.default_provider)
-        af.addRow("Model for new chats:", self.default_model)
+        af.addRow("New chats use:", self.new_chat_model)
+        af.addRow("Default provider:", self.default_provider)
+        af.addRow("Default model:", self.default_model)
         af.addRow("Temperature:", self.temperature)
         af.addRow("Top-p:", self.top_p)
         af.addRow("Max output tokens:", self.max_tokens)
@@ -207,6 +219,10 @@ class SettingsDialog(QDialog):
         for value, label in THEMES:
             self.theme.addItem(label, value)
         self.theme.setCurrentIndex(max(0, self.theme.findData(s.theme)))
+        self.theme.setToolTip("Changes at once; Cancel goes back")
+        # The window (and this dialog) follow the choice at once; Cancel puts back the saved
+        # theme, Apply/OK keep it.
+        self.theme.currentIndexChanged.connect(lambda _i: self._preview_theme())
         appearance_tab = QWidget()
         apf = QFormLayout(appearance_tab)
         apf.addRow("Theme:", self.theme)
@@ -217,6 +233,8 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(appearance_tab, "Appearance")
         self.spending = SpendingPage(s)
         self.tabs.addTab(self.spending, "Spending")
+        self.approved_folders = ApprovedFolders(s.tools.approved_folders)
+        self.tabs.addTab(self.approved_folders, "Tools")
 
         self.error_label = QLabel()
         self.error_label.setObjectName("errorLine")
@@ -272,6 +290,7 @@ class SettingsDialog(QDialog):
         data.update(
             default_provider=str(self.default_provider.currentData()),
             default_model=self.default_model.currentText().strip() or None,
+            new_chat_model=str(self.new_chat_model.currentData()),
             providers={k: v.model_dump() for k, v in providers.items()},
             temperature=None if temperature < 0 else round(temperature, 2),
             top_p=None if top_p <= 0 else round(top_p, 2),
@@ -282,6 +301,7 @@ class SettingsDialog(QDialog):
             theme=str(self.theme.currentData()),
             **self.spending.values(),
         )
+        data["tools"] = {**data["tools"], "approved_folders": self.approved_folders.folders()}
         return Settings.model_validate(data)
 
     def apply(self) -> bool:
@@ -314,21 +334,23 @@ class SettingsDialog(QDialog):
         self.sig_applied.emit()
         return True
 
-    def changeEvent(self, event: QEvent) -> None:
-        """Follow a theme switch (the style sheet's palette colours are resolved on set)."""
-        if event.type() == QEvent.Type.ApplicationPaletteChange and not self._restyling:
-            self._restyling = True
-            try:
-                restyle(self)
-            finally:
-                self._restyling = False
-        super().changeEvent(event)
-
     def done(self, result: int) -> None:
-        """Closing cancels connection tests still running."""
+        """Closing cancels connection tests still running; Cancel undoes a theme preview."""
         for page in self.pages.values():
             page.cancel_test()
+        if result != QDialog.DialogCode.Accepted:
+            self._show_theme(self._store.current.theme)
         super().done(result)
+
+    def _preview_theme(self) -> None:
+        self._show_theme(str(self.theme.currentData()))
+
+    def _show_theme(self, mode: str) -> None:
+        from parley.ui.theme import apply_theme, current_mode
+
+        app = QApplication.instance()
+        if isinstance(app, QApplication) and mode != current_mode():
+            apply_theme(app, mode)  # type: ignore[arg-type]  # one of THEMES
 
     # ---- internals
     def _ok(self) -> None:
@@ -339,6 +361,15 @@ class SettingsDialog(QDialog):
         self.error_label.setText(text)
         self.error_label.setVisible(True)
 
+    def _models_listed(self, provider_id: str, _models: list[str]) -> None:
+        # A connection test listed a server's models: offer them for new chats too.
+        for combo, provider_combo in (
+            (self.default_model, self.default_provider),
+            (self.fallback_model, self.fallback_provider),
+        ):
+            if provider_combo.currentData() == provider_id:
+                self._fill_models(combo, provider_combo)
+
     def _fill_models(self, combo: QComboBox, provider_combo: QComboBox) -> None:
         text = combo.currentText()
         combo.blockSignals(True)
@@ -346,8 +377,11 @@ class SettingsDialog(QDialog):
         combo.addItem("")
         pid = provider_combo.currentData()
         if pid is not None:
-            for m in self._catalog.models_for(str(pid)):
-                combo.addItem(m.id)
+            page = self.pages.get(str(pid))
+            listed = page.listed_models if page is not None else []
+            catalog = [m.id for m in self._catalog.models_for(str(pid))]
+            for mid in [*listed, *(m for m in catalog if m not in listed)]:
+                combo.addItem(mid)
         combo.setCurrentText(text)
         combo.blockSignals(False)
         combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)

@@ -2,8 +2,9 @@
 
 The key is shown masked with a reveal toggle. It is stored only through ``core.secrets`` (the
 OS keyring); when no keyring is usable the page says so and offers "Keep for this session
-only" (memory), never a file. "Test connection" lists the endpoint's models with the key and
-base URL as typed, before anything is saved.
+only" (memory), never a file; a provider that needs no key (a local server) gets no keyring
+warning. "Test connection" lists the endpoint's models with the key and base URL as typed,
+before anything is saved, and fills the default-model list with them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -26,7 +27,9 @@ from PySide6.QtWidgets import (
 
 from parley.core.errors import KeyringUnavailable, ParleyError
 from parley.ui.key_field import key_field
+from parley.ui.plain import plain_label
 from parley.ui.tasks import TaskSet
+from parley.ui.theme import SPACE, repolish, set_type
 
 if TYPE_CHECKING:
     from parley.core.providers.catalog import Catalog, ProviderInfo
@@ -76,6 +79,8 @@ class ProviderPage(QWidget):
     """The stored key changed (provider id)."""
     sig_test_finished = Signal(str, bool, str)
     """A connection test ended: (provider id, ok, message)."""
+    sig_models_listed = Signal(str, list)
+    """A connection test listed the endpoint's models: (provider id, model ids)."""
 
     def __init__(
         self,
@@ -95,6 +100,9 @@ class ProviderPage(QWidget):
         self._tasks = tasks
         self._stored_key: str | None = None
         self._test_task: asyncio.Task[None] | None = None
+        self._catalog_models = [m.id for m in catalog.models_for(info.id)]
+        self.listed_models: list[str] = []
+        """The models the last successful "Test connection" listed."""
 
         # key
         self.key_edit, self.reveal_button = key_field(
@@ -113,6 +121,7 @@ class ProviderPage(QWidget):
         self.keyring_warning.setWordWrap(True)
         self.keyring_warning.setVisible(False)
         key_row = QHBoxLayout()
+        key_row.setSpacing(SPACE["s"])
         key_row.addWidget(self.key_edit, 1)
         key_row.addWidget(self.reveal_button)
         key_row.addWidget(self.save_key_button)
@@ -123,23 +132,29 @@ class ProviderPage(QWidget):
         self.base_url_edit.setPlaceholderText(info.base_url or "the provider's default endpoint")
         self.model_combo = QComboBox()
         self.model_combo.setEditable(True)
+        self.model_combo.setAccessibleName("Default model")
+        self.model_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.model_combo.addItem("")
-        for m in catalog.models_for(info.id):
-            self.model_combo.addItem(m.id)
+        for mid in self._catalog_models:
+            self.model_combo.addItem(mid)
         line = self.model_combo.lineEdit()
         if line is not None:  # editable: it has one
             line.setPlaceholderText(info.default_model or "choose a model")
 
         # test
         self.test_button = QPushButton("Test connection")
-        self.test_result = QLabel()
+        self.test_result = plain_label(QLabel())  # quotes the server's words
         self.test_result.setWordWrap(True)
         test_row = QHBoxLayout()
         test_row.addWidget(self.test_button)
         test_row.addWidget(self.test_result, 1)
 
         form = QFormLayout()
-        title = QLabel(f"<b>{info.label}</b>")
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        form.setHorizontalSpacing(SPACE["m"])
+        form.setVerticalSpacing(SPACE["s"])
+        title = plain_label(QLabel(info.label))
+        set_type(title, "subtitle")
         form.addRow(title)
         form.addRow("API key:", key_row)
         form.addRow("", self.source_label)
@@ -200,7 +215,8 @@ class ProviderPage(QWidget):
                 self._stored_key = resolved.value
                 self.key_edit.setText(resolved.value)
         available = getattr(self._secrets.store, "available", None)
-        keyring_ok = available() if callable(available) else True
+        # A provider that needs no key has nothing to keep in a keyring: no warning.
+        keyring_ok = self.info.key_optional or (available() if callable(available) else True)
         if not keyring_ok:
             self.keyring_warning.setText(
                 "No OS keyring is available on this computer, so keys cannot be saved "
@@ -285,16 +301,36 @@ class ProviderPage(QWidget):
             message = f"Connected: {n} model{'s' if n != 1 else ''} available" + (
                 f" ({sample}{', …' if n > 3 else ''})." if n else "."
             )
+            self.show_models([m.id for m in models])
         finally:
             self.test_button.setEnabled(True)
         self._show_test(message, ok=ok)
         self.sig_test_finished.emit(pid, ok, message)
 
+    def show_models(self, model_ids: list[str]) -> None:
+        """Offer ``model_ids`` (the endpoint's own list) as the default model.
+
+        What was typed stays; an empty choice becomes the first model listed. A local
+        server's list replaces the vendor catalog's models (it serves only its own).
+        """
+        self.listed_models = list(dict.fromkeys(model_ids))
+        if not self.listed_models:
+            return
+        typed = self.model_combo.currentText().strip()
+        extra = [] if self.info.key_optional else self._catalog_models
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        self.model_combo.addItem("")
+        for mid in [*self.listed_models, *(m for m in extra if m not in self.listed_models)]:
+            self.model_combo.addItem(mid)
+        self.model_combo.setCurrentText(typed or self.listed_models[0])
+        self.model_combo.blockSignals(False)
+        self.sig_models_listed.emit(self.info.id, list(self.listed_models))
+
     def _show_test(self, text: str, *, ok: bool | None) -> None:
         name = {True: "okLine", False: "errorLine", None: ""}[ok]
         self.test_result.setObjectName(name)
-        self.test_result.style().unpolish(self.test_result)
-        self.test_result.style().polish(self.test_result)
+        repolish(self.test_result)
         self.test_result.setText(text)
 
     def _refresh_buttons(self) -> None:

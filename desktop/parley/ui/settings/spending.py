@@ -67,6 +67,10 @@ class SpendingPage(QWidget):
         b, c = settings.budget, settings.caching
         self.daily = LimitField("Daily limit", b.daily_usd, 1.0)
         self.monthly = LimitField("Monthly limit", b.monthly_usd, 20.0)
+        # The amounts line up (each field lays out its own check box).
+        label_width = max(f.enabled.sizeHint().width() for f in (self.daily, self.monthly))
+        for f in (self.daily, self.monthly):
+            f.enabled.setMinimumWidth(label_width)
         budgets = QGroupBox("Budgets")
         bf = QFormLayout(budgets)
         bf.addRow(self.daily)

@@ -13,13 +13,8 @@ import pytest
 from parley.core.errors import ConfigError, IndexBusy
 from parley.core.knowledge.embeddings import LocalEmbedder, OpenAIEmbedder
 from parley.core.knowledge.retrieval import Retriever
-from parley.core.knowledge.store import (
-    DB_NAME,
-    FileWrite,
-    KnowledgeStore,
-    chunk_id,
-    collection_name,
-)
+from parley.core.knowledge.store import DB_NAME, FileWrite, KnowledgeStore, chunk_id
+from parley.core.knowledge.vectors import collection_name
 from parley.core.paths import Paths
 
 from .conftest import FakeOpenAI, index_lock_held_elsewhere, make_chunks
@@ -254,7 +249,7 @@ def test_reader_process_sees_another_processes_writes(
         import os, sys
         from pathlib import Path
         sys.path.insert(0, {str(Path(__file__).parents[3])!r})
-        from tests.core.knowledge_store.conftest import make_chunks
+        from tests.core.knowledge.conftest import make_chunks
         from parley.core.paths import default_paths
         from parley.core.knowledge.embeddings import local_embedder
         from parley.core.knowledge.store import KnowledgeStore, FileWrite

@@ -27,7 +27,8 @@ import pytest
 from parley.core.knowledge.embeddings import LocalEmbedder, local_embedder
 from parley.core.knowledge.indexer import Indexer
 from parley.core.knowledge.retrieval import Retriever
-from parley.core.knowledge.store import KnowledgeStore, collection_name
+from parley.core.knowledge.store import KnowledgeStore
+from parley.core.knowledge.vectors import collection_name
 from parley.core.paths import Paths, default_paths
 from tests.assets import need_minilm
 

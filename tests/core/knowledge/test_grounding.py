@@ -122,7 +122,7 @@ def test_sources_fill_a_token_budget_best_first() -> None:
     assert Source.from_dict(picked[1].to_dict()) == picked[1]
     text = format_sources(picked, "abc123")
     assert text.count('<source n="') == 2 and 'location="page 1"' in text
-    assert 'location="lines 3-9"' in text
+    assert 'location="lines 3–9"' in text
 
 
 # ---- follow-up questions searched as standalone queries (issue 12)
