@@ -422,6 +422,8 @@ async def _ask(services: Services, question: str, options: Any, args: argparse.N
             ]
         if args.knowledge:
             payload["sources"] = [_source_json(i + 1, s) for i, s in enumerate(finished.sources)]
+            if finished.search_query is not None:
+                payload["search_query"] = finished.search_query
         out.write(safe_json(payload) + "\n")
         out.flush()
     if finished.error is not None:

@@ -214,10 +214,14 @@ def parley_index(corpus: Corpus, base: Path, reindex: bool, log: Any) -> tuple[P
     done = home / "done.json"
     if done.is_file() and not reindex:
         return home, json.loads(done.read_text())
-    shutil.rmtree(home, ignore_errors=True)
+    # An index stopped part-way (no done.json) is resumed: the indexer skips the files it
+    # already committed, so index_s then covers the rest only (flagged "resumed").
+    resumed = (home / "data" / "knowledge.sqlite3").is_file() and not reindex
+    if not resumed:
+        shutil.rmtree(home, ignore_errors=True)
     paths = parley_paths(home)
     store = KnowledgeStore(paths, local_embedder(paths))
-    log(f"parley: indexing {corpus.dir} into {home}")
+    log(f"parley: {'resuming' if resumed else 'indexing'} {corpus.dir} into {home}")
     try:
         t0 = time.perf_counter()
         report = Indexer(store).index([corpus.dir])
@@ -229,6 +233,8 @@ def parley_index(corpus: Corpus, base: Path, reindex: bool, log: Any) -> tuple[P
             "index_s": round(seconds, 1),
             "embed_s": round(report.embed_seconds, 1),
         }
+        if resumed:
+            stats["resumed"] = True
     finally:
         store.close()
     done.write_text(json.dumps(stats))
@@ -325,7 +331,8 @@ def recipe_index(python: str, corpus: Corpus, base: Path, reindex: bool, log: An
     db = base / f"recipe-{corpus.key}"
     if (db / "done.json").is_file() and not reindex:
         return db
-    shutil.rmtree(db, ignore_errors=True)
+    if reindex or not (db / "chroma").is_dir():  # else resumed where it stopped
+        shutil.rmtree(db, ignore_errors=True)
     log(f"recipe: indexing {corpus.dir} into {db}")
     _run_recipe(python, "_recipe-index", str(corpus.dir), str(db), "--seed", str(_seed_script()))
     return db
@@ -397,7 +404,8 @@ def _recipe_main(argv: list[str]) -> int:
                 metas.append({"source": str(f)})
         t_split = time.perf_counter() - t0
         batch = 256
-        for i in range(0, len(docs), batch):
+        start = col.count()  # an index stopped part-way goes on from there (same order)
+        for i in range(start, len(docs), batch):
             col.add(
                 documents=docs[i : i + batch],
                 metadatas=metas[i : i + batch],
@@ -410,6 +418,8 @@ def _recipe_main(argv: list[str]) -> int:
             "split_s": round(t_split, 1),
             "index_s": round(t_index, 1),
         }
+        if start:
+            stats["resumed_from"] = start
         (db / "done.json").write_text(json.dumps(stats))
         print(json.dumps(stats))
         return 0

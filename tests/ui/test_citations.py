@@ -395,18 +395,39 @@ async def test_dropped_folder_grounds_an_answer_whose_citations_open_the_right_p
             assert panel.table.topLevelItemCount() == len(sources)
             assert panel.text.toPlainText() == sources[0].text
             assert panel.table.topLevelItem(0).text(2) == f"{sources[0].score:.4f}"
+            assert panel.search_query() is None and panel.query.isHidden()
+
+            # A follow-up that leans on the turn before is searched as a standalone query,
+            # written by the chat model, and the panel says what was searched.
+            srv.enqueue(Text("how often to water tomatoes"), Text("Twice a week [1]."))
+            await h.send_and_wait("And how often do they need it?", timeout=30)
+            rewrite, grounded = chat_requests(srv)[-2:]
+            assert "And how often do they need it?" in rewrite.json["messages"][-1]["content"]
+            assert grounded.json["messages"][-1]["content"] == "And how often do they need it?"
+            follow = h.items()[-1].message_id
+            followed = await _wait_sources(h, follow)
+            assert "Tomatoes need full sun" in followed[0].text
+            panel = w.show_sources(follow)
+            assert panel is not None and panel.search_query() == "how often to water tomatoes"
+            assert not panel.query.isHidden() and "how often to water" in panel.query.text()
+            w.show_sources(mid)  # the first answer searched its question as asked
+            assert panel.search_query() is None and panel.query.isHidden()
 
             # Reopened from the database: the same sources, still clickable.
             w.docks.preview.text.setExtraSelections([])
             w.new_chat()
             await w.open_conversation(w.sidebar.ids()[0])
-            again = h.items()[-1]
+            again = next(i for i in h.items() if i.message_id == mid)
             assert [f.text for f in again.footer if f.kind == "citation"] == [f.text for f in cites]
             point = view.canvas().anchor_point(again.message_id, "parley-cite:2")
             assert point is not None
             _click(view, point)
             req = await h.until(lambda: _previewed(w, 2), what="citation shown after reload")
             _assert_right_place(req, sources[1], root)
+            # ... and the follow-up's rewritten query comes back with its sources.
+            reopened = w.show_sources(follow)
+            assert reopened is not None
+            assert reopened.search_query() == "how often to water tomatoes"
 
             # A folder removed from the documents: its files are not shown any more.
             w.docks.preview.text.setExtraSelections([])

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from parley.core.agent import (
@@ -72,6 +72,9 @@ FLUSH_INTERVAL_S = 0.25
 MAX_QUESTION_CHARS = 2_000_000
 """Questions longer than this are refused before anything is sent."""
 
+REWRITE_TIMEOUT_S = 30.0
+"""Longest wait for a follow-up's standalone search query before searching it as written."""
+
 QUEUE_POLL_S = 0.05
 """How often a turn waiting for its conversation looks whether it is its turn."""
 
@@ -106,6 +109,8 @@ class SourcesAttached:
     """Knowledge sources put into the prompt (grounded answers)."""
 
     sources: tuple[Source, ...]
+    search_query: str | None = None
+    """What was searched when it was not the question as asked (a rewritten follow-up)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +137,8 @@ class TurnFinished:
     """Answered by a server on this machine (the cost is really $0)."""
     notes: tuple[str, ...] = ()
     """What the person should know about the request (e.g. turns left out to fit)."""
+    search_query: str | None = None
+    """The documents were searched for this rewrite of a follow-up question."""
 
 
 TurnEvent = AgentEvent | TurnStarted | TurnFinished | SourcesAttached | TurnQueued
@@ -451,22 +458,26 @@ class ChatSession:
                 conversation_id, user.id, assistant.id, options.provider, options.model
             )
             grounding = None
+            query = user.content
             if options.use_knowledge and self._grounder is not None:
-                grounding = await self._grounder.ground(user.content, folders=options.folders)
+                query = await self._search_query(
+                    conversation_id, assistant.id, history, user.content, options, state
+                )
+                grounding = await self._grounder.ground(query, folders=options.folders)
             if grounding is not None:
                 state.sources = grounding.sources
+                state.search_query = query if query != user.content else None
                 if grounding.system_addendum:
                     system = (
                         f"{system}\n\n{grounding.system_addendum}"
                         if system
                         else (grounding.system_addendum)
                     )
-                await self._db(
-                    self.conversations.update_message,
-                    assistant.id,
-                    meta={"sources": [s.to_dict() for s in grounding.sources]},
-                )
-                yield SourcesAttached(grounding.sources)
+                meta: dict[str, Any] = {"sources": [s.to_dict() for s in grounding.sources]}
+                if state.search_query is not None:
+                    meta["search_query"] = state.search_query
+                await self._db(self.conversations.update_message, assistant.id, meta=meta)
+                yield SourcesAttached(grounding.sources, state.search_query)
 
             provider = self._provider_for(options.provider, options.model)
             if self.meter is not None:
@@ -565,6 +576,58 @@ class ChatSession:
             raise
         assert outcome is not None  # every other way out raised above
         yield await self._finish(conversation_id, assistant.id, state, *outcome)
+
+    async def _search_query(
+        self,
+        conversation_id: int,
+        message_id: int,
+        history: Sequence[Message],
+        question: str,
+        options: TurnOptions,
+        state: _TurnState,
+    ) -> str:
+        """What to search the documents for: the question, or a follow-up made standalone.
+
+        Only a question that looks like it leans on earlier turns (``needs_rewrite``) costs a
+        request: the turn's own model rewrites it (metered, in the ledger as
+        ``query_rewrite``). Any failure searches the question as asked, with a note.
+        """
+        from parley.core.knowledge.followup import clean_rewrite, needs_rewrite, rewrite_request
+
+        earlier = history[:-1] if history and history[-1].role == "user" else history
+        if not needs_rewrite(question, earlier):
+            return question
+        provider: Provider = self._provider_for(options.provider, options.model)
+        if self.meter is not None:
+            provider = self.meter.wrap(provider, options.provider)
+        request = rewrite_request(options.model, earlier, question)
+        parts: list[str] = []
+        try:
+            async with asyncio.timeout(REWRITE_TIMEOUT_S):
+                stream = provider.stream(request)
+                async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                    async for ev in stream:
+                        if isinstance(ev, TextDelta):
+                            parts.append(ev.text)
+                        elif isinstance(ev, Usage) and self.meter is None:
+                            state.usage = state.usage + ev
+                        elif isinstance(ev, Metered):
+                            ev = replace(ev, purpose="query_rewrite")
+                            state.usage = state.usage + ev.usage
+                            state.meter(ev)
+                            await self._db(
+                                self.conversations.record_request,
+                                _ledger_entry(ev, conversation_id, message_id),
+                            )
+        except (ParleyError, TimeoutError) as exc:
+            reason = exc.user_message if isinstance(exc, ParleyError) else "it took too long"
+            log.info("follow-up rewrite failed: %s", reason)
+            state.notes.append(
+                "Your documents were searched for the question as written: it could not be "
+                f"made standalone ({reason})."
+            )
+            return question
+        return clean_rewrite("".join(parts)) or question
 
     async def _start_answer_row(
         self, conversation_id: int, user: StoredMessage, options: TurnOptions
@@ -710,6 +773,7 @@ class ChatSession:
             cached=state.cached,
             local=state.local,
             notes=tuple(state.notes),
+            search_query=state.search_query,
         )
 
     # ---- Conversation operations (on the writer, in the order they are called)
@@ -878,6 +942,7 @@ class _TurnState:
     """id(call) -> (the call, kept alive so its id stays unique; its tool_calls row)."""
     stopped: AgentStopped | None = None
     sources: tuple[Source, ...] = ()
+    search_query: str | None = None
     # ---- metering (issue 13)
     metered: bool = False
     cost: float | None = 0.0

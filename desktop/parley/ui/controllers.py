@@ -110,8 +110,9 @@ class ChatController(QObject):
     """A tool began: (message id, tool name)."""
     sig_tool_call_started = Signal(int, object)
     """A tool began, with its call: (message id, :class:`~parley.core.providers.base.ToolCall`)."""
-    sig_sources_attached = Signal(int, object)
-    """Knowledge sources went into the prompt: (message id, tuple of ``Source``)."""
+    sig_sources_attached = Signal(int, object, object)
+    """Knowledge sources went into the prompt: (message id, tuple of ``Source``, the search
+    query when a follow-up was rewritten into one, else None)."""
     sig_tool_finished = Signal(int, object)
     """A tool ended: (message id, :class:`~parley.core.agent.ToolRunFinished`)."""
     sig_agent_stopped = Signal(int, str)
@@ -352,7 +353,7 @@ class ChatController(QObject):
             self.sig_tool_started.emit(mid, ev.call.name)
             self.sig_tool_call_started.emit(mid, ev.call)
         elif isinstance(ev, SourcesAttached):
-            self.sig_sources_attached.emit(mid, ev.sources)
+            self.sig_sources_attached.emit(mid, ev.sources, ev.search_query)
         elif isinstance(ev, ToolRunFinished):
             self.sig_tool_finished.emit(mid, ev)
         elif isinstance(ev, AgentStopped):

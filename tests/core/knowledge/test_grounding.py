@@ -16,8 +16,8 @@ import pytest
 from parley.core.knowledge.grounding import Source, format_sources, select_sources
 from parley.core.knowledge.retrieval import RetrievedChunk
 from parley.core.settings import load_settings
-from tests.core.test_cli import parley
-from tests.fakes.script import Call, Text, ToolCalls
+from tests.core.test_cli import parley, stored
+from tests.fakes.script import Call, HTTPError, Text, ToolCalls
 
 
 @pytest.fixture
@@ -123,3 +123,105 @@ def test_sources_fill_a_token_budget_best_first() -> None:
     text = format_sources(picked, "abc123")
     assert text.count('<source n="') == 2 and 'location="page 1"' in text
     assert 'location="lines 3–9"' in text
+
+
+# ---- follow-up questions searched as standalone queries (issue 12)
+
+
+def _ask(home: Path, srv: Any, *args: str) -> dict[str, Any]:
+    p = parley(home, "ask", "--knowledge", "--json", *args, srv=srv)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)  # type: ignore[no-any-return]
+
+
+def _ledger_purposes(home: Path) -> list[str]:
+    import sqlite3
+
+    db = sqlite3.connect(home / "data" / "parley.sqlite3")
+    try:
+        return [r[0] for r in db.execute("SELECT kind FROM ledger ORDER BY id")]
+    finally:
+        db.close()
+
+
+def test_a_follow_up_is_searched_as_a_standalone_query(
+    parley_home: Path, fake_llm: Any, docs: Path
+) -> None:
+    assert parley(parley_home, "index", str(docs), "--json").returncode == 0
+    fake_llm.enqueue(Text("Lisbon in September [1]."))
+    first = _ask(parley_home, fake_llm, "Where do the holiday plans take us this year?")
+    assert "search_query" not in first  # the first question of a conversation is as asked
+    conv = str(first["conversation_id"])
+    sent = len(fake_llm.requests)
+
+    # "that" leans on the turn before: the model is asked for a search query first.
+    fake_llm.enqueue(Text('"Q3 marketing budget approval date"\nsecond line'), Text("3 July [1]."))
+    out = _ask(parley_home, fake_llm, "--conversation", conv, "And when was that approved?")
+    assert len(fake_llm.requests) == sent + 2
+    rewrite, answer = fake_llm.requests[-2].json, fake_llm.requests[-1].json
+    prompt = rewrite["messages"][-1]["content"]
+    assert "standalone search query" in rewrite["messages"][0]["content"]
+    assert "Where do the holiday plans take us this year?" in prompt  # the earlier turn
+    assert "Lisbon in September [1]." in prompt and "And when was that approved?" in prompt
+    assert "<sources" not in prompt  # only the conversation goes, not the documents
+    # The documents were searched for the rewrite (one line, unquoted) ...
+    assert out["search_query"] == "Q3 marketing budget approval date"
+    assert out["sources"][0]["path"] == str(docs / "budget.md")
+    # ... and the answer still gets the question as asked, grounded on those sources.
+    assert answer["messages"][-1]["content"] == "And when was that approved?"
+    assert "1.2 million euros" in answer["messages"][0]["content"]
+    # The rewrite is paid for and shown as such; the answer stores what was searched.
+    assert _ledger_purposes(parley_home)[-2:] == ["query_rewrite", "chat"]
+    last = stored(parley_home)[-1]
+    assert last.meta["search_query"] == "Q3 marketing budget approval date"
+
+    # A question that stands on its own costs no extra request.
+    fake_llm.enqueue(Text("1.2 million euros [1]."))
+    out = _ask(parley_home, fake_llm, "--conversation", conv, "How large is the marketing budget?")
+    assert len(fake_llm.requests) == sent + 3 and "search_query" not in out
+
+
+def test_a_failed_rewrite_searches_the_question_as_written(
+    parley_home: Path, fake_llm: Any, docs: Path
+) -> None:
+    assert parley(parley_home, "index", str(docs), "--json").returncode == 0
+    fake_llm.enqueue(Text("1.2 million euros [1]."))
+    first = _ask(parley_home, fake_llm, "How much money does marketing get in Q3?")
+    fake_llm.enqueue(HTTPError(400, "bad request"), Text("3 July [1]."))
+    out = _ask(
+        parley_home,
+        fake_llm,
+        "--conversation",
+        str(first["conversation_id"]),
+        "And when was it approved?",
+    )
+    assert out["status"] == "complete" and "search_query" not in out
+    assert any("question as written" in n for n in out["notes"])
+    assert out["sources"]  # searched all the same
+
+
+def test_the_follow_up_gate_and_the_cleaned_reply() -> None:
+    from parley.core.knowledge.followup import MAX_QUERY_CHARS, clean_rewrite, needs_rewrite
+    from parley.core.providers.base import Message
+
+    earlier = (Message("user", "How do I rebase my branch?"), Message("assistant", "Use..."))
+    for q in (
+        "and how do I undo that?",
+        "What about tags?",
+        "Does it work on Windows?",
+        "why?",
+        "Can I do the same for submodules?",
+        "more details please",
+    ):
+        assert needs_rewrite(q, earlier), q
+    for q in (
+        "How do I configure a credential helper for HTTPS remotes?",
+        "Is there a way to sign commits with SSH keys?",
+    ):
+        assert not needs_rewrite(q, earlier), q
+    assert not needs_rewrite("and how do I undo that?", ())  # nothing before it
+
+    assert clean_rewrite("Query: “undo a git rebase”\nBecause...") == "undo a git rebase"
+    assert clean_rewrite("  \n\n") is None and clean_rewrite('""') is None
+    long = clean_rewrite("word " * 200)
+    assert long is not None and len(long) <= MAX_QUERY_CHARS and not long.endswith(" ")

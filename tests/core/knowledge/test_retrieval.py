@@ -83,11 +83,11 @@ def test_hybrid_finds_by_meaning_and_by_rare_keyword(store: KnowledgeStore, corp
 
 
 def test_rrf_puts_agreement_first(store: KnowledgeStore, corpus: Path) -> None:
-    hits = Retriever(store).search("keyring api keys", k=3)
+    cfg = RankingConfig(fusion="rrf", file_evidence=1)
+    hits = Retriever(store, config=cfg).search("keyring api keys", k=3)
     top = hits[0]
     assert top.path.name == "keys.md"
     assert top.dense_score is not None and top.keyword_score is not None
-    cfg = RankingConfig()
     # First in both lists: the sum of both weights over (rrf_k + 1).
     assert top.score == pytest.approx((cfg.dense_weight + cfg.keyword_weight) / (cfg.rrf_k + 1))
     assert all(h.score <= top.score for h in hits)
@@ -318,3 +318,99 @@ def test_link_lists_are_demoted(store: KnowledgeStore, tmp_path: Path) -> None:
     assert Retriever(store, config=demoting).search("vacuum", 2, mode="keyword")[0].path.name == (
         "vacuum.txt"
     )
+
+
+_CATS = (
+    # Closest in meaning to the question below, yet sharing none of its words...
+    "Kittens like to sharpen their claws on rugs and curtains.",
+    "Cover the couch with a throw so pets cannot reach the fabric.",
+    "Keep a kitten from clawing furniture: trim its claws and give it a post.",
+    "Double-sided tape on armrests puts kittens off clawing them.",
+    "Feline behaviour: why pets claw at things and how to redirect it.",
+    "A dog that chews the couch may be bored or anxious.",
+    "Leather armchairs show every mark a pet leaves on them.",
+    "Pet hair on upholstery comes off with a damp rubber glove.",
+    # ...while this one shares a word ("sofa") and little else: 9th in meaning.
+    "Invoice 2291: one sofa, three cushions, delivery on Tuesday.",
+    "Puppies nibble cushions while their teeth come through.",
+    "The train to the coast leaves every hour from platform two.",
+    "Tomatoes need full sun and regular watering in summer.",
+)
+_CAT_QUESTION = "stop my cat scratching the sofa"
+
+
+def _cats(store: KnowledgeStore, tmp_path: Path) -> Path:
+    root = tmp_path / "kb"
+    root.mkdir()
+    store.add_root(root)
+    for i, text in enumerate(_CATS):
+        _put(
+            store, root, "invoice.txt" if "Invoice" in text else f"pets{i}.txt", make_chunks([text])
+        )
+    return root
+
+
+def test_complete_fusion_keeps_the_gap_rank_fusion_throws_away(
+    store: KnowledgeStore, tmp_path: Path
+) -> None:
+    # Rank fusion: 9th in meaning plus 1st in keywords beats 1st in meaning alone, however
+    # far ahead in meaning the first is.
+    _cats(store, tmp_path)
+    rrf = Retriever(store, config=RankingConfig(fusion="rrf", file_evidence=1))
+    assert rrf.search(_CAT_QUESTION, k=3)[0].path.name == "invoice.txt"
+    hits = Retriever(store).search(_CAT_QUESTION, k=3)
+    assert "invoice.txt" not in [h.path.name for h in hits]
+    assert hits[0].text.startswith("Kittens like to sharpen")
+
+
+def test_every_candidate_gets_both_scores(store: KnowledgeStore, tmp_path: Path) -> None:
+    # With k=4 and a pool of one, each search gives 8 candidates: the invoice (9th in
+    # meaning) is only a keyword candidate, yet it is scored by its cosine too.
+    _cats(store, tmp_path)
+    config = RankingConfig(pool=1, keyword_share=0.4)
+    hits = Retriever(store, config=config).search(_CAT_QUESTION, k=4)
+    invoice = next(h for h in hits if h.path.name == "invoice.txt")
+    assert invoice.keyword_score is not None and invoice.dense_score is not None
+    dense = Retriever(store).search(_CAT_QUESTION, k=len(_CATS), mode="dense")
+    assert [h.path.name for h in dense].index("invoice.txt") == 8
+    same = next(h for h in dense if h.path.name == "invoice.txt")
+    assert same.dense_score is not None
+    assert invoice.dense_score == pytest.approx(same.dense_score, abs=1e-4)
+
+
+def test_a_page_that_answers_in_several_places_beats_one_close_line(
+    store: KnowledgeStore, tmp_path: Path
+) -> None:
+    root = tmp_path / "kb"
+    root.mkdir()
+    store.add_root(root)
+    zebra = [
+        "The zebra migration crosses the Mara river every year in July.",
+        "Herds follow the rains across the Serengeti in a great loop.",
+        "Crocodiles wait at the crossings where the herds swim.",
+    ]
+    # Not adjacent (indices 0, 2, 4), so each is its own passage.
+    chunks = [
+        Chunk(2 * i, t, "Zebras: " + t, ("Zebras",), None, 20 * i + 1, 20 * i + 5, 12)
+        for i, t in enumerate(zebra)
+    ]
+    _put(store, root, "zebras.txt", chunks)
+    _put(store, root, "savanna.txt", make_chunks(["Zebra migration."], ("Savanna",)))
+    _put(store, root, "garden.txt", make_chunks(["Tomatoes need full sun and water."]))
+    # The one-line page is the closest single chunk...
+    alone = Retriever(store, config=RankingConfig(file_evidence=1)).search("zebra migration", 2)
+    assert alone[0].path.name == "savanna.txt"
+    # ...but the page about the migration wins on its evidence as a whole.
+    hits = Retriever(store).search("zebra migration", k=3)
+    assert [h.path.name for h in hits][:2] == ["zebras.txt", "savanna.txt"]
+    dense = Retriever(store).search("zebra migration", 1, mode="dense")
+    assert dense[0].path.name == "zebras.txt"
+
+
+def test_stored_vectors_are_read_back(store: KnowledgeStore, corpus: Path) -> None:
+    rows = sqlite3.connect(store.db_path).execute("SELECT id FROM chunks").fetchall()
+    ids = [r[0] for r in rows]
+    got = store.vectors([*ids, "no-such-chunk"])
+    assert set(got) == set(ids)
+    assert all(len(v) == 384 for v in got.values())
+    assert store.vectors([]) == {}

@@ -467,3 +467,26 @@ class VectorIndex:
             (i, 1.0 - float(d), m, doc)
             for i, d, m, doc in zip(ids, dists, metas, docs, strict=True)
         ]
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, Sequence[float]]:
+        """The stored vectors of these chunks (ids without one are left out).
+
+        Retrieval scores keyword candidates the dense search did not rank by their cosine
+        (complete fusion); a few dozen vectors cost a few milliseconds.
+        """
+        if not ids or (self.server is None and self._meta("vector_damage")):
+            return {}
+        with self._chroma_lock:
+            col = self._fresh_collection()
+        try:
+            with self._vector_op("reading vectors"):
+                got = col.get(ids=list(ids), include=["embeddings"])
+        except StorageError:
+            return {}  # said once (log); those candidates count as the weakest
+        except Exception as exc:  # a server that fails: the same, without marking damage
+            log.debug("reading vectors from the Chroma server failed: %r", exc)
+            return {}
+        embeddings = got.get("embeddings")
+        if embeddings is None:
+            return {}
+        return dict(zip(got["ids"], embeddings, strict=True))

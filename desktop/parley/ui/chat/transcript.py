@@ -145,7 +145,7 @@ class Transcript(QObject):
         self._branch_bar = branch_bar
         self._is_local = is_local
         self._price_of = price_of
-        self._remember: Callable[[str | int, Iterable[Any]], list[Any]] | None = None
+        self._remember: Callable[[str | int, Iterable[Any], str | None], list[Any]] | None = None
         self.conversation_id: int | None = None
         """The conversation shown (None: a new, empty chat)."""
         self.loading_id: int | None = None
@@ -178,9 +178,13 @@ class Transcript(QObject):
 
     # ---- Public API
     def set_sources_memory(
-        self, remember: Callable[[str | int, Iterable[Any]], list[Any]] | None
+        self, remember: Callable[[str | int, Iterable[Any], str | None], list[Any]] | None
     ) -> None:
-        """Where answers' sources are remembered for citation clicks (the documents feature)."""
+        """Where answers' sources are remembered for citation clicks (the documents feature).
+
+        ``remember(message id, sources, search query)``: the query is what was searched when a
+        follow-up was rewritten into a standalone query (None: the question as asked).
+        """
         self._remember = remember
 
     def set_outgoing_attachments(self, names: Sequence[str]) -> None:
@@ -373,7 +377,8 @@ class Transcript(QObject):
         if sources is None:
             return []
         if self._remember is not None:
-            self._remember(message_id, sources)
+            query = meta.get("search_query")
+            self._remember(message_id, sources, query if isinstance(query, str) else None)
         return list(citation_footer(sources, text))
 
     def _usage_item(
@@ -438,9 +443,10 @@ class Transcript(QObject):
     def _agent_stopped(self, message_id: int, message: str) -> None:
         self._agent_notes[message_id] = message
 
-    def _sources_attached(self, message_id: int, sources: Any) -> None:
+    def _sources_attached(self, message_id: int, sources: Any, search_query: Any = None) -> None:
         mid = str(message_id)
-        parsed = self._remember(mid, sources) if self._remember else parse_sources(sources)
+        query = search_query if isinstance(search_query, str) else None
+        parsed = self._remember(mid, sources, query) if self._remember else parse_sources(sources)
         self._live_sources[mid] = parsed
         if mid == self._view_stream:
             item = self.view.item(mid)

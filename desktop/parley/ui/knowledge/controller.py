@@ -139,6 +139,7 @@ class KnowledgeController(QObject):
         self._roots: list[str] = []
         self._needs_reindex = False
         self._answers: OrderedDict[str, list[Source]] = OrderedDict()
+        self._queries: dict[str, str] = {}  # answers whose search was a rewritten follow-up
         self._knowledge_key = _knowledge_key(settings.current)
         self._closing = False
         settings.add_listener(self._settings_changed)
@@ -508,15 +509,30 @@ class KnowledgeController(QObject):
         )
 
     # ------------------------------------------------------------------ sources and citations
-    def remember_sources(self, message_id: str | int, sources: Iterable[Any]) -> list[Source]:
-        """Keep an answer's sources (live ``Source`` objects or stored dicts) for clicks."""
+    def remember_sources(
+        self, message_id: str | int, sources: Iterable[Any], search_query: str | None = None
+    ) -> list[Source]:
+        """Keep an answer's sources (live ``Source`` objects or stored dicts) for clicks.
+
+        ``search_query``: what the documents were searched for when it was not the question
+        as asked (a follow-up rewritten into a standalone query).
+        """
         parsed = parse_sources(sources)
         key = str(message_id)
         self._answers[key] = parsed
         self._answers.move_to_end(key)
+        if search_query:
+            self._queries[key] = search_query
+        else:
+            self._queries.pop(key, None)
         while len(self._answers) > MAX_REMEMBERED_ANSWERS:
-            self._answers.popitem(last=False)
+            gone, _ = self._answers.popitem(last=False)
+            self._queries.pop(gone, None)
         return parsed
+
+    def search_query_for(self, message_id: str | int) -> str | None:
+        """The rewritten search query of an answer (None: its question was searched as asked)."""
+        return self._queries.get(str(message_id))
 
     def load_document(self, path: Path) -> Any:
         """Parse a PDF/DOCX/HTML file as text in the isolated loader (blocking: a thread)."""

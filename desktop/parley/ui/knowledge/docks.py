@@ -241,7 +241,12 @@ class KnowledgeDocks(QObject):
             self.sources_panel.show_sources(None, None)
             return
         sources = self.knowledge.sources_for(message_id)
-        self.sources_panel.show_sources(message_id, sources, select=select)
+        self.sources_panel.show_sources(
+            message_id,
+            sources,
+            select=select,
+            search_query=self.knowledge.search_query_for(message_id),
+        )
 
     def _sources_visible(self) -> bool:
         return self.sources_dock is not None and self.sources_dock.isVisible()

@@ -39,12 +39,12 @@ __all__ = ["SourcesPanel", "format_score"]
 _COL_N, _COL_SOURCE, _COL_FUSED, _COL_DENSE, _COL_KEYWORD = range(5)
 
 _HEADER_TIPS = {
-    _COL_FUSED: "Combined: both searches' rankings merged (reciprocal-rank fusion; "
-    "higher is better).",
+    _COL_FUSED: "Combined: the meaning match plus a share of the keyword match, raised by "
+    "the file's other good passages (higher is better).",
     _COL_DENSE: "Meaning match: how close the passage's meaning is to the question "
-    "(cosine similarity of their embeddings; — when only the keyword search found it).",
+    "(cosine similarity of their embeddings; — when meaning search was not used).",
     _COL_KEYWORD: "Keyword match: how well the question's words occur in the passage "
-    "(BM25; — when only the meaning search found it).",
+    "(BM25; — when none of the question's words is in it).",
 }
 
 
@@ -71,6 +71,7 @@ class SourcesPanel(QWidget):
         self.setObjectName("sourcesPanel")
         self._message_id: str | None = None
         self._sources: list[Source] = []
+        self._query: str | None = None
         em = self.fontMetrics().height()
 
         self.title = QLabel()
@@ -81,6 +82,15 @@ class SourcesPanel(QWidget):
         self.hint = QLabel()
         self.hint.setWordWrap(True)
         self.hint.setEnabled(False)
+        # The model's rewrite of a follow-up: untrusted text, shown plain.
+        self.query = plain_label(QLabel())
+        self.query.setObjectName("sourcesQuery")
+        self.query.setWordWrap(True)
+        self.query.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.query.setToolTip(
+            "Your question leaned on earlier turns, so the chat model turned it into this "
+            "standalone search; the answer still got your question as you wrote it."
+        )
 
         self.table = QTreeWidget()
         self.table.setObjectName("sourcesTable")
@@ -134,6 +144,7 @@ class SourcesPanel(QWidget):
         layout.setSpacing(em // 3)
         layout.addWidget(self.title)
         layout.addWidget(self.hint)
+        layout.addWidget(self.query)
         layout.addWidget(self.splitter, 1)
         self.show_sources(None, None)
 
@@ -146,8 +157,17 @@ class SourcesPanel(QWidget):
         """The sources shown."""
         return list(self._sources)
 
+    def search_query(self) -> str | None:
+        """The rewritten search query shown (None: the question was searched as asked)."""
+        return self._query
+
     def show_sources(
-        self, message_id: str | None, sources: Sequence[Source] | None, *, select: int | None = None
+        self,
+        message_id: str | None,
+        sources: Sequence[Source] | None,
+        *,
+        select: int | None = None,
+        search_query: str | None = None,
     ) -> None:
         """Show an answer's sources.
 
@@ -156,10 +176,20 @@ class SourcesPanel(QWidget):
             sources: Its sources; None when the answer did not search the documents, an empty
                 list when the search found nothing relevant.
             select: The source number to select (default: the first).
+            search_query: What was searched when it was not the question as asked (a
+                follow-up rewritten into a standalone query).
         """
         self._message_id = message_id
         self._sources = list(sources or [])
         self.table.clear()
+        shown_query = search_query if message_id is not None and sources is not None else None
+        self._query = shown_query or None
+        self.query.setText(
+            shown(f"Searched for: “{shown_query}” (your follow-up, made standalone)")
+            if shown_query
+            else ""
+        )
+        self.query.setVisible(bool(shown_query))
         if message_id is None:
             self.title.setText("Sources")
             self.hint.setText(
