@@ -1,6 +1,6 @@
 """The chat view: a lazily laid out, virtualised list of rendered messages.
 
-Why one file of ~1,900 lines: almost all of it is ``_ChatCanvas``, one scroll area whose
+Why one file of ~2,300 lines: almost all of it is ``_ChatCanvas``, one scroll area whose
 state is one invariant (row heights and prefix sums, the scroll anchor, the LRU of laid-out
 documents, the streaming tails and the selection all refer to the same rows). Its geometry,
 streaming, painting and selection call into each other's state on every frame; split into
