@@ -22,6 +22,9 @@ from parley.core.decoding import decode_text
 from parley.core.display import format_size
 
 if TYPE_CHECKING:
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+
     from parley.ui.composer import Composer
     from parley.ui.notices import NoticeBar
     from parley.ui.tasks import TaskSet
@@ -157,3 +160,34 @@ def handle_drop(
             notice.show_notice(" ".join(refused), kind="warning", timeout_s=12.0, tag="attach")
 
     return tasks.spawn(attach(), name="attach-files")
+
+
+def local_paths(urls: Sequence[QUrl]) -> list[str]:
+    """The local files and folders among dropped ``urls``."""
+    return [u.toLocalFile() for u in urls if u.isLocalFile() and u.toLocalFile()]
+
+
+def drag_entered(event: QDragEnterEvent, bound: bool) -> None:
+    """Accept local files and folders (once the window is bound)."""
+    if bound and local_paths(event.mimeData().urls() if event.mimeData().hasUrls() else []):
+        event.acceptProposedAction()
+    else:
+        event.ignore()
+
+
+def drag_moved(event: QDragMoveEvent, bound: bool) -> None:
+    """Keep accepting while the drag moves over the window."""
+    if bound and event.mimeData().hasUrls():
+        event.acceptProposedAction()
+    else:
+        event.ignore()
+
+
+def dropped(event: QDropEvent, bound: bool) -> list[str]:
+    """The dropped local paths, the drop accepted; none (the drop ignored) when unbound."""
+    paths = local_paths(event.mimeData().urls() if event.mimeData().hasUrls() else [])
+    if not bound or not paths:
+        event.ignore()
+        return []
+    event.acceptProposedAction()
+    return paths

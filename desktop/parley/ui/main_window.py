@@ -13,7 +13,12 @@ The window connects the parts and decides which page shows; each job has its own
 - the composer's requests (send, regenerate, retry, edit, stop) and the draft:
   :class:`~parley.ui.turns.TurnRequests`, which gives the
   :class:`~parley.ui.controllers.ChatController` each turn's options;
+- what is clicked on messages, the model and switches chosen, a turn's start and end:
+  :class:`~parley.ui.window_turns.TurnEvents`;
 - the model list, warm-up and detail text: :class:`~parley.ui.model_picker.ModelChooser`;
+- which chat shows (new or reopened) and its cost: :class:`~parley.ui.shown_chat.ShownChat`;
+- settings, theme and onboarding: :class:`~parley.ui.window_settings.SettingsAndOnboarding`;
+- help, "Open link?", "Delete answer": :class:`~parley.ui.window_dialogs.WindowDialogs`;
 - documents, citations and their docks: :class:`~parley.ui.knowledge.docks.KnowledgeDocks`;
 - the conversation list and every write (rename, delete, undo, versions, options, a chat's
   prompt): :class:`~parley.ui.conversations.ConversationList` runs ``ChatSession``
@@ -25,45 +30,26 @@ The window connects the parts and decides which page shows; each job has its own
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import (
-    QCloseEvent,
-    QDesktopServices,
-    QDragEnterEvent,
-    QDragMoveEvent,
-    QDropEvent,
-    QPaintEvent,
-)
-from PySide6.QtWidgets import (
-    QAbstractButton,
-    QApplication,
-    QDialog,
-    QDockWidget,
-    QFileDialog,
-    QMainWindow,
-    QMessageBox,
-    QToolButton,
-    QWidget,
-)
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QPaintEvent
+from PySide6.QtWidgets import QDialog, QDockWidget, QFileDialog, QMainWindow, QMessageBox
 
-from parley.ui.attachments import handle_drop
+from parley.ui.attachments import drag_entered, drag_moved, dropped, handle_drop
 from parley.ui.conversations import ConversationList
 from parley.ui.errors import ErrorPresenter
-from parley.ui.model_picker import ModelChooser
+from parley.ui.model_picker import ModelChooser, price_text
 from parley.ui.tasks import TaskSet
-from parley.ui.theme import app_icon, apply_theme
+from parley.ui.theme import app_icon
 from parley.ui.turns import TurnRequests
+from parley.ui.window_dialogs import WindowDialogs
 from parley.ui.window_layout import (
     PAGE_CHAT,
-    PAGE_EMPTY,
     PAGE_FAILED,
-    PAGE_ONBOARDING,
     WindowLayout,
     build_menus,
     restore_geometry,
@@ -77,13 +63,13 @@ if TYPE_CHECKING:
     from parley.core.providers.catalog import Catalog
     from parley.core.secrets import Secrets
     from parley.core.services import ProviderFactory
-    from parley.core.settings import Settings, SettingsStore
-    from parley.core.store.conversations import Conversation, ConversationStore
+    from parley.core.settings import SettingsStore
+    from parley.core.store.conversations import ConversationStore
     from parley.core.tools.approval import Approval
     from parley.core.transfer import ExportFormat
     from parley.ui.chat.transcript import Transcript
     from parley.ui.chat.view import ChatView
-    from parley.ui.controllers import ChatController, RunningTurn
+    from parley.ui.controllers import ChatController
     from parley.ui.costs.feature import MoneyFeature, MoneyHooks
     from parley.ui.costs.panel import CostPanel
     from parley.ui.file_actions import FileActions
@@ -94,8 +80,11 @@ if TYPE_CHECKING:
     from parley.ui.message_actions import MessageActions
     from parley.ui.onboarding import OnboardingPanel
     from parley.ui.settings.dialog import SettingsDialog
+    from parley.ui.shown_chat import ShownChat
     from parley.ui.side_panels import SidePanels
     from parley.ui.window_session import WindowSession
+    from parley.ui.window_settings import SettingsAndOnboarding
+    from parley.ui.window_turns import TurnEvents
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +131,6 @@ class MainWindow(QMainWindow):
         self._presenter = presenter
         self._probe_ports = probe_ports
         self._geometry_file = geometry_file
-        self._confirm_links = confirm_links
         self._poll_ms = poll_ms
         self._painted = False
         self._closing = False
@@ -150,18 +138,13 @@ class MainWindow(QMainWindow):
 
         # collaborators (set in bind)
         self._settings: SettingsStore | None = None
-        self._secrets: Secrets | None = None
-        self._catalog: Catalog | None = None
-        self._conversations: ConversationStore | None = None
-        self._providers: ProviderFactory | None = None
-        self._chat: ChatSession | None = None
         self.controller: ChatController | None = None
         self.view: ChatView | None = None
         self.transcript: Transcript | None = None
         self.models: ModelChooser | None = None
         self.actions_hook: MessageActions | None = None
-        self.onboarding: OnboardingPanel | None = None
-        self.settings_dialog: SettingsDialog | None = None
+        self.prefs: SettingsAndOnboarding | None = None
+        """The settings dialog, the theme and the onboarding page (set in bind)."""
         self.knowledge: KnowledgeController | None = None
         """Folders, indexing and citations (None when bound without the knowledge feature)."""
         self.docks: KnowledgeDocks | None = None
@@ -169,24 +152,21 @@ class MainWindow(QMainWindow):
         self.conversation_list: ConversationList | None = None
         self.turns: TurnRequests | None = None
         """Turns started from the composer and the messages' actions."""
+        self.turn_events: TurnEvents | None = None
+        """Message actions, footer links, the model and switches, the turn's signals."""
         self.session: WindowSession | None = None
         """Drafts, the open chat and its scroll position across starts; the poll."""
         self.files: FileActions | None = None
         """Attach (the paperclip), export and import."""
-        self.help_dialog: QDialog | None = None
-        """The shortcuts sheet or the About box while one is open."""
         self._paths: Paths | None = None
         self.money: MoneyFeature | None = None
         """The estimate, the ticking cost, the cost panel and budgets (issue 13)."""
 
-        # state
-        self._conversation: Conversation | None = None
-        """The shown conversation's row as last read or changed (its own system prompt)."""
+        self.shown: ShownChat | None = None
+        """Which chat shows (new or stored), its row and its cost."""
         self._startup: list[asyncio.Task[Any] | None] = []
-        self._theme = "system"
-        self._cost_generation = 0
 
-        ui = WindowLayout(self)
+        self._layout = ui = WindowLayout(self)
         self.sidebar, self.picker, self.branch_bar = ui.sidebar, ui.picker, ui.branch_bar
         self.settings_button = ui.settings_button
         self.documents_button, self.sources_button = ui.documents_button, ui.sources_button
@@ -197,6 +177,14 @@ class MainWindow(QMainWindow):
         self.chat_pane = ui.chat_pane
         self._bottom, self._empty = ui.bottom, ui.empty
         self._build_actions()
+        self.dialogs = WindowDialogs(
+            self,
+            tasks=tasks,
+            menu_actions=self.menu_actions,
+            confirm_links=confirm_links,
+            paths=lambda: self._paths,
+            turns=lambda: self.turns,
+        )
         self.panels: SidePanels | None = None
         """Where panels go: docked on the right, or over the chat in a narrow window."""
         restore_geometry(self, self.splitter, geometry_file)
@@ -205,6 +193,21 @@ class MainWindow(QMainWindow):
     def conversation_id(self) -> int | None:
         """The conversation shown (None: a new, empty chat)."""
         return self.transcript.conversation_id if self.transcript is not None else None
+
+    @property
+    def onboarding(self) -> OnboardingPanel | None:
+        """The first-run panel once shown."""
+        return self.prefs.onboarding if self.prefs is not None else None
+
+    @property
+    def settings_dialog(self) -> SettingsDialog | None:
+        """The settings dialog while it is open."""
+        return self.prefs.settings_dialog if self.prefs is not None else None
+
+    @property
+    def help_dialog(self) -> QDialog | None:
+        """The shortcuts sheet or the About box while one is open."""
+        return self.dialogs.help_dialog
 
     # ------------------------------------------------------------------ shell
     def _build_actions(self) -> None:
@@ -290,16 +293,14 @@ class MainWindow(QMainWindow):
         from parley.ui.controllers import ChatController
         from parley.ui.file_actions import FileActions
         from parley.ui.message_actions import MessageActions
+        from parley.ui.shown_chat import ShownChat
         from parley.ui.side_panels import SidePanels
         from parley.ui.window_session import POLL_MS, WindowSession
+        from parley.ui.window_settings import SettingsAndOnboarding
+        from parley.ui.window_turns import TurnEvents
 
         self.panels = SidePanels(self, chat_area=self.chat_pane, sidebar=self.sidebar)
         self._settings = settings
-        self._secrets = secrets
-        self._catalog = catalog
-        self._conversations = conversations
-        self._providers = providers
-        self._chat = chat
 
         self.view = ChatView()
         self.chat_holder.layout().addWidget(self.view)  # type: ignore[union-attr]
@@ -347,6 +348,26 @@ class MainWindow(QMainWindow):
                 is_local=self.models.is_local,
             )
             self.act_costs.setEnabled(True)
+        self.turn_events = events = TurnEvents(
+            view=self.view,
+            transcript=self.transcript,
+            models=self.models,
+            stack=self.stack,
+            status=self.status,
+            act_regenerate=self.act_regenerate,
+            chat=chat,
+            run_op=self._run_op,
+            shown=lambda: self.conversation_id,
+            docks=lambda: self.docks,
+            refresh_sidebar=self.refresh_sidebar,
+            refresh_cost=lambda: self.shown.refresh_cost() if self.shown else None,
+            conversation_shown=self._conversation_shown,
+            begin_edit=self.begin_edit,
+            retry=self.retry_message,
+            delete_answer=self.delete_answer,
+            show_version=self.show_version,
+            show_sources=self.show_sources,
+        )
         self.turns = TurnRequests(
             composer=self.composer,
             picker=self.picker,
@@ -356,13 +377,17 @@ class MainWindow(QMainWindow):
             chat=chat,
             run_op=self._run_op,
             turn_options=turn_options,
-            before_turn=self._prepare_turn,
+            before_turn=events.prepare_turn,
             reopen=self.open_conversation,
             gate=self.money.budget.gate if self.money is not None else None,
         )
-        c = self.controller
-        c.sig_busy_changed.connect(self._busy_changed)
-        c.sig_turn_started.connect(self._turn_started)  # after the transcript's own slot
+        events.connect(
+            controller=self.controller,
+            actions_hook=self.actions_hook,
+            branch_bar=self.branch_bar,
+            composer=self.composer,
+            picker=self.picker,
+        )
         self.conversation_list = ConversationList(
             self.sidebar,
             chat=chat,
@@ -375,24 +400,8 @@ class MainWindow(QMainWindow):
         if self.money is not None:
             self.conversation_list.sig_operation_executed.connect(self.money.operation_executed)
             self.sig_conversation_opened.connect(self.money.conversation_opened)
-        t = self.transcript
-        t.sig_turn_ended.connect(self._turn_ended)
-        t.sig_conversation_missing.connect(self._conversation_missing)
-
-        self.view.sig_retry_requested.connect(self.retry_message)
-        self.view.sig_link_activated.connect(self._link_activated)
-        self.view.sig_copy_done.connect(
-            lambda what: self.status.showMessage(f"Copied {what}.", 2500)
-        )
-        self.actions_hook.sig_edit_requested.connect(self.begin_edit)
-        self.actions_hook.sig_regenerate_requested.connect(self.retry_message)
-        self.actions_hook.sig_version_requested.connect(self.show_version)
-        self.branch_bar.sig_version_requested.connect(self.show_version)
-        self.view.sig_message_action.connect(self._message_action)
-        self.view.sig_footer_activated.connect(self._footer_link)
-
-        self.composer.sig_options_changed.connect(self._switches_changed)
-        self.picker.sig_model_chosen.connect(self._model_chosen)
+        self.transcript.sig_conversation_missing.connect(self._conversation_missing)
+        self.view.sig_link_activated.connect(self.dialogs.open_link)
         self.sidebar.sig_conversation_selected.connect(self.open_conversation)
         self.sidebar.sig_search_changed.connect(lambda _q: self.refresh_sidebar())
         self.sidebar.sig_rename_requested.connect(self.rename_conversation)
@@ -407,6 +416,21 @@ class MainWindow(QMainWindow):
             poll_ms=POLL_MS if self._poll_ms is None else self._poll_ms,
         )
         self.session.sig_database_changed.connect(self._database_changed)
+        self.shown = ShownChat(
+            transcript=self.transcript,
+            models=self.models,
+            composer=self.composer,
+            sidebar=self.sidebar,
+            status=self.status,
+            stack=self.stack,
+            view=self.view,
+            store=conversations,
+            session=self.session,
+            tasks=self._tasks,
+            closing=lambda: self._closing,
+            onboarding_shown=lambda: self.onboarding is not None,
+            opened=self.sig_conversation_opened.emit,
+        )
         self.files = FileActions(
             self,
             store=conversations,
@@ -425,15 +449,46 @@ class MainWindow(QMainWindow):
         self._paths = paths
 
         if paths is not None and knowledge is not None:
-            self._bind_knowledge(paths, settings, secrets, knowledge)
+            from parley.ui.knowledge.docks import bind_knowledge
 
-        settings.add_listener(self._settings_changed)
-        app = QApplication.instance()
-        self._theme = settings.current.theme
-        if isinstance(app, QApplication):
-            apply_theme(app, self._theme)
+            self.docks = bind_knowledge(
+                self,
+                paths=paths,
+                settings=settings,
+                secrets=secrets,
+                feature=knowledge,
+                transcript=self.transcript,
+                notice=self.notice,
+                status=self.status,
+                tasks=self._tasks,
+            )
+            self.knowledge = self.docks.knowledge
+            for part in (*self._knowledge_actions, self.documents_button, self.sources_button):
+                part.setEnabled(True)
 
-        self._set_tab_order()
+        self.prefs = SettingsAndOnboarding(
+            self,
+            settings=settings,
+            secrets=secrets,
+            catalog=catalog,
+            providers=providers,
+            chat=chat,
+            tasks=self._tasks,
+            models=self.models,
+            stack=self.stack,
+            composer=self.composer,
+            bottom=self._bottom,
+            onboarding_holder=self.onboarding_holder,
+            probe_ports=self._probe_ports,
+            shown=lambda: self.conversation_id,
+            conversation=lambda: self.shown.conversation if self.shown else None,
+            run_op=self._run_op,
+            refresh_models=self.refresh_models,
+            new_chat=self.new_chat,
+        )
+        self.prefs.start()
+
+        self._layout.set_tab_order(self.view.canvas() if self.view is not None else None)
         self._bound = True
         self.picker.setEnabled(True)
         self.composer.setEnabled(True)
@@ -450,88 +505,9 @@ class MainWindow(QMainWindow):
             self.show_onboarding()
         else:
             self.new_chat()
-        self._startup.append(self._tasks.spawn(self._restore(), name="restore"))
+        self._startup.append(self._tasks.spawn(self.shown.restore(), name="restore"))
         self.session.start_polling()
         self.sig_ready.emit()
-
-    def _set_tab_order(self) -> None:
-        """Tab walks the window as it is laid out: sidebar, header, chat, composer."""
-        sb, c = self.sidebar, self.composer
-        chain = [
-            sb.new_button,
-            sb.search,
-            sb.list,
-            self.picker,
-            *self.branch_bar.findChildren(QToolButton),
-            self.sources_button,
-            self.documents_button,
-            self.settings_button,
-            *([self.view.canvas()] if self.view is not None else []),
-            self.notice.action_button,
-            self.notice.close_button,
-            c.attach_button,
-            c.edit,
-            c.send_button,
-            c.stop_button,
-            c.tools_switch,
-            c.knowledge_switch,
-            c.regenerate_button,
-        ]
-        for first, second in itertools.pairwise(chain):
-            QWidget.setTabOrder(first, second)
-
-    def _bind_knowledge(
-        self,
-        paths: Paths,
-        settings: SettingsStore,
-        secrets: Secrets,
-        knowledge: KnowledgeFeature,
-    ) -> None:
-        from parley.ui.knowledge.controller import KnowledgeController
-        from parley.ui.knowledge.docks import KnowledgeDocks
-
-        assert self.transcript is not None
-        self.knowledge = KnowledgeController(
-            paths=paths,
-            settings=settings,
-            secrets=secrets,
-            tasks=self._tasks,
-            feature=knowledge,
-            opener=lambda request: self.docks.open_target(request) if self.docks else None,
-        )
-        self.docks = KnowledgeDocks(
-            self,
-            self.knowledge,
-            transcript=self.transcript,
-            notice=self.notice,
-            status=self.status,
-            tasks=self._tasks,
-        )
-        for a in self._knowledge_actions:
-            a.setEnabled(True)
-        self.documents_button.setEnabled(True)
-        self.sources_button.setEnabled(True)
-
-    async def _restore(self) -> None:
-        """Reopen the chat that was open, scrolled where it was, with its draft."""
-        assert self.session is not None
-        restore = await self.session.load()
-        if self._closing or self.stack.currentIndex() == PAGE_ONBOARDING:
-            return
-        if self.conversation_id is not None or self.transcript is None:
-            return  # the person opened a chat meanwhile
-        if self.transcript.loading_id is not None:
-            return
-        cid = restore.conversation_id
-        if cid is None:
-            self.session.arrived(None)  # the new chat's draft
-            return
-        task = self.open_conversation(cid)
-        if task is not None:
-            await task
-        shown = self.transcript.conversation_id  # (a property mypy would keep narrowed)
-        if shown == cid and restore.anchor is not None and self.view is not None:
-            self.view.scroll_to_anchor(*restore.anchor)
 
     def _database_changed(self) -> None:
         # Another process (``parley ask``) wrote: its conversations belong in the list.
@@ -569,66 +545,21 @@ class MainWindow(QMainWindow):
     def _operation_executed(self, changes: OpChanges) -> None:
         conv = changes.conversation
         if conv is not None and conv.id == self.conversation_id:
-            self._conversation = conv  # the shown chat's row (its own system prompt)
+            if self.shown is not None:  # the shown chat's row (its own system prompt)
+                self.shown.conversation = conv
 
     # ------------------------------------------------------------------ conversations
     def new_chat(self) -> None:
         """Ctrl+N: an empty chat (created in the store when the first question is sent)."""
-        if not self._bound or self._closing:
+        if not self._bound or self._closing or self.shown is None:
             return
-        assert self.transcript is not None and self.models is not None
-        if self.stack.currentIndex() == PAGE_ONBOARDING and self.onboarding is not None:
-            return
-        if self.session is not None:
-            self.session.leaving()
-        self.transcript.clear()
-        self._conversation = None
-        self._cost_generation += 1
-        self.composer.cancel_edit()
-        self.composer.set_options(False, False)
-        self.composer.set_can_regenerate(False)
-        self.sidebar.select(None)
-        self.status.clear_conversation()
-        self.models.select_default()
-        self.stack.setCurrentIndex(PAGE_EMPTY)
-        if self.session is not None:
-            self.session.arrived(None)
-            self.session.opened(None)
-        self.composer.edit.setFocus()
-        self.sig_conversation_opened.emit(-1)
+        self.shown.new_chat()
 
     def open_conversation(self, conversation_id: int) -> asyncio.Task[None] | None:
         """Show a stored conversation (its current branch), read off the GUI thread."""
-        if not self._bound or self._closing:
+        if not self._bound or self._closing or self.shown is None:
             return None
-        if self.session is not None:
-            self.session.leaving()
-        return self._tasks.spawn(self._open(conversation_id), name="open-conversation")
-
-    async def _open(self, conversation_id: int) -> None:
-        assert self.transcript is not None and self.models is not None
-        loaded = await self.transcript.load(conversation_id)
-        if loaded is None or self._closing:
-            return  # gone (sig_conversation_missing said so) or another chat came after it
-        self._conversation = conv = loaded.conversation
-        self.composer.cancel_edit()
-        opts = conv.options
-        self.composer.set_options(bool(opts.get("use_tools")), bool(opts.get("use_knowledge")))
-        provider, model = opts.get("provider"), opts.get("model")
-        if provider and model:
-            self.models.pick(str(provider), str(model))
-        else:
-            self.models.select_default()
-        self.models.update_status()
-        self._cost_generation += 1
-        self.status.set_conversation_cost(*loaded.cost)
-        self.composer.set_can_regenerate(any(m.role == "user" for m in loaded.branch))
-        self.sidebar.select(conversation_id)
-        self.stack.setCurrentIndex(PAGE_CHAT if loaded.branch else PAGE_EMPTY)
-        if self.session is not None:
-            self.session.arrived(conversation_id)
-            self.session.opened(conversation_id)
-        self.sig_conversation_opened.emit(conversation_id)
+        return self.shown.open_conversation(conversation_id)
 
     def _conversation_missing(self, _conversation_id: int) -> None:
         self.notice.show_notice("That conversation no longer exists.", kind="warning")
@@ -642,22 +573,6 @@ class MainWindow(QMainWindow):
         if not self._bound or self.conversation_list is None:
             return None
         return self.conversation_list.refresh(sync=sync)
-
-    def _refresh_cost(self) -> asyncio.Task[None] | None:
-        """Show the shown conversation's cost (read off the GUI thread)."""
-        if self._conversations is None or self.conversation_id is None:
-            self.status.clear_conversation()
-            return None
-        store, cid = self._conversations, self.conversation_id
-        self._cost_generation += 1
-        generation = self._cost_generation
-
-        async def run() -> None:
-            total, unknown = await asyncio.to_thread(store.conversation_cost, cid)
-            if generation == self._cost_generation and not self._closing:
-                self.status.set_conversation_cost(total, unknown)
-
-        return self._tasks.spawn(run(), name="conversation-cost")
 
     def rename_conversation(self, conversation_id: int, title: str) -> asyncio.Task[None] | None:
         """Set a conversation's title."""
@@ -703,56 +618,13 @@ class MainWindow(QMainWindow):
         if self.turns is not None:
             self.turns.regenerate()
 
-    def _footer_link(self, message_id: str, href: str) -> None:
-        """A ``parley-…`` link under an answer: "N more sent" shows its Sources panel."""
-        from parley.ui.knowledge.citations import SOURCES_HREF
-
-        if href.startswith(SOURCES_HREF):
-            self.show_sources(message_id)
-
-    def _message_action(self, message_id: str, action: str) -> None:
-        """An action clicked on a message in the chat view."""
-        if action == "edit":
-            self.begin_edit(message_id)
-        elif action == "regenerate":
-            self.retry_message(message_id)
-        elif action == "delete":
-            self.delete_answer(message_id)
-        elif action in ("version-prev", "version-next") and self.transcript is not None:
-            v = self.transcript.versions(message_id)
-            target = None if v is None else v.current + (1 if action == "version-next" else -1)
-            if v is not None and target is not None and 0 <= target < len(v.ids):
-                self.show_version(v.ids[target])
-
     async def ask_folder_approval(self, folder: str) -> Approval:
         """Ask whether the tools may read ``folder`` (Allow once / Always / Deny)."""
-        from parley.ui.folder_approval import ask_folder
-
-        self.raise_()
-        return await ask_folder(self, folder)
+        return await self.dialogs.ask_folder_approval(folder)
 
     def delete_answer(self, message_id: str) -> QMessageBox:
         """Ask, then delete an answer and what followed it (the box is window-modal)."""
-        box = QMessageBox(
-            QMessageBox.Icon.Question,
-            "Delete answer",
-            "Delete this answer and anything that followed it? This cannot be undone; its "
-            "cost stays in the cost history.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            self,
-        )
-        box.setObjectName("delete-answer")
-        box.button(QMessageBox.StandardButton.Yes).setText("Delete")
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-
-        def answered(button: QAbstractButton) -> None:
-            if box.standardButton(button) == QMessageBox.StandardButton.Yes and self.turns:
-                self.turns.delete_answer(message_id)
-
-        box.buttonClicked.connect(answered)
-        box.open()
-        return box
+        return self.dialogs.delete_answer(message_id)
 
     def retry_message(self, message_id: str) -> asyncio.Task[None] | None:
         """Retry/regenerate a specific answer (a new version of it)."""
@@ -772,32 +644,6 @@ class MainWindow(QMainWindow):
         if self.turns is not None:
             self.turns.edit_last_question()
 
-    async def _prepare_turn(self, options: TurnOptions) -> None:
-        """Before a turn: the SDK client, and the documents when the turn may use them."""
-        if self.models is not None:
-            await self.models.sdk_ready()
-        if self.docks is not None:
-            await self.docks.prepare_turn(options)
-
-    def _busy_changed(self, busy: bool) -> None:
-        self.act_regenerate.setEnabled(not busy)
-        if self.view is not None:
-            self.view.set_actions_enabled(not busy)
-
-    def _turn_started(self, turn: RunningTurn) -> None:
-        # The transcript has shown the question and the empty answer (its slot runs first).
-        if self.conversation_id == turn.conversation_id:
-            self.stack.setCurrentIndex(PAGE_CHAT)
-        if turn.options is not None and self.models is not None:
-            self.models.remember(turn.options.provider, turn.options.model)
-        self._conversation_shown()
-        self.refresh_sidebar()
-
-    def _turn_ended(self, conversation_id: int) -> None:
-        if conversation_id == self.conversation_id:
-            self._refresh_cost()
-        self.refresh_sidebar()
-
     # ------------------------------------------------------------------ models
     def refresh_models(self) -> asyncio.Task[None] | None:
         """Rebuild the picker from the catalog and the keys; ask local servers for their list."""
@@ -805,118 +651,17 @@ class MainWindow(QMainWindow):
             return None
         return self.models.refresh()
 
-    def _model_chosen(self, provider: str, model: str) -> None:
-        # A new chat stores its model with its first turn (ChatSession does).
-        if self.conversation_id is not None and self._chat is not None:
-            op = self._chat.set_options(self.conversation_id, provider=provider, model=model)
-            self._run_op(op, name="set-model")
-        if self.models is not None:
-            self.models.remember(provider, model)  # the next new chat starts with it
-            self.models.update_status()
-
-    def _switches_changed(self, use_tools: bool, use_knowledge: bool) -> None:
-        if use_knowledge and self.docks is not None:
-            self.docks.warm_up()  # open the documents now, while the question is typed
-        if self.conversation_id is not None and self._chat is not None:
-            op = self._chat.set_options(
-                self.conversation_id, use_tools=use_tools, use_knowledge=use_knowledge
-            )
-            self._run_op(op, name="set-switches")
-
     # ------------------------------------------------------------------ settings & onboarding
     def open_settings(self, provider_id: str | None = None) -> SettingsDialog | None:
         """Ctrl+,: the settings dialog (non-modal)."""
-        if not self._bound:
+        if not self._bound or self.prefs is None:
             return None
-        from parley.ui.settings.dialog import SettingsDialog
-
-        assert self._settings is not None and self._secrets is not None
-        assert self._catalog is not None and self._providers is not None
-        assert self._chat is not None
-        if self.settings_dialog is not None and self.settings_dialog.isVisible():
-            self.settings_dialog.raise_()
-            self.settings_dialog.activateWindow()
-            if provider_id:
-                self.settings_dialog.show_provider(provider_id)
-            return self.settings_dialog
-        dialog = SettingsDialog(
-            settings=self._settings,
-            secrets=self._secrets,
-            catalog=self._catalog,
-            providers=self._providers,
-            tasks=self._tasks,
-            conversation_id=self.conversation_id,
-            chat_prompt=self._chat_prompt(),
-            save_chat_prompt=self._save_chat_prompt,
-            parent=self,
-        )
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.sig_applied.connect(self._settings_applied)
-        dialog.sig_keys_changed.connect(self.refresh_models)
-        dialog.destroyed.connect(lambda *_: setattr(self, "settings_dialog", None))
-        if provider_id:
-            dialog.show_provider(provider_id)
-        self.settings_dialog = dialog
-        dialog.show()
-        return dialog
-
-    def _chat_prompt(self) -> str | None:
-        conv = self._conversation
-        return conv.system_prompt if conv is not None and conv.id == self.conversation_id else None
-
-    def _save_chat_prompt(self, conversation_id: int, prompt: str | None) -> None:
-        assert self._chat is not None
-        op = self._chat.set_system_prompt(conversation_id, prompt)
-        self._run_op(op, name="set-chat-prompt")
-
-    def _settings_applied(self) -> None:
-        self.refresh_models()
-        if self.stack.currentIndex() == PAGE_ONBOARDING and self._has_any_provider():
-            self._leave_onboarding()
-
-    def _settings_changed(self, settings: Settings) -> None:
-        # Re-theming re-renders every visible message: only when the theme really changed.
-        app = QApplication.instance()
-        if isinstance(app, QApplication) and settings.theme != self._theme:
-            self._theme = settings.theme
-            apply_theme(app, settings.theme)
-
-    def _has_any_provider(self) -> bool:
-        return self.models is not None and bool(self.models.available_providers())
+        return self.prefs.open_settings(provider_id)
 
     def show_onboarding(self) -> OnboardingPanel:
         """Show the first-run panel and start probing for local servers."""
-        from parley.ui.onboarding import DEFAULT_PROBE_PORTS, OnboardingPanel
-
-        assert self._secrets is not None and self._settings is not None
-        if self.onboarding is None:
-            self.onboarding = OnboardingPanel(
-                secrets=self._secrets,
-                settings=self._settings,
-                tasks=self._tasks,
-                probe_ports=self._probe_ports
-                if self._probe_ports is not None
-                else DEFAULT_PROBE_PORTS,
-            )
-            self.onboarding_holder.layout().addWidget(self.onboarding)  # type: ignore[union-attr]
-            self.onboarding.sig_completed.connect(lambda _pid: self._leave_onboarding())
-            self.onboarding.sig_skipped.connect(self._leave_onboarding)
-            self.onboarding.sig_settings_requested.connect(self.open_settings)
-        self.stack.setCurrentIndex(PAGE_ONBOARDING)
-        self.composer.setEnabled(False)
-        self._bottom.setVisible(False)  # nothing to type into yet: the page gets the room
-        self.onboarding.key_edit.setFocus()
-        self.onboarding.start_probe()
-        return self.onboarding
-
-    def _leave_onboarding(self) -> None:
-        if self.onboarding is not None:
-            self.onboarding.cancel_probe()
-        self._bottom.setVisible(True)
-        self.composer.setEnabled(True)
-        self.stack.setCurrentIndex(PAGE_EMPTY)
-        self.refresh_models()
-        self.new_chat()
+        assert self.prefs is not None
+        return self.prefs.show_onboarding()
 
     # ------------------------------------------------------------------ files and help
     def choose_attachments(self) -> QFileDialog | None:
@@ -935,58 +680,15 @@ class MainWindow(QMainWindow):
 
     def show_shortcuts(self) -> QDialog:
         """Help › Keyboard shortcuts (Ctrl+/)."""
-        from parley.ui.help import ShortcutsSheet
-
-        return self._show_help(ShortcutsSheet(self.menu_actions.all(), self))
+        return self.dialogs.show_shortcuts()
 
     def show_about(self) -> QDialog:
         """Help › About Parley: version, data folder, licences."""
-        from parley.ui.help import AboutDialog
-
-        paths = self._paths
-        return self._show_help(
-            AboutDialog(
-                data_dir=paths.data_dir if paths is not None else None,
-                config_dir=paths.config_dir if paths is not None else None,
-                tasks=self._tasks,
-                parent=self,
-            )
-        )
+        return self.dialogs.show_about()
 
     def _conversation_shown(self, _conversation_id: int = -1) -> None:
         for a in self._export_actions:  # a new, empty chat has nothing to export
             a.setEnabled(self.conversation_id is not None)
-
-    def _show_help(self, dialog: QDialog) -> QDialog:
-        if self.help_dialog is not None:
-            self.help_dialog.close()
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.destroyed.connect(
-            lambda *_: setattr(self, "help_dialog", None) if self.help_dialog is dialog else None
-        )
-        self.help_dialog = dialog
-        dialog.show()
-        return dialog
-
-    # ------------------------------------------------------------------ links
-    def _link_activated(self, url: str) -> None:
-        from parley.ui.chat.markdown import display_url, link_is_openable
-
-        if not link_is_openable(url):
-            return
-        if not self._confirm_links:
-            QDesktopServices.openUrl(QUrl(url))
-            return
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Question)
-        box.setWindowTitle("Open link?")
-        box.setText("Open this link in your browser?")
-        box.setInformativeText(display_url(url))
-        box.setStandardButtons(QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.accepted.connect(lambda: QDesktopServices.openUrl(QUrl(url)))
-        box.open()
 
     # ------------------------------------------------------------------ documents
     def show_documents(self) -> KnowledgePanel | None:
@@ -1020,28 +722,16 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ drag and drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         """Accept local files and folders."""
-        if self._bound and _local_paths(
-            event.mimeData().urls() if event.mimeData().hasUrls() else []
-        ):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+        drag_entered(event, self._bound)
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         """Keep accepting while the drag moves over the window."""
-        if self._bound and event.mimeData().hasUrls():
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+        drag_moved(event, self._bound)
 
     def dropEvent(self, event: QDropEvent) -> None:
         """Files attach to the next message; folders are added to the documents."""
-        paths = _local_paths(event.mimeData().urls() if event.mimeData().hasUrls() else [])
-        if not self._bound or not paths:
-            event.ignore()
-            return
-        event.acceptProposedAction()
-        self.handle_dropped_paths(paths)
+        if paths := dropped(event, self._bound):
+            self.handle_dropped_paths(paths)
 
     def handle_dropped_paths(self, paths: Sequence[str]) -> asyncio.Task[None] | None:
         """Attach files (read off the GUI thread) and add folders to the documents."""
@@ -1092,8 +782,8 @@ class MainWindow(QMainWindow):
         if self.knowledge is not None:
             await self.knowledge.shutdown()  # stops the indexing worker
         await self._tasks.cancel_all()
-        if self._settings is not None:
-            self._settings.remove_listener(self._settings_changed)
+        if self.prefs is not None:
+            self.prefs.stop()
         save_geometry(self, self.splitter, self._geometry_file)
 
     def close_now(self) -> None:
@@ -1102,19 +792,3 @@ class MainWindow(QMainWindow):
         if self.settings_dialog is not None:
             self.settings_dialog.close()
         self.close()
-
-
-# ---------------------------------------------------------------- helpers
-def _local_paths(urls: Sequence[QUrl]) -> list[str]:
-    return [u.toLocalFile() for u in urls if u.isLocalFile() and u.toLocalFile()]
-
-
-def price_text(catalog: Catalog, provider: str, model: str) -> str | None:
-    """The catalog's price for a model as the usage tooltip says it (None: unknown)."""
-    info = catalog.model(model, provider)
-    if info is None or not info.has_prices:
-        return None
-    text = f"${info.price_input:g} in · ${info.price_output:g} out"
-    if info.price_cached_input is not None:
-        text += f" · ${info.price_cached_input:g} cached"
-    return text + " per 1M tokens" + (f" (as of {info.as_of})" if info.as_of else "")

@@ -558,3 +558,14 @@ def _safe(fn: Callable[[], T], default: T) -> T:
         return fn()
     except ParleyError:
         return default
+
+
+def price_text(catalog: Catalog, provider: str, model: str) -> str | None:
+    """The catalog's price for a model as the usage tooltip says it (None: unknown)."""
+    info = catalog.model(model, provider)
+    if info is None or not info.has_prices:
+        return None
+    text = f"${info.price_input:g} in · ${info.price_output:g} out"
+    if info.price_cached_input is not None:
+        text += f" · ${info.price_cached_input:g} cached"
+    return text + " per 1M tokens" + (f" (as of {info.as_of})" if info.as_of else "")

@@ -13,6 +13,7 @@ connects them. Nothing slow is imported here (the first paint waits for this mod
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +215,32 @@ class WindowLayout:
         layout.addWidget(hint)
         layout.addStretch(3)
         return page
+
+    def set_tab_order(self, canvas: QWidget | None) -> None:
+        """Tab walks the window as it is laid out: sidebar, header, chat, composer."""
+        sb, c = self.sidebar, self.composer
+        chain = [
+            sb.new_button,
+            sb.search,
+            sb.list,
+            self.picker,
+            *self.branch_bar.findChildren(QToolButton),
+            self.sources_button,
+            self.documents_button,
+            self.settings_button,
+            *([canvas] if canvas is not None else []),
+            self.notice.action_button,
+            self.notice.close_button,
+            c.attach_button,
+            c.edit,
+            c.send_button,
+            c.stop_button,
+            c.tools_switch,
+            c.knowledge_switch,
+            c.regenerate_button,
+        ]
+        for first, second in itertools.pairwise(chain):
+            QWidget.setTabOrder(first, second)
 
 
 def restore_geometry(window: QMainWindow, splitter: QSplitter, file: Path | None) -> None:

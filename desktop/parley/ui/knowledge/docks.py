@@ -22,6 +22,9 @@ from parley.ui.plain import shown
 
 if TYPE_CHECKING:
     from parley.core.chat import TurnOptions
+    from parley.core.knowledge.feature import KnowledgeFeature
+    from parley.core.paths import Paths
+    from parley.core.secrets import Secrets
     from parley.core.settings import SettingsStore
     from parley.ui.chat.transcript import Transcript
     from parley.ui.knowledge.controller import KnowledgeController
@@ -345,3 +348,38 @@ def add_folders_to_settings(
             tag="folder",
         )
     return added
+
+
+def bind_knowledge(
+    window: QMainWindow,
+    *,
+    paths: Paths,
+    settings: SettingsStore,
+    secrets: Secrets,
+    feature: KnowledgeFeature,
+    transcript: Transcript,
+    notice: NoticeBar,
+    status: StatusStrip,
+    tasks: TaskSet,
+) -> KnowledgeDocks:
+    """The window's documents feature: its controller (``.knowledge``) and its docks."""
+    from parley.ui.knowledge.controller import KnowledgeController
+
+    docks: KnowledgeDocks | None = None
+    knowledge = KnowledgeController(
+        paths=paths,
+        settings=settings,
+        secrets=secrets,
+        tasks=tasks,
+        feature=feature,
+        opener=lambda request: docks.open_target(request) if docks else None,
+    )
+    docks = KnowledgeDocks(
+        window,
+        knowledge,
+        transcript=transcript,
+        notice=notice,
+        status=status,
+        tasks=tasks,
+    )
+    return docks
