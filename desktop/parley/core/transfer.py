@@ -188,6 +188,28 @@ def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
+def _message_fields(m: ExportedMessage) -> dict[str, Any]:
+    """A message's stored fields, as both the JSON export and the import write them."""
+    return {
+        "id": m.id,
+        "parent": m.parent,
+        "role": m.role,
+        "content": m.content,
+        "provider": m.provider,
+        "model": m.model,
+        "status": m.status,
+        "error": m.error,
+        "input_tokens": m.input_tokens,
+        "output_tokens": m.output_tokens,
+        "cached_input_tokens": m.cached_input_tokens,
+        "cache_write_tokens": m.cache_write_tokens,
+        "cost_usd": m.cost_usd,
+        "meta": m.meta,
+        "created_at": m.created_at,
+        "updated_at": m.updated_at,
+    }
+
+
 def to_json(conversation: ExportedConversation) -> str:
     """The lossless export (every branch, usage, tool calls), as pretty UTF-8 JSON."""
     data = {
@@ -205,22 +227,7 @@ def to_json(conversation: ExportedConversation) -> str:
         },
         "messages": [
             {
-                "id": m.id,
-                "parent": m.parent,
-                "role": m.role,
-                "content": m.content,
-                "provider": m.provider,
-                "model": m.model,
-                "status": m.status,
-                "error": m.error,
-                "input_tokens": m.input_tokens,
-                "output_tokens": m.output_tokens,
-                "cached_input_tokens": m.cached_input_tokens,
-                "cache_write_tokens": m.cache_write_tokens,
-                "cost_usd": m.cost_usd,
-                "meta": m.meta,
-                "created_at": m.created_at,
-                "updated_at": m.updated_at,
+                **_message_fields(m),
                 "tool_calls": [
                     {
                         "call_id": t.call_id,
@@ -555,22 +562,7 @@ def import_into(store: ConversationStore, conversation: ExportedConversation) ->
         options=conversation.options,
         messages=[
             {
-                "id": m.id,
-                "parent": m.parent,
-                "role": m.role,
-                "content": m.content,
-                "provider": m.provider,
-                "model": m.model,
-                "status": m.status,
-                "error": m.error,
-                "input_tokens": m.input_tokens,
-                "output_tokens": m.output_tokens,
-                "cached_input_tokens": m.cached_input_tokens,
-                "cache_write_tokens": m.cache_write_tokens,
-                "cost_usd": m.cost_usd,
-                "meta": m.meta,
-                "created_at": m.created_at,
-                "updated_at": m.updated_at,
+                **_message_fields(m),
                 "tool_calls": [
                     (t.call_id, t.name, t.arguments, t.result, t.is_error, t.ms)
                     for t in m.tool_calls
