@@ -1,7 +1,8 @@
 """Test set-up shared by every test.
 
 - ``PARLEY_HOME`` points at a fresh temporary folder for each test (STYLE.md §8), so no test
-  touches a real profile; ``PARLEY_ASSETS`` defaults to ``../shared/assets`` when present.
+  touches a real profile; ``PARLEY_ASSETS`` defaults to ``../shared/assets`` when present
+  (seen through ``.cache/test-assets/`` with the int8 model added when it lacks one).
 - Network guard: sockets may only connect to loopback (fake servers, ``chroma run``).
 - Qt runs offscreen (tests/ui/conftest.py runs async UI tests on a qasync loop).
 """
@@ -26,6 +27,11 @@ _SHARED_ASSETS = _REPO.parent / "shared" / "assets"
 if "PARLEY_ASSETS" not in os.environ and _SHARED_ASSETS.is_dir():
     os.environ["PARLEY_ASSETS"] = str(_SHARED_ASSETS)
 if os.environ.get("PARLEY_ASSETS"):
+    # The int8 model is Parley's default; an assets folder without it (the shared one is
+    # read-only) gets it the way `parley assets download` makes it, once per checkout.
+    from tests.assets import with_int8_model
+
+    os.environ["PARLEY_ASSETS"] = str(with_int8_model(Path(os.environ["PARLEY_ASSETS"]), _REPO))
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(os.environ["PARLEY_ASSETS"]) / "tiktoken"))
 
 # Keys from the developer's shell must never leak into tests.

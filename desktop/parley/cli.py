@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     asub = assets.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
     dl = asub.add_parser(
         "download",
-        help="download tiktoken's BPE files and the MiniLM model, checking their SHA-256",
+        help="download tiktoken's BPE files and the MiniLM model, checking their SHA-256, "
+        "and make the int8 model from it",
     )
     dl.add_argument(
         "--dir",
@@ -718,7 +719,15 @@ def cmd_assets(args: argparse.Namespace, paths: Paths) -> int:
     """``parley assets download [--dir DIR]``."""
     from pathlib import Path
 
-    from parley.core.assets import BASE_URL_ENV, Fetched, Source, download_assets
+    from parley.core.assets import (
+        BASE_URL_ENV,
+        INT8_MODEL_ID,
+        MODEL_ID,
+        Fetched,
+        Source,
+        download_assets,
+        make_int8,
+    )
     from parley.core.display import format_size
 
     if args.dir:
@@ -756,6 +765,8 @@ def cmd_assets(args: argparse.Namespace, paths: Paths) -> int:
         sys.stderr.write("\n")
     for r in results:
         print(done(r))
+    made = make_int8(folder)  # a few seconds, no network
+    print(f"{INT8_MODEL_ID}: " + (f"made from {MODEL_ID}" if made else "already there"))
     print(f"done: point PARLEY_ASSETS at {folder} (or copy it to another machine)")
     return 0
 

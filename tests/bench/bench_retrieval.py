@@ -176,7 +176,10 @@ def index_fingerprint() -> str:
 
     h = hashlib.sha256()
     for mod in (chunking, loaders):
-        h.update(Path(mod.__file__ or "").read_bytes())
+        file = Path(mod.__file__ or "")
+        # A package (loaders/) counts with all its modules, in a fixed order.
+        for part in sorted(file.parent.glob("*.py")) if file.name == "__init__.py" else [file]:
+            h.update(part.read_bytes())
     h.update(repr([m.name for m in store.MIGRATIONS]).encode())
     h.update(str(getattr(store, "INDEX_VERSION", 0)).encode())
     return h.hexdigest()[:10]
@@ -204,13 +207,36 @@ def parley_paths(home: Path) -> Any:
     return p
 
 
+MODEL: str | None = None
+"""``--model``: the ``knowledge.embedding_model`` to index and search with (None: the default)."""
+
+
+def _model() -> str:
+    from parley.core.settings import KnowledgeSettings
+
+    return MODEL or KnowledgeSettings().embedding_model
+
+
+def _model_suffix() -> str:
+    """Index folders of the original fp32 model keep their old names (so they are reused)."""
+    from parley.core.knowledge.embeddings import LOCAL_MODEL_ID
+
+    model = _model()
+    return "" if model == LOCAL_MODEL_ID else "-" + re.sub(r"[^A-Za-z0-9.-]+", "_", model)
+
+
+def _embedder(paths: Any) -> Any:
+    from parley.core.knowledge.indexer import EmbedderConfig, make_embedder
+
+    return make_embedder(paths, EmbedderConfig.from_setting(_model()))
+
+
 def parley_index(corpus: Corpus, base: Path, reindex: bool, log: Any) -> tuple[Path, dict]:
     """Index ``corpus.dir`` into a fresh Parley home (or reuse a matching one)."""
-    from parley.core.knowledge.embeddings import local_embedder
     from parley.core.knowledge.indexer import Indexer
     from parley.core.knowledge.store import KnowledgeStore
 
-    home = base / f"parley-{corpus.key}-{index_fingerprint()}"
+    home = base / f"parley-{corpus.key}-{index_fingerprint()}{_model_suffix()}"
     done = home / "done.json"
     if done.is_file() and not reindex:
         return home, json.loads(done.read_text())
@@ -220,7 +246,7 @@ def parley_index(corpus: Corpus, base: Path, reindex: bool, log: Any) -> tuple[P
     if not resumed:
         shutil.rmtree(home, ignore_errors=True)
     paths = parley_paths(home)
-    store = KnowledgeStore(paths, local_embedder(paths))
+    store = KnowledgeStore(paths, _embedder(paths))
     log(f"parley: {'resuming' if resumed else 'indexing'} {corpus.dir} into {home}")
     try:
         t0 = time.perf_counter()
@@ -257,11 +283,10 @@ class _CachedEmbedder:
 
 
 def open_store(home: Path, cached: bool = False) -> Any:
-    from parley.core.knowledge.embeddings import local_embedder
     from parley.core.knowledge.store import KnowledgeStore
 
     paths = parley_paths(home)
-    store = KnowledgeStore(paths, local_embedder(paths))
+    store = KnowledgeStore(paths, _embedder(paths))
     if cached:
         store.embedder = _CachedEmbedder(store.embedder)
     return store
@@ -595,7 +620,13 @@ def main() -> int:
         metavar="NAME=V1|V2",
         help="sweep ranking parameters (hybrid only, cached query vectors, one line each)",
     )
+    ap.add_argument(
+        "--model",
+        help="knowledge.embedding_model to use (default: Parley's default; index kept per model)",
+    )
     args = ap.parse_args()
+    global MODEL
+    MODEL = args.model
 
     config = None if args.only_recipe or args.only_index else ranking_config(args.param)
 
@@ -623,6 +654,7 @@ def main() -> int:
 
     result: dict[str, Any] = {
         "load_avg_1min": round(os.getloadavg()[0], 2),
+        "model": _model(),
         "config": {f.name: getattr(config, f.name) for f in fields(config)} if config else None,
         "corpora": {},
         "sets": {},

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from parley.core.assets import (
+    INT8_SUBDIR,
     MODEL_ARCHIVE,
     MODEL_FILES,
     MODEL_SUBDIR,
@@ -168,6 +169,14 @@ def test_cli_downloads_with_progress_and_verifies(tmp_path: Path, server: _Serve
     assert "o200k_base: 3.4 MB downloaded, SHA-256 verified" in out
     assert "cl100k_base: 1.6 MB downloaded, SHA-256 verified" in out
     assert "all-MiniLM-L6-v2: already there, SHA-256 verified" in out
+    # The int8 model (the default) is made here from the verified fp32 one.
+    assert "all-MiniLM-L6-v2-int8: made from all-MiniLM-L6-v2" in out
+    int8 = folder / INT8_SUBDIR
+    assert sorted(p.name for p in int8.iterdir()) == sorted(MODEL_FILES)
+    assert (int8 / "model.onnx").stat().st_size < 30_000_000  # 87 MB fp32 -> 23 MB
+    for name in MODEL_FILES:
+        if name != "model.onnx":
+            assert (int8 / name).read_bytes() == (folder / MODEL_SUBDIR / name).read_bytes()
     assert "o200k_base: 896 KB/3.4 MB" in r.stderr  # progress (not a terminal: quarter steps)
     assert sorted(server.requests) == [
         "/encodings/cl100k_base.tiktoken",
@@ -187,6 +196,7 @@ def test_cli_downloads_with_progress_and_verifies(tmp_path: Path, server: _Serve
     again = _cli(folder, server.url)
     assert again.returncode == 0 and server.requests == []
     assert again.stdout.count("already there, SHA-256 verified") == 3
+    assert "all-MiniLM-L6-v2-int8: already there" in again.stdout.splitlines()
 
 
 def test_cli_refuses_an_archive_that_does_not_match_its_pin(

@@ -7,12 +7,18 @@ build of the packaged app) needs no network::
     tiktoken/<sha1 of the file's URL>      tiktoken's cache layout (TIKTOKEN_CACHE_DIR)
     models/all-MiniLM-L6-v2/onnx/          model.onnx, tokenizer.json, vocab.txt, config.json,
                                            special_tokens_map.json, tokenizer_config.json
+    models/all-MiniLM-L6-v2-int8/onnx/     the same six files, model.onnx with int8 weights
+                                           (made here from the fp32 one; Parley's default)
     SHA256SUMS                             ``sha256sum -c`` format, written by the download
 
 ``parley assets download [--dir DIR]`` fills such a folder on a machine with internet, from
 the same places the libraries themselves download from, checking every download against a
 SHA-256 pinned here (tiktoken's own expected hashes; Chroma's hash of its model archive).
-Nothing is kept that did not match: a failed file leaves no partial copy behind.
+Nothing is kept that did not match: a failed file leaves no partial copy behind. The int8
+model is then made from the verified fp32 one on this machine (a few seconds, no network;
+``parley.core.knowledge.embeddings.make_int8_model``); it has no pinned hash, since its bytes
+depend on the onnx/onnxruntime versions that made it. The packaged app ships only the int8
+model (23 MB instead of 87).
 
 ``PARLEY_ASSETS_BASE_URL`` (tests only) replaces the scheme and host of every source URL, so
 the tests can serve the files from a loopback server; the pinned hashes still apply.
@@ -41,6 +47,12 @@ MODEL_ID = "all-MiniLM-L6-v2"
 
 MODEL_SUBDIR = f"models/{MODEL_ID}/onnx"
 """Where the model's files sit inside an assets folder."""
+
+INT8_MODEL_ID = "all-MiniLM-L6-v2-int8"
+"""The int8 variant (``parley.core.knowledge.embeddings.LOCAL_INT8_MODEL_ID``): the default."""
+
+INT8_SUBDIR = f"models/{INT8_MODEL_ID}/onnx"
+"""Where the int8 model's files sit inside an assets folder."""
 
 MODEL_FILES = (
     "config.json",
@@ -311,6 +323,34 @@ def _extract(archive: Path, source: Source, into: Path) -> dict[str, Path]:
     if missing:
         raise AssetError(f"{source.name}: the archive lacks {', '.join(missing)}; nothing kept.")
     return {f"{source.dest}/{name}": path for name, path in staged.items()}
+
+
+def make_int8(folder: Path) -> bool:
+    """Make ``folder``'s int8 model from its fp32 one, unless it is there already.
+
+    Returns:
+        True if it was made now, False if it was already complete.
+
+    Raises:
+        AssetError: The fp32 model is missing, ``onnx`` is not installed, or quantizing
+            failed (nothing half-made is left).
+    """
+    from parley.core.knowledge.embeddings import (
+        EmbeddingModelUnavailable,
+        make_int8_model,
+        model_files_complete,
+    )
+
+    dest = folder / INT8_SUBDIR
+    if model_files_complete(dest):
+        return False
+    if not model_files_complete(folder / MODEL_SUBDIR):
+        raise AssetError(f"{INT8_MODEL_ID}: {MODEL_ID} is not in {folder / MODEL_SUBDIR}")
+    try:
+        make_int8_model(folder / MODEL_SUBDIR, dest)
+    except EmbeddingModelUnavailable as exc:
+        raise AssetError(str(exc)) from None
+    return True
 
 
 def complete(folder: Path) -> list[str]:

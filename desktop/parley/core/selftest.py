@@ -10,7 +10,8 @@ write, and says what to do when it fails:
   plaintext ones) unless ``allow_no_keyring``.
 - ``tiktoken``: both BPE files are where tiktoken looks (the assets folder), their SHA-256
   is tiktoken's own, and they encode: no download can happen.
-- ``embedding``: the MiniLM ONNX model loads from its folder and embeds one sentence.
+- ``embedding``: the MiniLM ONNX model Parley indexes with (int8 unless set to fp32) loads
+  from its folder and embeds one sentence.
 - ``chroma``: Chroma opens a store in a temporary folder, adds two vectors, queries one back.
 - ``database``: Parley's SQLite database opens read-only (or there is none yet); FTS5 works.
 - ``worker``: the stream worker process starts (``spawn``: in the frozen app it re-runs the
@@ -267,12 +268,35 @@ def _assets_fix() -> str:
 
 
 # ---------------------------------------------------------------- embedding + chroma
-def check_embedding(paths: Paths) -> tuple[Check, list[float] | None]:
-    """The local model loads from its folder (no download) and embeds one sentence."""
-    from parley.core.knowledge.embeddings import local_embedder
+def _local_model(paths: Paths) -> bool:
+    """Whether Parley indexes with the int8 local model (the default) rather than fp32."""
+    from parley.core.knowledge.embeddings import LOCAL_MODEL_ID
+    from parley.core.settings import KnowledgeSettings, load_settings
 
-    emb = local_embedder(paths)
-    onnx = emb.model_dir / "onnx"
+    try:
+        model = load_settings(paths.settings_file).knowledge.embedding_model
+    except Exception:  # a broken settings file is not this check's business
+        model = KnowledgeSettings().embedding_model
+    return model.strip().lower() not in (LOCAL_MODEL_ID.lower(), "local")
+
+
+def check_embedding(paths: Paths) -> tuple[Check, list[float] | None]:
+    """The local model loads from its folder (no download) and embeds one sentence.
+
+    The int8 model (the default) ships in the packaged app's assets. From source it may not
+    exist yet: Parley makes it from the fp32 files on first use, so the check makes it in a
+    temporary folder, which proves that works without writing to Parley's folders.
+    """
+    from parley.core.knowledge.embeddings import (
+        EmbeddingModelUnavailable,
+        LocalEmbedder,
+        local_embedder,
+        model_files_complete,
+    )
+
+    quantized = _local_model(paths)
+    emb = local_embedder(paths, quantized=quantized)
+    onnx = emb.files_dir / "onnx"
     fix = REINSTALL if _frozen() and paths.assets_dir is not None else _assets_fix()
     if not emb.ready:
         where = [str(onnx)]
@@ -280,12 +304,22 @@ def check_embedding(paths: Paths) -> tuple[Check, list[float] | None]:
             where.insert(0, str(paths.assets_dir / MODEL_SUBDIR))
         detail = "the model files are missing in " + " and in ".join(where)
         return Check("embedding", False, detail, fix), None
-    emb.ensure_ready()
-    vector = emb.embed(["Parley embeds this sentence on this computer."])[0]
+    made = ""
+    with tempfile.TemporaryDirectory(prefix="parley-selftest-", ignore_cleanup_errors=True) as d:
+        if quantized and not model_files_complete(onnx):
+            emb = LocalEmbedder(emb.model_dir, quantized=True, int8_dir=Path(d))
+            onnx = emb.model_dir / "onnx"
+            made = " (int8 model made from it in a temporary folder, as Parley does once)"
+        try:
+            emb.ensure_ready()
+            vector = emb.embed(["Parley embeds this sentence on this computer."])[0]
+        except EmbeddingModelUnavailable as exc:
+            return Check("embedding", False, exc.user_message, fix), None
     norm = math.sqrt(sum(x * x for x in vector))
     if len(vector) != emb.dimension or abs(norm - 1.0) > 1e-3:
         return Check("embedding", False, f"unexpected vector from {onnx}", fix), None
-    return Check("embedding", True, f"{emb.model_id} from {onnx}, {len(vector)} dimensions"), vector
+    detail = f"{emb.model_id} from {onnx}{made}, {len(vector)} dimensions"
+    return Check("embedding", True, detail), vector
 
 
 def check_chroma(vector: Sequence[float] | None) -> Check:

@@ -20,7 +20,7 @@ from parley.core.knowledge.chunking import Chunk
 from parley.core.knowledge.embeddings import LocalEmbedder, local_embedder
 from parley.core.knowledge.store import KnowledgeStore
 from parley.core.paths import Paths, default_paths
-from tests.assets import need_minilm
+from tests.assets import default_embedder, need_minilm
 
 
 def make_chunks(texts: list[str], heading: tuple[str, ...] = ("Doc",)) -> list[Chunk]:
@@ -78,6 +78,15 @@ def paths(parley_home: Path) -> Paths:
 
 @pytest.fixture
 def embedder(paths: Paths) -> LocalEmbedder:
+    """The default local model (int8), the one ``parley index`` and the window use."""
+    emb = default_embedder(paths)
+    assert isinstance(emb, LocalEmbedder) and emb.quantized
+    return emb
+
+
+@pytest.fixture
+def fp32_embedder(paths: Paths) -> LocalEmbedder:
+    """The fp32 local model (``all-MiniLM-L6-v2``)."""
     return local_embedder(paths)
 
 

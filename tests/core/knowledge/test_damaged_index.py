@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
-from parley.core.knowledge.embeddings import LocalEmbedder, local_embedder
+from parley.core.knowledge.embeddings import LocalEmbedder
 from parley.core.knowledge.indexer import Indexer
 from parley.core.knowledge.retrieval import Retriever
 from parley.core.knowledge.store import KnowledgeStore
 from parley.core.knowledge.vectors import collection_name
 from parley.core.paths import Paths, default_paths
-from tests.assets import need_minilm
+from tests.assets import default_embedder, need_minilm
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -58,7 +58,9 @@ def _paths(home: Path) -> Paths:
 
 @pytest.fixture(scope="module")
 def embedder() -> LocalEmbedder:
-    return local_embedder(need_minilm(_paths(Path("/nonexistent"))))
+    emb = default_embedder(need_minilm(_paths(Path("/nonexistent"))))
+    assert isinstance(emb, LocalEmbedder)
+    return emb
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ from parley.core.knowledge.embeddings import (
     local_embedder,
     local_model_dir,
 )
-from parley.core.paths import Paths
+from parley.core.paths import Paths, default_paths
 
 from .conftest import FakeOpenAI
 
@@ -27,9 +30,13 @@ def _cos(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True))
 
 
-def test_local_vectors_are_unit_length_and_mean_something(embedder: LocalEmbedder) -> None:
+@pytest.mark.parametrize("model", ["fp32", "int8"])
+def test_local_vectors_are_unit_length_and_mean_something(
+    model: str, fp32_embedder: LocalEmbedder, embedder: LocalEmbedder
+) -> None:
+    embedder = fp32_embedder if model == "fp32" else embedder
     assert isinstance(embedder, Embedder)
-    assert embedder.model_id == "all-MiniLM-L6-v2"
+    assert embedder.model_id == {"fp32": "all-MiniLM-L6-v2", "int8": "all-MiniLM-L6-v2-int8"}[model]
     v = embedder.embed(
         [
             "How do I install the package?",
@@ -43,7 +50,8 @@ def test_local_vectors_are_unit_length_and_mean_something(embedder: LocalEmbedde
     assert embedder.embed([]) == []
 
 
-def test_same_vectors_as_chromas_own_function(paths: Paths, embedder: LocalEmbedder) -> None:
+def test_same_vectors_as_chromas_own_function(paths: Paths, fp32_embedder: LocalEmbedder) -> None:
+    embedder = fp32_embedder
     # Padding to the batch's longest text (not 256) must not change the vectors.
     from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
 
@@ -182,26 +190,78 @@ def test_embedder_from_setting(paths: Paths, fake_openai: FakeOpenAI) -> None:
         EmbedderConfig.from_setting("word2vec")
 
 
-@pytest.mark.slow
-def test_int8_variant_is_its_own_model(paths: Paths, embedder: LocalEmbedder) -> None:
-    """The int8 model (opt-in) is another vector space.
+def test_int8_is_the_default_and_its_own_model(paths: Paths, fp32_embedder: LocalEmbedder) -> None:
+    """The default local model has int8 weights: its own id, collection and cache keys.
 
-    Own id, own collection and cache keys; its vectors stay close to the fp32 ones (measured 0.994
-    mean cosine on real chunks).
+    Its vectors stay close to the fp32 ones (measured 0.9925 mean cosine on real chunks), and
+    it comes from the assets folder, 23 MB instead of 87.
     """
-    pytest.importorskip("onnx", reason="making the int8 model needs the onnx package")
+    from parley.core.knowledge.embeddings import LOCAL_INT8_MODEL_ID
     from parley.core.knowledge.indexer import EmbedderConfig, make_embedder
+    from parley.core.settings import KnowledgeSettings
 
-    q = make_embedder(paths, EmbedderConfig.from_setting("all-MiniLM-L6-v2-int8"))
-    assert q is not embedder and q.model_id == "all-MiniLM-L6-v2-int8"
+    assert KnowledgeSettings().embedding_model == LOCAL_INT8_MODEL_ID
+    q = make_embedder(paths, EmbedderConfig.from_setting(KnowledgeSettings().embedding_model))
+    assert q is not fp32_embedder and q.model_id == LOCAL_INT8_MODEL_ID
+    assert paths.assets_dir is not None
+    assert q.files_dir == paths.assets_dir / "models" / LOCAL_INT8_MODEL_ID
+    assert (q.files_dir / "onnx" / "model.onnx").stat().st_size < 30_000_000
     texts = [
         "To install Parley, run pip install parley inside a virtual environment.",
         "Bananas are rich in potassium and make a quick breakfast.",
     ]
-    for a, b in zip(q.embed(texts), embedder.embed(texts), strict=True):
-        assert sum(x * y for x, y in zip(a, b, strict=True)) > 0.95
-    made = paths.models_dir / "all-MiniLM-L6-v2-int8" / "model.onnx"
-    assert made.is_file() and [p.name for p in made.parent.iterdir()] == ["model.onnx"]
+    for a, b in zip(q.embed(texts), fp32_embedder.embed(texts), strict=True):
+        assert sum(x * y for x, y in zip(a, b, strict=True)) > 0.97
+    assert not paths.models_dir.exists() or not any(paths.models_dir.iterdir())
+
+
+@pytest.mark.slow
+def test_int8_model_is_made_once_from_the_fp32_files(paths: Paths, tmp_path: Path) -> None:
+    """An assets folder with only the fp32 model: the int8 one is made in the data dir."""
+    from parley.core.knowledge.embeddings import (
+        LOCAL_INT8_MODEL_ID,
+        LOCAL_MODEL_ID,
+        local_embedder,
+        model_files_complete,
+    )
+
+    assert paths.assets_dir is not None
+    assets = tmp_path / "fp32-only"
+    (assets / "models").mkdir(parents=True)
+    (assets / "models" / LOCAL_MODEL_ID).symlink_to(
+        (paths.assets_dir / "models" / LOCAL_MODEL_ID).resolve()
+    )
+    own = default_paths({"PARLEY_HOME": str(tmp_path / "home"), "PARLEY_ASSETS": str(assets)})
+    emb = local_embedder(own, quantized=True)
+    made = own.models_dir / LOCAL_INT8_MODEL_ID / "onnx"
+    assert emb.files_dir / "onnx" == made and emb.ready and not made.exists()
+    vector = emb.embed(["Quantized weights, same tokenizer."])[0]
+    assert len(vector) == 384
+    assert model_files_complete(made)
+    assert [p.name for p in made.parent.iterdir()] == ["onnx"]  # no half-made folder left
+    before = (made / "model.onnx").stat().st_mtime_ns
+    again = LocalEmbedder(emb.model_dir, quantized=True, int8_dir=made.parent)
+    assert again.embed(["Quantized weights, same tokenizer."])[0] == pytest.approx(vector)
+    assert (made / "model.onnx").stat().st_mtime_ns == before  # made once
+
+
+def test_int8_model_without_the_onnx_package_says_what_to_do(paths: Paths, tmp_path: Path) -> None:
+    """Without ``onnx`` (onnxruntime's quantizer needs it) the error names the way out."""
+    assert paths.assets_dir is not None
+    fp32 = paths.assets_dir / "models" / "all-MiniLM-L6-v2" / "onnx"
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["onnx"] = None  # as if the package were not installed
+        from pathlib import Path
+        from parley.core.knowledge.embeddings import EmbeddingModelUnavailable, make_int8_model
+        try:
+            make_int8_model(Path({str(fp32)!r}), Path({str(tmp_path / "int8" / "onnx")!r}))
+        except EmbeddingModelUnavailable as exc:
+            print(exc.user_message)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "pip install onnx" in r.stdout and "all-MiniLM-L6-v2" in r.stdout, r.stderr
+    assert not (tmp_path / "int8").exists() or not any((tmp_path / "int8").iterdir())
 
 
 def test_openai_embedding_requests_land_in_the_ledger(

@@ -50,8 +50,12 @@ MODEL_WINDOW = 256
 DEFAULT_MAX_TOKENS = MODEL_WINDOW - 2
 """A chunk's ``embed_text`` fills the window: nothing is truncated, nothing is wasted."""
 
-MODEL_DIR = Path("models") / "all-MiniLM-L6-v2" / "onnx"
-"""Where the embedding model (and its tokenizer.json) lives inside an assets folder."""
+MODEL_DIRS = (
+    Path("models") / "all-MiniLM-L6-v2" / "onnx",
+    Path("models") / "all-MiniLM-L6-v2-int8" / "onnx",
+)
+"""Where the embedding model (and its tokenizer.json) lives inside an assets folder: the fp32
+model's, or the int8 one's (the packaged app ships only that; the tokenizer is the same)."""
 
 CHARS_PER_TOKEN_CAP = 8
 """A chunk is also capped at ``max_tokens * 8`` characters: a word longer than 100
@@ -110,12 +114,15 @@ def default_tokenizer_path(assets_dir: Path | None) -> Path | None:
         assets_dir: ``Paths.assets_dir`` (``PARLEY_ASSETS``, or the packaged app's folder).
 
     Returns:
-        ``<assets>/models/all-MiniLM-L6-v2/onnx/tokenizer.json`` if it exists.
+        ``<assets>/models/all-MiniLM-L6-v2[-int8]/onnx/tokenizer.json``, the first that exists.
     """
     if assets_dir is None:
         return None
-    path = Path(assets_dir) / MODEL_DIR / "tokenizer.json"
-    return path if path.is_file() else None
+    for folder in MODEL_DIRS:
+        path = Path(assets_dir) / folder / "tokenizer.json"
+        if path.is_file():
+            return path
+    return None
 
 
 # ---------------------------------------------------------------------------- counting

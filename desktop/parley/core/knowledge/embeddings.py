@@ -16,9 +16,10 @@ A collection is bound to the model that made its vectors: :attr:`Embedder.model_
 the collection name and metadata (see ``store.py``), and into every key of the embedding cache
 (:func:`embedding_cache_key`), so vectors of one model are never served for another.
 
-``all-MiniLM-L6-v2-int8`` is the same model with its MatMul weights quantized to int8 per
-channel (``onnxruntime.quantization.quantize_dynamic``, made once from the fp32 file; it needs
-the ``onnx`` package). See :data:`LOCAL_INT8_MODEL_ID` for why it is not the default.
+``all-MiniLM-L6-v2-int8``, the default, is the same model with int8 weights
+(``onnxruntime.quantization.quantize_dynamic``, see :data:`INT8_QUANTIZATION`): shipped in the
+packaged app's assets, else made once from the fp32 files (:func:`make_int8_model`, which
+needs the ``onnx`` package).
 """
 
 from __future__ import annotations
@@ -58,12 +59,10 @@ LOCAL_MODEL_ID = "all-MiniLM-L6-v2"
 """Model id of the default local embedder (also the folder name of its files)."""
 
 LOCAL_INT8_MODEL_ID = "all-MiniLM-L6-v2-int8"
-"""The local model with int8 MatMul weights (per channel): opt-in through the
-``knowledge.embedding_model`` setting. Measured here (tests/bench/bench_index_speed.py, issue
-12): ~38 % less CPU per chunk than fp32, cosine to the fp32 vectors 0.994 mean / 0.984 worst,
-recall@5 unchanged on both question sets (PostgreSQL 0.775 = 0.775, Python docs 1.0 = 1.0).
-It is not the default yet only because making it needs the ``onnx`` package at run time (not
-a dependency) and would re-embed every existing index; see the issue 12 notes."""
+"""The local model with int8 weights: the default ``knowledge.embedding_model``. Measured
+(issue 12): about a third less CPU per chunk than fp32, cosine to the fp32 vectors 0.9925 mean
+/ 0.983 worst, a 23 MB file instead of 87, and recall@5 within 0.01 of fp32 on every question
+set of ``tests/bench/bench_retrieval.py`` (the figures are in the issue 12 notes)."""
 
 MODEL_FILES = (
     "config.json",
@@ -176,6 +175,90 @@ def local_model_dir(paths: Paths) -> Path:
     return paths.models_dir / LOCAL_MODEL_ID
 
 
+def local_int8_dir(paths: Paths) -> Path:
+    """The folder holding ``onnx/`` for the int8 model.
+
+    The assets copy if complete, else the one under Parley's data dir (made from the fp32
+    files on first use).
+    """
+    if paths.assets_dir is not None:
+        candidate = paths.assets_dir / "models" / LOCAL_INT8_MODEL_ID
+        if model_files_complete(candidate / "onnx"):
+            return candidate
+    return paths.models_dir / LOCAL_INT8_MODEL_ID
+
+
+INT8_QUANTIZATION: dict[str, Any] = {
+    "op_types_to_quantize": ["MatMul", "Gather"],
+    "per_channel": True,
+    "reduce_range": True,
+}
+"""How the int8 model is made from the fp32 one (``quantize_dynamic``, int8 weights).
+
+- MatMul weights per output channel: per tensor drops the cosine to the fp32 vectors to 0.95.
+- Gather: the 30,522 x 384 word-piece table (47 of the model's 87 MB) stored as int8 too; the
+  file is 23 MB and the vectors are as close as with MatMul alone (cosine 0.9925 mean, 0.983
+  worst, on 300 real PostgreSQL chunks).
+- 7-bit weights (``reduce_range``): x86 CPUs without VNNI multiply u8 x s8 pairs into int16
+  with saturation, so full 8-bit weights could give other vectors on them than on this one.
+"""
+
+
+def make_int8_model(source: Path, dest: Path) -> None:
+    """Make the int8 model's folder ``dest`` from the fp32 one ``source`` (``onnx/`` folders).
+
+    Takes a few seconds and needs the ``onnx`` package (onnxruntime's quantizer imports it).
+    The folder appears whole or not at all (built beside it, then renamed), so a crash or a
+    second process making it at the same time leaves no half model behind.
+
+    Raises:
+        EmbeddingModelUnavailable: ``onnx`` is missing, or the quantizer failed.
+    """
+    if model_files_complete(dest):
+        return
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:  # onnxruntime's quantizer needs the onnx package
+        raise EmbeddingModelUnavailable(
+            f"{LOCAL_INT8_MODEL_ID} is made from {LOCAL_MODEL_ID} with the 'onnx' package, "
+            f"which is not installed: `pip install onnx`, or set knowledge.embedding_model "
+            f"to {LOCAL_MODEL_ID}.",
+            detail=repr(exc),
+        ) from exc
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    root = logging.getLogger()
+    level = root.level
+    # The quantizer logs advice ("consider pre-processing") on the root logger.
+    root.setLevel(logging.ERROR)
+    try:
+        for name in MODEL_FILES:
+            if name != "model.onnx":
+                shutil.copyfile(source / name, tmp / name)
+        quantize_dynamic(
+            source / "model.onnx",
+            tmp / "model.onnx",
+            weight_type=QuantType.QInt8,
+            **INT8_QUANTIZATION,
+        )
+        if dest.exists() and not model_files_complete(dest):
+            shutil.rmtree(dest)  # a half folder from before this protocol
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not model_files_complete(dest):  # else another process made it first
+                raise
+    except Exception as exc:
+        raise EmbeddingModelUnavailable(
+            f"The int8 embedding model could not be made: {exc}", detail=repr(exc)
+        ) from exc
+    finally:
+        root.setLevel(level)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _onnx_class() -> type[Any]:
     # Imported lazily: chromadb costs ~0.5 s to import (STACK-NOTES).
     from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
@@ -190,12 +273,11 @@ def _make_session_class() -> type[Any]:
     base = _onnx_class()
 
     class _ParleyMiniLM(base):  # type: ignore[misc,valid-type]
-        def __init__(self, model_dir: Path, threads: int, model_file: Path | None) -> None:
+        def __init__(self, model_dir: Path, threads: int) -> None:
             super().__init__(preferred_providers=["CPUExecutionProvider"])
             # An instance attribute shadows the class default computed from HOME at import.
             self.DOWNLOAD_PATH = model_dir
             self._threads = threads
-            self._model_file = model_file
             self._progress: DownloadProgress | None = None
             self.stats = EmbedStats()
             self._stats_lock = threading.Lock()
@@ -221,7 +303,7 @@ def _make_session_class() -> type[Any]:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             default = os.path.join(self.DOWNLOAD_PATH, self.EXTRACTED_FOLDER_NAME, "model.onnx")
             return self.ort.InferenceSession(
-                str(self._model_file or default),
+                default,
                 providers=["CPUExecutionProvider"],
                 sess_options=so,
             )
@@ -343,11 +425,18 @@ class LocalEmbedder:
         """Prepare (but do not load) the model.
 
         Args:
-            model_dir: Folder whose ``onnx/`` subfolder holds (or will hold) the six files.
+            model_dir: Folder whose ``onnx/`` subfolder holds (or will hold) the fp32 model's
+                six files: the model itself, and the source the int8 one is made from.
             threads: onnxruntime intra-op threads; default: the CPUs this process may use.
             quantized: Use the int8 variant (:data:`LOCAL_INT8_MODEL_ID`).
-            int8_dir: Where the int8 model file is made and kept (needed when quantized).
+            int8_dir: Folder whose ``onnx/`` holds (or will get) the int8 model's six files
+                (needed when quantized).
+
+        Raises:
+            ValueError: ``quantized`` without an ``int8_dir``.
         """
+        if quantized and int8_dir is None:
+            raise ValueError("the int8 model needs a folder (int8_dir)")
         self.model_dir = model_dir
         self.threads = threads or _usable_cpus()
         self.quantized = quantized
@@ -357,8 +446,22 @@ class LocalEmbedder:
         self._fn: Any = None
 
     @property
+    def files_dir(self) -> Path:
+        """The folder whose ``onnx/`` this embedder's session reads."""
+        if self.quantized:
+            assert self._int8_dir is not None  # checked in __init__
+            return self._int8_dir
+        return self.model_dir
+
+    @property
     def ready(self) -> bool:
-        """Whether the model files are present (no download needed)."""
+        """Whether the model can load without a download.
+
+        The int8 model is ready when its files are present, or when the fp32 files it is
+        made from are (making it takes a few seconds and no network).
+        """
+        if self.quantized and model_files_complete(self.files_dir / "onnx"):
+            return True
         return model_files_complete(self.model_dir / "onnx")
 
     def stats(self) -> EmbedStats:
@@ -381,59 +484,23 @@ class LocalEmbedder:
         with self._lock:
             if self._fn is not None:
                 return
-            fn = _make_session_class()(self.model_dir, self.threads, None)
-            if not self.ready:
-                self._download(fn, progress)
-            if self.quantized:
-                fn._model_file = self._int8_file()
+            session_class = _make_session_class()
+            files = self.files_dir / "onnx"
+            if not model_files_complete(files):
+                if not model_files_complete(self.model_dir / "onnx"):
+                    self._download(session_class(self.model_dir, self.threads), progress)
+                if self.quantized:
+                    make_int8_model(self.model_dir / "onnx", files)
+            fn = session_class(self.files_dir, self.threads)
             try:
                 fn.model  # noqa: B018 - loads the ONNX session now, not on the first embed
                 fn.tokenizer  # noqa: B018
             except Exception as exc:
                 raise EmbeddingModelUnavailable(
-                    f"The embedding model in {self.model_dir} could not be loaded: {exc}",
+                    f"The embedding model in {self.files_dir} could not be loaded: {exc}",
                     detail=repr(exc),
                 ) from exc
             self._fn = fn
-
-    def _int8_file(self) -> Path:
-        """The int8 model, made from the fp32 one on first use (a few seconds, once)."""
-        if self._int8_dir is None:
-            raise EmbeddingModelUnavailable("No folder to keep the int8 embedding model in.")
-        dest = self._int8_dir / "model.onnx"
-        if dest.is_file():
-            return dest
-        try:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-        except ImportError as exc:  # onnxruntime's quantizer needs the onnx package
-            raise EmbeddingModelUnavailable(
-                f"{LOCAL_INT8_MODEL_ID} needs the 'onnx' package to be made; install it or "
-                f"use {LOCAL_MODEL_ID}.",
-                detail=repr(exc),
-            ) from exc
-        self._int8_dir.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f"model.{os.getpid()}.tmp.onnx")
-        root = logging.getLogger()
-        level = root.level
-        # The quantizer logs advice ("consider pre-processing") on the root logger.
-        root.setLevel(logging.ERROR)
-        try:
-            quantize_dynamic(
-                self.model_dir / "onnx" / "model.onnx",
-                tmp,
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=["MatMul"],
-                per_channel=True,  # per tensor drops the cosine to the fp32 vectors to 0.95
-            )
-            os.replace(tmp, dest)
-        except Exception as exc:
-            raise EmbeddingModelUnavailable(
-                f"The int8 embedding model could not be made: {exc}", detail=repr(exc)
-            ) from exc
-        finally:
-            root.setLevel(level)
-            tmp.unlink(missing_ok=True)
-        return dest
 
     def _download(self, fn: Any, progress: DownloadProgress | None) -> None:
         onnx = self.model_dir / "onnx"
@@ -470,7 +537,7 @@ def _usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_LOCAL_CACHE: dict[tuple[Path, int, bool], LocalEmbedder] = {}
+_LOCAL_CACHE: dict[tuple[Path, int, Path | None], LocalEmbedder] = {}
 _LOCAL_CACHE_LOCK = threading.Lock()
 
 
@@ -482,17 +549,16 @@ def local_embedder(
     Args:
         paths: Where to find the model (assets folder first, then the data dir).
         threads: onnxruntime intra-op threads; default: the CPUs this process may use.
-        quantized: The int8 variant (made once into ``paths.models_dir``).
+        quantized: The int8 variant (the assets folder's, else made once into
+            ``paths.models_dir`` from the fp32 files).
     """
-    key = (local_model_dir(paths), threads or _usable_cpus(), quantized)
+    int8_dir = local_int8_dir(paths) if quantized else None
+    key = (local_model_dir(paths), threads or _usable_cpus(), int8_dir)
     with _LOCAL_CACHE_LOCK:
         emb = _LOCAL_CACHE.get(key)
         if emb is None:
             emb = _LOCAL_CACHE[key] = LocalEmbedder(
-                key[0],
-                threads=key[1],
-                quantized=quantized,
-                int8_dir=paths.models_dir / LOCAL_INT8_MODEL_ID,
+                key[0], threads=key[1], quantized=quantized, int8_dir=int8_dir
             )
         return emb
 
