@@ -66,6 +66,14 @@ WORDS = (
 ).split()
 
 
+def _embedder(paths: Any) -> Any:
+    """Parley's default local embedder (``knowledge.embedding_model``'s default)."""
+    from parley.core.knowledge.indexer import EmbedderConfig, make_embedder
+    from parley.core.settings import KnowledgeSettings
+
+    return make_embedder(paths, EmbedderConfig.from_setting(KnowledgeSettings().embedding_model))
+
+
 def _env_setup(home: Path) -> None:
     os.environ["PARLEY_HOME"] = str(home)
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -167,7 +175,6 @@ def pct(values: list[float], q: float) -> float:
 
 
 def bench_real(corpus: Path, quick: bool) -> dict[str, Any]:
-    from parley.core.knowledge.embeddings import local_embedder
     from parley.core.knowledge.indexer import Indexer
     from parley.core.knowledge.retrieval import Retriever
     from parley.core.knowledge.store import KnowledgeStore
@@ -175,7 +182,7 @@ def bench_real(corpus: Path, quick: bool) -> dict[str, Any]:
 
     paths = default_paths()
     paths.ensure()
-    emb = local_embedder(paths)
+    emb = _embedder(paths)
     emb.ensure_ready()
     emb.embed(["warm up"])
     store = KnowledgeStore(paths, emb)
@@ -269,14 +276,13 @@ QUERIES = [
 
 
 def bench_generated(root: Path, n: int) -> dict[str, Any]:
-    from parley.core.knowledge.embeddings import local_embedder
     from parley.core.knowledge.indexer import Indexer
     from parley.core.knowledge.store import KnowledgeStore
     from parley.core.paths import default_paths
 
     paths = default_paths()
     make_generated(root, n)
-    store = KnowledgeStore(paths, local_embedder(paths))
+    store = KnowledgeStore(paths, _embedder(paths))
     t0 = time.perf_counter()
     first = Indexer(store).index([root])
     first_s = time.perf_counter() - t0
@@ -306,7 +312,6 @@ def _page(rnd: random.Random, page: int) -> str:
 
 def bench_edit(root: Path, pages: int) -> dict[str, Any]:
     """Index a ``pages``-page document, edit one paragraph, time the re-index."""
-    from parley.core.knowledge.embeddings import local_embedder
     from parley.core.knowledge.indexer import Indexer
     from parley.core.knowledge.store import KnowledgeStore
     from parley.core.paths import default_paths
@@ -317,7 +322,7 @@ def bench_edit(root: Path, pages: int) -> dict[str, Any]:
     body = [_page(rnd, i) for i in range(pages)]
     doc = root / "handbook.md"
     doc.write_text("# Handbook\n\n" + "\n".join(body))
-    store = KnowledgeStore(paths, local_embedder(paths))
+    store = KnowledgeStore(paths, _embedder(paths))
     t0 = time.perf_counter()
     first = Indexer(store).index([root])
     first_s = time.perf_counter() - t0
@@ -350,14 +355,13 @@ def bench_unchanged(root: Path, n: int, home: Path) -> dict[str, Any]:
     import numpy as np
 
     from parley.core.knowledge.chunking import Chunker, default_tokenizer_path
-    from parley.core.knowledge.embeddings import local_embedder
     from parley.core.knowledge.indexer import Indexer, file_sha256
     from parley.core.knowledge.loaders import load_file
     from parley.core.knowledge.store import FileWrite, KnowledgeStore
 
     paths = default_store_paths(home)
     make_generated(root, n)
-    store = KnowledgeStore(paths, local_embedder(paths))
+    store = KnowledgeStore(paths, _embedder(paths))
     root = root.resolve()
     store.add_root(root)
     chunker = Chunker(tokenizer_path=default_tokenizer_path(paths.assets_dir))
@@ -406,11 +410,10 @@ def bench_large(n: int, home: Path) -> dict[str, Any]:
     """N chunks written straight into a store: real texts, vectors near real embeddings."""
     import numpy as np
 
-    from parley.core.knowledge.embeddings import local_embedder
     from parley.core.knowledge.store import FileWrite, KnowledgeStore
 
     base = default_store_paths(home)
-    emb = local_embedder(base)
+    emb = _embedder(base)
     store = KnowledgeStore(base, emb)
     donor = KnowledgeStore(default_store_paths(Path(os.environ["PARLEY_HOME"])), emb)
     rows = donor._read().execute("SELECT text, heading FROM chunks").fetchall()
@@ -516,10 +519,9 @@ async def _stall_run(mode: str, corpus: Path) -> dict[str, Any]:
         chunks = 0
     elif mode == "thread":
         # The GUI process has the embedder and Chroma loaded already (retrieval uses them).
-        from parley.core.knowledge.embeddings import local_embedder
         from parley.core.knowledge.store import KnowledgeStore
 
-        store = await asyncio.to_thread(KnowledgeStore, paths, local_embedder(paths))
+        store = await asyncio.to_thread(KnowledgeStore, paths, _embedder(paths))
         await asyncio.to_thread(store.embedder.embed, ["warm"])
         lateness.clear()
         t0 = time.perf_counter()
