@@ -76,8 +76,9 @@ def _sql_ids(store: KnowledgeStore) -> set[str]:
 
 
 def test_collection_is_bound_to_the_model(store: KnowledgeStore) -> None:
-    assert store.collection_name == "parley_all-minilm-l6-v2"
-    assert store._collection.metadata["parley_model"] == "all-MiniLM-L6-v2"
+    assert store.collection_name == "parley_all-minilm-l6-v2-int8"  # the default model
+    assert store._collection.metadata["parley_model"] == "all-MiniLM-L6-v2-int8"
+    assert collection_name("all-MiniLM-L6-v2") == "parley_all-minilm-l6-v2"
     assert store._collection.configuration["hnsw"]["space"] == "cosine"
     assert collection_name("openai:text-embedding-3-small") == (
         "parley_openai-text-embedding-3-small"
@@ -192,7 +193,8 @@ def test_model_switch_needs_reindex_then_rebuilds(
         assert other.needs_reindex
         # Said as it is (a damaged index says "it was damaged: ..." instead; issue 11).
         assert other.reindex_reason == (
-            "the embedding model changed from all-MiniLM-L6-v2 to openai:text-embedding-3-small"
+            "the embedding model changed from all-MiniLM-L6-v2-int8 to "
+            "openai:text-embedding-3-small"
         )
         assert [r.status for r in other.roots()] == ["needs-reindex"]
         # Keyword search still answers meanwhile (dense is skipped).
@@ -251,10 +253,10 @@ def test_reader_process_sees_another_processes_writes(
         sys.path.insert(0, {str(Path(__file__).parents[3])!r})
         from tests.core.knowledge.conftest import make_chunks
         from parley.core.paths import default_paths
-        from parley.core.knowledge.embeddings import local_embedder
         from parley.core.knowledge.store import KnowledgeStore, FileWrite
+        from tests.assets import default_embedder
         p = default_paths()
-        s = KnowledgeStore(p, local_embedder(p))
+        s = KnowledgeStore(p, default_embedder(p))
         root = Path({str(root)!r})
         chunks = make_chunks({TEXTS[1:]!r})
         with s.writer():
