@@ -8,7 +8,7 @@ build of the packaged app) needs no network::
     models/all-MiniLM-L6-v2/onnx/          model.onnx, tokenizer.json, vocab.txt, config.json,
                                            special_tokens_map.json, tokenizer_config.json
     models/all-MiniLM-L6-v2-int8/onnx/     the same six files, model.onnx with int8 weights
-                                           (made here from the fp32 one; Parley's default)
+                                           (made here from the fp32 one; opt-in model)
     SHA256SUMS                             ``sha256sum -c`` format, written by the download
 
 ``parley assets download [--dir DIR]`` fills such a folder on a machine with internet, from
@@ -17,8 +17,7 @@ SHA-256 pinned here (tiktoken's own expected hashes; Chroma's hash of its model 
 Nothing is kept that did not match: a failed file leaves no partial copy behind. The int8
 model is then made from the verified fp32 one on this machine (a few seconds, no network;
 ``parley.core.knowledge.embeddings.make_int8_model``); it has no pinned hash, since its bytes
-depend on the onnx/onnxruntime versions that made it. The packaged app ships only the int8
-model (23 MB instead of 87).
+depend on the onnx/onnxruntime versions that made it.
 
 ``PARLEY_ASSETS_BASE_URL`` (tests only) replaces the scheme and host of every source URL, so
 the tests can serve the files from a loopback server; the pinned hashes still apply.
@@ -49,7 +48,7 @@ MODEL_SUBDIR = f"models/{MODEL_ID}/onnx"
 """Where the model's files sit inside an assets folder."""
 
 INT8_MODEL_ID = "all-MiniLM-L6-v2-int8"
-"""The int8 variant (``parley.core.knowledge.embeddings.LOCAL_INT8_MODEL_ID``): the default."""
+"""The int8 variant (``parley.core.knowledge.embeddings.LOCAL_INT8_MODEL_ID``), opt-in."""
 
 INT8_SUBDIR = f"models/{INT8_MODEL_ID}/onnx"
 """Where the int8 model's files sit inside an assets folder."""

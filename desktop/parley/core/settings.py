@@ -63,9 +63,9 @@ class KnowledgeSettings(_Model):
         "with a reason shown).",
     )
     embedding_model: str = Field(
-        "all-MiniLM-L6-v2-int8",
-        description="'all-MiniLM-L6-v2-int8' (local, int8 weights: the default), "
-        "'all-MiniLM-L6-v2' (local, fp32) or 'openai:text-embedding-3-small'.",
+        "all-MiniLM-L6-v2",
+        description="'all-MiniLM-L6-v2' (local, the default), 'all-MiniLM-L6-v2-int8' "
+        "(local, int8 weights: less CPU) or 'openai:text-embedding-3-small'.",
     )
     chroma_server: ChromaServerSettings | None = Field(
         None, description="Use a Chroma server instead of the embedded store."

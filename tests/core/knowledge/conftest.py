@@ -78,9 +78,9 @@ def paths(parley_home: Path) -> Paths:
 
 @pytest.fixture
 def embedder(paths: Paths) -> LocalEmbedder:
-    """The default local model (int8), the one ``parley index`` and the window use."""
+    """The default local model, the one ``parley index`` and the window use."""
     emb = default_embedder(paths)
-    assert isinstance(emb, LocalEmbedder) and emb.quantized
+    assert isinstance(emb, LocalEmbedder)
     return emb
 
 
@@ -88,6 +88,12 @@ def embedder(paths: Paths) -> LocalEmbedder:
 def fp32_embedder(paths: Paths) -> LocalEmbedder:
     """The fp32 local model (``all-MiniLM-L6-v2``)."""
     return local_embedder(paths)
+
+
+@pytest.fixture
+def int8_embedder(paths: Paths) -> LocalEmbedder:
+    """The opt-in int8 local model (``all-MiniLM-L6-v2-int8``)."""
+    return local_embedder(paths, quantized=True)
 
 
 @pytest.fixture

@@ -32,9 +32,9 @@ def _cos(a: list[float], b: list[float]) -> float:
 
 @pytest.mark.parametrize("model", ["fp32", "int8"])
 def test_local_vectors_are_unit_length_and_mean_something(
-    model: str, fp32_embedder: LocalEmbedder, embedder: LocalEmbedder
+    model: str, fp32_embedder: LocalEmbedder, int8_embedder: LocalEmbedder
 ) -> None:
-    embedder = fp32_embedder if model == "fp32" else embedder
+    embedder = fp32_embedder if model == "fp32" else int8_embedder
     assert isinstance(embedder, Embedder)
     assert embedder.model_id == {"fp32": "all-MiniLM-L6-v2", "int8": "all-MiniLM-L6-v2-int8"}[model]
     v = embedder.embed(
@@ -190,18 +190,19 @@ def test_embedder_from_setting(paths: Paths, fake_openai: FakeOpenAI) -> None:
         EmbedderConfig.from_setting("word2vec")
 
 
-def test_int8_is_the_default_and_its_own_model(paths: Paths, fp32_embedder: LocalEmbedder) -> None:
-    """The default local model has int8 weights: its own id, collection and cache keys.
+def test_int8_is_its_own_model(paths: Paths, fp32_embedder: LocalEmbedder) -> None:
+    """The int8 model (opt-in) is another vector space: own id, collection and cache keys.
 
     Its vectors stay close to the fp32 ones (measured 0.9925 mean cosine on real chunks), and
-    it comes from the assets folder, 23 MB instead of 87.
+    it comes from the assets folder (``parley assets download`` makes it), 23 MB instead of 87.
     """
-    from parley.core.knowledge.embeddings import LOCAL_INT8_MODEL_ID
+    from parley.core.knowledge.embeddings import LOCAL_INT8_MODEL_ID, LOCAL_MODEL_ID
     from parley.core.knowledge.indexer import EmbedderConfig, make_embedder
     from parley.core.settings import KnowledgeSettings
 
-    assert KnowledgeSettings().embedding_model == LOCAL_INT8_MODEL_ID
-    q = make_embedder(paths, EmbedderConfig.from_setting(KnowledgeSettings().embedding_model))
+    assert KnowledgeSettings().embedding_model == LOCAL_MODEL_ID  # fp32 stays the default
+    assert make_embedder(paths, EmbedderConfig()) is fp32_embedder
+    q = make_embedder(paths, EmbedderConfig.from_setting(LOCAL_INT8_MODEL_ID))
     assert q is not fp32_embedder and q.model_id == LOCAL_INT8_MODEL_ID
     assert paths.assets_dir is not None
     assert q.files_dir == paths.assets_dir / "models" / LOCAL_INT8_MODEL_ID
@@ -212,6 +213,9 @@ def test_int8_is_the_default_and_its_own_model(paths: Paths, fp32_embedder: Loca
     ]
     for a, b in zip(q.embed(texts), fp32_embedder.embed(texts), strict=True):
         assert sum(x * y for x, y in zip(a, b, strict=True)) > 0.97
+    # One text per run: a text's vector does not depend on the texts embedded beside it.
+    alone = q.embed(texts[:1])[0]
+    assert max(abs(x - y) for x, y in zip(alone, q.embed(texts)[0], strict=True)) < 1e-6
     assert not paths.models_dir.exists() or not any(paths.models_dir.iterdir())
 
 

@@ -76,9 +76,9 @@ def _sql_ids(store: KnowledgeStore) -> set[str]:
 
 
 def test_collection_is_bound_to_the_model(store: KnowledgeStore) -> None:
-    assert store.collection_name == "parley_all-minilm-l6-v2-int8"  # the default model
-    assert store._collection.metadata["parley_model"] == "all-MiniLM-L6-v2-int8"
-    assert collection_name("all-MiniLM-L6-v2") == "parley_all-minilm-l6-v2"
+    assert store.collection_name == "parley_all-minilm-l6-v2"
+    assert store._collection.metadata["parley_model"] == "all-MiniLM-L6-v2"
+    assert collection_name("all-MiniLM-L6-v2-int8") == "parley_all-minilm-l6-v2-int8"
     assert store._collection.configuration["hnsw"]["space"] == "cosine"
     assert collection_name("openai:text-embedding-3-small") == (
         "parley_openai-text-embedding-3-small"
@@ -193,8 +193,7 @@ def test_model_switch_needs_reindex_then_rebuilds(
         assert other.needs_reindex
         # Said as it is (a damaged index says "it was damaged: ..." instead; issue 11).
         assert other.reindex_reason == (
-            "the embedding model changed from all-MiniLM-L6-v2-int8 to "
-            "openai:text-embedding-3-small"
+            "the embedding model changed from all-MiniLM-L6-v2 to openai:text-embedding-3-small"
         )
         assert [r.status for r in other.roots()] == ["needs-reindex"]
         # Keyword search still answers meanwhile (dense is skipped).

@@ -55,7 +55,7 @@ MODEL_DIRS = (
     Path("models") / "all-MiniLM-L6-v2-int8" / "onnx",
 )
 """Where the embedding model (and its tokenizer.json) lives inside an assets folder: the fp32
-model's, or the int8 one's (the packaged app ships only that; the tokenizer is the same)."""
+model's, or the int8 one's (an assets folder may hold only that; the tokenizer is the same)."""
 
 CHARS_PER_TOKEN_CAP = 8
 """A chunk is also capped at ``max_tokens * 8`` characters: a word longer than 100

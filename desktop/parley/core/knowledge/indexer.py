@@ -812,10 +812,10 @@ class EmbedderConfig:
     """How a worker process builds its embedder (picklable; the key is never written out)."""
 
     kind: str = "local"
-    """``local`` (all-MiniLM-L6-v2, int8 or fp32) or ``openai``."""
+    """``local`` (all-MiniLM-L6-v2, fp32 or int8) or ``openai``."""
     threads: int | None = None
-    quantized: bool = True
-    """The local model's int8 variant (``all-MiniLM-L6-v2-int8``, the default); False: fp32."""
+    quantized: bool = False
+    """The local model's int8 variant (``all-MiniLM-L6-v2-int8``); False: fp32, the default."""
     openai_api_key: str | None = None
     openai_model: str = "text-embedding-3-small"
     openai_base_url: str | None = None
@@ -827,8 +827,8 @@ class EmbedderConfig:
         """Parse the ``knowledge.embedding_model`` setting.
 
         Args:
-            model: ``all-MiniLM-L6-v2-int8`` (the default; also for an empty value),
-                ``all-MiniLM-L6-v2`` (fp32, or ``local``) or ``openai:<model name>``.
+            model: ``all-MiniLM-L6-v2`` (the default; also ``local`` or empty),
+                ``all-MiniLM-L6-v2-int8`` or ``openai:<model name>``.
             api_key: The OpenAI key, for ``openai:`` models.
             base_url: Another OpenAI-compatible endpoint.
 
@@ -838,9 +838,9 @@ class EmbedderConfig:
         from parley.core.knowledge.embeddings import LOCAL_INT8_MODEL_ID, LOCAL_MODEL_ID
 
         name = model.strip()
-        if name.lower() in (LOCAL_MODEL_ID.lower(), "local"):
+        if name.lower() in (LOCAL_MODEL_ID.lower(), "local", ""):
             return cls(kind="local", quantized=False)
-        if name.lower() in (LOCAL_INT8_MODEL_ID.lower(), ""):
+        if name.lower() == LOCAL_INT8_MODEL_ID.lower():
             return cls(kind="local", quantized=True)
         if name.lower().startswith("openai:") and name[7:].strip():
             return cls(
@@ -850,7 +850,7 @@ class EmbedderConfig:
                 openai_base_url=base_url,
             )
         raise ConfigError(
-            f"Unknown embedding model {model!r} (use {LOCAL_INT8_MODEL_ID}, {LOCAL_MODEL_ID} "
+            f"Unknown embedding model {model!r} (use {LOCAL_MODEL_ID}, {LOCAL_INT8_MODEL_ID} "
             "or openai:<model>)."
         )
 
