@@ -147,6 +147,27 @@ def test_embedding_check_embeds_with_the_bundled_model(tmp_path: Path) -> None:
     assert result.ok and vector is not None and len(vector) == 384
 
 
+def test_embedding_check_follows_the_int8_setting_and_writes_nothing(tmp_path: Path) -> None:
+    """With the int8 model chosen: taken from assets, else made in a temporary folder."""
+    shared = need_minilm().assets_dir
+    assert shared is not None
+    fp32_only = tmp_path / "fp32-only"
+    (fp32_only / "models").mkdir(parents=True)
+    (fp32_only / "models" / "all-MiniLM-L6-v2").symlink_to(
+        (shared / "models" / "all-MiniLM-L6-v2").resolve()
+    )
+    for assets, made in ((shared, False), (fp32_only, True)):
+        paths = _paths(tmp_path / assets.name, assets)
+        paths.config_dir.mkdir(parents=True)
+        paths.settings_file.write_text('[knowledge]\nembedding_model = "all-MiniLM-L6-v2-int8"\n')
+        result, vector = check_embedding(paths)
+        assert result.ok and vector is not None and len(vector) == 384, result
+        assert result.detail.startswith("all-MiniLM-L6-v2-int8 from ")
+        assert ("temporary folder" in result.detail) is made
+        assert not paths.data_dir.exists()  # nothing made in Parley's folders
+    assert [p.name for p in (fp32_only / "models").iterdir()] == ["all-MiniLM-L6-v2"]
+
+
 def test_tiktoken_files_missing_or_damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
     nothing = check_tiktoken(_paths(tmp_path, None))
