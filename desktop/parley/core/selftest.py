@@ -10,8 +10,8 @@ write, and says what to do when it fails:
   plaintext ones) unless ``allow_no_keyring``.
 - ``tiktoken``: both BPE files are where tiktoken looks (the assets folder), their SHA-256
   is tiktoken's own, and they encode: no download can happen.
-- ``embedding``: the MiniLM ONNX model Parley indexes with (int8 unless set to fp32) loads
-  from its folder and embeds one sentence.
+- ``embedding``: the MiniLM ONNX model Parley indexes with (fp32, or int8 when the settings
+  choose it) loads from its folder and embeds one sentence.
 - ``chroma``: Chroma opens a store in a temporary folder, adds two vectors, queries one back.
 - ``database``: Parley's SQLite database opens read-only (or there is none yet); FTS5 works.
 - ``worker``: the stream worker process starts (``spawn``: in the frozen app it re-runs the
@@ -268,22 +268,24 @@ def _assets_fix() -> str:
 
 
 # ---------------------------------------------------------------- embedding + chroma
-def _local_model(paths: Paths) -> bool:
-    """Whether Parley indexes with the int8 local model (the default) rather than fp32."""
-    from parley.core.knowledge.embeddings import LOCAL_MODEL_ID
-    from parley.core.settings import KnowledgeSettings, load_settings
+def _int8_chosen(paths: Paths) -> bool:
+    """Whether the settings choose the int8 local model (fp32 is the default)."""
+    from parley.core.knowledge.indexer import EmbedderConfig
+    from parley.core.settings import load_settings
 
     try:
-        model = load_settings(paths.settings_file).knowledge.embedding_model
+        config = EmbedderConfig.from_setting(
+            load_settings(paths.settings_file).knowledge.embedding_model
+        )
     except Exception:  # a broken settings file is not this check's business
-        model = KnowledgeSettings().embedding_model
-    return model.strip().lower() not in (LOCAL_MODEL_ID.lower(), "local")
+        return False
+    return config.kind == "local" and config.quantized
 
 
 def check_embedding(paths: Paths) -> tuple[Check, list[float] | None]:
     """The local model loads from its folder (no download) and embeds one sentence.
 
-    The int8 model (the default) ships in the packaged app's assets. From source it may not
+    The local model the settings choose: fp32 (the default), or int8. The int8 one may not
     exist yet: Parley makes it from the fp32 files on first use, so the check makes it in a
     temporary folder, which proves that works without writing to Parley's folders.
     """
@@ -294,7 +296,7 @@ def check_embedding(paths: Paths) -> tuple[Check, list[float] | None]:
         model_files_complete,
     )
 
-    quantized = _local_model(paths)
+    quantized = _int8_chosen(paths)
     emb = local_embedder(paths, quantized=quantized)
     onnx = emb.files_dir / "onnx"
     fix = REINSTALL if _frozen() and paths.assets_dir is not None else _assets_fix()

@@ -174,24 +174,22 @@ class TurnRequests(QObject):
         if self._controller.is_busy():
             return None
 
-        def reopen(changes: OpChanges) -> asyncio.Task[None] | None:
-            if changes.conversation_id is None:
-                return None
-            return self._reopen(changes.conversation_id)
-
-        return self._run_op(self._chat.switch_version(int(message_id)), reopen, name="version")
+        op = self._chat.switch_version(int(message_id))
+        return self._run_op(op, self._reopen_changed, name="version")
 
     def delete_answer(self, message_id: str) -> asyncio.Task[None] | None:
         """Delete an answer (and what followed it); the conversation shows what remains."""
         if self._controller.is_busy():
             return None
 
-        def reopen(changes: OpChanges) -> asyncio.Task[None] | None:
-            if changes.conversation_id is None:
-                return None
-            return self._reopen(changes.conversation_id)
+        op = self._chat.delete_answer(int(message_id))
+        return self._run_op(op, self._reopen_changed, name="delete")
 
-        return self._run_op(self._chat.delete_answer(int(message_id)), reopen, name="delete")
+    def _reopen_changed(self, changes: OpChanges) -> asyncio.Task[None] | None:
+        """After an operation on the shown conversation: show it as it is now."""
+        if changes.conversation_id is None:
+            return None
+        return self._reopen(changes.conversation_id)
 
     def begin_edit(self, message_id: str) -> None:
         """Put an earlier question into the composer; sending makes a new version."""

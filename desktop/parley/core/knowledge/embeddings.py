@@ -173,30 +173,17 @@ def model_files_complete(folder: Path) -> bool:
     return all((folder / name).is_file() for name in MODEL_FILES)
 
 
-def local_model_dir(paths: Paths) -> Path:
-    """The folder holding ``onnx/`` for the local model.
+def local_model_dir(paths: Paths, model_id: str = LOCAL_MODEL_ID) -> Path:
+    """The folder holding ``onnx/`` for a local model (fp32, or :data:`LOCAL_INT8_MODEL_ID`).
 
     The assets copy if complete, else the one under Parley's data dir (which may still need
-    downloading).
+    downloading, or for int8 making from the fp32 files).
     """
     if paths.assets_dir is not None:
-        candidate = paths.assets_dir / "models" / LOCAL_MODEL_ID
+        candidate = paths.assets_dir / "models" / model_id
         if model_files_complete(candidate / "onnx"):
             return candidate
-    return paths.models_dir / LOCAL_MODEL_ID
-
-
-def local_int8_dir(paths: Paths) -> Path:
-    """The folder holding ``onnx/`` for the int8 model.
-
-    The assets copy if complete, else the one under Parley's data dir (made from the fp32
-    files on first use).
-    """
-    if paths.assets_dir is not None:
-        candidate = paths.assets_dir / "models" / LOCAL_INT8_MODEL_ID
-        if model_files_complete(candidate / "onnx"):
-            return candidate
-    return paths.models_dir / LOCAL_INT8_MODEL_ID
+    return paths.models_dir / model_id
 
 
 INT8_QUANTIZATION: dict[str, Any] = {
@@ -570,7 +557,7 @@ def local_embedder(
         quantized: The int8 variant (the assets folder's, else made once into
             ``paths.models_dir`` from the fp32 files).
     """
-    int8_dir = local_int8_dir(paths) if quantized else None
+    int8_dir = local_model_dir(paths, LOCAL_INT8_MODEL_ID) if quantized else None
     key = (local_model_dir(paths), threads or _usable_cpus(), int8_dir)
     with _LOCAL_CACHE_LOCK:
         emb = _LOCAL_CACHE.get(key)
