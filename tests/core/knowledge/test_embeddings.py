@@ -311,3 +311,37 @@ def test_onnx_runs_bound_the_attention_memory_not_just_the_count() -> None:
         assert len(run) <= BATCH_SIZE
         assert len(run) == 1 or len(run) * width * width <= ATTENTION_CELLS
     assert max(len(r) for r in runs if lengths[r[-1]] == 256) < BATCH_SIZE
+
+
+def test_weights_stored_half_give_the_same_vectors(
+    paths: Paths, tmp_path: Path, fp32_embedder: LocalEmbedder
+) -> None:
+    """Weights stored as fp16 (the packaged app's model file): half the size, same vectors.
+
+    The session computes in fp32 on the rounded weights, so the file keeps the model id.
+    """
+    from parley.core.knowledge.embeddings import model_files_complete, store_weights_half
+
+    source = fp32_embedder.model_dir / "onnx"
+    half = tmp_path / "half" / "onnx"
+    half.mkdir(parents=True)
+    for name in MODEL_FILES:
+        if name != "model.onnx":
+            shutil.copyfile(source / name, half / name)
+    store_weights_half(source / "model.onnx", half / "model.onnx")
+    assert model_files_complete(half)
+    assert [p.name for p in half.iterdir() if p.name.startswith(".")] == []  # no temp left
+    size, original = (half / "model.onnx").stat().st_size, (source / "model.onnx").stat().st_size
+    assert size < 0.52 * original
+    emb = LocalEmbedder(half.parent, threads=1)
+    assert emb.model_id == fp32_embedder.model_id
+    texts = [
+        "To install Parley, run pip install parley inside a virtual environment.",
+        "VACUUM reclaims storage occupied by dead tuples; ANALYZE collects statistics.",
+        "Bananas are rich in potassium and make a quick breakfast.",
+    ]
+    for a, b in zip(emb.embed(texts), fp32_embedder.embed(texts), strict=True):
+        assert _cos(a, b) > 0.99999
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 5e-4  # 8.5e-5 measured
+    # A different text is still far away: the check above is not vacuous.
+    assert _cos(emb.embed(texts[:1])[0], fp32_embedder.embed(texts[2:])[0]) < 0.5
