@@ -122,7 +122,8 @@ def load_questions(path: Path) -> list[Question]:
 def is_hit(q: Question, path: str, root: Path) -> bool:
     if q.relpaths:
         try:
-            return Path(path).relative_to(root).as_posix() in q.relpaths
+            # Parley stores resolved paths: the corpus folder may be a symbolic link.
+            return Path(path).relative_to(root.resolve()).as_posix() in q.relpaths
         except ValueError:
             return False
     return stem(path) in q.stems
