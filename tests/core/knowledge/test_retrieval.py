@@ -320,6 +320,43 @@ def test_link_lists_are_demoted(store: KnowledgeStore, tmp_path: Path) -> None:
     )
 
 
+def test_changelogs_are_demoted_unless_the_question_asks_about_changes(
+    store: KnowledgeStore, tmp_path: Path
+) -> None:
+    from parley.core.knowledge.retrieval import asks_about_changes, is_changelog
+
+    assert is_changelog("What\u2019s New In Python 3.2 \u2014 Python 3.11.2 documentation")
+    assert is_changelog("E.18. Release 15.1") and is_changelog("Release Notes")
+    assert is_changelog("Changelog") and is_changelog("1.2 What's new")
+    assert not is_changelog("git-whatchanged(1)") and not is_changelog("CREATE TABLE")
+    assert not is_changelog("Releasing a package") and not is_changelog("")
+    assert asks_about_changes("What's new in asyncio?") and asks_about_changes("changes in 3.11")
+    assert not asks_about_changes("Copy a folder but leave out the cache files")
+
+    root = tmp_path / "kb"
+    root.mkdir()
+    store.add_root(root)
+    news = "copytree can now leave out files: copy a folder, leave out files, copy folder trees."
+    ref = "copytree copies a folder; its ignore argument leaves out the files you name."
+    _put(
+        store,
+        root,
+        "whatsnew32.txt",
+        [Chunk(0, news, news, ("Improved modules",), None, 1, 3, 20, "What's New In 3.2")],
+    )
+    _put(store, root, "shutil.txt", [Chunk(0, ref, ref, ("copytree",), None, 1, 3, 20, "shutil")])
+    question = "copy a folder but leave out some files"
+    plain = RankingConfig(changelog_penalty=0.0)
+    assert Retriever(store, config=plain).search(question, 2, mode="keyword")[0].path.name == (
+        "whatsnew32.txt"
+    )
+    # The default demotes the changelog below the reference page that explains the thing...
+    assert Retriever(store).search(question, 2, mode="keyword")[0].path.name == "shutil.txt"
+    # ...unless the question asks what changed.
+    changed = "what's new in 3.2 to copy a folder but leave out some files"
+    assert Retriever(store).search(changed, 2, mode="keyword")[0].path.name == "whatsnew32.txt"
+
+
 _CATS = (
     # Closest in meaning to the question below, yet sharing none of its words...
     "Kittens like to sharpen their claws on rugs and curtains.",

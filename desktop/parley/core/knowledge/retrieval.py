@@ -27,6 +27,11 @@ mostly of links (a table of contents, an index page) can be demoted
 titles above the text and demoting link lists each moved recall@5 by at most one question
 either way, so both stay modest (title as heavy as the heading path) or off.
 
+Changelogs ("What's New in ...", release notes) mention everything that changed, so they
+outranked the reference page that explains the thing; their passages are demoted
+(:attr:`RankingConfig.changelog_penalty`) unless the question asks what changed or names a
+version.
+
 A file gives at most :attr:`RankingConfig.per_file` passages (unless the search is confined to
 one file), so five results are not one page five times when a sibling page answers too.
 
@@ -99,6 +104,13 @@ class RankingConfig:
     score, the third ``file_damp ** 2``, each measured above the weakest candidate."""
     per_file: int = 2
     """Most passages from one file in the results (0: no limit)."""
+    changelog_penalty: float = 0.25
+    """A passage of a changelog ("What's New in ...", "Release 15.1", release notes) keeps
+    ``1 - changelog_penalty`` of its score, unless the question asks about changes or names a
+    version (see :func:`is_changelog`, :func:`asks_about_changes`): a changelog mentions
+    everything that changed, so it outranked the page that explains the thing. Measured on
+    the four question sets (0 to 0.75): never worse on any, pydocs-qa recall@5 .925 -> .950
+    and MRR .806 -> .819, pg MRR .715 -> .717; 0.25 is where the gain stops growing."""
 
 
 MODES = ("hybrid", "dense", "keyword")
@@ -293,6 +305,10 @@ class Retriever:
             fused = fuse(dense, keyword, cfg)
             dense_s, kw_s = dict(dense), dict(keyword)
         fused = {c: v for c, v in fused.items() if c in rows}
+        if cfg.changelog_penalty and not asks_about_changes(query):
+            for cid in fused:
+                if is_changelog(rows[cid].title):
+                    fused[cid] *= 1.0 - cfg.changelog_penalty
         if cfg.link_penalty:
             for cid in fused:
                 share = rows[cid].link_share
@@ -460,6 +476,35 @@ def fuse_complete(
         else:
             out[cid] = kw
     return out
+
+
+_CHANGELOG_TITLE = re.compile(
+    r"^\s*(?:[A-Z]?(?:\.?\d+)+\.?\s+)?"  # a section number: "E.18. ", "1.2 "
+    r"(?:what[\u2019'`]?s\s+new\b|release\s+notes?\b|change\s?log\b|changes\s+in\b"
+    r"|release\s+\d+(?:\.\d+)*\b|news\b|version\s+history\b)",
+    re.IGNORECASE,
+)
+_ASKS_ABOUT_CHANGES = re.compile(
+    r"\b(?:what[\u2019'`]?s\s+new|new\s+in|changed?\s+in|changes\s+in|release\s+notes?"
+    r"|change\s?log|since\s+version|in\s+version|\d+\.\d+)\b",
+    re.IGNORECASE,
+)
+
+
+def is_changelog(title: str) -> bool:
+    """Whether a document's title names a changelog.
+
+    "What's New in Python 3.2", "E.18. Release 15.1", "Release Notes", "Changelog".
+    """
+    return bool(_CHANGELOG_TITLE.match(title))
+
+
+def asks_about_changes(query: str) -> bool:
+    """Whether a question is about what changed, or names a version.
+
+    Then a changelog is what it wants, and is not demoted.
+    """
+    return bool(_ASKS_ABOUT_CHANGES.search(query))
 
 
 def file_evidence(

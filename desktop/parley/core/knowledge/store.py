@@ -314,6 +314,8 @@ class ChunkRow:
     line_end: int | None
     link_share: float = 0.0
     """Share of the text that is link text (see :attr:`Chunk.link_share`)."""
+    title: str = ""
+    """The document's title and file name as words (:func:`title_text`)."""
 
 
 def title_text(title: str, path: Path) -> str:
@@ -1400,7 +1402,7 @@ class KnowledgeStore(VectorIndex):
             marks = ",".join("?" * len(batch))
             for r in conn.execute(
                 "SELECT c.id, c.idx, c.text, c.heading, c.page, c.line_start, c.line_end, "
-                "c.link_share, f.path, f.kind, r.path AS root "
+                "c.link_share, c.title, f.path, f.kind, r.path AS root "
                 "FROM chunks c JOIN files f ON f.id = c.file_id "
                 f"JOIN roots r ON r.id = f.root_id WHERE c.id IN ({marks})",
                 batch,
@@ -1417,6 +1419,7 @@ class KnowledgeStore(VectorIndex):
                     line_start=r["line_start"],
                     line_end=r["line_end"],
                     link_share=float(r["link_share"] or 0.0),
+                    title=r["title"] or "",
                 )
         return out
 
