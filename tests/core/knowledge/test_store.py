@@ -295,3 +295,20 @@ def test_unreadable_vector_index_is_set_aside_and_rebuilt(
         assert s.vector_count() == 3 and not s.needs_reindex
     finally:
         s.close()
+
+
+def test_vector_search_is_wide_enough_to_repeat_itself(store: KnowledgeStore) -> None:
+    """New collections search with ef_search 400; an existing one is raised to it on open."""
+    import chromadb
+    from chromadb.config import Settings
+
+    from parley.core.knowledge.vectors import EF_SEARCH, _widen_search
+
+    assert store._fresh_collection().configuration["hnsw"]["ef_search"] == EF_SEARCH
+    client = chromadb.EphemeralClient(settings=Settings(anonymized_telemetry=False))
+    old = client.create_collection("old", configuration={"hnsw": {"space": "cosine"}})
+    assert old.configuration["hnsw"]["ef_search"] < EF_SEARCH  # Chroma's default, 100
+    _widen_search(old)
+    again = client.get_collection("old")
+    assert again.configuration["hnsw"]["ef_search"] == EF_SEARCH
+    assert again.configuration["hnsw"]["space"] == "cosine"

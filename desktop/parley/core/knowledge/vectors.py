@@ -91,6 +91,26 @@ def _short(text: str, n: int = 300) -> str:
     return one if len(one) <= n else one[: n - 1] + "…"
 
 
+EF_SEARCH = 400
+"""HNSW's search breadth (Chroma's default: 100). Retrieval asks for 80 neighbours (its pool)
+and with 100 the search was so approximate that one query got other neighbours from one
+process to the next (Chroma re-inserts its unsynced vectors with several threads when it
+opens a collection, so the graph differs): a git question's answer moved between ranks 5
+and 6 from run to run. With 400 the 80 neighbours were the same in every one of six
+processes; the cost is about a millisecond per query at 100,000 chunks."""
+
+
+def _widen_search(collection: Any) -> None:
+    """Raise an existing collection's ``ef_search`` to :data:`EF_SEARCH` (a query setting)."""
+    try:
+        current = (collection.configuration or {}).get("hnsw") or {}
+        if int(current.get("ef_search") or 0) >= EF_SEARCH:
+            return
+        collection.modify(configuration={"hnsw": {"ef_search": EF_SEARCH}})
+    except Exception as exc:  # an older server: searches stay as they were, said once
+        log.warning("could not widen the vector search (ef_search): %r", exc)
+
+
 class VectorIndex:
     """The Chroma half of a :class:`~parley.core.knowledge.store.KnowledgeStore` (its base).
 
@@ -161,9 +181,10 @@ class VectorIndex:
             collection = client.get_or_create_collection(
                 self.collection_name,
                 metadata={"parley_model": self.embedder.model_id, "parley_schema": 1},
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}},
                 embedding_function=None,
             )
+            _widen_search(collection)
         except Exception as exc:
             if self.server is not None:
                 raise ProviderDown(
