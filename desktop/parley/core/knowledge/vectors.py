@@ -107,7 +107,7 @@ def _widen_search(collection: Any) -> None:
         if int(current.get("ef_search") or 0) >= EF_SEARCH:
             return
         collection.modify(configuration={"hnsw": {"ef_search": EF_SEARCH}})
-    except Exception as exc:  # an older server: searches stay as they were, said once
+    except Exception as exc:  # e.g. an older server: searches stay as they were (logged)
         log.warning("could not widen the vector search (ef_search): %r", exc)
 
 
