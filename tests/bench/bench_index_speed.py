@@ -8,6 +8,9 @@
         --baseline-python /path/to/venv-with-langchain/bin/python \
         --qa ../shared/eval/pg_docs_qa.tsv
 
+``runs`` compares ONNX run sizes (texts per ``model.run``) on the corpus's chunks, interleaved
+rounds in one process (``--sizes 16,8,4,2,1 --call 64 --limit 600 --rounds 4``).
+
 ``stages`` loads every file in this process (load/parse), chunks it (chunk), tokenizes the
 embedded texts as the embedder does (tokenize), runs the ONNX model over them in the
 embedder's batches (onnx), upserts the vectors into a fresh Chroma collection (chroma) and
@@ -58,8 +61,6 @@ def _env(home: Path) -> dict[str, str]:
 
 def stages(corpus: Path, glob: str) -> dict[str, Any]:
     """Each indexing stage alone over the whole corpus (see the module docstring)."""
-    import numpy as np
-
     from parley.core.knowledge.chunking import Chunker, default_tokenizer_path
     from parley.core.knowledge.embeddings import local_embedder
     from parley.core.knowledge.loaders import FileSkipped, load_file
@@ -95,32 +96,22 @@ def stages(corpus: Path, glob: str) -> dict[str, Any]:
         out["unique_texts"] = len({" ".join(t.split()) for t in texts})
     emb = local_embedder(paths)
     emb.ensure_ready()
-    fn = emb._fn
     out["model_id"] = emb.model_id
-    batch = 32
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    t = time.perf_counter()
-    encoded = []
-    for s in range(0, len(order), batch):
-        encoded.append(fn.tokenizer.encode_batch([texts[i] for i in order[s : s + batch]]))
-    out["tokenize_s"] = round(time.perf_counter() - t, 2)
-    out["tokens"] = sum(sum(e.attention_mask) for enc in encoded for e in enc)
-    vectors = np.zeros((len(texts), 384), dtype=np.float32)
+    # The embedder's own path (length-sorted batches padded to their longest text), a few
+    # hundred texts per call as the indexer passes them; its stats split tokenizer and ONNX.
     t = time.perf_counter()
     c = time.process_time()
-    for k, enc in enumerate(encoded):
-        idx = order[k * batch : (k + 1) * batch]
-        ids = np.array([e.ids for e in enc], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-        hidden = fn.model.run(
-            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        )[0]
-        m = mask[..., None].astype(np.float32)
-        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
-        vectors[idx] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
-    out["onnx_s"] = round(time.perf_counter() - t, 2)
-    out["onnx_cpu_s"] = round(time.process_time() - c, 2)
-    vecs = vectors.tolist()
+    vecs = []
+    for s in range(0, len(texts), 256):
+        vecs.extend(emb.embed(texts[s : s + 256]))
+    out["embed_s"] = round(time.perf_counter() - t, 2)
+    out["embed_cpu_s"] = round(time.process_time() - c, 2)
+    st = emb.stats()
+    out["tokenize_s"] = round(st.tokenize_s, 2)
+    out["onnx_s"] = round(st.onnx_s, 2)
+    out["tokens"] = st.tokens
+    out["padded_tokens"] = st.padded_tokens
+    out["tokens_per_chunk"] = round(st.tokens / max(1, len(texts)), 1)
 
     store = KnowledgeStore(paths, emb)
     root = corpus.resolve()
@@ -170,6 +161,68 @@ def stages(corpus: Path, glob: str) -> dict[str, Any]:
     out["sum_s"] = round(total, 2)
     out["share"] = {k: round(out[k] / total, 3) for k in keys}
     return out
+
+
+def runs(corpus: Path, glob: str, sizes: list[int], call: int, limit: int, rounds: int) -> dict:
+    """ONNX seconds per run size (texts per ONNX run), interleaved rounds in one process.
+
+    The corpus's chunks (the first ``limit``) are embedded ``call`` texts per embedder call, as
+    the indexer passes them, once per size per round; sizes alternate within a round so a
+    change in the machine's load hits all of them. Reports each size's rounds and median.
+    """
+    from statistics import median
+
+    from parley.core.knowledge.chunking import Chunker, default_tokenizer_path
+    from parley.core.knowledge.embeddings import local_embedder
+    from parley.core.knowledge.loaders import FileSkipped, load_file
+    from parley.core.paths import default_paths
+
+    paths = default_paths()
+    paths.ensure()
+    docs = []
+    for f in sorted(p for p in corpus.glob(glob) if p.is_file()):
+        try:
+            docs.append(load_file(f))
+        except FileSkipped:
+            pass
+    chunker = Chunker(tokenizer_path=default_tokenizer_path(paths.assets_dir))
+    texts = [c.embed_text for d in docs for c in chunker.chunk(d)][:limit]
+    emb = local_embedder(paths)
+    emb.ensure_ready()
+    fn = emb._fn
+    fn._forward(texts[:32], 4)  # warm-up
+    seen: dict[int, list[dict[str, float]]] = {n: [] for n in sizes}
+    for _ in range(rounds):
+        for n in sizes:
+            a = emb.stats()
+            c = time.process_time()
+            for s in range(0, len(texts), call):
+                fn._forward(texts[s : s + call], n)
+            b = emb.stats()
+            seen[n].append(
+                {
+                    "onnx_s": round(b.onnx_s - a.onnx_s, 2),
+                    "cpu_s": round(time.process_time() - c, 2),
+                    "padding": round(
+                        (b.padded_tokens - a.padded_tokens) / (b.tokens - a.tokens) - 1, 4
+                    ),
+                }
+            )
+    return {
+        "corpus": str(corpus),
+        "texts": len(texts),
+        "call": call,
+        "rounds": rounds,
+        "per_size": {
+            str(n): {
+                "median_onnx_s": round(median(r["onnx_s"] for r in seen[n]), 2),
+                "median_cpu_s": round(median(r["cpu_s"] for r in seen[n]), 2),
+                "padding": seen[n][0]["padding"],
+                "runs": seen[n],
+            }
+            for n in sizes
+        },
+    }
 
 
 # ---------------------------------------------------------------- end to end
@@ -304,15 +357,24 @@ def e2e(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("stages", "e2e"))
+    ap.add_argument("what", choices=("stages", "e2e", "runs"))
     ap.add_argument("corpus", type=Path)
     ap.add_argument("--glob", default="**/*.html")
     ap.add_argument("--baseline-python", help="a Python with chromadb + langchain-text-splitters")
     ap.add_argument("--qa", type=Path, action="append", default=[])
     ap.add_argument("--skip-parley", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help="Parley's knowledge.embedding_model for this run")
+    ap.add_argument("--sizes", default="16,8,4,2,1", help="runs: texts per ONNX run to compare")
+    ap.add_argument("--call", type=int, default=64, help="runs: texts per embedder call")
+    ap.add_argument("--limit", type=int, default=600, help="runs: chunks embedded per pass")
+    ap.add_argument("--rounds", type=int, default=4, help="runs: interleaved rounds")
     args = ap.parse_args()
-    if args.what == "stages":
+    if args.what == "runs":
+        with tempfile.TemporaryDirectory(prefix="parley-runs-") as tmp:
+            os.environ.update(_env(Path(tmp)))
+            sizes = [int(x) for x in args.sizes.split(",")]
+            result = runs(args.corpus, args.glob, sizes, args.call, args.limit, args.rounds)
+    elif args.what == "stages":
         with tempfile.TemporaryDirectory(prefix="parley-stages-") as tmp:
             os.environ.update(_env(Path(tmp)))
             result = stages(args.corpus, args.glob)

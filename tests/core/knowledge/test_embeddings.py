@@ -303,14 +303,16 @@ def test_onnx_runs_bound_the_attention_memory_not_just_the_count() -> None:
     from parley.core.knowledge.embeddings import ATTENTION_CELLS, BATCH_SIZE, _batches
 
     lengths = sorted([40] * 40 + [256] * 40 + [600])
-    runs = list(_batches(lengths, list(range(len(lengths))), BATCH_SIZE))
-    assert [i for run in runs for i in run] == list(range(len(lengths)))  # all, in order
-    assert len(runs[0]) == BATCH_SIZE  # short texts: the full count
-    for run in runs:
-        width = lengths[run[-1]]
-        assert len(run) <= BATCH_SIZE
-        assert len(run) == 1 or len(run) * width * width <= ATTENTION_CELLS
-    assert max(len(r) for r in runs if lengths[r[-1]] == 256) < BATCH_SIZE
+    for size in (BATCH_SIZE, 16):
+        runs = list(_batches(lengths, list(range(len(lengths))), size))
+        assert [i for run in runs for i in run] == list(range(len(lengths)))  # all, in order
+        assert len(runs[0]) == size  # short texts: the full count
+        for run in runs:
+            width = lengths[run[-1]]
+            assert len(run) <= size
+            assert len(run) == 1 or len(run) * width * width <= ATTENTION_CELLS
+    # A large run size asked for: the attention bound, not the count, limits full windows.
+    assert max(len(r) for r in runs if lengths[r[-1]] == 256) < 16
 
 
 def test_weights_stored_half_give_the_same_vectors(

@@ -80,13 +80,15 @@ MODEL_FILES = (
 MAX_TOKENS = 256
 """MiniLM's sequence limit as sentence-transformers uses it; longer texts are truncated."""
 
-BATCH_SIZE = 16
-"""Texts per ONNX run. 16 keeps the model's working memory small (its attention tensors grow
-with batch x 256^2: at 32 a 49 MB file's indexing process peaked at 750 MB RSS, at 16 at
-500 MB) and pads less, at the same speed per token.
-Texts are sorted by length over the whole call first (the model pads a batch to its longest
-text), so callers should pass a few hundred texts at a time: measured on real chunks, 64 texts
-per call waste 12 % of the model's work on padding, 256 waste 3 %."""
+BATCH_SIZE = 4
+"""Texts per ONNX run. Texts are sorted by length over the whole call first and a run is padded
+to its longest text, so a small run pads little: with the indexer's 64 texts per call, 16 per
+run wasted 11 % of the model's work on padding, 4 per run 3 %. Measured on 600 chunks of the
+Python docs, 64 per call, four interleaved rounds on two cores
+(``tests/bench/bench_index_speed.py runs DIR --sizes 16,8,4,2,1``): median ONNX seconds 16.4
+at 16 per run, 15.1 at 8, 13.8 at 4, 13.6 at 2, 14.2 at 1. Smaller runs also keep the
+attention tensors in the CPU cache and the process's working memory small; 4 rather than 2
+leaves more rows per matrix product for machines with more cores."""
 
 INT8_BATCH_SIZE = 1
 """Texts per ONNX run for the int8 model: one. Its activations are quantized with one scale
@@ -96,12 +98,13 @@ embedding cache and a query would then disagree with a re-embed). Alone, a text 
 the same vector, and it is cheaper too: 320 real PostgreSQL chunks took 9-11 s of CPU one at
 a time against 13 s sixteen at a time (attention tensors of one text stay in the CPU cache)."""
 
-ATTENTION_CELLS = BATCH_SIZE * 192 * 192
-"""Most ``texts x padded length^2`` in one ONNX run: the attention tensors, which set the
-model's working memory (and onnxruntime's arena keeps its peak), grow with the square of the
-length. Texts of up to 192 tokens go 16 at a time; chunks filling the 256-token window (the
-packing that measured best for recall) 9 at a time: a 49 MB one-line file's indexing process
-peaked at 660 MB RSS with 16 full-length texts per run, the issue's bound is 600 MB."""
+ATTENTION_CELLS = 16 * 192 * 192
+"""Most ``texts x padded length^2`` in one ONNX run, whatever the run size asked for: the
+attention tensors, which set the model's working memory (and onnxruntime's arena keeps its
+peak), grow with the square of the length. With 16 texts per run (the size before
+:data:`BATCH_SIZE` became 4) chunks filling the 256-token window went 9 at a time: a 49 MB
+one-line file's indexing process peaked at 660 MB RSS with 16 full-length texts per run, the
+issue's bound is 600 MB. At :data:`BATCH_SIZE` it never binds below 256 tokens."""
 
 OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
 """The optional hosted embedder."""

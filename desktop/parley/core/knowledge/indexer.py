@@ -71,10 +71,10 @@ log = logging.getLogger(__name__)
 
 EMBED_BATCH = 64
 """Chunks embedded and committed together (one Chroma upsert, three short transactions).
-The embedder sorts them by length before its ONNX batches of 16: 6 % of the model's work is
-padding (64 texts in batches of 32, as before, wasted 12 %; 128 in batches of 16 would waste
-3 % but doubles how long a Cancel waits for the batch in flight). A big file commits every
-few seconds on two cores."""
+The embedder sorts them by length before its ONNX runs of four (``embeddings.BATCH_SIZE``):
+3 % of the model's work is padding (runs of 16 wasted 11 %, and growing the call to 256 texts
+to pad less would quadruple how long a Cancel waits for the batch in flight). A big file
+commits every second or two on two cores."""
 
 WINDOW_CHARS = 256 * 1024
 """A document with more text than four of these is chunked one window at a time (cut at a
