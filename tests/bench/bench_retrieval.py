@@ -129,10 +129,15 @@ def is_hit(q: Question, path: str, root: Path) -> bool:
     return stem(path) in q.stems
 
 
+def first_hit(q: Question, paths: list[str], root: Path) -> int | None:
+    """Rank (1-based) of the first accepted file in the top :data:`K`, or None."""
+    return next((i for i, p in enumerate(paths[:K], 1) if is_hit(q, p, root)), None)
+
+
 def score(questions: list[Question], got: list[list[str]], root: Path) -> dict[str, Any]:
     found, rr = 0, 0.0
     for q, paths in zip(questions, got, strict=True):
-        rank = next((i for i, p in enumerate(paths[:K], 1) if is_hit(q, p, root)), None)
+        rank = first_hit(q, paths, root)
         if rank:
             found += 1
             rr += 1.0 / rank
@@ -595,6 +600,9 @@ def main() -> int:
     ap.add_argument("--sample", type=int, default=1, help="every n-th question only")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--misses", action="store_true", help="list hybrid misses")
+    ap.add_argument(
+        "--ranks", action="store_true", help="per question: rank of the first hit, each system"
+    )
     ap.add_argument("--only-recipe", action="store_true", help="index with the recipe only")
     ap.add_argument("--only-index", action="store_true", help="index with Parley only")
     ap.add_argument(
@@ -704,6 +712,12 @@ def main() -> int:
                     k: round(sres["hybrid"][k] - sres["recipe"][k], 4)
                     for k in ("recall_at_5", "mrr")
                 }
+            if args.ranks:
+                systems = {m: got[m] for m in MODES} | ({"recipe": rgot} if db is not None else {})
+                sres["ranks"] = [
+                    {"q": q.text} | {m: first_hit(q, g[i], c.dir) for m, g in systems.items()}
+                    for i, q in enumerate(questions)
+                ]
             if args.misses:
                 sres["misses"] = [
                     {

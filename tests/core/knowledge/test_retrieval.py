@@ -451,3 +451,39 @@ def test_stored_vectors_are_read_back(store: KnowledgeStore, corpus: Path) -> No
     assert set(got) == set(ids)
     assert all(len(v) == 384 for v in got.values())
     assert store.vectors([]) == {}
+
+
+def test_bm25_ceiling_is_what_fts5_bm25_tends_to(tmp_path: Path) -> None:
+    """The ceiling follows SQLite's own bm25: a chunk full of the terms nears it from below."""
+    from parley.core.knowledge.retrieval import bm25_ceiling
+
+    conn = sqlite3.connect(tmp_path / "fts.db")
+    conn.execute("CREATE VIRTUAL TABLE t USING fts5(x, tokenize='porter unicode61')")
+    rows = [f"filler words number {i} about nothing much" for i in range(200)]
+    rows += [f"alpha appears here {i}" for i in range(9)]  # alpha: 11 rows, beta: 2
+    rows += ["alpha beta " * 200, "alpha beta and some ordinary words of a sentence"]
+    conn.executemany("INSERT INTO t(x) VALUES (?)", [(r,) for r in rows])
+    ceiling = bm25_ceiling([11, 2], len(rows))
+    got = dict(conn.execute('SELECT rowid, -bm25(t) FROM t WHERE t MATCH \'"alpha" OR "beta"\''))
+    full, once = got[len(rows) - 1], got[len(rows)]
+    assert 0.75 * ceiling < full < ceiling  # bm25 normalises by length: 400 words here
+    assert 0.3 * ceiling < once < 0.8 * ceiling
+    assert bm25_ceiling([11], len(rows)) < ceiling  # a rarer term adds more
+    assert bm25_ceiling([300], len(rows)) == pytest.approx(2.2e-6)  # idf floor, as FTS5's
+    assert bm25_ceiling([11, 2, 0], len(rows)) == ceiling  # a term in no chunk: no match
+    assert bm25_ceiling([11, 2], 0) == 0.0
+
+
+def test_a_best_keyword_match_of_common_words_adds_less_than_the_full_share() -> None:
+    from parley.core.knowledge.retrieval import fuse_complete
+
+    cosines = {"close": 0.50, "wordy": 0.42}
+    weak = {"wordy": 2.0}  # the best keyword match, but a tenth of what every term would give
+    plain = fuse_complete(cosines, weak, list(cosines), RankingConfig(keyword_anchor=0.0))
+    assert plain["wordy"] == pytest.approx(0.62) and plain["wordy"] > plain["close"]
+    anchored = fuse_complete(cosines, weak, list(cosines), RankingConfig(keyword_anchor=0.3), 20.0)
+    assert anchored["wordy"] == pytest.approx(0.42 + 0.2 * 2.0 / 6.0)
+    assert anchored["close"] > anchored["wordy"]
+    # A strong match (above the anchor) still adds the full share.
+    strong = fuse_complete(cosines, {"wordy": 9.0}, list(cosines), RankingConfig(), 20.0)
+    assert strong["wordy"] == pytest.approx(0.62)

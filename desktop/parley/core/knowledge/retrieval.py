@@ -5,11 +5,13 @@ FTS5 over the same chunks. The candidates of both searches are then scored by bo
 candidate the dense search did not rank gets its cosine from its stored vector, and a dense
 candidate gets its bm25 when it is among the keyword search's first
 :attr:`RankingConfig.keyword_depth` matches. The fused score is
-``cosine + keyword_share * bm25 / best bm25`` (:func:`fuse_complete`). Rank fusion (RRF)
-throws the score gaps away: a passage far closer in meaning lost to one that was merely next
-in both lists. Files are then ranked on their evidence as a whole (:func:`file_evidence`):
-a file's best chunk is raised by its next-best candidates, so a page that answers in several
-places beats a page with one slightly closer line. The settings are in
+``cosine + keyword_share * bm25 / best bm25`` (:func:`fuse_complete`), where the best bm25
+counts as at least a share of what a chunk with every query term would score
+(:func:`bm25_ceiling`), so a question whose keywords are all common words leans on meaning.
+Rank fusion (RRF) throws the score gaps away: a passage far closer in meaning lost to one that
+was merely next in both lists. Files are then ranked on their evidence as a whole
+(:func:`file_evidence`): a file's best chunk is raised by its next-best candidates, so a page
+that answers in several places beats a page with one slightly closer line. The settings are in
 :class:`RankingConfig`, chosen with ``tests/bench/bench_retrieval.py`` on several corpora and
 question sets written outside the project (complete fusion and file evidence together: about
 +0.07 recall@5 and +0.07 MRR over weighted RRF on the PostgreSQL and Git sets).
@@ -50,6 +52,7 @@ measured; it stays out until one can be.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -80,6 +83,16 @@ class RankingConfig:
     keyword_share: float = 0.2
     """Complete fusion: what the best keyword match adds to a cosine similarity (about the
     spread of the cosines of the dense candidates)."""
+    keyword_anchor: float = 0.35
+    """Complete fusion: the keyword share is given in full only to a match scoring at least
+    this share of :func:`bm25_ceiling` (every query term, often); a best match that only
+    has the question's common words ("tables", "delete", "account") adds less, so it no
+    longer outweighs a passage far closer in meaning. 0: the best match always adds the full
+    share. Measured on the four question sets (``bench_retrieval.py --grid
+    keyword_anchor=0|.2|.25|.3|.35|.4|.5 --grid keyword_share=.18|.2|.22|.25|.3``): with a
+    share of .2, anchors .3 to .4 are each at least as good as none on every set in recall@5
+    and MRR; .35 is the middle of that plateau: pg recall .875 -> .8875, MRR .715 -> .723;
+    git .883 -> .900, .714 -> .718; pydocs-qa MRR .819 -> .824; pydocs equal."""
     keyword_depth: int = 300
     """Complete fusion: keyword matches scored, so that a dense candidate the keyword
     search ranks below ``pool`` still gets its bm25 (0 below this depth)."""
@@ -284,6 +297,7 @@ class Retriever:
         dense: list[tuple[str, float]] = []
         keyword: list[tuple[str, float]] = []
         bm25: dict[str, float] = {}
+        ceiling = 0.0
         vector: list[float] | None = None
         complete = cfg.fusion == "complete"
         if use_dense:
@@ -291,7 +305,9 @@ class Retriever:
             dense = self._dense(vector, n, k, prefixes, kind_set, rows)
         if use_keyword:
             depth = max(n, cfg.keyword_depth) if complete and use_dense else n
-            keyword, bm25 = self._keyword(query, use_dense, n, depth, prefixes, kind_set, rows)
+            keyword, bm25, ceiling = self._keyword(
+                query, use_dense, n, depth, prefixes, kind_set, rows
+            )
 
         if complete:
             cosines = dict(dense)
@@ -299,7 +315,7 @@ class Retriever:
                 cosines.update(self._cosines(vector, [c for c, _ in keyword if c not in cosines]))
             else:
                 cosines = {}
-            fused = fuse_complete(cosines, bm25, [c for c, _ in dense + keyword], cfg)
+            fused = fuse_complete(cosines, bm25, [c for c, _ in dense + keyword], cfg, ceiling)
             dense_s, kw_s = cosines, bm25
         else:
             fused = fuse(dense, keyword, cfg)
@@ -395,21 +411,27 @@ class Retriever:
         prefixes: list[Path] | None,
         kinds: set[str] | None,
         rows: dict[str, ChunkRow],
-    ) -> tuple[list[tuple[str, float]], dict[str, float]]:
-        """The ``n`` best keyword candidates, and the bm25 of the first ``depth`` matches."""
+    ) -> tuple[list[tuple[str, float]], dict[str, float], float]:
+        """Keyword candidates, their bm25 scores, and the query's bm25 ceiling.
+
+        The ``n`` best candidates, the bm25 of the first ``depth`` matches, and the bm25 a
+        chunk would get with every scored term (:func:`bm25_ceiling`).
+        """
         terms = query_terms(query)
         if not terms:
-            return [], {}
+            return [], {}, 0.0
         total = self.store.cached_chunk_count()
         df = self.store.term_frequencies(terms)
         if hybrid and min(df) > common_threshold(total):
             # Only near-zero-IDF terms ("python" in the Python docs): the keyword list would
             # rank noise and cost the most; dense search answers alone.
-            return [], {}
-        terms = prune_common_terms(terms, df, total)
+            return [], {}, 0.0
+        kept = prune_common_terms(terms, df, total)
+        ceiling = bm25_ceiling([d for t, d in zip(terms, df, strict=True) if t in kept], total)
+        terms = kept
         match = fts_query(query, terms=terms)
         if match is None:
-            return [], {}
+            return [], {}, 0.0
         # Filters shrink the list after the fact, so ask for more when there are filters.
         filtered = bool(prefixes or kinds)
         want = max(depth, n * 5) if filtered else depth
@@ -420,7 +442,7 @@ class Retriever:
         if filtered:
             hits = [(c, s) for c, s in hits if c in rows and _keep(rows[c], prefixes, kinds)]
         out = [(c, s) for c, s in hits if c in rows][:n]
-        return out, dict(hits)
+        return out, dict(hits), ceiling
 
 
 def fuse(
@@ -451,6 +473,7 @@ def fuse_complete(
     bm25: dict[str, float],
     candidates: Sequence[str],
     cfg: RankingConfig,
+    ceiling: float = 0.0,
 ) -> dict[str, float]:
     """Fused scores when every candidate has both scores (higher better).
 
@@ -464,8 +487,10 @@ def fuse_complete(
         bm25: bm25 per chunk id, the keyword search's first matches (best is the largest).
         candidates: The chunk ids to score.
         cfg: The ranking settings.
+        ceiling: The bm25 of a chunk with every query term (:func:`bm25_ceiling`); with
+            :attr:`RankingConfig.keyword_anchor` the best match counts in proportion to it.
     """
-    top = max(bm25.values(), default=0.0)
+    top = max(max(bm25.values(), default=0.0), cfg.keyword_anchor * ceiling)
     floor = min(cosines.values(), default=0.0)
     out: dict[str, float] = {}
     for cid in dict.fromkeys(candidates):
@@ -476,6 +501,32 @@ def fuse_complete(
         else:
             out[cid] = kw
     return out
+
+
+BM25_K1 = 1.2
+"""FTS5's bm25 ``k1`` (fixed in SQLite's ``fts5_aux.c``)."""
+
+
+def bm25_ceiling(df: Sequence[int], total: int) -> float:
+    """What FTS5's bm25 tends to for a chunk full of every term: ``(k1 + 1) * sum(idf)``.
+
+    Per term FTS5 adds ``idf * f * (k1 + 1) / (f + k1 * (...))``, which approaches
+    ``idf * (k1 + 1)`` as the term's (column-weighted) frequency ``f`` grows; its idf is
+    ``log((N - n + 0.5) / (n + 0.5))``, at least 1e-6. A chunk with each term once scores
+    about half of this, one with only the commonest terms far less. Terms in no chunk are
+    left out: no chunk can match them, so they say nothing about which chunk is better.
+
+    Args:
+        df: For each query term, how many chunks contain it.
+        total: Chunks in the store.
+    """
+    ceiling = 0.0
+    for d in df:
+        if d <= 0 or total <= 0:
+            continue
+        d = min(d, total)  # a count taken before a write may exceed a newer total
+        ceiling += max(1e-6, math.log((total - d + 0.5) / (d + 0.5)))
+    return (BM25_K1 + 1.0) * ceiling
 
 
 _CHANGELOG_TITLE = re.compile(
