@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import qasync
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from parley.ui.qt_guard import guard_none_refcount
@@ -17,6 +21,57 @@ guard_none_refcount()  # process-wide, as ui/app.py applies it (shiboken6 6.12 +
 
 _LOOP_ERRORS: list[dict[str, Any]] = []
 """What reached the running test's qasync loop exception handler (tests run one at a time)."""
+
+
+WATCHDOG_S = 300.0
+"""Longest a test (or its loop's set-up or teardown) may keep its qasync loop running."""
+
+
+class _WatchedLoop(qasync.QEventLoop):  # type: ignore[misc]
+    """qasync's loop, whose ``run_until_complete`` cannot hang the whole run.
+
+    A clean clone's CI run once hung for good in pytest-asyncio's teardown, in
+    ``_cancel_all_tasks`` -> ``run_until_complete(gather(...))`` inside ``QApplication.exec``,
+    every thread idle. Two ways out, checked every 250 ms by a timer on the loop:
+
+    - the future is done but ``exec`` is still running (the exit request its done-callback
+      made was lost): leave ``exec`` again;
+    - the future is still pending after :data:`WATCHDOG_S`: print every pending task with its
+      stack to stderr and leave ``exec``; qasync then raises "Event loop stopped before Future
+      completed", so the test errors with the evidence instead of the run timing out.
+    """
+
+    def run_until_complete(self, future: Any) -> Any:
+        future = asyncio.ensure_future(future, loop=self)
+        started = time.monotonic()
+        app = QApplication.instance()
+        timer = QTimer()
+        timer.setInterval(250)
+
+        def check() -> None:
+            if future.done():
+                app.exit()
+            elif time.monotonic() - started > WATCHDOG_S:
+                timer.stop()
+                _print_pending(self, future)
+                app.exit()
+
+        timer.timeout.connect(check)
+        timer.start()
+        try:
+            return super().run_until_complete(future)
+        finally:
+            timer.stop()
+
+
+def _print_pending(loop: asyncio.AbstractEventLoop, future: Any) -> None:
+    print(
+        f"\n[ui conftest] loop still waiting after {WATCHDOG_S:.0f} s on {future!r}",
+        file=sys.stderr,
+    )
+    for task in asyncio.all_tasks(loop):
+        print(f"  pending: {task!r}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
 
 
 def pytest_asyncio_loop_factories(config, item):  # type: ignore[no-untyped-def]
@@ -29,7 +84,7 @@ def pytest_asyncio_loop_factories(config, item):  # type: ignore[no-untyped-def]
     app = QApplication.instance() or QApplication([])
 
     def make() -> qasync.QEventLoop:
-        loop = qasync.QEventLoop(app)
+        loop = _WatchedLoop(app)
         loop.set_exception_handler(lambda _loop, context: _LOOP_ERRORS.append(context))
         return loop
 
