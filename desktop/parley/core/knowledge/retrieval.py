@@ -172,7 +172,8 @@ class RetrievedChunk:
     line_start: int | None
     line_end: int | None
     score: float
-    """Fused score, higher is better (reciprocal rank fusion in hybrid mode)."""
+    """Fused score, higher is better: in hybrid mode the cosine plus the keyword share, raised by
+    the file's other evidence (see :func:`fuse_complete`, :func:`file_evidence`)."""
     dense_score: float | None
     """Cosine similarity to the query, when the dense search found it."""
     keyword_score: float | None
