@@ -32,7 +32,14 @@ class _WatchedLoop(qasync.QEventLoop):  # type: ignore[misc]
 
     A clean clone's CI run once hung for good in pytest-asyncio's teardown, in
     ``_cancel_all_tasks`` -> ``run_until_complete(gather(...))`` inside ``QApplication.exec``,
-    every thread idle. Two ways out, checked every 250 ms by a timer on the loop:
+    every thread idle. The cause: the test before it called ``QApplication.processEvents()``
+    inside its coroutine; on a qasync loop that runs other tasks' steps inside the running
+    one's, asyncio refuses them ("Cannot enter into task ... while another task ... is being
+    executed") and a refused task is never stepped again, so its cancellation never completes
+    (reproduced: a task scheduled before a nested ``processEvents`` stays pending for good).
+    Async UI tests await instead (``asyncio.sleep`` lets the loop deliver paints); the app
+    never nests event loops in coroutines (the shared STYLE.md: no ``dialog.exec()`` in a
+    coroutine). Should a stuck task come back, a timer on the loop checks every 250 ms:
 
     - the future is done but ``exec`` is still running (the exit request its done-callback
       made was lost): leave ``exec`` again;

@@ -17,30 +17,26 @@ What is compared:
 from __future__ import annotations
 
 import asyncio
-import time
 
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QMenu
+from PySide6.QtWidgets import QMenu
 
 from parley.ui.chat.view import ChatView
 from tests.fakes.server import FakeLLMServer, demo_reply
 from tests.ui.harness import WindowHarness
 
 
-def _pump(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.002)
-
-
-def _screen_and_repaint(view: ChatView) -> tuple[QImage, QImage]:
-    """(what the screen shows of the chat viewport, a full repaint of it), timers held."""
+async def _screen_and_repaint(view: ChatView) -> tuple[QImage, QImage]:
+    """(what the screen shows of the chat viewport, a full repaint of it)."""
     canvas = view.canvas()
     viewport = canvas.viewport()
-    _pump(0.05)  # deliver pending paints: the screen is what the incremental paints made it
+    # Deliver pending paints, so the screen is what the incremental paints made it. Awaited,
+    # not QApplication.processEvents() in a loop: on the qasync loop a nested processEvents
+    # runs other tasks' steps inside this one's, which asyncio refuses ("Cannot enter into
+    # task ...") and the refused task never runs again; a CI run hung for good on it.
+    await asyncio.sleep(0.05)
     top_left = viewport.mapTo(viewport.window(), QPoint(0, 0))
     screen = QGuiApplication.primaryScreen()
     shown = screen.grabWindow(
@@ -90,7 +86,7 @@ async def test_issue_sequence_renders_like_a_fresh_view(qtbot, tmp_path) -> None
             await h.until(w.is_busy, 30, "the edit")
             await h.until(lambda: not w.is_busy(), 40, "the edited answer")
             await asyncio.sleep(0.2)
-            shown, repaint = _screen_and_repaint(w.view)
+            shown, repaint = await _screen_and_repaint(w.view)
             if shown != repaint:
                 shown.save(str(tmp_path / "after_edit_screen.png"))
                 repaint.save(str(tmp_path / "after_edit_repaint.png"))
@@ -101,7 +97,7 @@ async def test_issue_sequence_renders_like_a_fresh_view(qtbot, tmp_path) -> None
             await asyncio.sleep(0.2)
             await w.open_conversation(cid)
             await asyncio.sleep(0.5)  # the idle prefetch lays out the rows off screen
-            shown, repaint = _screen_and_repaint(w.view)
+            shown, repaint = await _screen_and_repaint(w.view)
             if shown != repaint:
                 shown.save(str(tmp_path / "after_switch_screen.png"))
                 repaint.save(str(tmp_path / "after_switch_repaint.png"))
