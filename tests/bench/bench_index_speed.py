@@ -59,25 +59,31 @@ def _env(home: Path) -> dict[str, str]:
 # ---------------------------------------------------------------- stages
 
 
+def _load_docs(corpus: Path, glob: str) -> list[Any]:
+    """Every file of the corpus that Parley's loaders read, in path order."""
+    from parley.core.knowledge.loaders import FileSkipped, load_file
+
+    docs = []
+    for f in sorted(p for p in corpus.glob(glob) if p.is_file()):
+        try:
+            docs.append(load_file(f))
+        except FileSkipped:
+            pass
+    return docs
+
+
 def stages(corpus: Path, glob: str) -> dict[str, Any]:
     """Each indexing stage alone over the whole corpus (see the module docstring)."""
     from parley.core.knowledge.chunking import Chunker, default_tokenizer_path
     from parley.core.knowledge.embeddings import local_embedder
-    from parley.core.knowledge.loaders import FileSkipped, load_file
     from parley.core.knowledge.store import FileWrite, KnowledgeStore
     from parley.core.paths import default_paths
 
     paths = default_paths()
     paths.ensure()
     out: dict[str, Any] = {"corpus": str(corpus)}
-    files = sorted(p for p in corpus.glob(glob) if p.is_file())
     t = time.perf_counter()
-    docs = []
-    for f in files:
-        try:
-            docs.append(load_file(f))
-        except FileSkipped:
-            pass
+    docs = _load_docs(corpus, glob)
     out["files"] = len(docs)
     out["load_parse_s"] = round(time.perf_counter() - t, 2)
     chunker = Chunker(tokenizer_path=default_tokenizer_path(paths.assets_dir))
@@ -174,19 +180,12 @@ def runs(corpus: Path, glob: str, sizes: list[int], call: int, limit: int, round
 
     from parley.core.knowledge.chunking import Chunker, default_tokenizer_path
     from parley.core.knowledge.embeddings import local_embedder
-    from parley.core.knowledge.loaders import FileSkipped, load_file
     from parley.core.paths import default_paths
 
     paths = default_paths()
     paths.ensure()
-    docs = []
-    for f in sorted(p for p in corpus.glob(glob) if p.is_file()):
-        try:
-            docs.append(load_file(f))
-        except FileSkipped:
-            pass
     chunker = Chunker(tokenizer_path=default_tokenizer_path(paths.assets_dir))
-    texts = [c.embed_text for d in docs for c in chunker.chunk(d)][:limit]
+    texts = [c.embed_text for d in _load_docs(corpus, glob) for c in chunker.chunk(d)][:limit]
     emb = local_embedder(paths)
     emb.ensure_ready()
     fn = emb._fn

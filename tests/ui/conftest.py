@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,32 +38,24 @@ class _WatchedLoop(qasync.QEventLoop):  # type: ignore[misc]
     (reproduced: a task scheduled before a nested ``processEvents`` stays pending for good).
     Async UI tests await instead (``asyncio.sleep`` lets the loop deliver paints); the app
     never nests event loops in coroutines (the shared STYLE.md: no ``dialog.exec()`` in a
-    coroutine). Should a stuck task come back, a timer on the loop checks every 250 ms:
-
-    - the future is done but ``exec`` is still running (the exit request its done-callback
-      made was lost): leave ``exec`` again;
-    - the future is still pending after :data:`WATCHDOG_S`: print every pending task with its
-      stack to stderr and leave ``exec``; qasync then raises "Event loop stopped before Future
-      completed", so the test errors with the evidence instead of the run timing out.
+    coroutine). Should a stuck task come back, a single-shot timer on the loop fires after
+    :data:`WATCHDOG_S`: if the future is still pending it prints every pending task with its
+    stack to stderr and leaves ``exec``; qasync then raises "Event loop stopped before Future
+    completed", so the test errors with the evidence instead of the run timing out.
     """
 
     def run_until_complete(self, future: Any) -> Any:
         future = asyncio.ensure_future(future, loop=self)
-        started = time.monotonic()
-        app = QApplication.instance()
         timer = QTimer()
-        timer.setInterval(250)
+        timer.setSingleShot(True)
 
-        def check() -> None:
-            if future.done():
-                app.exit()
-            elif time.monotonic() - started > WATCHDOG_S:
-                timer.stop()
+        def expire() -> None:
+            if not future.done():
                 _print_pending(self, future)
-                app.exit()
+                QApplication.exit()
 
-        timer.timeout.connect(check)
-        timer.start()
+        timer.timeout.connect(expire)
+        timer.start(int(WATCHDOG_S * 1000))
         try:
             return super().run_until_complete(future)
         finally:
